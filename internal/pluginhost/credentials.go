@@ -1,0 +1,132 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mailintake/mailintake/plugins/authplugin"
+)
+
+// RefreshMargin is how long before its expiry a cached credential is replaced, at most. Shorter
+// credentials are replaced when half their lifetime has passed.
+const RefreshMargin = 5 * time.Minute
+
+type cacheEntry struct {
+	fingerprint [32]byte
+	cred        authplugin.Credential
+	refreshAt   time.Time // zero: valid until invalidated
+}
+
+// fingerprint identifies what a credential was issued for, so a changed config, secret or
+// username never reuses it.
+func fingerprint(provider string, a authplugin.Account) [32]byte {
+	h := sha256.New()
+	w := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	w(provider)
+	w(a.MailboxID)
+	w(a.Protocol)
+	w(a.Host)
+	w(fmt.Sprint(a.Port))
+	w(a.Username)
+	for _, m := range []map[string]string{a.Config, a.Secrets} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		w(fmt.Sprint(len(keys)))
+		for _, k := range keys {
+			w(k)
+			w(m[k])
+		}
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func (h *Host) flight(mailboxID string) *sync.Mutex {
+	h.cacheMu.Lock()
+	defer h.cacheMu.Unlock()
+	m, ok := h.flights[mailboxID]
+	if !ok {
+		m = &sync.Mutex{}
+		h.flights[mailboxID] = m
+	}
+	return m
+}
+
+// Credential returns a credential for the account from the cache, or from the provider. Calls
+// for the same mailbox are single-flight. A provider's new state is stored before the credential
+// is returned. force skips the cache (the mail server refused the cached credential).
+func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.Account, force bool) (authplugin.Credential, error) {
+	fp := fingerprint(provider, acct)
+	f := h.flight(acct.MailboxID)
+	f.Lock()
+	defer f.Unlock()
+
+	if !force {
+		h.cacheMu.Lock()
+		e, ok := h.cache[acct.MailboxID]
+		h.cacheMu.Unlock()
+		if ok && e.fingerprint == fp && (e.refreshAt.IsZero() || h.opts.Now().Before(e.refreshAt)) {
+			return e.cred, nil
+		}
+	}
+
+	var res authplugin.IssueResult
+	err := h.call(ctx, provider, func(ctx context.Context, p *authplugin.Client) error {
+		state, err := h.state(ctx, acct.MailboxID)
+		if err != nil {
+			return fmt.Errorf("loading provider state: %w", err)
+		}
+		res, err = p.IssueCredential(ctx, authplugin.Request{Account: acct, State: state, ForceRefresh: force})
+		return err
+	})
+	if err != nil {
+		h.Invalidate(acct.MailboxID)
+		return authplugin.Credential{}, err
+	}
+	if res.StateChanged && h.opts.State != nil && acct.MailboxID != "" {
+		if err := h.opts.State.SetProviderState(ctx, acct.MailboxID, res.State); err != nil {
+			return authplugin.Credential{}, fmt.Errorf("storing provider state: %w", err)
+		}
+	}
+	now := h.opts.Now()
+	entry := &cacheEntry{fingerprint: fp, cred: res.Credential}
+	if !res.Credential.Expiry.IsZero() {
+		margin := min(RefreshMargin, res.Credential.Expiry.Sub(now)/2)
+		entry.refreshAt = res.Credential.Expiry.Add(-margin)
+	}
+	if acct.MailboxID != "" {
+		h.cacheMu.Lock()
+		h.cache[acct.MailboxID] = entry
+		h.cacheMu.Unlock()
+	}
+	return res.Credential, nil
+}
+
+// Invalidate drops a mailbox's cached credential.
+func (h *Host) Invalidate(mailboxID string) {
+	h.cacheMu.Lock()
+	delete(h.cache, mailboxID)
+	h.cacheMu.Unlock()
+}
+
+// Forget drops everything the host keeps for a deleted mailbox.
+func (h *Host) Forget(mailboxID string) {
+	h.cacheMu.Lock()
+	delete(h.cache, mailboxID)
+	delete(h.flights, mailboxID)
+	h.cacheMu.Unlock()
+}

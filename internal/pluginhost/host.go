@@ -1,0 +1,413 @@
+// Package pluginhost runs auth provider plugins for the server.
+//
+// It discovers mailintake-auth-<name> executables in a plugin directory, starts each lazily
+// through hashicorp/go-plugin (gRPC protocol, automatic mTLS), reuses one process per provider for
+// every mailbox, bounds every call with a deadline, restarts a process that crashed or hung,
+// refuses a binary whose SHA-256 does not match its pin, caches credentials until shortly before
+// they expire, and stores provider state (refresh tokens) through a [StateStore] that encrypts it.
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mailintake/mailintake/plugins/authplugin"
+)
+
+// DefaultCallTimeout bounds each plugin call when Options.CallTimeout is zero.
+const DefaultCallTimeout = 30 * time.Second
+
+// Errors.
+var (
+	// ErrUnknownProvider: no executable for the provider name in the plugin directory.
+	ErrUnknownProvider = errors.New("unknown auth provider")
+	// ErrPinMismatch: the executable's SHA-256 differs from its pin.
+	ErrPinMismatch = errors.New("auth provider binary does not match its SHA-256 pin")
+	// ErrPluginFailed: the plugin crashed, hung past its deadline or answered garbage.
+	ErrPluginFailed = errors.New("auth provider plugin failed")
+)
+
+// StateStore persists provider state. The store encrypts it at rest.
+type StateStore interface {
+	ProviderState(ctx context.Context, mailboxID string) ([]byte, error)
+	SetProviderState(ctx context.Context, mailboxID string, state []byte) error
+}
+
+// Options configure a Host.
+type Options struct {
+	// Dir is the plugin directory.
+	Dir string
+	// Pins maps a provider name to the lower-case hex SHA-256 its executable must have.
+	Pins map[string]string
+	// CallTimeout bounds each call; zero means DefaultCallTimeout.
+	CallTimeout time.Duration
+	// StartTimeout bounds a plugin's start-up; zero means 10 seconds.
+	StartTimeout time.Duration
+	// State stores provider state.
+	State StateStore
+	// Logger receives the host's and the plugins' logs.
+	Logger *slog.Logger
+	// Now returns the current time (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Info describes an installed provider.
+type Info struct {
+	authplugin.Description
+	Path   string // the executable
+	SHA256 string // its SHA-256, lower-case hex
+}
+
+// Host runs provider plugins. It is safe for concurrent use.
+type Host struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	plugins map[string]*managed
+
+	cacheMu sync.Mutex
+	cache   map[string]*cacheEntry
+	flights map[string]*sync.Mutex
+}
+
+type managed struct {
+	name   string
+	path   string
+	mu     sync.Mutex // serialises start and restart
+	client *plugin.Client
+	prov   *authplugin.Client
+	starts int
+}
+
+// New returns a Host. It starts nothing until a provider is first used.
+func New(opts Options) *Host {
+	if opts.CallTimeout == 0 {
+		opts.CallTimeout = DefaultCallTimeout
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Host{
+		opts:    opts,
+		log:     opts.Logger,
+		plugins: map[string]*managed{},
+		cache:   map[string]*cacheEntry{},
+		flights: map[string]*sync.Mutex{},
+	}
+}
+
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// Discover lists the provider names in the plugin directory, sorted.
+func (h *Host) Discover() ([]string, error) {
+	entries, err := os.ReadDir(h.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading plugin directory: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Name(), authplugin.ExecutablePrefix)
+		if !ok {
+			continue
+		}
+		name = strings.TrimSuffix(name, ".exe")
+		if !validName.MatchString(name) {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(h.opts.Dir, e.Name())); err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// path returns the executable of a provider.
+func (h *Host) path(name string) (string, error) {
+	if !validName.MatchString(name) {
+		return "", fmt.Errorf("%w %q", ErrUnknownProvider, name)
+	}
+	p := filepath.Join(h.opts.Dir, authplugin.ExecutablePrefix+name)
+	st, err := os.Stat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("%w %q: no executable %s in %s", ErrUnknownProvider, name, filepath.Base(p), h.opts.Dir)
+	}
+	return p, nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	hash := sha256.New()
+	if _, err := io.Copy(hash, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(hash.Sum(nil)), nil
+}
+
+// client returns the running provider, starting it when needed.
+func (h *Host) client(name string) (*managed, *authplugin.Client, error) {
+	h.mu.Lock()
+	m, ok := h.plugins[name]
+	if !ok {
+		p, err := h.path(name)
+		if err != nil {
+			h.mu.Unlock()
+			return nil, nil, err
+		}
+		m = &managed{name: name, path: p}
+		h.plugins[name] = m
+	}
+	h.mu.Unlock()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client != nil && !m.client.Exited() {
+		return m, m.prov, nil
+	}
+	if m.client != nil {
+		h.log.Warn("auth provider plugin exited; restarting", "provider", name)
+		m.client.Kill()
+		m.client = nil
+	}
+	cfg := &plugin.ClientConfig{
+		HandshakeConfig:  authplugin.Handshake,
+		Plugins:          plugin.PluginSet{authplugin.PluginName: &authplugin.GRPCPlugin{}},
+		Cmd:              exec.Command(m.path),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           newHCLogger(h.log.With("provider", name)),
+		StartTimeout:     h.opts.StartTimeout,
+		Managed:          false,
+	}
+	if pin, ok := h.opts.Pins[name]; ok {
+		sum, err := hex.DecodeString(strings.ToLower(strings.TrimSpace(pin)))
+		if err != nil || len(sum) != sha256.Size {
+			return nil, nil, fmt.Errorf("%w: the pin for %q is not a SHA-256 in hex", ErrPinMismatch, name)
+		}
+		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	c := plugin.NewClient(cfg)
+	rpc, err := c.Client()
+	if err != nil {
+		c.Kill()
+		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+			actual, _ := fileSHA256(m.path)
+			return nil, nil, fmt.Errorf("%w: %s has SHA-256 %s; refusing to run it", ErrPinMismatch, m.path, actual)
+		}
+		return nil, nil, fmt.Errorf("%w: starting %s: %v", ErrPluginFailed, m.path, err)
+	}
+	raw, err := rpc.Dispense(authplugin.PluginName)
+	if err != nil {
+		c.Kill()
+		return nil, nil, fmt.Errorf("%w: %s: %v", ErrPluginFailed, name, err)
+	}
+	prov, ok := raw.(*authplugin.Client)
+	if !ok {
+		c.Kill()
+		return nil, nil, fmt.Errorf("%w: %s dispensed %T", ErrPluginFailed, name, raw)
+	}
+	m.client, m.prov = c, prov
+	m.starts++
+	h.log.Info("auth provider plugin started", "provider", name, "path", m.path, "pid", c.ReattachConfig().Pid, "starts", m.starts)
+	return m, prov, nil
+}
+
+// kill stops a provider's process so that the next call starts a new one.
+func (h *Host) kill(m *managed, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client != nil {
+		h.log.Warn("stopping auth provider plugin", "provider", m.name, "reason", reason)
+		m.client.Kill()
+		m.client = nil
+	}
+}
+
+// transportFailure reports whether err means the plugin process is gone or its connection
+// broke, as opposed to an answer from the provider.
+func transportFailure(err error) bool {
+	if _, ok := authplugin.AsError(err); ok {
+		return false
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Canceled:
+		return true
+	}
+	return false
+}
+
+// providerError passes typed provider errors through and marks anything else (an untyped
+// error, a malformed answer) as a plugin failure.
+func providerError(name string, err error) error {
+	var verr *authplugin.ValidationError
+	if _, ok := authplugin.AsError(err); ok || errors.As(err, &verr) || errors.Is(err, authplugin.ErrNotInteractive) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %s", ErrPluginFailed, name, status.Convert(err).Message())
+}
+
+// call runs fn against the provider with a deadline. A call that fails because the process died
+// is retried once on a fresh process; a call that outlives its deadline kills the process.
+func (h *Host) call(ctx context.Context, name string, fn func(ctx context.Context, p *authplugin.Client) error) error {
+	for attempt := 0; ; attempt++ {
+		m, p, err := h.client(name)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, h.opts.CallTimeout)
+		err = fn(cctx, p)
+		timedOut := cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case timedOut:
+			h.kill(m, "call exceeded its deadline")
+			return fmt.Errorf("%w: %s did not answer within %s", ErrPluginFailed, name, h.opts.CallTimeout)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case transportFailure(err):
+			// The process died or its connection broke: start a new one and try once more.
+			h.kill(m, "transport failure: "+status.Convert(err).Message())
+			if attempt == 0 {
+				continue
+			}
+			return fmt.Errorf("%w: %s: %s", ErrPluginFailed, name, status.Convert(err).Message())
+		default:
+			return providerError(name, err)
+		}
+	}
+}
+
+// Describe returns a provider's description.
+func (h *Host) Describe(ctx context.Context, name string) (Info, error) {
+	var d authplugin.Description
+	err := h.call(ctx, name, func(ctx context.Context, p *authplugin.Client) error {
+		var err error
+		d, err = p.Describe(ctx)
+		return err
+	})
+	if err != nil {
+		return Info{}, err
+	}
+	path, _ := h.path(name)
+	sum, _ := fileSHA256(path)
+	return Info{Description: d, Path: path, SHA256: sum}, nil
+}
+
+// Providers describes every installed provider. A provider that fails to start is logged and
+// left out; the error lists them.
+func (h *Host) Providers(ctx context.Context) ([]Info, error) {
+	names, err := h.Discover()
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	var errs []error
+	for _, n := range names {
+		info, err := h.Describe(ctx, n)
+		if err != nil {
+			h.log.Error("auth provider unavailable", "provider", n, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", n, err))
+			continue
+		}
+		out = append(out, info)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Validate asks the provider to validate an account's config. It returns a
+// *authplugin.ValidationError naming the bad fields.
+func (h *Host) Validate(ctx context.Context, name string, acct authplugin.Account) error {
+	return h.call(ctx, name, func(ctx context.Context, p *authplugin.Client) error {
+		return p.ValidateConfig(ctx, acct)
+	})
+}
+
+// BeginAuthorization starts a provider's interactive sign-in for an account.
+func (h *Host) BeginAuthorization(ctx context.Context, name string, acct authplugin.Account) (authplugin.Authorization, error) {
+	var a authplugin.Authorization
+	err := h.call(ctx, name, func(ctx context.Context, p *authplugin.Client) error {
+		state, err := h.state(ctx, acct.MailboxID)
+		if err != nil {
+			return err
+		}
+		a, err = p.BeginAuthorization(ctx, authplugin.Request{Account: acct, State: state})
+		return err
+	})
+	return a, err
+}
+
+func (h *Host) state(ctx context.Context, mailboxID string) ([]byte, error) {
+	if h.opts.State == nil || mailboxID == "" {
+		return nil, nil
+	}
+	return h.opts.State.ProviderState(ctx, mailboxID)
+}
+
+// Close stops every plugin process.
+func (h *Host) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.plugins {
+		h.kill(m, "server stopping")
+	}
+}
+
+// Starts reports how many times a provider's process was started (for status and tests).
+func (h *Host) Starts(name string) int {
+	h.mu.Lock()
+	m, ok := h.plugins[name]
+	h.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.starts
+}
+
+// Pid returns the process id of a provider's running process, or 0.
+func (h *Host) Pid(name string) int {
+	h.mu.Lock()
+	m, ok := h.plugins[name]
+	h.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.client == nil || m.client.Exited() {
+		return 0
+	}
+	return m.client.ReattachConfig().Pid
+}

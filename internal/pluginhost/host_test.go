@@ -1,0 +1,271 @@
+package pluginhost
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/testutil"
+	"github.com/mailintake/mailintake/plugins/authplugin"
+)
+
+type memState struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (s *memState) ProviderState(_ context.Context, id string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[id], nil
+}
+
+func (s *memState) SetProviderState(_ context.Context, id string, st []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[id] = st
+	return nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func newHost(t *testing.T, opts Options) (*Host, *memState, *syncBuffer) {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = testutil.PluginDir(t)
+	}
+	st := &memState{m: map[string][]byte{}}
+	logs := &syncBuffer{}
+	opts.State = st
+	opts.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug - 4}))
+	h := New(opts)
+	t.Cleanup(h.Close)
+	return h, st, logs
+}
+
+func acct(id string, cfg map[string]string) authplugin.Account {
+	return authplugin.Account{MailboxID: id, Protocol: "imap", Host: "imap.example.com", Port: 993,
+		Username: "alice@example.com", Config: cfg, Secrets: map[string]string{"password": "s3cret-pw"}}
+}
+
+func TestDiscoverAndDescribe(t *testing.T) {
+	h, _, _ := newHost(t, Options{})
+	names, err := h.Discover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(names, ",") != "basic,fake" {
+		t.Fatalf("Discover = %v, want [basic fake]", names)
+	}
+	infos, err := h.Providers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	basic := infos[0]
+	if basic.Name != "basic" || len(basic.Fields) != 2 || !basic.Fields[0].Secret || basic.Fields[0].Name != "password" || len(basic.SHA256) != 64 {
+		t.Errorf("basic described as %+v", basic)
+	}
+	if h.Starts("basic") != 1 || h.Pid("basic") == 0 || h.Pid("basic") == os.Getpid() {
+		t.Errorf("basic: starts %d, pid %d: want one separate process", h.Starts("basic"), h.Pid("basic"))
+	}
+	// Reuse: a second call does not start another process.
+	if _, err := h.Describe(context.Background(), "basic"); err != nil || h.Starts("basic") != 1 {
+		t.Errorf("second Describe: err %v, starts %d", err, h.Starts("basic"))
+	}
+	if _, err := h.Describe(context.Background(), "nope"); !errors.Is(err, ErrUnknownProvider) {
+		t.Errorf("Describe(nope) = %v, want ErrUnknownProvider", err)
+	}
+	if _, err := h.Describe(context.Background(), "../basic"); !errors.Is(err, ErrUnknownProvider) {
+		t.Errorf("Describe(../basic) = %v, want ErrUnknownProvider", err)
+	}
+}
+
+func TestBasicValidateAndIssue(t *testing.T) {
+	h, _, logs := newHost(t, Options{})
+	ctx := context.Background()
+	bad := acct("m1", map[string]string{"mechanism": "CRAM-MD5", "colour": "blue"})
+	bad.Secrets = map[string]string{}
+	err := h.Validate(ctx, "basic", bad)
+	var verr *authplugin.ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("Validate = %v, want a ValidationError", err)
+	}
+	fields := map[string]bool{}
+	for _, v := range verr.Violations {
+		fields[v.Field] = true
+	}
+	for _, f := range []string{"password", "mechanism", "colour"} {
+		if !fields[f] {
+			t.Errorf("violations %v do not name %q", verr.Violations, f)
+		}
+	}
+	if err := h.Validate(ctx, "basic", acct("m1", map[string]string{"mechanism": "login"})); err != nil {
+		t.Errorf("Validate(good) = %v", err)
+	}
+	cred, err := h.Credential(ctx, "basic", acct("m1", map[string]string{"mechanism": "login"}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.Mechanism != "LOGIN" || cred.Identity != "alice@example.com" || cred.Secret != "s3cret-pw" || !cred.Expiry.IsZero() {
+		t.Errorf("Credential = %+v", cred)
+	}
+	if strings.Contains(logs.String(), "s3cret-pw") {
+		t.Errorf("the password appears in the host's logs")
+	}
+}
+
+func TestCredentialCacheAndState(t *testing.T) {
+	now := time.Now()
+	var clock sync.Mutex
+	h, st, _ := newHost(t, Options{Now: func() time.Time { clock.Lock(); defer clock.Unlock(); return now }})
+	ctx := context.Background()
+	a := acct("m1", map[string]string{"ttl": "1h"})
+	c1, err := h.Credential(ctx, "fake", a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1.Secret != "token-1" || string(st.m["m1"]) != "1" {
+		t.Fatalf("first credential %q, state %q; want token-1 and state 1", c1.Secret, st.m["m1"])
+	}
+	// Cached: no new serial.
+	if c, _ := h.Credential(ctx, "fake", a, false); c.Secret != "token-1" {
+		t.Errorf("cached credential = %q, want token-1", c.Secret)
+	}
+	// Shortly before expiry: renewed, with the stored state handed back.
+	clock.Lock()
+	now = now.Add(56 * time.Minute)
+	clock.Unlock()
+	if c, _ := h.Credential(ctx, "fake", a, false); c.Secret != "token-2" {
+		t.Errorf("credential near expiry = %q, want token-2", c.Secret)
+	}
+	// Forced: renewed even though cached.
+	if c, _ := h.Credential(ctx, "fake", a, true); c.Secret != "token-3" {
+		t.Errorf("forced credential = %q, want token-3", c.Secret)
+	}
+	// A changed config is never served from the cache.
+	a2 := acct("m1", map[string]string{"ttl": "2h"})
+	if c, _ := h.Credential(ctx, "fake", a2, false); c.Secret != "token-4" {
+		t.Errorf("credential after a config change = %q, want token-4", c.Secret)
+	}
+	// Single flight: concurrent callers share one issue.
+	h.Invalidate("m1")
+	var wg sync.WaitGroup
+	got := make([]string, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, _ := h.Credential(ctx, "fake", a2, false)
+			got[i] = c.Secret
+		}()
+	}
+	wg.Wait()
+	for _, g := range got {
+		if g != "token-5" {
+			t.Fatalf("concurrent credentials = %v, want all token-5", got)
+		}
+	}
+}
+
+func TestTypedErrorsCrossTheBoundary(t *testing.T) {
+	h, _, _ := newHost(t, Options{})
+	_, err := h.Credential(context.Background(), "fake", acct("m1", map[string]string{"behavior": "fail"}), false)
+	if !errors.Is(err, authplugin.ErrInvalidCredentials) {
+		t.Fatalf("err = %v, want ErrInvalidCredentials", err)
+	}
+	e, _ := authplugin.AsError(err)
+	if e.Code != "FAKE42" || e.Action == "" || e.SupportIDs["trace_id"] != "t-1" {
+		t.Errorf("error lost detail: %+v", e)
+	}
+	_, err = h.Credential(context.Background(), "fake", acct("m1", map[string]string{"behavior": "error"}), false)
+	if !errors.Is(err, ErrPluginFailed) || !strings.Contains(err.Error(), "something unexpected") {
+		t.Errorf("untyped error = %v, want ErrPluginFailed", err)
+	}
+}
+
+func TestKilledPluginIsRestarted(t *testing.T) {
+	h, _, _ := newHost(t, Options{})
+	ctx := context.Background()
+	if _, err := h.Describe(ctx, "basic"); err != nil {
+		t.Fatal(err)
+	}
+	pid := h.Pid("basic")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := h.Describe(ctx, "basic"); err != nil {
+		t.Fatalf("Describe after SIGKILL = %v, want a restarted plugin", err)
+	}
+	if h.Starts("basic") != 2 || h.Pid("basic") == pid || h.Pid("basic") == 0 {
+		t.Errorf("after SIGKILL: starts %d, pid %d (old %d)", h.Starts("basic"), h.Pid("basic"), pid)
+	}
+}
+
+func TestCrashingAndHangingPlugins(t *testing.T) {
+	h, _, _ := newHost(t, Options{CallTimeout: 2 * time.Second})
+	ctx := context.Background()
+	_, err := h.Credential(ctx, "fake", acct("m1", map[string]string{"behavior": "crash"}), false)
+	if !errors.Is(err, ErrPluginFailed) {
+		t.Errorf("crash: err = %v, want ErrPluginFailed", err)
+	}
+	start := time.Now()
+	_, err = h.Credential(ctx, "fake", acct("m2", map[string]string{"behavior": "hang"}), false)
+	if !errors.Is(err, ErrPluginFailed) || !strings.Contains(err.Error(), "did not answer") {
+		t.Errorf("hang: err = %v, want ErrPluginFailed (deadline)", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("hang: the call took %s; the deadline did not hold", d)
+	}
+	// The provider still serves other mailboxes afterwards.
+	c, err := h.Credential(ctx, "fake", acct("m3", nil), false)
+	if err != nil || c.Secret != "token-1" {
+		t.Errorf("after crash and hang: %q, %v", c.Secret, err)
+	}
+}
+
+func TestPinnedSHA256(t *testing.T) {
+	dir := testutil.CopyPlugins(t, "basic")
+	good, err := fileSHA256(filepath.Join(dir, "mailintake-auth-basic"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ := newHost(t, Options{Dir: dir, Pins: map[string]string{"basic": good}})
+	if _, err := h.Describe(context.Background(), "basic"); err != nil {
+		t.Fatalf("matching pin refused: %v", err)
+	}
+	h.Close()
+
+	bad := strings.Repeat("0", 64)
+	h2, _, _ := newHost(t, Options{Dir: dir, Pins: map[string]string{"basic": bad}})
+	_, err = h2.Describe(context.Background(), "basic")
+	if !errors.Is(err, ErrPinMismatch) || !strings.Contains(err.Error(), good) {
+		t.Fatalf("mismatched pin: err = %v, want ErrPinMismatch naming the actual hash", err)
+	}
+	if h2.Pid("basic") != 0 {
+		t.Errorf("a plugin with a mismatched pin is running")
+	}
+}

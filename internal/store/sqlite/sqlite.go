@@ -1,0 +1,372 @@
+// Package sqlite is the embedded store: a single SQLite file (pure Go, no cgo) in the data
+// directory, with versioned migrations.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// FileName is the database file's name in the data directory.
+const FileName = "mailintake.db"
+
+// migrations are applied in order; the index+1 is the schema version. Never edit one that has
+// shipped: append a new one.
+var migrations = []string{
+	`CREATE TABLE mailboxes (
+		id         TEXT PRIMARY KEY,
+		tenant     TEXT NOT NULL,
+		spec       BLOB NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE INDEX mailboxes_tenant ON mailboxes (tenant, id);
+	CREATE TABLE mailbox_secrets (
+		mailbox_id TEXT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		name       TEXT NOT NULL,
+		sealed     BLOB NOT NULL,
+		PRIMARY KEY (mailbox_id, name)
+	);
+	CREATE TABLE provider_state (
+		mailbox_id TEXT PRIMARY KEY REFERENCES mailboxes (id) ON DELETE CASCADE,
+		sealed     BLOB NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE TABLE api_tokens (
+		id         TEXT PRIMARY KEY,
+		name       TEXT NOT NULL,
+		tenant     TEXT NOT NULL,
+		admin      INTEGER NOT NULL,
+		hash       BLOB NOT NULL UNIQUE,
+		created_at INTEGER NOT NULL,
+		revoked_at INTEGER
+	);`,
+}
+
+// Store is the SQLite implementation of store.Store.
+type Store struct {
+	db  *sql.DB
+	box *secrets.Box
+}
+
+// Open opens (creating if needed) the database in dir and applies pending migrations.
+func Open(ctx context.Context, dir string, box *secrets.Box) (*Store, error) {
+	dsn := "file:" + filepath.Join(dir, FileName) +
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, box: box}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrating %s: %w", filepath.Join(dir, FileName), err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this server (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error { return s.db.Close() }
+
+func secretOwner(mailboxID, name string) string { return "mailbox/" + mailboxID + "/secret/" + name }
+func stateOwner(mailboxID string) string        { return "mailbox/" + mailboxID + "/provider-state" }
+
+// specBytes marshals the definition without its secrets.
+func specBytes(spec *mailintakev1.Mailbox) ([]byte, error) {
+	c := proto.CloneOf(spec)
+	c.AuthSecrets = nil
+	c.AuthSecretsSet = nil
+	return proto.MarshalOptions{Deterministic: true}.Marshal(c)
+}
+
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)
+}
+
+// CreateMailbox implements store.Store.
+func (s *Store) CreateMailbox(ctx context.Context, mb *store.Mailbox) error {
+	return s.writeMailbox(ctx, mb, true)
+}
+
+// UpdateMailbox implements store.Store.
+func (s *Store) UpdateMailbox(ctx context.Context, mb *store.Mailbox) error {
+	return s.writeMailbox(ctx, mb, false)
+}
+
+func (s *Store) writeMailbox(ctx context.Context, mb *store.Mailbox, create bool) error {
+	spec, err := specBytes(mb.Spec)
+	if err != nil {
+		return err
+	}
+	id := mb.Spec.GetId()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if create {
+		_, err = tx.ExecContext(ctx, `INSERT INTO mailboxes (id, tenant, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?)`,
+			id, mb.Spec.GetTenant(), spec, mb.Spec.GetCreateTime().AsTime().UnixNano(), mb.Spec.GetUpdateTime().AsTime().UnixNano())
+		if isConstraint(err) {
+			return store.ErrConflict
+		}
+		if err != nil {
+			return err
+		}
+	} else {
+		res, err := tx.ExecContext(ctx, `UPDATE mailboxes SET tenant = ?, spec = ?, updated_at = ? WHERE id = ?`,
+			mb.Spec.GetTenant(), spec, mb.Spec.GetUpdateTime().AsTime().UnixNano(), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.ErrNotFound
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM mailbox_secrets WHERE mailbox_id = ?`, id); err != nil {
+			return err
+		}
+	}
+	for name, v := range mb.Secrets {
+		sealed := s.box.Seal([]byte(v.Reveal()), secretOwner(id, name))
+		if _, err := tx.ExecContext(ctx, `INSERT INTO mailbox_secrets (mailbox_id, name, sealed) VALUES (?, ?, ?)`, id, name, sealed); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// GetMailbox implements store.Store.
+func (s *Store) GetMailbox(ctx context.Context, id string) (*store.Mailbox, error) {
+	mbs, err := s.queryMailboxes(ctx, `WHERE id = ?`, id)
+	if err != nil {
+		return nil, err
+	}
+	if len(mbs) == 0 {
+		return nil, store.ErrNotFound
+	}
+	return mbs[0], nil
+}
+
+// ListMailboxes implements store.Store.
+func (s *Store) ListMailboxes(ctx context.Context, q store.MailboxQuery) ([]*store.Mailbox, error) {
+	var where []string
+	var args []any
+	if q.Tenant != "" {
+		where = append(where, "tenant = ?")
+		args = append(args, q.Tenant)
+	}
+	if q.AfterID != "" {
+		where = append(where, "id > ?")
+		args = append(args, q.AfterID)
+	}
+	clause := ""
+	if len(where) > 0 {
+		clause = "WHERE " + strings.Join(where, " AND ")
+	}
+	clause += " ORDER BY id"
+	if q.Limit > 0 {
+		clause += fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
+	return s.queryMailboxes(ctx, clause, args...)
+}
+
+func (s *Store) queryMailboxes(ctx context.Context, clause string, args ...any) ([]*store.Mailbox, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, spec FROM mailboxes `+clause, args...)
+	if err != nil {
+		return nil, err
+	}
+	var out []*store.Mailbox
+	byID := map[string]*store.Mailbox{}
+	for rows.Next() {
+		var id string
+		var spec []byte
+		if err := rows.Scan(&id, &spec); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		mb := &store.Mailbox{Spec: &mailintakev1.Mailbox{}, Secrets: map[string]secrets.Secret{}}
+		if err := proto.Unmarshal(spec, mb.Spec); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("mailbox %s: %w", id, err)
+		}
+		out = append(out, mb)
+		byID[id] = mb
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for id, mb := range byID {
+		if err := s.loadSecrets(ctx, id, mb); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) loadSecrets(ctx context.Context, id string, mb *store.Mailbox) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, sealed FROM mailbox_secrets WHERE mailbox_id = ?`, id)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var sealed []byte
+		if err := rows.Scan(&name, &sealed); err != nil {
+			return err
+		}
+		pt, err := s.box.Open(sealed, secretOwner(id, name))
+		if err != nil {
+			return fmt.Errorf("mailbox %s secret %s: %w", id, name, err)
+		}
+		mb.Secrets[name] = secrets.Secret(pt)
+	}
+	return rows.Err()
+}
+
+// DeleteMailbox implements store.Store.
+func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM mailboxes WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// ProviderState implements store.Store.
+func (s *Store) ProviderState(ctx context.Context, mailboxID string) ([]byte, error) {
+	var sealed []byte
+	err := s.db.QueryRowContext(ctx, `SELECT sealed FROM provider_state WHERE mailbox_id = ?`, mailboxID).Scan(&sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.box.Open(sealed, stateOwner(mailboxID))
+}
+
+// SetProviderState implements store.Store.
+func (s *Store) SetProviderState(ctx context.Context, mailboxID string, state []byte) error {
+	if state == nil {
+		_, err := s.db.ExecContext(ctx, `DELETE FROM provider_state WHERE mailbox_id = ?`, mailboxID)
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO provider_state (mailbox_id, sealed, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
+		mailboxID, s.box.Seal(state, stateOwner(mailboxID)), time.Now().UnixNano())
+	return err
+}
+
+// CreateToken implements store.Store.
+func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_tokens (id, name, tenant, admin, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Name, t.Tenant, t.Admin, t.Hash, t.CreateTime.UnixNano())
+	if isConstraint(err) {
+		return store.ErrConflict
+	}
+	return err
+}
+
+const tokenColumns = `id, name, tenant, admin, hash, created_at, revoked_at`
+
+func scanToken(sc interface{ Scan(...any) error }) (*store.Token, error) {
+	var t store.Token
+	var created int64
+	var revoked sql.NullInt64
+	if err := sc.Scan(&t.ID, &t.Name, &t.Tenant, &t.Admin, &t.Hash, &created, &revoked); err != nil {
+		return nil, err
+	}
+	t.CreateTime = time.Unix(0, created).UTC()
+	if revoked.Valid {
+		t.RevokeTime = time.Unix(0, revoked.Int64).UTC()
+	}
+	return &t, nil
+}
+
+// TokenByID implements store.Store.
+func (s *Store) TokenByID(ctx context.Context, id string) (*store.Token, error) {
+	t, err := scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	return t, err
+}
+
+// ListTokens implements store.Store.
+func (s *Store) ListTokens(ctx context.Context, includeRevoked bool) ([]*store.Token, error) {
+	q := `SELECT ` + tokenColumns + ` FROM api_tokens`
+	if !includeRevoked {
+		q += ` WHERE revoked_at IS NULL`
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*store.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken implements store.Store.
+func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, at.UnixNano(), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+var _ store.Store = (*Store)(nil)

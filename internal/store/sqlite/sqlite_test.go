@@ -1,0 +1,181 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+func openTest(t *testing.T, dir string) *Store {
+	t.Helper()
+	box, err := secrets.NewBox(bytes.Repeat([]byte{1}, secrets.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), dir, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mailbox(id, tenant string) *store.Mailbox {
+	now := timestamppb.New(time.Unix(1700000000, 0))
+	return &store.Mailbox{
+		Spec: &mailintakev1.Mailbox{
+			Id: id, Tenant: tenant, Host: "imap.example.com", Port: 993, Username: "u@example.com",
+			AuthProvider: "basic", AuthConfig: map[string]string{"mechanism": "PLAIN"},
+			AuthSecrets: map[string]string{"password": "must-not-be-stored-here"},
+			CreateTime:  now, UpdateTime: now,
+		},
+		Secrets: map[string]secrets.Secret{"password": "correct horse battery staple"},
+	}
+}
+
+func TestMailboxLifecycle(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	if err := s.CreateMailbox(ctx, mailbox("a", "t1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateMailbox(ctx, mailbox("a", "t1")); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("duplicate create = %v, want ErrConflict", err)
+	}
+	for _, id := range []string{"b", "c"} {
+		if err := s.CreateMailbox(ctx, mailbox(id, "t2")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetProviderState(ctx, "a", []byte("refresh-token-value")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// Reopen: everything survives, secrets decrypt.
+	s = openTest(t, dir)
+	defer s.Close()
+	got, err := s.GetMailbox(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Secrets["password"].Reveal() != "correct horse battery staple" {
+		t.Errorf("password after reopen = %q", got.Secrets["password"].Reveal())
+	}
+	if len(got.Spec.AuthSecrets) != 0 {
+		t.Errorf("spec kept auth_secrets: %v", got.Spec.AuthSecrets)
+	}
+	want := mailbox("a", "t1").Spec
+	want.AuthSecrets = nil
+	if !proto.Equal(got.Spec, want) {
+		t.Errorf("GetMailbox = %v, want %v", got.Spec, want)
+	}
+	st, err := s.ProviderState(ctx, "a")
+	if err != nil || string(st) != "refresh-token-value" {
+		t.Errorf("ProviderState = %q, %v", st, err)
+	}
+
+	page, err := s.ListMailboxes(ctx, store.MailboxQuery{Tenant: "t2", Limit: 1})
+	if err != nil || len(page) != 1 || page[0].Spec.Id != "b" {
+		t.Fatalf("first page = %v, %v", page, err)
+	}
+	page, err = s.ListMailboxes(ctx, store.MailboxQuery{Tenant: "t2", AfterID: "b", Limit: 1})
+	if err != nil || len(page) != 1 || page[0].Spec.Id != "c" {
+		t.Fatalf("second page = %v, %v", page, err)
+	}
+
+	upd := mailbox("a", "t1")
+	upd.Spec.DisplayName = "renamed"
+	upd.Secrets = map[string]secrets.Secret{"password": "new-password"}
+	if err := s.UpdateMailbox(ctx, upd); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.GetMailbox(ctx, "a")
+	if got.Spec.DisplayName != "renamed" || got.Secrets["password"].Reveal() != "new-password" {
+		t.Errorf("after update: %q %q", got.Spec.DisplayName, got.Secrets["password"].Reveal())
+	}
+	if err := s.UpdateMailbox(ctx, mailbox("zz", "t1")); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("update of a missing mailbox = %v, want ErrNotFound", err)
+	}
+
+	if err := s.DeleteMailbox(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetMailbox(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get after delete = %v", err)
+	}
+	if st, _ := s.ProviderState(ctx, "a"); st != nil {
+		t.Errorf("provider state survived delete: %q", st)
+	}
+	if err := s.DeleteMailbox(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second delete = %v", err)
+	}
+}
+
+// TestNoPlaintextOnDisk writes known secrets and scans every file of the data directory.
+func TestNoPlaintextOnDisk(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	if err := s.CreateMailbox(ctx, mailbox("a", "t1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetProviderState(ctx, "a", []byte("refresh-token-value")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, needle := range []string{"correct horse battery staple", "refresh-token-value", "must-not-be-stored-here"} {
+		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, _ := os.ReadFile(path)
+			if bytes.Contains(data, []byte(needle)) {
+				t.Errorf("%s contains %q in plain text", path, needle)
+			}
+			return nil
+		})
+	}
+}
+
+func TestTokens(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	now := time.Unix(1700000000, 0).UTC()
+	tok := &store.Token{ID: "t1", Name: "psa", Tenant: "acme", Hash: []byte{1, 2, 3}, CreateTime: now}
+	if err := s.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, &store.Token{ID: "t2", Hash: []byte{1, 2, 3}, CreateTime: now}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("duplicate hash = %v, want ErrConflict", err)
+	}
+	got, err := s.TokenByID(ctx, "t1")
+	if err != nil || got.Tenant != "acme" || !got.CreateTime.Equal(now) || !got.RevokeTime.IsZero() {
+		t.Fatalf("TokenByID = %+v, %v", got, err)
+	}
+	if err := s.RevokeToken(ctx, "t1", now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.ListTokens(ctx, false); len(l) != 0 {
+		t.Errorf("ListTokens(false) after revoke = %d tokens", len(l))
+	}
+	if l, _ := s.ListTokens(ctx, true); len(l) != 1 || l[0].RevokeTime.IsZero() {
+		t.Errorf("ListTokens(true) = %+v", l)
+	}
+	if err := s.RevokeToken(ctx, "nope", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("revoke missing = %v", err)
+	}
+}

@@ -1,0 +1,80 @@
+// Package store defines the server's persistence: mailboxes with their encrypted secrets,
+// provider state and API tokens. The embedded implementation is in store/sqlite; a PostgreSQL
+// implementation for several replicas satisfies the same [Store] interface.
+//
+// Implementations encrypt secrets and provider state with a secrets.Box before they reach the
+// disk; callers hand them plaintext and get plaintext back.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/secrets"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// Errors returned by every implementation.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+)
+
+// Mailbox is a stored mailbox: its definition and its secrets.
+type Mailbox struct {
+	// Spec is the mailbox as the API describes it. Its auth_secrets and auth_secrets_set fields
+	// are never stored: secrets live in Secrets.
+	Spec *mailintakev1.Mailbox
+	// Secrets are the provider's secret fields, stored encrypted.
+	Secrets map[string]secrets.Secret
+}
+
+// MailboxQuery selects mailboxes for ListMailboxes.
+type MailboxQuery struct {
+	Tenant  string // only this tenant; empty for all
+	AfterID string // only ids greater than this (pagination)
+	Limit   int    // at most this many; 0 for all
+}
+
+// Token is a stored API token. Its value is never stored, only its SHA-256.
+type Token struct {
+	ID         string
+	Name       string
+	Tenant     string
+	Admin      bool
+	Hash       []byte
+	CreateTime time.Time
+	RevokeTime time.Time // zero while valid
+}
+
+// Store is the server's persistence.
+type Store interface {
+	// CreateMailbox saves a new mailbox. ErrConflict if its id exists.
+	CreateMailbox(ctx context.Context, mb *Mailbox) error
+	// GetMailbox returns a mailbox with its secrets. ErrNotFound if missing.
+	GetMailbox(ctx context.Context, id string) (*Mailbox, error)
+	// ListMailboxes returns mailboxes ordered by id.
+	ListMailboxes(ctx context.Context, q MailboxQuery) ([]*Mailbox, error)
+	// UpdateMailbox replaces a mailbox's definition and secrets. ErrNotFound if missing.
+	UpdateMailbox(ctx context.Context, mb *Mailbox) error
+	// DeleteMailbox removes a mailbox, its secrets and its provider state. ErrNotFound if missing.
+	DeleteMailbox(ctx context.Context, id string) error
+
+	// ProviderState returns the mailbox's provider state, nil when there is none.
+	ProviderState(ctx context.Context, mailboxID string) ([]byte, error)
+	// SetProviderState replaces the mailbox's provider state (nil clears it).
+	SetProviderState(ctx context.Context, mailboxID string, state []byte) error
+
+	// CreateToken saves a token. ErrConflict if its id or hash exists.
+	CreateToken(ctx context.Context, t *Token) error
+	// TokenByID returns a token. ErrNotFound if missing.
+	TokenByID(ctx context.Context, id string) (*Token, error)
+	// ListTokens returns the tokens ordered by creation.
+	ListTokens(ctx context.Context, includeRevoked bool) ([]*Token, error)
+	// RevokeToken marks a token revoked. ErrNotFound if missing.
+	RevokeToken(ctx context.Context, id string, at time.Time) error
+
+	// Close releases the store.
+	Close() error
+}

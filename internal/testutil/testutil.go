@@ -1,0 +1,72 @@
+// Package testutil holds helpers shared by the project's tests.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// ModuleRoot returns the repository root.
+func ModuleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// PluginDir builds the provider plugins (basic and the test fake) once per test binary and
+// returns the directory holding them. Tests that use it run real plugin subprocesses.
+func PluginDir(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "mailintake-plugins-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", buildDir+string(os.PathSeparator),
+			"./plugins/basic/cmd/mailintake-auth-basic",
+			"./internal/fakes/fakeprovider/cmd/mailintake-auth-fake")
+		cmd.Dir = ModuleRoot()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = &buildError{err: err, out: strings.TrimSpace(string(out))}
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building plugins: %v", buildErr)
+	}
+	return buildDir
+}
+
+// CopyPlugins copies the built plugins into a fresh directory the test may change.
+func CopyPlugins(t testing.TB, names ...string) string {
+	t.Helper()
+	src := PluginDir(t)
+	dst := t.TempDir()
+	for _, n := range names {
+		data, err := os.ReadFile(filepath.Join(src, "mailintake-auth-"+n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, "mailintake-auth-"+n), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }

@@ -1,0 +1,80 @@
+package authplugin
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	authpluginv1 "github.com/mailintake/mailintake/proto/authplugin/v1"
+)
+
+// PluginName is the name under which the provider is dispensed through go-plugin.
+const PluginName = "auth_provider"
+
+// ExecutablePrefix is the prefix of provider executables: mailintake-auth-<name>.
+const ExecutablePrefix = "mailintake-auth-"
+
+// Handshake is the go-plugin handshake shared by the host and every provider. The cookie is a
+// guard against running a provider by hand, not a security measure; integrity comes from the
+// host's SHA-256 pins and go-plugin's automatic mTLS.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "MAILINTAKE_AUTH_PLUGIN",
+	MagicCookieValue: "6c1f0b0e-provider-v1",
+}
+
+// Serve serves p as a plugin process. It returns only when the host ends the process.
+func Serve(p Provider) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: Handshake,
+		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: p}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+}
+
+// Logger returns a logger that writes hclog-style JSON lines to stderr, which the host reads with
+// their levels. Use it instead of writing to stdout, which carries the plugin handshake.
+func Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.LevelKey:
+				return slog.String("@level", strings.ToLower(a.Value.String()))
+			case slog.MessageKey:
+				return slog.String("@message", a.Value.String())
+			case slog.TimeKey:
+				return slog.Attr{Key: "@timestamp", Value: a.Value}
+			}
+			return a
+		},
+	}))
+}
+
+// GRPCPlugin is the go-plugin glue for providers. Plugin authors do not use it directly: [Serve]
+// does. The host dispenses it to obtain a [Provider] that calls the plugin process.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	// Impl is the provider served (plugin side only).
+	Impl Provider
+}
+
+// GRPCServer registers the provider's gRPC service (plugin side).
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	authpluginv1.RegisterProviderServiceServer(s, &grpcServer{impl: p.Impl})
+	return nil
+}
+
+// GRPCClient returns a *Client that calls the plugin process (host side).
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grpc.ClientConn) (any, error) {
+	return &Client{rpc: authpluginv1.NewProviderServiceClient(cc)}, nil
+}
+
+var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
