@@ -284,8 +284,13 @@ func (h *Host) call(ctx context.Context, name string, fn func(ctx context.Contex
 			return err
 		}
 		cctx, cancel := context.WithTimeout(ctx, h.opts.CallTimeout)
+		deadline, _ := cctx.Deadline()
 		err = fn(cctx, p)
-		timedOut := cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil
+		// The plugin side may reset the stream a moment before the local timer fires (its
+		// copy of the deadline travelled with the call), so a failure at the deadline counts
+		// as a timeout too.
+		timedOut := err != nil && ctx.Err() == nil &&
+			(cctx.Err() == context.DeadlineExceeded || status.Code(err) == codes.DeadlineExceeded || time.Until(deadline) < 100*time.Millisecond)
 		cancel()
 		switch {
 		case err == nil:

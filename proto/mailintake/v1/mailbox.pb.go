@@ -663,7 +663,7 @@ type Mailbox struct {
 	Protocol Protocol `protobuf:"varint,5,opt,name=protocol,proto3,enum=mailintake.v1.Protocol" json:"protocol,omitempty"`
 	// Mail server host name, e.g. "outlook.office365.com".
 	Host string `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
-	// Mail server port, 1 to 65535. 0 means the protocol's default for the security mode.
+	// Mail server port, 1 to 65535 (IMAP: 993 with TLS, 143 with STARTTLS or NONE). Required.
 	Port uint32 `protobuf:"varint,7,opt,name=port,proto3" json:"port,omitempty"`
 	// Transport security.
 	Security Security `protobuf:"varint,8,opt,name=security,proto3,enum=mailintake.v1.Security" json:"security,omitempty"`

@@ -1,0 +1,180 @@
+// Package config loads the server's configuration from flags, environment variables and an
+// optional TOML file, in that order of precedence.
+//
+// Every flag --some-name has the environment variable MAILINTAKE_SOME_NAME and the file key
+// some_name. Plugin pins live in the file only:
+//
+//	[plugins.basic]
+//	sha256 = "9f86d08…"
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// EnvPrefix prefixes every environment variable.
+const EnvPrefix = "MAILINTAKE_"
+
+// Config is the server's configuration.
+type Config struct {
+	Listen        string
+	DataDir       string
+	PluginDir     string
+	ConfigFile    string
+	SecretKeyFile string
+	// SecretKey is the key itself, from MAILINTAKE_SECRET_KEY only (never a flag: argv is visible
+	// to every user of the machine).
+	SecretKey     string
+	TLSCert       string
+	TLSKey        string
+	ClientCA      string
+	Insecure      bool
+	LogLevel      string
+	LogFormat     string
+	PluginTimeout time.Duration
+	// PluginPins maps a provider name to the SHA-256 its executable must have.
+	PluginPins map[string]string
+}
+
+// Load parses args (without the program name) with the environment from getenv.
+func Load(args []string, getenv func(string) string, usage io.Writer) (*Config, error) {
+	c := &Config{PluginPins: map[string]string{}}
+	fs := flag.NewFlagSet("mailintaked", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7465", "address to serve the gRPC API on")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded database, the secret key and admin.token")
+	fs.StringVar(&c.PluginDir, "plugin-dir", "", "directory of mailintake-auth-<name> plugins (default: the server binary's directory)")
+	fs.StringVar(&c.ConfigFile, "config", "", "TOML configuration file")
+	fs.StringVar(&c.SecretKeyFile, "secret-key-file", "", "file with the 32-byte key that encrypts secrets at rest (default: <data-dir>/secret.key, generated on first start); MAILINTAKE_SECRET_KEY may hold the key itself")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain for the API")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for the API")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA bundle: require API clients to present a certificate it signed (mTLS)")
+	fs.BoolVar(&c.Insecure, "insecure", false, "allow serving without TLS on a non-loopback address")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&c.PluginTimeout, "plugin-timeout", 30*time.Second, "deadline of each auth plugin call")
+	fs.Usage = func() {
+		fmt.Fprintf(usage, "Usage: mailintaked [flags]\n\nServes the mailintake gRPC API. Every flag can also be set with the environment\nvariable MAILINTAKE_<FLAG> (e.g. MAILINTAKE_DATA_DIR) or in the --config file.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	// Environment variables fill what flags did not set.
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := EnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+			set[f.Name] = true
+		}
+	})
+	c.SecretKey = getenv(EnvPrefix + "SECRET_KEY")
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	// The file fills what neither set.
+	if c.ConfigFile != "" {
+		if err := c.loadFile(fs, set); err != nil {
+			return nil, err
+		}
+	}
+	return c, c.validate()
+}
+
+func (c *Config) loadFile(fs *flag.FlagSet, set map[string]bool) error {
+	var raw map[string]any
+	_, err := toml.DecodeFile(c.ConfigFile, &raw)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", c.ConfigFile, err)
+	}
+	for key, val := range raw {
+		if key == "plugins" {
+			tbl, ok := val.(map[string]any)
+			if !ok {
+				return fmt.Errorf("config file %s: plugins must be a table of [plugins.<name>] tables", c.ConfigFile)
+			}
+			for name, v := range tbl {
+				p, ok := v.(map[string]any)
+				sum, ok2 := p["sha256"].(string)
+				if !ok || !ok2 {
+					return fmt.Errorf("config file %s: [plugins.%s] needs sha256 = \"<hex>\"", c.ConfigFile, name)
+				}
+				c.PluginPins[name] = sum
+			}
+			continue
+		}
+		name := strings.ReplaceAll(key, "_", "-")
+		f := fs.Lookup(name)
+		if f == nil || name == "config" {
+			return fmt.Errorf("config file %s: unknown key %q", c.ConfigFile, key)
+		}
+		if set[name] {
+			continue
+		}
+		if err := fs.Set(name, fmt.Sprint(val)); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", c.ConfigFile, key, err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	if c.DataDir == "" {
+		return errors.New("--data-dir must not be empty")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		return errors.New("--client-ca needs --tls-cert and --tls-key")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat)
+	}
+	if c.PluginTimeout <= 0 {
+		return errors.New("--plugin-timeout must be positive")
+	}
+	if c.SecretKeyFile == "" {
+		c.SecretKeyFile = filepath.Join(c.DataDir, "secret.key")
+	}
+	if c.PluginDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding the plugin directory: %w (give --plugin-dir)", err)
+		}
+		if r, err := filepath.EvalSymlinks(exe); err == nil {
+			exe = r
+		}
+		c.PluginDir = filepath.Dir(exe)
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "mailintake.toml")
+	os.WriteFile(file, []byte(`
+listen = "127.0.0.1:1111"
+data_dir = "/from/file"
+log_level = "debug"
+plugin_timeout = "5s"
+insecure = true
+
+[plugins.basic]
+sha256 = "abc"
+`), 0o600)
+	env := map[string]string{"MAILINTAKE_DATA_DIR": "/from/env", "MAILINTAKE_LISTEN": "127.0.0.1:2222", "MAILINTAKE_SECRET_KEY": "k"}
+	c, err := Load([]string{"--config", file, "--listen", "127.0.0.1:3333", "--plugin-dir", dir}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:3333" {
+		t.Errorf("Listen = %q, want the flag's value", c.Listen)
+	}
+	if c.DataDir != "/from/env" {
+		t.Errorf("DataDir = %q, want the environment's value", c.DataDir)
+	}
+	if c.LogLevel != "debug" || c.PluginTimeout != 5*time.Second || !c.Insecure {
+		t.Errorf("file values not applied: %+v", c)
+	}
+	if c.PluginPins["basic"] != "abc" || c.SecretKey != "k" || c.SecretKeyFile != "/from/env/secret.key" {
+		t.Errorf("pins %v, key %q, key file %q", c.PluginPins, c.SecretKey, c.SecretKeyFile)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, args := range [][]string{
+		{"--log-level", "loud"},
+		{"--tls-cert", "x"},
+		{"--client-ca", "x"},
+		{"stray"},
+		{"--nope"},
+	} {
+		if _, err := Load(args, none, io.Discard); err == nil {
+			t.Errorf("Load(%v) accepted bad input", args)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(file, []byte(`colour = "blue"`), 0o600)
+	if _, err := Load([]string{"--config", file}, none, io.Discard); err == nil {
+		t.Errorf("an unknown config key was accepted")
+	}
+}

@@ -1,0 +1,314 @@
+// Package parse turns a raw RFC 5322 message into the structured message the stream delivers.
+//
+// The parser is lenient: it never fails and never panics on its input. Whatever it could read is
+// returned; whatever it could not is listed in Message.problems, and a message it cannot read at
+// all carries its raw bytes, so nothing is lost. MIME decoding (transfer encodings, charsets,
+// RFC 2047 and RFC 2231) is go-message's; this package walks the tree, picks the bodies, collects
+// attachments and reads the service-desk signals.
+package parse
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/charset"
+	"github.com/emersion/go-message/mail"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxInlineAttachment = 4 << 20
+	DefaultMaxDepth            = 20
+	DefaultMaxParts            = 1000
+	DefaultMaxDecodedBytes     = 256 << 20
+)
+
+// Options tune a parse. The zero value uses the defaults.
+type Options struct {
+	// TicketPattern finds a ticket reference in the subject (its first group, or the whole match).
+	TicketPattern *regexp.Regexp
+	// MaxInlineAttachment: larger attachments are described but their data is omitted.
+	MaxInlineAttachment int64
+	// MaxDepth bounds multipart and message/rfc822 nesting.
+	MaxDepth int
+	// MaxParts bounds the number of MIME parts read.
+	MaxParts int
+	// MaxDecodedBytes bounds the decoded bytes read from all parts together.
+	MaxDecodedBytes int64
+}
+
+func (o *Options) defaults() {
+	if o.MaxInlineAttachment == 0 {
+		o.MaxInlineAttachment = DefaultMaxInlineAttachment
+	}
+	if o.MaxDepth == 0 {
+		o.MaxDepth = DefaultMaxDepth
+	}
+	if o.MaxParts == 0 {
+		o.MaxParts = DefaultMaxParts
+	}
+	if o.MaxDecodedBytes == 0 {
+		o.MaxDecodedBytes = DefaultMaxDecodedBytes
+	}
+}
+
+// wordDecoder decodes RFC 2047 words in any charset go-message knows.
+var wordDecoder = &mime.WordDecoder{CharsetReader: charset.Reader}
+
+type parser struct {
+	opts    Options
+	parts   int
+	decoded int64
+}
+
+// Parse parses raw. It always returns a message.
+func Parse(raw []byte, opts Options) *mailintakev1.Message {
+	opts.defaults()
+	p := &parser{opts: opts}
+	return p.message(raw, "", 0)
+}
+
+func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.Message) {
+	sum := sha256.Sum256(raw)
+	msg = &mailintakev1.Message{Sha256: hex.EncodeToString(sum[:]), RawSize: uint64(len(raw)), Signals: &mailintakev1.Signals{}}
+	defer func() {
+		// The parser must never take the server down; a panic in a dependency becomes a problem
+		// and the raw bytes travel with the message.
+		if r := recover(); r != nil {
+			msg.Problems = append(msg.Problems, problem(path, "internal", fmt.Sprintf("parser failure: %v", r)))
+			msg.Raw = raw
+		}
+	}()
+	e, err := message.Read(bytes.NewReader(raw))
+	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+		msg.Problems = append(msg.Problems, problem(path, "structure", "the message header cannot be read: "+err.Error()))
+		msg.Raw = raw
+		return msg
+	}
+	if err != nil {
+		msg.Problems = append(msg.Problems, problem(path, codeOf(err), err.Error()))
+	}
+	h := mail.Header{Header: e.Header}
+	msg.Headers = headers(h, path, &msg.Problems)
+	msg.Envelope = envelope(h, path, &msg.Problems)
+	p.walk(e, msg, path, "", depth)
+	if msg.TextBody == "" && msg.HtmlBody != "" {
+		msg.TextBody = HTMLToText(msg.HtmlBody)
+		msg.TextFromHtml = true
+	}
+	signals(h, msg, p.opts.TicketPattern)
+	return msg
+}
+
+func problem(part, code, text string) *mailintakev1.ParseProblem {
+	return &mailintakev1.ParseProblem{Part: part, Code: code, Message: text}
+}
+
+func codeOf(err error) string {
+	switch {
+	case message.IsUnknownCharset(err):
+		return "charset"
+	case message.IsUnknownEncoding(err):
+		return "encoding"
+	}
+	return "structure"
+}
+
+func joinPath(base string, i int) string {
+	if base == "" {
+		return strconv.Itoa(i)
+	}
+	return base + "." + strconv.Itoa(i)
+}
+
+// walk visits an entity; path is its IMAP part number ("" for the top level).
+func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path string, depth int) {
+	where := path
+	if base != "" && path != "" {
+		where = base + "/" + path
+	}
+	p.parts++
+	if p.parts > p.opts.MaxParts {
+		if p.parts == p.opts.MaxParts+1 {
+			msg.Problems = append(msg.Problems, problem(where, "limit", fmt.Sprintf("more than %d parts; the rest are not read", p.opts.MaxParts)))
+		}
+		return
+	}
+	if depth > p.opts.MaxDepth {
+		msg.Problems = append(msg.Problems, problem(where, "limit", fmt.Sprintf("nested deeper than %d levels; not read", p.opts.MaxDepth)))
+		return
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for i := 1; ; i++ {
+			part, err := mr.NextPart()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil && part == nil {
+				msg.Problems = append(msg.Problems, problem(where, "structure", "multipart: "+err.Error()))
+				return
+			}
+			if err != nil {
+				msg.Problems = append(msg.Problems, problem(joinPath(path, i), codeOf(err), err.Error()))
+			}
+			p.walk(part, msg, base, joinPath(path, i), depth+1)
+		}
+	}
+	if path == "" {
+		path = "1"
+		if where == "" {
+			where = "1"
+		}
+	}
+	ct, ctParams, err := e.Header.ContentType()
+	if err != nil {
+		msg.Problems = append(msg.Problems, problem(where, "header", "Content-Type: "+err.Error()+"; read as text/plain"))
+		ct = "text/plain"
+	}
+	disp, dParams, _ := e.Header.ContentDisposition()
+	filename := dParams["filename"]
+	if filename == "" {
+		filename = ctParams["name"]
+	}
+	if dec, err := wordDecoder.DecodeHeader(filename); err == nil {
+		filename = dec
+	}
+	budget := p.opts.MaxDecodedBytes - p.decoded
+	body, err := io.ReadAll(io.LimitReader(e.Body, budget+1))
+	if int64(len(body)) > budget {
+		body = body[:budget]
+		msg.Problems = append(msg.Problems, problem(where, "limit", "decoded size limit reached; the part is truncated"))
+	}
+	p.decoded += int64(len(body))
+	if err != nil {
+		msg.Problems = append(msg.Problems, problem(where, "encoding", "body: "+err.Error()))
+	}
+	attachment := disp == "attachment" || (filename != "" && disp != "inline" && !strings.HasPrefix(ct, "text/"))
+	switch {
+	case ct == "text/plain" && !attachment && msg.TextBody == "":
+		msg.TextBody = string(body)
+		return
+	case ct == "text/html" && !attachment && msg.HtmlBody == "":
+		msg.HtmlBody = string(body)
+		return
+	}
+	a := &mailintakev1.Attachment{
+		Id: path, Filename: filename, ContentType: ct, Size: uint64(len(body)),
+		ContentId: strings.Trim(e.Header.Get("Content-Id"), "<> "),
+	}
+	switch disp {
+	case "inline":
+		a.Disposition = mailintakev1.Disposition_DISPOSITION_INLINE
+	case "attachment":
+		a.Disposition = mailintakev1.Disposition_DISPOSITION_ATTACHMENT
+	}
+	sum := sha256.Sum256(body)
+	a.Sha256 = hex.EncodeToString(sum[:])
+	if int64(len(body)) > p.opts.MaxInlineAttachment {
+		a.DataOmitted = true
+	} else {
+		a.Data = body
+	}
+	if ct == "message/rfc822" || ct == "message/global" {
+		a.Message = p.message(body, where, depth+1)
+	}
+	msg.Attachments = append(msg.Attachments, a)
+}
+
+func headers(h mail.Header, part string, problems *[]*mailintakev1.ParseProblem) []*mailintakev1.Header {
+	var out []*mailintakev1.Header
+	fields := h.Fields()
+	for fields.Next() {
+		v, err := fields.Text()
+		if err != nil {
+			v = fields.Value()
+			*problems = append(*problems, problem(part, "header", fields.Key()+": "+err.Error()))
+		}
+		out = append(out, &mailintakev1.Header{Name: fields.Key(), Value: v})
+	}
+	return out
+}
+
+func addresses(h mail.Header, key, part string, problems *[]*mailintakev1.ParseProblem) []*mailintakev1.Address {
+	if !h.Has(key) {
+		return nil
+	}
+	list, err := h.AddressList(key)
+	if err != nil {
+		*problems = append(*problems, problem(part, "address", key+": "+err.Error()))
+	}
+	var out []*mailintakev1.Address
+	for _, a := range list {
+		out = append(out, &mailintakev1.Address{Name: a.Name, Address: a.Address})
+	}
+	return out
+}
+
+func envelope(h mail.Header, part string, problems *[]*mailintakev1.ParseProblem) *mailintakev1.Envelope {
+	env := &mailintakev1.Envelope{}
+	var err error
+	if env.MessageId, err = h.MessageID(); err != nil {
+		*problems = append(*problems, problem(part, "header", "Message-Id: "+err.Error()))
+	}
+	if env.InReplyTo, err = h.MsgIDList("In-Reply-To"); err != nil {
+		*problems = append(*problems, problem(part, "header", "In-Reply-To: "+err.Error()))
+	}
+	if env.References, err = h.MsgIDList("References"); err != nil {
+		*problems = append(*problems, problem(part, "header", "References: "+err.Error()))
+	}
+	if env.Subject, err = h.Subject(); err != nil {
+		env.Subject = h.Get("Subject")
+		*problems = append(*problems, problem(part, "header", "Subject: "+err.Error()))
+	}
+	if h.Has("Date") {
+		if d, err := h.Date(); err != nil {
+			*problems = append(*problems, problem(part, "header", "Date: "+err.Error()))
+		} else {
+			env.Date = timestamppb.New(d)
+		}
+	}
+	env.From = addresses(h, "From", part, problems)
+	if s := addresses(h, "Sender", part, problems); len(s) > 0 {
+		env.Sender = s[0]
+	}
+	env.ReplyTo = addresses(h, "Reply-To", part, problems)
+	env.To = addresses(h, "To", part, problems)
+	env.Cc = addresses(h, "Cc", part, problems)
+	env.Bcc = addresses(h, "Bcc", part, problems)
+	return env
+}
+
+// signals reads the service-desk signals from the header.
+func signals(h mail.Header, msg *mailintakev1.Message, ticket *regexp.Regexp) {
+	s := msg.Signals
+	auto := strings.ToLower(strings.TrimSpace(h.Get("Auto-Submitted")))
+	prec := strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
+	switch {
+	case h.Has("X-Autoreply"), h.Has("X-Autorespond"), auto == "auto-replied", prec == "auto_reply":
+		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_AUTO_GENERATED
+	case auto != "" && auto != "no":
+		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_AUTO_GENERATED
+	}
+	s.MailingList = h.Has("List-Id") || h.Has("List-Unsubscribe") || h.Has("List-Post")
+	s.Bulk = prec == "bulk" || prec == "list" || prec == "junk"
+	if ticket != nil && msg.Envelope != nil {
+		if m := ticket.FindStringSubmatch(msg.Envelope.Subject); m != nil {
+			s.TicketReference = m[0]
+			if len(m) > 1 {
+				s.TicketReference = m[1]
+			}
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package parse
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func crlf(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }
+
+func TestMultipartWithAttachmentAndCharsets(t *testing.T) {
+	raw := crlf(`From: =?ISO-8859-1?Q?J=F6rg_M=FCller?= <joerg@example.de>
+To: support@example.com, "Help Desk" <help@example.com>
+Cc: boss@example.com
+Subject: =?UTF-8?B?RHJ1Y2tlciBkZWZla3Qg4oCTIFsjNDIxXQ==?=
+Date: Tue, 03 Mar 2026 10:15:00 +0100
+Message-ID: <abc@mail.example.de>
+In-Reply-To: <prev@example.com>
+References: <root@example.com> <prev@example.com>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="b1"
+
+--b1
+Content-Type: multipart/alternative; boundary="b2"
+
+--b2
+Content-Type: text/plain; charset=iso-8859-1
+Content-Transfer-Encoding: quoted-printable
+
+Der Drucker im B=FCro ist kaputt.
+--b2
+Content-Type: text/html; charset=utf-8
+
+<p>Der Drucker im B&uuml;ro ist kaputt.</p>
+--b2--
+--b1
+Content-Type: application/pdf; name="Rechnung.pdf"
+Content-Disposition: attachment; filename*=UTF-8''Rechnung%20M%C3%A4rz.pdf
+Content-Transfer-Encoding: base64
+
+JVBERi0xLjQK
+--b1--
+`)
+	m := Parse(raw, Options{TicketPattern: regexp.MustCompile(`\[#(\d+)\]`)})
+	if len(m.Problems) != 0 {
+		t.Errorf("problems: %v", m.Problems)
+	}
+	env := m.Envelope
+	if env.Subject != "Drucker defekt – [#421]" {
+		t.Errorf("Subject = %q", env.Subject)
+	}
+	if len(env.From) != 1 || env.From[0].Name != "Jörg Müller" || env.From[0].Address != "joerg@example.de" {
+		t.Errorf("From = %v", env.From)
+	}
+	if len(env.To) != 2 || env.To[1].Name != "Help Desk" || len(env.Cc) != 1 {
+		t.Errorf("To = %v, Cc = %v", env.To, env.Cc)
+	}
+	if env.MessageId != "abc@mail.example.de" || len(env.References) != 2 || env.InReplyTo[0] != "prev@example.com" {
+		t.Errorf("ids: %q %v %v", env.MessageId, env.References, env.InReplyTo)
+	}
+	if env.Date.AsTime().UTC().Format("2006-01-02T15:04") != "2026-03-03T09:15" {
+		t.Errorf("Date = %v", env.Date.AsTime())
+	}
+	if strings.TrimSpace(m.TextBody) != "Der Drucker im Büro ist kaputt." {
+		t.Errorf("TextBody = %q", m.TextBody)
+	}
+	if !strings.Contains(m.HtmlBody, "B&uuml;ro") || m.TextFromHtml {
+		t.Errorf("HtmlBody = %q, from html %v", m.HtmlBody, m.TextFromHtml)
+	}
+	if len(m.Attachments) != 1 {
+		t.Fatalf("attachments = %v", m.Attachments)
+	}
+	a := m.Attachments[0]
+	if a.Filename != "Rechnung März.pdf" || a.ContentType != "application/pdf" || string(a.Data) != "%PDF-1.4\n" || a.Id != "2" || a.Size != 9 {
+		t.Errorf("attachment = %+v", a)
+	}
+	if m.Signals.TicketReference != "421" {
+		t.Errorf("ticket = %q", m.Signals.TicketReference)
+	}
+	if m.RawSize != uint64(len(raw)) || len(m.Sha256) != 64 {
+		t.Errorf("raw size %d, sha %q", m.RawSize, m.Sha256)
+	}
+}
+
+func TestHTMLOnlyNestedAndSignals(t *testing.T) {
+	raw := crlf(`From: a@example.com
+Subject: Fwd: hello
+Auto-Submitted: auto-replied
+List-Id: <list.example.com>
+Content-Type: multipart/mixed; boundary=x
+
+--x
+Content-Type: text/html
+
+<html><head><style>p{}</style></head><body><p>Hello <b>world</b></p><script>alert(1)</script><div>Bye</div></body></html>
+--x
+Content-Type: message/rfc822
+
+From: b@example.com
+Subject: inner
+
+inner body
+--x--
+`)
+	m := Parse(raw, Options{})
+	if m.TextBody != "Hello world\n\nBye" || !m.TextFromHtml {
+		t.Errorf("TextBody = %q (from html %v)", m.TextBody, m.TextFromHtml)
+	}
+	if len(m.Attachments) != 1 || m.Attachments[0].Message == nil || m.Attachments[0].Message.Envelope.Subject != "inner" ||
+		strings.TrimSpace(m.Attachments[0].Message.TextBody) != "inner body" {
+		t.Fatalf("nested message not parsed: %v", m.Attachments)
+	}
+	if m.Signals.AutoReply == 0 || !m.Signals.MailingList {
+		t.Errorf("signals = %v", m.Signals)
+	}
+}
+
+func TestBrokenInputIsKept(t *testing.T) {
+	for name, raw := range map[string][]byte{
+		"empty":         nil,
+		"no header end": []byte("From: a@example.com\r\nSubject: x"),
+		"binary":        {0xff, 0xfe, 0x00, 0x01, '\n', '\n', 0x80},
+		"bad charset":   crlf("Subject: x\nContent-Type: text/plain; charset=x-klingon\n\nqapla'\n"),
+		"bad boundary":  crlf("Content-Type: multipart/mixed; boundary=zz\n\n--zz\nContent-Type: text/plain\n\nunterminated"),
+		"bad date":      crlf("Date: yesterday-ish\nFrom: <<>>\n\nbody\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := Parse(raw, Options{})
+			if m == nil || m.RawSize != uint64(len(raw)) {
+				t.Fatalf("Parse = %v", m)
+			}
+			if len(m.Problems) == 0 && name != "empty" && name != "no header end" && name != "binary" {
+				t.Errorf("no problems reported for %s", name)
+			}
+			if m.Raw == nil && len(m.Problems) > 0 && m.TextBody == "" && len(m.Attachments) == 0 && len(m.Headers) == 0 {
+				t.Errorf("%s: nothing read and raw not kept", name)
+			}
+		})
+	}
+}
+
+func TestLimits(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("Content-Type: multipart/mixed; boundary=b\r\n\r\n")
+	for range 20 {
+		b.WriteString("--b\r\nContent-Type: application/octet-stream\r\n\r\nxxxx\r\n")
+	}
+	b.WriteString("--b--\r\n")
+	m := Parse([]byte(b.String()), Options{MaxParts: 5, MaxInlineAttachment: 2})
+	if len(m.Attachments) != 4 {
+		t.Errorf("attachments = %d, want 4 (5 parts with the multipart itself)", len(m.Attachments))
+	}
+	if !m.Attachments[0].DataOmitted || m.Attachments[0].Data != nil || m.Attachments[0].Size != 4 {
+		t.Errorf("large attachment kept inline: %+v", m.Attachments[0])
+	}
+	found := false
+	for _, p := range m.Problems {
+		found = found || p.Code == "limit"
+	}
+	if !found {
+		t.Errorf("no limit problem reported: %v", m.Problems)
+	}
+}

@@ -1,0 +1,192 @@
+// Command mailintaked is the mailintake server: it serves the gRPC API on an embedded SQLite
+// store and runs the auth provider plugins.
+//
+//	mailintaked --listen 127.0.0.1:7465 --data-dir ./data [--plugin-dir DIR] [--config FILE]
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/mailintake/mailintake/internal/config"
+	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/store/sqlite"
+	"github.com/mailintake/mailintake/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mailintaked:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(c *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func secretBox(c *config.Config, log *slog.Logger) (*secrets.Box, error) {
+	var key []byte
+	var err error
+	if c.SecretKey != "" {
+		key, err = secrets.ParseKey(c.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("MAILINTAKE_SECRET_KEY: %w", err)
+		}
+	} else {
+		var created bool
+		key, created, err = secrets.LoadOrCreateKeyFile(c.SecretKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("secret key: %w", err)
+		}
+		if created {
+			log.Warn("generated a new secret key; back it up; without it stored secrets cannot be read", "path", c.SecretKeyFile)
+		}
+	}
+	return secrets.NewBox(key)
+}
+
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func transportCredentials(c *config.Config) (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCA != "" {
+		pem, err := os.ReadFile(c.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s holds no PEM certificate", c.ClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(tc), nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	c, err := config.Load(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c, stderr)
+
+	var serverOpts []grpc.ServerOption
+	switch {
+	case c.TLSCert != "":
+		creds, err := transportCredentials(c)
+		if err != nil {
+			return err
+		}
+		serverOpts = append(serverOpts, grpc.Creds(creds))
+	case !isLoopback(c.Listen) && !c.Insecure:
+		return fmt.Errorf("refusing to serve %s without TLS: give --tls-cert and --tls-key, or --insecure to accept plaintext on the network", c.Listen)
+	}
+
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	box, err := secretBox(c, log)
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, c.DataDir, box)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	plugins := pluginhost.New(pluginhost.Options{
+		Dir: c.PluginDir, Pins: c.PluginPins, CallTimeout: c.PluginTimeout, State: st, Logger: log.With("component", "pluginhost"),
+	})
+	defer plugins.Close()
+	if names, err := plugins.Discover(); err != nil {
+		log.Warn("no auth providers found", "plugin_dir", c.PluginDir, "err", err)
+	} else {
+		log.Info("auth providers found", "plugin_dir", c.PluginDir, "providers", names)
+	}
+
+	srv := server.New(server.Options{Store: st, Plugins: plugins, Logger: log})
+	tokenPath := filepath.Join(c.DataDir, server.AdminTokenFile)
+	created, err := server.EnsureAdminToken(ctx, st, tokenPath, time.Now())
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if created {
+		log.Info("wrote a new admin token", "path", tokenPath)
+	} else {
+		log.Info("admin token", "path", tokenPath)
+	}
+
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(append(serverOpts, srv.ServerOptions()...)...)
+	srv.Register(g)
+
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	log.Info("serving", "listen", lis.Addr().String(), "tls", c.TLSCert != "", "mtls", c.ClientCA != "", "data_dir", c.DataDir)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("stopping")
+	srv.Shutdown()
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		log.Warn("graceful stop timed out; closing remaining streams")
+		g.Stop()
+	}
+	log.Info("stopped")
+	return nil
+}

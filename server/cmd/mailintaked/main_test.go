@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/testutil"
+)
+
+// These tests drive the real binaries as a user would: the daemon, the CLI, and the basic
+// plugin as a subprocess of the daemon.
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+func bins(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "mailintake-bin-")
+		if binErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./server/cmd/mailintaked", "./client/cmd/mailintake", "./plugins/basic/cmd/mailintake-auth-basic")
+		cmd.Dir = testutil.ModuleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type daemon struct {
+	cmd  *exec.Cmd
+	logs *syncBuf
+	addr string
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{logs: &syncBuf{}, addr: freeAddr(t)}
+	args := append([]string{"--listen", d.addr, "--data-dir", dataDir, "--log-level", "debug"}, extra...)
+	d.cmd = exec.Command(filepath.Join(bins(t), "mailintaked"), args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(d.logs.String(), "msg=serving") {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not start:\n%s", d.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return d
+}
+
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("daemon exited with %v after SIGTERM:\n%s", err, d.logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("daemon did not stop after SIGTERM")
+	}
+	if !strings.Contains(d.logs.String(), "msg=stopped") {
+		t.Errorf("no graceful stop in the logs")
+	}
+}
+
+// cli runs the CLI and returns its exit code, stdout and stderr.
+func cli(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bins(t), "mailintake"), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errb.String()
+}
+
+const password = "S3cret-pa55word-for-the-e2e-test"
+
+func TestEndToEnd(t *testing.T) {
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+
+	st, err := os.Stat(filepath.Join(data, "admin.token"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("admin.token: %v, mode %v", err, st)
+	}
+
+	code, out, errs := cli(t, "", append(g, "providers")...)
+	if code != 0 || !strings.Contains(out, "basic") || !strings.Contains(out, "password") || !strings.Contains(out, "secret") {
+		t.Fatalf("providers: exit %d\n%s%s", code, out, errs)
+	}
+
+	add := append(g, "mailbox", "add", "--name", "Support", "--host", "imap.example.com", "--username", "support@example.com",
+		"--provider", "basic", "--password-stdin", "--tenant", "acme", "--json")
+	code, out, errs = cli(t, password+"\n", add...)
+	if code != 0 {
+		t.Fatalf("mailbox add: exit %d: %s", code, errs)
+	}
+	var created struct {
+		ID   string `json:"id"`
+		Port int    `json:"port"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil || created.ID == "" || created.Port != 993 {
+		t.Fatalf("mailbox add printed %q (%v)", out, err)
+	}
+
+	// Bad input exits 1 naming the field, and writes nothing.
+	for _, c := range []struct {
+		flags []string
+		field string
+	}{
+		{[]string{"--host", ""}, "mailbox.host"},
+		{[]string{"--host", "imap.example.com", "--port", "0"}, "mailbox.port"},
+		{[]string{"--host", "imap.example.com", "--port", "70000"}, "mailbox.port"},
+		{[]string{"--host", "imap.example.com", "--provider", "nope"}, "mailbox.auth_provider"},
+		{[]string{"--host", "imap.example.com", "--security", "smtps"}, "mailbox.security"},
+		{[]string{"--host", "imap.example.com", "--config", "mechanism=CRAM-MD5"}, "mailbox.auth_config.mechanism"},
+	} {
+		args := append(append(g, "mailbox", "add", "--name", "X", "--username", "u", "--provider", "basic", "--password-stdin", "--tenant", "acme"), c.flags...)
+		code, _, errs := cli(t, password, args...)
+		if code != 1 || !strings.Contains(errs, c.field) {
+			t.Errorf("add %v: exit %d, stderr %q; want exit 1 naming %s", c.flags, code, errs, c.field)
+		}
+	}
+	code, out, _ = cli(t, "", append(g, "mailbox", "list")...)
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(out, created.ID) {
+		t.Fatalf("mailbox list after bad input: exit %d\n%s", code, out)
+	}
+
+	// Without a token: exit 3. A tenant token does not see another tenant's mailbox.
+	code, _, errs = cli(t, "", "--addr", d.addr, "mailbox", "list")
+	if code != 3 {
+		t.Errorf("list without a token: exit %d (%s), want 3", code, errs)
+	}
+	code, _, errs = cli(t, "", "--addr", d.addr, "--token", "mit_0000000000000000_nope", "mailbox", "list")
+	if code != 3 || !strings.Contains(errs, "not authenticated") {
+		t.Errorf("list with a bad token: exit %d (%s), want 3", code, errs)
+	}
+	code, tok, errs := cli(t, "", append(g, "token", "create", "--tenant", "globex")...)
+	if code != 0 || !strings.HasPrefix(tok, "mit_") {
+		t.Fatalf("token create: exit %d %q %s", code, tok, errs)
+	}
+	globex := []string{"--addr", d.addr, "--token", strings.TrimSpace(tok)}
+	code, out, _ = cli(t, "", append(globex, "mailbox", "list")...)
+	if code != 0 || strings.Contains(out, created.ID) {
+		t.Errorf("globex list: exit %d\n%s", code, out)
+	}
+	code, _, errs = cli(t, "", append(globex, "mailbox", "get", created.ID)...)
+	if code != 1 || !strings.Contains(errs, "not found") {
+		t.Errorf("globex get of acme's mailbox: exit %d %s", code, errs)
+	}
+
+	// Unreachable server: exit 3. Usage error: exit 2. Not yet implemented: exit 1, said clearly.
+	if code, _, _ := cli(t, "", "--addr", freeAddr(t), "--token", "x", "mailbox", "list"); code != 3 {
+		t.Errorf("unreachable: exit %d, want 3", code)
+	}
+	if code, _, _ := cli(t, "", append(g, "mailbox", "frobnicate")...); code != 2 {
+		t.Errorf("usage error: exit %d, want 2", code)
+	}
+	if code, _, errs := cli(t, "", append(g, "tail", "--limit", "1")...); code != 1 || !strings.Contains(errs, "not implemented") {
+		t.Errorf("tail: exit %d %q", code, errs)
+	}
+
+	// Restart: the mailbox is intact, and SIGTERM stops the daemon gracefully.
+	d.stop(t)
+	logs := d.logs.String()
+	d = startDaemon(t, data)
+	g[1] = d.addr
+	code, out, _ = cli(t, "", append(g, "mailbox", "get", created.ID, "--json")...)
+	var got struct {
+		Username       string   `json:"username"`
+		AuthSecretsSet []string `json:"authSecretsSet"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || got.Username != "support@example.com" || len(got.AuthSecretsSet) != 1 {
+		t.Errorf("after restart: exit %d, %v\n%s", code, err, out)
+	}
+	if strings.Contains(out, password) {
+		t.Errorf("get returned the password")
+	}
+	d.stop(t)
+	logs += d.logs.String()
+
+	if strings.Contains(logs, password) {
+		t.Errorf("the daemon's debug logs contain the password")
+	}
+	filepath.WalkDir(data, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(path)
+		if bytes.Contains(b, []byte(password)) {
+			t.Errorf("%s contains the password in plain text", path)
+		}
+		return nil
+	})
+}
+
+func TestParseOffline(t *testing.T) {
+	eml := filepath.Join(t.TempDir(), "m.eml")
+	os.WriteFile(eml, []byte("From: Alice <alice@example.com>\r\nSubject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?=\r\n\r\nHello\r\n"), 0o600)
+	code, out, errs := cli(t, "", "parse", eml)
+	var msg struct {
+		Envelope struct {
+			Subject string `json:"subject"`
+		} `json:"envelope"`
+		TextBody string `json:"textBody"`
+	}
+	if err := json.Unmarshal([]byte(out), &msg); code != 0 || err != nil || msg.Envelope.Subject != "Grüße" || msg.TextBody != "Hello\r\n" {
+		t.Errorf("parse: exit %d, %v\n%s%s", code, err, out, errs)
+	}
+	code, out, _ = cli(t, "From: a@b.c\r\n\r\nx", "parse", "-")
+	if code != 0 || !strings.Contains(out, "a@b.c") {
+		t.Errorf("parse -: exit %d %s", code, out)
+	}
+	if code, _, _ := cli(t, "", "parse", "/does/not/exist.eml"); code != 1 {
+		t.Errorf("parse of a missing file: exit %d, want 1", code)
+	}
+}
+
+func TestRefusesPlaintextOnTheNetwork(t *testing.T) {
+	cmd := exec.Command(filepath.Join(bins(t), "mailintaked"), "--listen", "0.0.0.0:0", "--data-dir", t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "without TLS") {
+		t.Errorf("serving 0.0.0.0 without TLS: %v\n%s", err, out)
+	}
+}

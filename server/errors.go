@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/plugins/authplugin"
+)
+
+// This file is the one place where domain errors become gRPC status codes. Handlers return
+// plain errors; the interceptor calls toStatus. Internal error text never reaches the client:
+// it is logged with the request id, which the client sees.
+
+// FieldViolation names a bad request field.
+type FieldViolation struct {
+	Field       string // the request field path, e.g. "mailbox.port"
+	Description string // what is wrong
+}
+
+// InvalidError is a request that failed validation.
+type InvalidError struct {
+	Violations []FieldViolation
+}
+
+func (e *InvalidError) Error() string {
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		parts[i] = v.Field + ": " + v.Description
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// violations collects field violations.
+type violations []FieldViolation
+
+func (v *violations) add(field, format string, args ...any) {
+	*v = append(*v, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
+}
+
+func (v violations) err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	sort.SliceStable(v, func(i, j int) bool { return v[i].Field < v[j].Field })
+	return &InvalidError{Violations: v}
+}
+
+// errPermission is the API layer's permission error.
+var errPermission = errors.New("permission denied")
+
+// notFound wraps store.ErrNotFound with what was not found.
+func notFound(kind, id string) error {
+	return fmt.Errorf("%s %q %w", kind, id, store.ErrNotFound)
+}
+
+// permission wraps errPermission with a reason the caller may read.
+func permission(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errPermission, fmt.Sprintf(format, args...))
+}
+
+// unimplemented marks an RPC whose behaviour arrives in a later release.
+func unimplemented(method, what string) error {
+	return status.Errorf(codes.Unimplemented, "%s is not implemented by this server yet (%s)", method, what)
+}
+
+// toStatus maps an error to the status the client receives.
+func toStatus(ctx context.Context, log *slog.Logger, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var inv *InvalidError
+	var perr *authplugin.Error
+	switch {
+	case errors.As(err, &inv):
+		st := status.New(codes.InvalidArgument, inv.Error())
+		br := &errdetails.BadRequest{}
+		for _, v := range inv.Violations {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+		}
+		if d, derr := st.WithDetails(br); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, errPermission):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.As(err, &perr):
+		return status.Error(codes.FailedPrecondition, perr.Error())
+	case errors.Is(err, pluginhost.ErrPinMismatch), errors.Is(err, pluginhost.ErrPluginFailed):
+		log.ErrorContext(ctx, "auth provider failure", "method", method, "request_id", requestID(ctx), "err", err)
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, authplugin.ErrNotInteractive):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	default:
+		id := requestID(ctx)
+		log.ErrorContext(ctx, "internal error", "method", method, "request_id", id, "err", err)
+		return status.Errorf(codes.Internal, "internal error (request id %s); the server log has the details", id)
+	}
+}

@@ -1,0 +1,260 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"maps"
+	"slices"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// mailboxService implements MailboxService.
+type mailboxService struct {
+	mailintakev1.UnimplementedMailboxServiceServer
+	s *Server
+}
+
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+// present returns a stored mailbox as the API shows it: secrets never, their names only.
+func present(mb *store.Mailbox) *mailintakev1.Mailbox {
+	out := proto.CloneOf(mb.Spec)
+	out.AuthSecrets = nil
+	out.AuthSecretsSet = slices.Sorted(maps.Keys(mb.Secrets))
+	return out
+}
+
+func revealAll(m map[string]secrets.Secret) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v.Reveal()
+	}
+	return out
+}
+
+func sealAll(m map[string]string) map[string]secrets.Secret {
+	out := make(map[string]secrets.Secret, len(m))
+	for k, v := range m {
+		out[k] = secrets.Secret(v)
+	}
+	return out
+}
+
+// load returns a mailbox the caller may see; another tenant's mailbox is reported as not
+// found, so its existence does not leak.
+func (m *mailboxService) load(ctx context.Context, field, id string) (*store.Mailbox, error) {
+	if id == "" {
+		return nil, violations{{Field: field, Description: "is required"}}.err()
+	}
+	mb, err := m.s.store.GetMailbox(ctx, id)
+	if err == store.ErrNotFound || (err == nil && !caller(ctx).canSee(mb.Spec.Tenant)) {
+		return nil, notFound("mailbox", id)
+	}
+	return mb, err
+}
+
+// resolveTenant decides the tenant of a new mailbox from the caller and the request.
+func resolveTenant(p Principal, requested, field string) (string, error) {
+	if !p.Admin {
+		if requested != "" && requested != p.Tenant {
+			return "", permission("a token of tenant %q cannot create mailboxes of tenant %q", p.Tenant, requested)
+		}
+		return p.Tenant, nil
+	}
+	if !tenantPattern.MatchString(requested) {
+		return "", violations{{Field: field, Description: "is required with the admin token: the tenant (PSA customer) the mailbox belongs to"}}.err()
+	}
+	return requested, nil
+}
+
+func (m *mailboxService) CreateMailbox(ctx context.Context, req *mailintakev1.CreateMailboxRequest) (*mailintakev1.CreateMailboxResponse, error) {
+	if req.GetMailbox() == nil {
+		return nil, violations{{Field: "mailbox", Description: "is required"}}.err()
+	}
+	mb := proto.CloneOf(req.GetMailbox())
+	tenant, err := resolveTenant(caller(ctx), mb.Tenant, "mailbox.tenant")
+	if err != nil {
+		return nil, err
+	}
+	sec := mb.AuthSecrets
+	now := timestamppb.New(m.s.now())
+	mb.Id = uuid.Must(uuid.NewV7()).String()
+	mb.Tenant = tenant
+	mb.AuthSecrets, mb.AuthSecretsSet = nil, nil
+	mb.CreateTime, mb.UpdateTime = now, now
+	normalize(mb)
+	if err := m.s.validateMailbox(ctx, "mailbox.", mb, sec); err != nil {
+		return nil, err
+	}
+	stored := &store.Mailbox{Spec: mb, Secrets: sealAll(sec)}
+	if err := m.s.store.CreateMailbox(ctx, stored); err != nil {
+		return nil, err
+	}
+	m.s.log.InfoContext(ctx, "mailbox created", "mailbox_id", mb.Id, "tenant", mb.Tenant, "provider", mb.AuthProvider, "host", mb.Host)
+	return &mailintakev1.CreateMailboxResponse{Mailbox: present(stored)}, nil
+}
+
+func (m *mailboxService) GetMailbox(ctx context.Context, req *mailintakev1.GetMailboxRequest) (*mailintakev1.GetMailboxResponse, error) {
+	mb, err := m.load(ctx, "id", req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &mailintakev1.GetMailboxResponse{Mailbox: present(mb)}, nil
+}
+
+func (m *mailboxService) ListMailboxes(ctx context.Context, req *mailintakev1.ListMailboxesRequest) (*mailintakev1.ListMailboxesResponse, error) {
+	var v violations
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > maxPageSize:
+		v.add("page_size", "must be between 0 and %d", maxPageSize)
+	case size == 0:
+		size = defaultPageSize
+	}
+	var after string
+	if t := req.GetPageToken(); t != "" {
+		b, err := base64.RawURLEncoding.DecodeString(t)
+		if err != nil || len(b) == 0 {
+			v.add("page_token", "is not a token from a previous response")
+		}
+		after = string(b)
+	}
+	p := caller(ctx)
+	tenant := req.GetTenant()
+	if !p.Admin {
+		if tenant != "" && tenant != p.Tenant {
+			return nil, permission("a token of tenant %q cannot list tenant %q", p.Tenant, tenant)
+		}
+		tenant = p.Tenant
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	mbs, err := m.s.store.ListMailboxes(ctx, store.MailboxQuery{Tenant: tenant, AfterID: after, Limit: size + 1})
+	if err != nil {
+		return nil, err
+	}
+	resp := &mailintakev1.ListMailboxesResponse{}
+	if len(mbs) > size {
+		mbs = mbs[:size]
+		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(mbs[size-1].Spec.Id))
+	}
+	for _, mb := range mbs {
+		resp.Mailboxes = append(resp.Mailboxes, present(mb))
+	}
+	return resp, nil
+}
+
+// updatable lists the field mask paths UpdateMailbox accepts.
+var updatable = map[string]func(dst, src *mailintakev1.Mailbox){
+	"display_name":         func(d, s *mailintakev1.Mailbox) { d.DisplayName = s.DisplayName },
+	"enabled":              func(d, s *mailintakev1.Mailbox) { d.Enabled = s.Enabled },
+	"protocol":             func(d, s *mailintakev1.Mailbox) { d.Protocol = s.Protocol },
+	"host":                 func(d, s *mailintakev1.Mailbox) { d.Host = s.Host },
+	"port":                 func(d, s *mailintakev1.Mailbox) { d.Port = s.Port },
+	"security":             func(d, s *mailintakev1.Mailbox) { d.Security = s.Security },
+	"ca_pem":               func(d, s *mailintakev1.Mailbox) { d.CaPem = s.CaPem },
+	"insecure_skip_verify": func(d, s *mailintakev1.Mailbox) { d.InsecureSkipVerify = s.InsecureSkipVerify },
+	"username":             func(d, s *mailintakev1.Mailbox) { d.Username = s.Username },
+	"auth_provider":        func(d, s *mailintakev1.Mailbox) { d.AuthProvider = s.AuthProvider },
+	"auth_config":          func(d, s *mailintakev1.Mailbox) { d.AuthConfig = s.AuthConfig },
+	"auth_secrets":         func(d, s *mailintakev1.Mailbox) {}, // merged separately
+	"folder":               func(d, s *mailintakev1.Mailbox) { d.Folder = s.Folder },
+	"after_ack":            func(d, s *mailintakev1.Mailbox) { d.AfterAck = s.AfterAck },
+	"start_from":           func(d, s *mailintakev1.Mailbox) { d.StartFrom = s.StartFrom },
+	"limits":               func(d, s *mailintakev1.Mailbox) { d.Limits = s.Limits },
+	"ticket_pattern":       func(d, s *mailintakev1.Mailbox) { d.TicketPattern = s.TicketPattern },
+}
+
+func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.UpdateMailboxRequest) (*mailintakev1.UpdateMailboxResponse, error) {
+	in := req.GetMailbox()
+	if in == nil {
+		return nil, violations{{Field: "mailbox", Description: "is required"}}.err()
+	}
+	var v violations
+	paths := req.GetUpdateMask().GetPaths()
+	if len(paths) == 0 {
+		v.add("update_mask", "is required: name the fields to change, e.g. display_name,enabled")
+	}
+	for _, p := range paths {
+		if _, ok := updatable[p]; !ok {
+			v.add("update_mask", "%q cannot be updated (id, tenant and output-only fields are fixed)", p)
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	cur, err := m.load(ctx, "mailbox.id", in.GetId())
+	if err != nil {
+		return nil, err
+	}
+	next := proto.CloneOf(cur.Spec)
+	sec := revealAll(cur.Secrets)
+	for _, p := range paths {
+		updatable[p](next, in)
+	}
+	if next.AuthProvider != cur.Spec.AuthProvider {
+		// Another provider's secrets mean nothing to the new one.
+		sec = map[string]string{}
+	}
+	if slices.Contains(paths, "auth_secrets") {
+		for k, val := range in.AuthSecrets {
+			if val == "" {
+				delete(sec, k)
+			} else {
+				sec[k] = val
+			}
+		}
+	}
+	next.UpdateTime = timestamppb.New(m.s.now())
+	normalize(next)
+	if err := m.s.validateMailbox(ctx, "mailbox.", next, sec); err != nil {
+		return nil, err
+	}
+	stored := &store.Mailbox{Spec: next, Secrets: sealAll(sec)}
+	if err := m.s.store.UpdateMailbox(ctx, stored); err != nil {
+		return nil, err
+	}
+	m.s.plugins.Invalidate(next.Id)
+	m.s.log.InfoContext(ctx, "mailbox updated", "mailbox_id", next.Id, "fields", paths)
+	return &mailintakev1.UpdateMailboxResponse{Mailbox: present(stored)}, nil
+}
+
+func (m *mailboxService) DeleteMailbox(ctx context.Context, req *mailintakev1.DeleteMailboxRequest) (*mailintakev1.DeleteMailboxResponse, error) {
+	mb, err := m.load(ctx, "id", req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if err := m.s.store.DeleteMailbox(ctx, mb.Spec.Id); err != nil {
+		return nil, err
+	}
+	m.s.plugins.Forget(mb.Spec.Id)
+	m.s.log.InfoContext(ctx, "mailbox deleted", "mailbox_id", mb.Spec.Id)
+	return &mailintakev1.DeleteMailboxResponse{}, nil
+}
+
+func (m *mailboxService) TestConnection(ctx context.Context, req *mailintakev1.TestConnectionRequest) (*mailintakev1.TestConnectionResponse, error) {
+	if id := req.GetId(); id != "" {
+		if _, err := m.load(ctx, "id", id); err != nil {
+			return nil, err
+		}
+	}
+	return nil, unimplemented("TestConnection", "connection tests arrive with mailbox sessions")
+}
+
+func (m *mailboxService) GetMailboxStatus(ctx context.Context, req *mailintakev1.GetMailboxStatusRequest) (*mailintakev1.GetMailboxStatusResponse, error) {
+	if _, err := m.load(ctx, "id", req.GetId()); err != nil {
+		return nil, err
+	}
+	return nil, unimplemented("GetMailboxStatus", "session status arrives with mailbox sessions")
+}

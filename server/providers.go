@@ -1,0 +1,69 @@
+package server
+
+import (
+	"context"
+
+	"github.com/mailintake/mailintake/internal/pluginhost"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// authProviderService implements AuthProviderService.
+type authProviderService struct {
+	mailintakev1.UnimplementedAuthProviderServiceServer
+	s *Server
+}
+
+var protocolByName = map[string]mailintakev1.Protocol{
+	"imap": mailintakev1.Protocol_PROTOCOL_IMAP,
+	"pop3": mailintakev1.Protocol_PROTOCOL_POP3,
+}
+
+func providerToProto(info pluginhost.Info, admin bool) *mailintakev1.AuthProvider {
+	p := &mailintakev1.AuthProvider{
+		Name: info.Name, Version: info.Version, DisplayName: info.DisplayName, Description: info.Description.Description,
+		SaslMechanisms: info.SASLMechanisms, Interactive: info.Interactive,
+	}
+	if admin {
+		p.Path, p.Sha256 = info.Path, info.SHA256
+	}
+	for _, name := range info.Protocols {
+		if v, ok := protocolByName[name]; ok {
+			p.Protocols = append(p.Protocols, v)
+		}
+	}
+	for _, f := range info.Fields {
+		p.Fields = append(p.Fields, &mailintakev1.ConfigField{
+			Name: f.Name, Label: f.Label, Help: f.Help, Type: mailintakev1.ConfigFieldType(f.Type),
+			Required: f.Required, Secret: f.Secret, Options: f.Options, DefaultValue: f.Default,
+		})
+	}
+	return p
+}
+
+// ListAuthProviders describes every installed provider. A provider that cannot start is logged
+// by the host and left out rather than failing the whole list.
+func (a *authProviderService) ListAuthProviders(ctx context.Context, _ *mailintakev1.ListAuthProvidersRequest) (*mailintakev1.ListAuthProvidersResponse, error) {
+	infos, err := a.s.plugins.Providers(ctx)
+	if len(infos) == 0 && err != nil {
+		return nil, err
+	}
+	resp := &mailintakev1.ListAuthProvidersResponse{}
+	for _, info := range infos {
+		resp.Providers = append(resp.Providers, providerToProto(info, caller(ctx).Admin))
+	}
+	return resp, nil
+}
+
+func (a *authProviderService) BeginAuthorization(ctx context.Context, req *mailintakev1.BeginAuthorizationRequest) (*mailintakev1.BeginAuthorizationResponse, error) {
+	if _, err := (&mailboxService{s: a.s}).load(ctx, "mailbox_id", req.GetMailboxId()); err != nil {
+		return nil, err
+	}
+	return nil, unimplemented("BeginAuthorization", "interactive sign-in arrives with the o365 provider")
+}
+
+func (a *authProviderService) GetAuthorization(ctx context.Context, req *mailintakev1.GetAuthorizationRequest) (*mailintakev1.GetAuthorizationResponse, error) {
+	if _, err := (&mailboxService{s: a.s}).load(ctx, "mailbox_id", req.GetMailboxId()); err != nil {
+		return nil, err
+	}
+	return nil, unimplemented("GetAuthorization", "interactive sign-in arrives with the o365 provider")
+}

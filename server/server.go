@@ -1,0 +1,74 @@
+// Package server implements the mailintake gRPC API: the services of mailintake.v1 and the
+// interceptors that authenticate every call and turn domain errors into gRPC statuses (errors.go
+// is the one place that does). Handlers translate requests and delegate to the store and the
+// plugin host.
+package server
+
+import (
+	"io"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// Options configure a Server.
+type Options struct {
+	Store   store.Store
+	Plugins *pluginhost.Host
+	Logger  *slog.Logger
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server holds the API's dependencies and implements its services.
+type Server struct {
+	store   store.Store
+	plugins *pluginhost.Host
+	log     *slog.Logger
+	now     func() time.Time
+	health  *health.Server
+}
+
+// New returns a Server.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Server{store: opts.Store, plugins: opts.Plugins, log: opts.Logger, now: opts.Now, health: health.NewServer()}
+}
+
+// ServerOptions returns the grpc.ServerOptions the API needs (its interceptors).
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(s.StreamInterceptor),
+	}
+}
+
+// Register registers the services, the health service and reflection on g.
+func (s *Server) Register(g *grpc.Server) {
+	mailintakev1.RegisterMailboxServiceServer(g, &mailboxService{s: s})
+	mailintakev1.RegisterMessageServiceServer(g, &messageService{s: s})
+	mailintakev1.RegisterAuthProviderServiceServer(g, &authProviderService{s: s})
+	mailintakev1.RegisterTokenServiceServer(g, &tokenService{s: s})
+	healthpb.RegisterHealthServer(g, s.health)
+	reflection.Register(g)
+	for name := range g.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+}
+
+// Shutdown marks the server as not serving, so health checks fail while it drains.
+func (s *Server) Shutdown() { s.health.Shutdown() }

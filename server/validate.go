@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/plugins/authplugin"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// Limits of the mailbox definition.
+const (
+	maxDisplayName      = 200
+	maxMessageBytesCap  = 1 << 30
+	defaultFolder       = "INBOX"
+	maxFolderName       = 1000
+	maxTicketPatternLen = 500
+)
+
+var hostLabel = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$`)
+
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if len(h) == 0 || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func validMailboxName(s string) bool {
+	return s != "" && len(s) <= maxFolderName && !strings.ContainsAny(s, "\x00\r\n")
+}
+
+// normalize fills defaults into a mailbox definition.
+func normalize(mb *mailintakev1.Mailbox) {
+	if mb.Protocol == mailintakev1.Protocol_PROTOCOL_UNSPECIFIED {
+		mb.Protocol = mailintakev1.Protocol_PROTOCOL_IMAP
+	}
+	if mb.Security == mailintakev1.Security_SECURITY_UNSPECIFIED {
+		mb.Security = mailintakev1.Security_SECURITY_TLS
+	}
+	mb.Host = strings.TrimSpace(mb.Host)
+	if mb.Folder == "" {
+		mb.Folder = defaultFolder
+	}
+	if mb.AfterAck == nil {
+		mb.AfterAck = &mailintakev1.AfterAck{}
+	}
+	if mb.AfterAck.Action == mailintakev1.AfterAckAction_AFTER_ACK_ACTION_UNSPECIFIED {
+		mb.AfterAck.Action = mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN
+	}
+	if mb.StartFrom == mailintakev1.StartFrom_START_FROM_UNSPECIFIED {
+		mb.StartFrom = mailintakev1.StartFrom_START_FROM_NEW
+	}
+	if mb.AuthConfig == nil {
+		mb.AuthConfig = map[string]string{}
+	}
+}
+
+// validateMailbox checks a normalized definition. Field paths are prefixed with prefix
+// ("mailbox."). Provider fields are checked by the provider itself.
+func (s *Server) validateMailbox(ctx context.Context, prefix string, mb *mailintakev1.Mailbox, secrets map[string]string) error {
+	var v violations
+	f := func(name string) string { return prefix + name }
+	if len(mb.DisplayName) > maxDisplayName {
+		v.add(f("display_name"), "must be at most %d characters", maxDisplayName)
+	}
+	if _, ok := mailintakev1.Protocol_name[int32(mb.Protocol)]; !ok {
+		v.add(f("protocol"), "unknown protocol %d", mb.Protocol)
+	} else if mb.Protocol != mailintakev1.Protocol_PROTOCOL_IMAP {
+		v.add(f("protocol"), "only IMAP is supported by this server")
+	}
+	switch {
+	case mb.Host == "":
+		v.add(f("host"), "is required (the mail server's host name, e.g. outlook.office365.com)")
+	case !validHost(mb.Host):
+		v.add(f("host"), "%q is not a host name or IP address", mb.Host)
+	}
+	if mb.Port < 1 || mb.Port > 65535 {
+		v.add(f("port"), "must be between 1 and 65535 (993 for TLS, 143 for STARTTLS), not %d", mb.Port)
+	}
+	if _, ok := mailintakev1.Security_name[int32(mb.Security)]; !ok {
+		v.add(f("security"), "unknown security mode %d: use TLS, STARTTLS or NONE", mb.Security)
+	}
+	if mb.CaPem != "" {
+		if err := checkPEM(mb.CaPem); err != nil {
+			v.add(f("ca_pem"), "%v", err)
+		}
+	}
+	switch {
+	case mb.Username == "":
+		v.add(f("username"), "is required")
+	case len(mb.Username) > 320 || strings.ContainsAny(mb.Username, "\x00\r\n"):
+		v.add(f("username"), "must be at most 320 characters without line breaks")
+	}
+	if !validMailboxName(mb.Folder) {
+		v.add(f("folder"), "must be a folder name without line breaks, at most %d characters", maxFolderName)
+	}
+	if _, ok := mailintakev1.AfterAckAction_name[int32(mb.AfterAck.GetAction())]; !ok {
+		v.add(f("after_ack.action"), "unknown action %d", mb.AfterAck.GetAction())
+	} else if mb.AfterAck.GetAction() == mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MOVE {
+		switch {
+		case !validMailboxName(mb.AfterAck.GetFolder()):
+			v.add(f("after_ack.folder"), "is required for MOVE (the folder acknowledged mail moves to)")
+		case mb.AfterAck.GetFolder() == mb.Folder:
+			v.add(f("after_ack.folder"), "must differ from the watched folder %q", mb.Folder)
+		}
+	}
+	if _, ok := mailintakev1.StartFrom_name[int32(mb.StartFrom)]; !ok {
+		v.add(f("start_from"), "unknown value %d: use NEW, UNSEEN or ALL", mb.StartFrom)
+	}
+	if l := mb.Limits; l != nil {
+		if l.MaxMessageBytes > maxMessageBytesCap {
+			v.add(f("limits.max_message_bytes"), "must be at most %d", maxMessageBytesCap)
+		}
+		if l.MaxInlineAttachmentBytes > maxMessageBytesCap {
+			v.add(f("limits.max_inline_attachment_bytes"), "must be at most %d", maxMessageBytesCap)
+		}
+	}
+	if p := mb.TicketPattern; p != "" {
+		if len(p) > maxTicketPatternLen {
+			v.add(f("ticket_pattern"), "must be at most %d characters", maxTicketPatternLen)
+		} else if _, err := regexp.Compile(p); err != nil {
+			v.add(f("ticket_pattern"), "is not a valid regular expression: %v", err)
+		}
+	}
+	for k := range mb.AuthConfig {
+		if k == "" {
+			v.add(f("auth_config"), "has an empty key")
+		}
+	}
+	if mb.AuthProvider == "" {
+		v.add(f("auth_provider"), "is required (e.g. basic or o365)")
+	} else if err := s.validateProvider(ctx, prefix, mb, secrets, &v); err != nil {
+		return err
+	}
+	return v.err()
+}
+
+// validateProvider lets the provider check its fields and maps its violations onto request
+// field paths. It returns an error only when the provider could not be asked.
+func (s *Server) validateProvider(ctx context.Context, prefix string, mb *mailintakev1.Mailbox, secrets map[string]string, v *violations) error {
+	err := s.plugins.Validate(ctx, mb.AuthProvider, account(mb, secrets))
+	var verr *authplugin.ValidationError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pluginhost.ErrUnknownProvider):
+		names, _ := s.plugins.Discover()
+		v.add(prefix+"auth_provider", "unknown provider %q (installed: %s)", mb.AuthProvider, strings.Join(names, ", "))
+		return nil
+	case errors.As(err, &verr):
+		for _, fv := range verr.Violations {
+			path := prefix + "auth_config." + fv.Field
+			switch {
+			case fv.Field == "username":
+				path = prefix + "username"
+			case isSecretField(fv.Field, secrets, mb.AuthConfig):
+				path = prefix + "auth_secrets." + fv.Field
+			}
+			v.add(path, "%s", fv.Description)
+		}
+		return nil
+	default:
+		return err
+	}
+}
+
+// isSecretField guesses where a provider's field lives when the provider names it: in the
+// secrets if given there, or if not in the config and named like a secret.
+func isSecretField(name string, secrets, config map[string]string) bool {
+	if _, ok := secrets[name]; ok {
+		return true
+	}
+	if _, ok := config[name]; ok {
+		return false
+	}
+	return strings.Contains(name, "password") || strings.Contains(name, "secret")
+}
+
+// account is what the provider sees of a mailbox.
+func account(mb *mailintakev1.Mailbox, secrets map[string]string) authplugin.Account {
+	proto := "imap"
+	if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 {
+		proto = "pop3"
+	}
+	return authplugin.Account{
+		MailboxID: mb.Id, Protocol: proto, Host: mb.Host, Port: int(mb.Port),
+		Username: mb.Username, Config: mb.AuthConfig, Secrets: secrets,
+	}
+}
+
+func checkPEM(text string) error {
+	rest := []byte(text)
+	n := 0
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			return fmt.Errorf("holds a %s block; only CERTIFICATE blocks are allowed", b.Type)
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Errorf("certificate %d does not parse: %v", n+1, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return errors.New("holds no PEM certificate")
+	}
+	return nil
+}
