@@ -47,12 +47,22 @@ func (v *violations) add(field, format string, args ...any) {
 	*v = append(*v, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
 }
 
+// err returns an *InvalidError with the violations sorted by field, one per field (the first
+// one found: the server's own checks run before the provider's), or nil.
 func (v violations) err() error {
 	if len(v) == 0 {
 		return nil
 	}
-	sort.SliceStable(v, func(i, j int) bool { return v[i].Field < v[j].Field })
-	return &InvalidError{Violations: v}
+	seen := map[string]bool{}
+	var out []FieldViolation
+	for _, fv := range v {
+		if !seen[fv.Field] {
+			seen[fv.Field] = true
+			out = append(out, fv)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Field < out[j].Field })
+	return &InvalidError{Violations: out}
 }
 
 // errPermission is the API layer's permission error.

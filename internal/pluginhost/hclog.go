@@ -1,10 +1,12 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log"
 	"log/slog"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -93,3 +95,31 @@ func (a *slogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
 }
 
 var _ hclog.Logger = (*slogAdapter)(nil)
+
+// lineLogger logs what a plugin writes to os.Stdout or os.Stderr after the handshake (go-plugin
+// forwards it over its stdio stream), one record per line, so nothing a plugin prints is lost.
+type lineLogger struct {
+	l      *slog.Logger
+	stream string
+	buf    []byte
+	mu     sync.Mutex
+}
+
+func (w *lineLogger) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.l.Debug("plugin output", "stream", w.stream, "line", string(bytes.TrimRight(w.buf[:i], "\r")))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 64<<10 {
+		w.l.Debug("plugin output", "stream", w.stream, "line", string(w.buf))
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}

@@ -205,6 +205,8 @@ func (h *Host) client(name string) (*managed, *authplugin.Client, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           newHCLogger(h.log.With("provider", name)),
+		SyncStdout:       &lineLogger{l: h.log.With("provider", name), stream: "stdout"},
+		SyncStderr:       &lineLogger{l: h.log.With("provider", name), stream: "stderr"},
 		StartTimeout:     h.opts.StartTimeout,
 		Managed:          false,
 	}

@@ -140,7 +140,7 @@ func TestBasicValidateAndIssue(t *testing.T) {
 func TestCredentialCacheAndState(t *testing.T) {
 	now := time.Now()
 	var clock sync.Mutex
-	h, st, _ := newHost(t, Options{Now: func() time.Time { clock.Lock(); defer clock.Unlock(); return now }})
+	h, st, logs := newHost(t, Options{Now: func() time.Time { clock.Lock(); defer clock.Unlock(); return now }})
 	ctx := context.Background()
 	a := acct("m1", map[string]string{"ttl": "1h"})
 	c1, err := h.Credential(ctx, "fake", a, false)
@@ -149,6 +149,14 @@ func TestCredentialCacheAndState(t *testing.T) {
 	}
 	if c1.Secret != "token-1" || string(st.m["m1"]) != "1" {
 		t.Fatalf("first credential %q, state %q; want token-1 and state 1", c1.Secret, st.m["m1"])
+	}
+	// The plugin's own log line (hclog JSON on its stderr) arrives with its level.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), `"level":"INFO","msg":"issuing credential"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the plugin's info log did not reach the host's logger at INFO:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	// Cached: no new serial.
 	if c, _ := h.Credential(ctx, "fake", a, false); c.Secret != "token-1" {

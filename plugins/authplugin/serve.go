@@ -36,10 +36,15 @@ func Serve(p Provider) {
 	})
 }
 
-// Logger returns a logger that writes hclog-style JSON lines to stderr, which the host reads with
-// their levels. Use it instead of writing to stdout, which carries the plugin handshake.
+// processStderr is the process's real stderr, kept before Serve redirects os.Stderr into
+// go-plugin's stdio stream: the host parses log lines only on the real one.
+var processStderr = os.Stderr
+
+// Logger returns a logger that writes hclog-style JSON lines to the process's stderr, which the
+// host reads with their levels. Use it instead of writing to stdout, which carries the plugin
+// handshake.
 func Logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+	return slog.New(slog.NewJSONHandler(processStderr, &slog.HandlerOptions{
 		Level: slog.LevelDebug,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) > 0 {
@@ -51,7 +56,8 @@ func Logger() *slog.Logger {
 			case slog.MessageKey:
 				return slog.String("@message", a.Value.String())
 			case slog.TimeKey:
-				return slog.Attr{Key: "@timestamp", Value: a.Value}
+				// go-plugin parses exactly hclog's timestamp layout.
+				return slog.String("@timestamp", a.Value.Time().Format("2006-01-02T15:04:05.000000Z07:00"))
 			}
 			return a
 		},

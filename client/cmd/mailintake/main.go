@@ -58,6 +58,8 @@ type globals struct {
 	json      bool
 	tls       bool
 	caFile    string
+	certFile  string
+	keyFile   string
 	timeout   time.Duration
 	insecure  bool
 }
@@ -76,6 +78,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.BoolVar(&g.json, "json", g.json, "print protobuf JSON")
 	fs.BoolVar(&g.tls, "tls", g.tls, "connect with TLS (the default for non-loopback addresses)")
 	fs.StringVar(&g.caFile, "server-ca", g.caFile, "PEM CA that signed the server's certificate (implies --tls)")
+	fs.StringVar(&g.certFile, "client-cert", g.certFile, "PEM client certificate for a server that requires mTLS (implies --tls)")
+	fs.StringVar(&g.keyFile, "client-key", g.keyFile, "PEM private key of --client-cert")
 	fs.BoolVar(&g.insecure, "insecure", g.insecure, "allow plaintext to a non-loopback address")
 	fs.DurationVar(&g.timeout, "rpc-timeout", g.timeout, "deadline of each call (not of tail)")
 }
@@ -262,8 +266,15 @@ func (a *app) connect() (*client.Client, error) {
 		return nil, err
 	}
 	opts := client.Options{Token: tok, Insecure: a.g.insecure}
-	if a.g.tls || a.g.caFile != "" || (!client.IsLoopback(a.g.addr) && !a.g.insecure) {
+	if a.g.tls || a.g.caFile != "" || a.g.certFile != "" || (!client.IsLoopback(a.g.addr) && !a.g.insecure) {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if a.g.certFile != "" || a.g.keyFile != "" {
+			cert, err := tls.LoadX509KeyPair(a.g.certFile, a.g.keyFile)
+			if err != nil {
+				return nil, usagef("--client-cert/--client-key: %v", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
 		if a.g.caFile != "" {
 			pem, err := os.ReadFile(a.g.caFile)
 			if err != nil {

@@ -283,3 +283,40 @@ func TestRefusesPlaintextOnTheNetwork(t *testing.T) {
 		t.Errorf("serving 0.0.0.0 without TLS: %v\n%s", err, out)
 	}
 }
+
+func TestTLSAndMutualTLS(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key := ca.IssueFiles(t, "server", "127.0.0.1", "localhost")
+	clientCert, clientKey := ca.IssueFiles(t, "client", "psa-backend")
+	caFile := ca.CAFile(t)
+
+	// TLS on a non-loopback address is allowed; use loopback here to stay on this machine.
+	data := t.TempDir()
+	d := startDaemon(t, data, "--tls-cert", cert, "--tls-key", key)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	if code, _, errs := cli(t, "", append(g, "--server-ca", caFile, "mailbox", "list")...); code != 0 {
+		t.Errorf("list over TLS: exit %d %s", code, errs)
+	}
+	if code, _, _ := cli(t, "", append(g, "mailbox", "list")...); code != 3 {
+		t.Errorf("plaintext to a TLS server: exit %d, want 3", code)
+	}
+	if code, _, _ := cli(t, "", append(g, "--tls", "mailbox", "list")...); code != 3 {
+		t.Errorf("TLS without trusting the CA: exit %d, want 3", code)
+	}
+	d.stop(t)
+
+	data = t.TempDir()
+	d = startDaemon(t, data, "--tls-cert", cert, "--tls-key", key, "--client-ca", caFile)
+	g = []string{"--addr", d.addr, "--data-dir", data, "--server-ca", caFile}
+	if code, _, _ := cli(t, "", append(g, "mailbox", "list")...); code != 3 {
+		t.Errorf("mTLS server, no client certificate: exit %d, want 3", code)
+	}
+	if code, _, errs := cli(t, "", append(g, "--client-cert", clientCert, "--client-key", clientKey, "mailbox", "list")...); code != 0 {
+		t.Errorf("mTLS with a client certificate: exit %d %s", code, errs)
+	}
+	other := testutil.NewCA(t)
+	oc, ok := other.IssueFiles(t, "intruder", "intruder")
+	if code, _, _ := cli(t, "", append(g, "--client-cert", oc, "--client-key", ok, "mailbox", "list")...); code != 3 {
+		t.Errorf("mTLS with a certificate from another CA: exit %d, want 3", code)
+	}
+}
