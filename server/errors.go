@@ -115,6 +115,8 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	case errors.Is(err, pluginhost.ErrPinMismatch), errors.Is(err, pluginhost.ErrPluginFailed):
 		log.ErrorContext(ctx, "auth provider failure", "method", method, "request_id", requestID(ctx), "err", err)
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.As(err, new(*ConnectionError)):
+		return status.Error(codes.FailedPrecondition, "the mail server: "+err.Error())
 	case errors.Is(err, authplugin.ErrNotInteractive):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled):
@@ -126,4 +128,18 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		log.ErrorContext(ctx, "internal error", "method", method, "request_id", id, "err", err)
 		return status.Errorf(codes.Internal, "internal error (request id %s); the server log has the details", id)
 	}
+}
+
+// ConnectionError is a failure to reach or use a mailbox's server on behalf of a request; its
+// text is the connection layer's description, meant for the admin.
+type ConnectionError struct{ Err error }
+
+func (e *ConnectionError) Error() string { return e.Err.Error() }
+func (e *ConnectionError) Unwrap() error { return e.Err }
+
+func connectionFailed(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ConnectionError{Err: err}
 }

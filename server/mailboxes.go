@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -101,6 +103,8 @@ func (m *mailboxService) CreateMailbox(ctx context.Context, req *mailintakev1.Cr
 		return nil, err
 	}
 	m.s.log.InfoContext(ctx, "mailbox created", "mailbox_id", mb.Id, "tenant", mb.Tenant, "provider", mb.AuthProvider, "host", mb.Host)
+	m.s.addEvent(ctx, mb.Id, "config", "mailbox created")
+	m.s.sessions.Reload(ctx, mb.Id)
 	return &mailintakev1.CreateMailboxResponse{Mailbox: present(stored)}, nil
 }
 
@@ -227,6 +231,8 @@ func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.Up
 	}
 	m.s.plugins.Invalidate(next.Id)
 	m.s.log.InfoContext(ctx, "mailbox updated", "mailbox_id", next.Id, "fields", paths)
+	m.s.addEvent(ctx, next.Id, "config", "mailbox updated: "+strings.Join(paths, ", "))
+	m.s.sessions.Reload(ctx, next.Id)
 	return &mailintakev1.UpdateMailboxResponse{Mailbox: present(stored)}, nil
 }
 
@@ -238,23 +244,113 @@ func (m *mailboxService) DeleteMailbox(ctx context.Context, req *mailintakev1.De
 	if err := m.s.store.DeleteMailbox(ctx, mb.Spec.Id); err != nil {
 		return nil, err
 	}
-	m.s.plugins.Forget(mb.Spec.Id)
+	m.s.sessions.Reload(ctx, mb.Spec.Id)
 	m.s.log.InfoContext(ctx, "mailbox deleted", "mailbox_id", mb.Spec.Id)
 	return &mailintakev1.DeleteMailboxResponse{}, nil
 }
 
-func (m *mailboxService) TestConnection(ctx context.Context, req *mailintakev1.TestConnectionRequest) (*mailintakev1.TestConnectionResponse, error) {
-	if id := req.GetId(); id != "" {
-		if _, err := m.load(ctx, "id", id); err != nil {
-			return nil, err
+// target resolves a saved mailbox or validates an unsaved definition, for TestConnection and
+// PreviewFirstSync. Nothing is stored.
+func (m *mailboxService) target(ctx context.Context, id string, def *mailintakev1.Mailbox) (*mailintakev1.Mailbox, map[string]string, error) {
+	if id != "" {
+		mb, err := m.load(ctx, "id", id)
+		if err != nil {
+			return nil, nil, err
 		}
+		return mb.Spec, revealAll(mb.Secrets), nil
 	}
-	return nil, unimplemented("TestConnection", "connection tests arrive with mailbox sessions")
+	if def == nil {
+		return nil, nil, violations{{Field: "target", Description: "give a mailbox id or a mailbox definition"}}.err()
+	}
+	mb := proto.CloneOf(def)
+	tenant, err := resolveTenant(caller(ctx), mb.Tenant, "mailbox.tenant")
+	if err != nil {
+		return nil, nil, err
+	}
+	sec := mb.AuthSecrets
+	mb.Id, mb.Tenant, mb.AuthSecrets, mb.AuthSecretsSet = "", tenant, nil, nil
+	normalize(mb)
+	if err := m.s.validateMailbox(ctx, "mailbox.", mb, sec); err != nil {
+		return nil, nil, err
+	}
+	return mb, sec, nil
+}
+
+func (m *mailboxService) TestConnection(ctx context.Context, req *mailintakev1.TestConnectionRequest) (*mailintakev1.TestConnectionResponse, error) {
+	mb, sec, err := m.target(ctx, req.GetId(), req.GetMailbox())
+	if err != nil {
+		return nil, err
+	}
+	resp := m.s.sessions.Test(ctx, mb, sec)
+	if mb.GetId() != "" {
+		result := "passed"
+		if !resp.GetOk() {
+			result = "failed"
+		}
+		m.s.addEvent(ctx, mb.GetId(), "test", "connection test "+result)
+	}
+	return resp, nil
+}
+
+func (m *mailboxService) PreviewFirstSync(ctx context.Context, req *mailintakev1.PreviewFirstSyncRequest) (*mailintakev1.PreviewFirstSyncResponse, error) {
+	mb, sec, err := m.target(ctx, req.GetId(), req.GetMailbox())
+	if err != nil {
+		return nil, err
+	}
+	resp, err := m.s.sessions.Preview(ctx, mb, sec)
+	if err != nil {
+		return nil, connectionFailed(err)
+	}
+	return resp, nil
 }
 
 func (m *mailboxService) GetMailboxStatus(ctx context.Context, req *mailintakev1.GetMailboxStatusRequest) (*mailintakev1.GetMailboxStatusResponse, error) {
-	if _, err := m.load(ctx, "id", req.GetId()); err != nil {
+	mb, err := m.load(ctx, "id", req.GetId())
+	if err != nil {
 		return nil, err
 	}
-	return nil, unimplemented("GetMailboxStatus", "session status arrives with mailbox sessions")
+	st := m.s.sessions.Status(ctx, mb.Spec.Id)
+	if st == nil {
+		st = &mailintakev1.MailboxStatus{MailboxId: mb.Spec.Id, State: mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, Message: "starting"}
+	}
+	return &mailintakev1.GetMailboxStatusResponse{Status: st}, nil
+}
+
+func (m *mailboxService) ListMailboxEvents(ctx context.Context, req *mailintakev1.ListMailboxEventsRequest) (*mailintakev1.ListMailboxEventsResponse, error) {
+	mb, err := m.load(ctx, "mailbox_id", req.GetMailboxId())
+	if err != nil {
+		return nil, err
+	}
+	var v violations
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > store.MaxEventsPerMailbox:
+		v.add("page_size", "must be between 0 and %d", store.MaxEventsPerMailbox)
+	case size == 0:
+		size = 100
+	}
+	var before int64
+	if t := req.GetPageToken(); t != "" {
+		n, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || n <= 0 {
+			v.add("page_token", "is not a token from a previous response")
+		}
+		before = n
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	evs, err := m.s.store.ListEvents(ctx, mb.Spec.Id, before, size+1)
+	if err != nil {
+		return nil, err
+	}
+	resp := &mailintakev1.ListMailboxEventsResponse{}
+	if len(evs) > size {
+		evs = evs[:size]
+		resp.NextPageToken = strconv.FormatInt(evs[size-1].ID, 10)
+	}
+	for _, e := range evs {
+		resp.Events = append(resp.Events, &mailintakev1.MailboxEvent{Id: e.ID, Time: timestamppb.New(e.Time), Kind: e.Kind, Message: e.Message})
+	}
+	return resp, nil
 }

@@ -7,6 +7,7 @@ package server
 import (
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -14,27 +15,35 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/mailintake/mailintake/internal/delivery"
 	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/store"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
 // Options configure a Server.
 type Options struct {
-	Store   store.Store
-	Plugins *pluginhost.Host
-	Logger  *slog.Logger
+	Store    store.Store
+	Plugins  *pluginhost.Host
+	Sessions *session.Supervisor
+	Broker   *delivery.Broker
+	Logger   *slog.Logger
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
 
 // Server holds the API's dependencies and implements its services.
 type Server struct {
-	store   store.Store
-	plugins *pluginhost.Host
-	log     *slog.Logger
-	now     func() time.Time
-	health  *health.Server
+	store    store.Store
+	plugins  *pluginhost.Host
+	sessions *session.Supervisor
+	broker   *delivery.Broker
+	log      *slog.Logger
+	now      func() time.Time
+	health   *health.Server
+	closing  chan struct{}
+	once     sync.Once
 }
 
 // New returns a Server.
@@ -45,7 +54,8 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{store: opts.Store, plugins: opts.Plugins, log: opts.Logger, now: opts.Now, health: health.NewServer()}
+	return &Server{store: opts.Store, plugins: opts.Plugins, sessions: opts.Sessions, broker: opts.Broker,
+		log: opts.Logger, now: opts.Now, health: health.NewServer(), closing: make(chan struct{})}
 }
 
 // ServerOptions returns the grpc.ServerOptions the API needs (its interceptors).
@@ -70,5 +80,9 @@ func (s *Server) Register(g *grpc.Server) {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 }
 
-// Shutdown marks the server as not serving, so health checks fail while it drains.
-func (s *Server) Shutdown() { s.health.Shutdown() }
+// Shutdown marks the server as not serving, so health checks fail while it drains, and ends the
+// message streams (their unacknowledged messages are delivered again after the restart).
+func (s *Server) Shutdown() {
+	s.health.Shutdown()
+	s.once.Do(func() { close(s.closing) })
+}

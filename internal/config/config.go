@@ -41,6 +41,7 @@ type Config struct {
 	LogLevel      string
 	LogFormat     string
 	PluginTimeout time.Duration
+	MetricsListen string
 	// PluginPins maps a provider name to the SHA-256 its executable must have.
 	PluginPins map[string]string
 }
@@ -62,6 +63,7 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (*Config, 
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&c.PluginTimeout, "plugin-timeout", 30*time.Second, "deadline of each auth plugin call")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (e.g. 127.0.0.1:7466); empty: off")
 	fs.Usage = func() {
 		fmt.Fprintf(usage, "Usage: mailintaked [flags]\n\nServes the mailintake gRPC API. Every flag can also be set with the environment\nvariable MAILINTAKE_<FLAG> (e.g. MAILINTAKE_DATA_DIR) or in the --config file.\n\n")
 		fs.PrintDefaults()

@@ -312,3 +312,58 @@ func signals(h mail.Header, msg *mailintakev1.Message, ticket *regexp.Regexp) {
 		}
 	}
 }
+
+// SHA256 returns the lower-case hex SHA-256 of raw, as Message.sha256 carries it.
+func SHA256(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrNoSuchPart is returned by OpenPart for an id the message does not have.
+var ErrNoSuchPart = errors.New("the message has no such part")
+
+// OpenPart finds the part with an attachment id (Attachment.id) in a raw message read from r,
+// streaming: it returns the part's description and a reader of its decoded bytes, which must be
+// read before r is used again. Parts inside forwarded messages are not addressed (they travel in
+// Attachment.message).
+func OpenPart(r io.Reader, id string) (*mailintakev1.Attachment, io.Reader, error) {
+	e, err := message.Read(r)
+	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
+		return nil, nil, err
+	}
+	return findPart(e, "", id, 0)
+}
+
+func findPart(e *message.Entity, path, id string, depth int) (*mailintakev1.Attachment, io.Reader, error) {
+	if depth > DefaultMaxDepth {
+		return nil, nil, ErrNoSuchPart
+	}
+	if mr := e.MultipartReader(); mr != nil {
+		for i := 1; ; i++ {
+			part, err := mr.NextPart()
+			if err != nil && part == nil {
+				return nil, nil, ErrNoSuchPart
+			}
+			p := joinPath(path, i)
+			if p == id || strings.HasPrefix(id, p+".") {
+				return findPart(part, p, id, depth+1)
+			}
+		}
+	}
+	if path == "" {
+		path = "1"
+	}
+	if path != id {
+		return nil, nil, ErrNoSuchPart
+	}
+	ct, ctParams, _ := e.Header.ContentType()
+	_, dParams, _ := e.Header.ContentDisposition()
+	name := dParams["filename"]
+	if name == "" {
+		name = ctParams["name"]
+	}
+	if dec, err := wordDecoder.DecodeHeader(name); err == nil {
+		name = dec
+	}
+	return &mailintakev1.Attachment{Id: id, Filename: name, ContentType: ct, ContentId: strings.Trim(e.Header.Get("Content-Id"), "<> ")}, e.Body, nil
+}

@@ -75,6 +75,8 @@ type Store interface {
 	// RevokeToken marks a token revoked. ErrNotFound if missing.
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 
+	SyncStore
+
 	// Close releases the store.
 	Close() error
 }

@@ -54,6 +54,45 @@ var migrations = []string{
 		created_at INTEGER NOT NULL,
 		revoked_at INTEGER
 	);`,
+	`CREATE TABLE sync_state (
+		mailbox_id   TEXT PRIMARY KEY REFERENCES mailboxes (id) ON DELETE CASCADE,
+		uid_validity INTEGER NOT NULL,
+		acked_through INTEGER NOT NULL,
+		baseline     INTEGER NOT NULL,
+		resync_below INTEGER NOT NULL,
+		updated_at   INTEGER NOT NULL
+	);
+	CREATE TABLE acks (
+		mailbox_id   TEXT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		uid_validity INTEGER NOT NULL,
+		uid          INTEGER NOT NULL,
+		sha256       TEXT NOT NULL,
+		acked_at     INTEGER NOT NULL,
+		applied      INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (mailbox_id, uid_validity, uid)
+	);
+	CREATE INDEX acks_hash ON acks (mailbox_id, sha256);
+	CREATE INDEX acks_unapplied ON acks (mailbox_id) WHERE applied = 0;
+	CREATE TABLE quarantine (
+		id           INTEGER PRIMARY KEY AUTOINCREMENT,
+		mailbox_id   TEXT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		uid_validity INTEGER NOT NULL,
+		uid          INTEGER NOT NULL,
+		reason       TEXT NOT NULL,
+		size         INTEGER NOT NULL,
+		headers      TEXT NOT NULL,
+		state        TEXT NOT NULL,
+		created_at   INTEGER NOT NULL,
+		UNIQUE (mailbox_id, uid_validity, uid)
+	);
+	CREATE TABLE events (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
+		mailbox_id TEXT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		at         INTEGER NOT NULL,
+		kind       TEXT NOT NULL,
+		message    TEXT NOT NULL
+	);
+	CREATE INDEX events_mailbox ON events (mailbox_id, id);`,
 }
 
 // Store is the SQLite implementation of store.Store.

@@ -2063,6 +2063,367 @@ func (x *GetMailboxStatusResponse) GetStatus() *MailboxStatus {
 	return nil
 }
 
+// PreviewFirstSyncRequest is the request of PreviewFirstSync.
+type PreviewFirstSyncRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to preview.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*PreviewFirstSyncRequest_Id
+	//	*PreviewFirstSyncRequest_Mailbox
+	Target        isPreviewFirstSyncRequest_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewFirstSyncRequest) Reset() {
+	*x = PreviewFirstSyncRequest{}
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewFirstSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewFirstSyncRequest) ProtoMessage() {}
+
+func (x *PreviewFirstSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewFirstSyncRequest.ProtoReflect.Descriptor instead.
+func (*PreviewFirstSyncRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PreviewFirstSyncRequest) GetTarget() isPreviewFirstSyncRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *PreviewFirstSyncRequest) GetId() string {
+	if x != nil {
+		if x, ok := x.Target.(*PreviewFirstSyncRequest_Id); ok {
+			return x.Id
+		}
+	}
+	return ""
+}
+
+func (x *PreviewFirstSyncRequest) GetMailbox() *Mailbox {
+	if x != nil {
+		if x, ok := x.Target.(*PreviewFirstSyncRequest_Mailbox); ok {
+			return x.Mailbox
+		}
+	}
+	return nil
+}
+
+type isPreviewFirstSyncRequest_Target interface {
+	isPreviewFirstSyncRequest_Target()
+}
+
+type PreviewFirstSyncRequest_Id struct {
+	// A saved mailbox.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3,oneof"`
+}
+
+type PreviewFirstSyncRequest_Mailbox struct {
+	// An unsaved mailbox definition (with its secrets).
+	Mailbox *Mailbox `protobuf:"bytes,2,opt,name=mailbox,proto3,oneof"`
+}
+
+func (*PreviewFirstSyncRequest_Id) isPreviewFirstSyncRequest_Target() {}
+
+func (*PreviewFirstSyncRequest_Mailbox) isPreviewFirstSyncRequest_Target() {}
+
+// PreviewFirstSyncResponse is the response of PreviewFirstSync.
+type PreviewFirstSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The start_from the count is for.
+	StartFrom StartFrom `protobuf:"varint,1,opt,name=start_from,json=startFrom,proto3,enum=mailintake.v1.StartFrom" json:"start_from,omitempty"`
+	// Messages in the folder now.
+	FolderMessages uint32 `protobuf:"varint,2,opt,name=folder_messages,json=folderMessages,proto3" json:"folder_messages,omitempty"`
+	// Messages without the \Seen flag.
+	FolderUnseen uint32 `protobuf:"varint,3,opt,name=folder_unseen,json=folderUnseen,proto3" json:"folder_unseen,omitempty"`
+	// Messages the first sync would deliver (marked as backfill).
+	WouldDeliver uint32 `protobuf:"varint,4,opt,name=would_deliver,json=wouldDeliver,proto3" json:"would_deliver,omitempty"`
+	// The mailbox has synchronised before: no first sync is left to deliver.
+	AlreadySynced bool `protobuf:"varint,5,opt,name=already_synced,json=alreadySynced,proto3" json:"already_synced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewFirstSyncResponse) Reset() {
+	*x = PreviewFirstSyncResponse{}
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewFirstSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewFirstSyncResponse) ProtoMessage() {}
+
+func (x *PreviewFirstSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewFirstSyncResponse.ProtoReflect.Descriptor instead.
+func (*PreviewFirstSyncResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PreviewFirstSyncResponse) GetStartFrom() StartFrom {
+	if x != nil {
+		return x.StartFrom
+	}
+	return StartFrom_START_FROM_UNSPECIFIED
+}
+
+func (x *PreviewFirstSyncResponse) GetFolderMessages() uint32 {
+	if x != nil {
+		return x.FolderMessages
+	}
+	return 0
+}
+
+func (x *PreviewFirstSyncResponse) GetFolderUnseen() uint32 {
+	if x != nil {
+		return x.FolderUnseen
+	}
+	return 0
+}
+
+func (x *PreviewFirstSyncResponse) GetWouldDeliver() uint32 {
+	if x != nil {
+		return x.WouldDeliver
+	}
+	return 0
+}
+
+func (x *PreviewFirstSyncResponse) GetAlreadySynced() bool {
+	if x != nil {
+		return x.AlreadySynced
+	}
+	return false
+}
+
+// MailboxEvent is an entry of a mailbox's event log.
+type MailboxEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entry's id (increasing).
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When it happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// What kind: connect, auth, error, sync, resync, deliver, ack, quarantine.
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// What happened, in words.
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MailboxEvent) Reset() {
+	*x = MailboxEvent{}
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MailboxEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MailboxEvent) ProtoMessage() {}
+
+func (x *MailboxEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MailboxEvent.ProtoReflect.Descriptor instead.
+func (*MailboxEvent) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *MailboxEvent) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *MailboxEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *MailboxEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *MailboxEvent) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ListMailboxEventsRequest is the request of ListMailboxEvents.
+type ListMailboxEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The mailbox.
+	MailboxId string `protobuf:"bytes,1,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	// Maximum number of events, 1 to 500. 0 means 100.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of a previous response.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMailboxEventsRequest) Reset() {
+	*x = ListMailboxEventsRequest{}
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMailboxEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMailboxEventsRequest) ProtoMessage() {}
+
+func (x *ListMailboxEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMailboxEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListMailboxEventsRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListMailboxEventsRequest) GetMailboxId() string {
+	if x != nil {
+		return x.MailboxId
+	}
+	return ""
+}
+
+func (x *ListMailboxEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMailboxEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListMailboxEventsResponse is the response of ListMailboxEvents.
+type ListMailboxEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, newest first.
+	Events []*MailboxEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token for older events; empty when there are none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMailboxEventsResponse) Reset() {
+	*x = ListMailboxEventsResponse{}
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMailboxEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMailboxEventsResponse) ProtoMessage() {}
+
+func (x *ListMailboxEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMailboxEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListMailboxEventsResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListMailboxEventsResponse) GetEvents() []*MailboxEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListMailboxEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_mailintake_v1_mailbox_proto protoreflect.FileDescriptor
 
 const file_mailintake_v1_mailbox_proto_rawDesc = "" +
@@ -2186,7 +2547,32 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x17GetMailboxStatusRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
 	"\x18GetMailboxStatusResponse\x124\n" +
-	"\x06status\x18\x01 \x01(\v2\x1c.mailintake.v1.MailboxStatusR\x06status*J\n" +
+	"\x06status\x18\x01 \x01(\v2\x1c.mailintake.v1.MailboxStatusR\x06status\"i\n" +
+	"\x17PreviewFirstSyncRequest\x12\x10\n" +
+	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x122\n" +
+	"\amailbox\x18\x02 \x01(\v2\x16.mailintake.v1.MailboxH\x00R\amailboxB\b\n" +
+	"\x06target\"\xed\x01\n" +
+	"\x18PreviewFirstSyncResponse\x127\n" +
+	"\n" +
+	"start_from\x18\x01 \x01(\x0e2\x18.mailintake.v1.StartFromR\tstartFrom\x12'\n" +
+	"\x0ffolder_messages\x18\x02 \x01(\rR\x0efolderMessages\x12#\n" +
+	"\rfolder_unseen\x18\x03 \x01(\rR\ffolderUnseen\x12#\n" +
+	"\rwould_deliver\x18\x04 \x01(\rR\fwouldDeliver\x12%\n" +
+	"\x0ealready_synced\x18\x05 \x01(\bR\ralreadySynced\"|\n" +
+	"\fMailboxEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"u\n" +
+	"\x18ListMailboxEventsRequest\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"x\n" +
+	"\x19ListMailboxEventsResponse\x123\n" +
+	"\x06events\x18\x01 \x03(\v2\x1b.mailintake.v1.MailboxEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*J\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rPROTOCOL_IMAP\x10\x01\x12\x11\n" +
@@ -2241,7 +2627,7 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x1cTEST_STEP_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TEST_STEP_RESULT_OK\x10\x01\x12\x1b\n" +
 	"\x17TEST_STEP_RESULT_FAILED\x10\x02\x12\x1c\n" +
-	"\x18TEST_STEP_RESULT_SKIPPED\x10\x032\x97\x05\n" +
+	"\x18TEST_STEP_RESULT_SKIPPED\x10\x032\xe4\x06\n" +
 	"\x0eMailboxService\x12Z\n" +
 	"\rCreateMailbox\x12#.mailintake.v1.CreateMailboxRequest\x1a$.mailintake.v1.CreateMailboxResponse\x12Q\n" +
 	"\n" +
@@ -2250,7 +2636,9 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\rUpdateMailbox\x12#.mailintake.v1.UpdateMailboxRequest\x1a$.mailintake.v1.UpdateMailboxResponse\x12Z\n" +
 	"\rDeleteMailbox\x12#.mailintake.v1.DeleteMailboxRequest\x1a$.mailintake.v1.DeleteMailboxResponse\x12]\n" +
 	"\x0eTestConnection\x12$.mailintake.v1.TestConnectionRequest\x1a%.mailintake.v1.TestConnectionResponse\x12c\n" +
-	"\x10GetMailboxStatus\x12&.mailintake.v1.GetMailboxStatusRequest\x1a'.mailintake.v1.GetMailboxStatusResponseBCZAgithub.com/mailintake/mailintake/proto/mailintake/v1;mailintakev1b\x06proto3"
+	"\x10GetMailboxStatus\x12&.mailintake.v1.GetMailboxStatusRequest\x1a'.mailintake.v1.GetMailboxStatusResponse\x12c\n" +
+	"\x10PreviewFirstSync\x12&.mailintake.v1.PreviewFirstSyncRequest\x1a'.mailintake.v1.PreviewFirstSyncResponse\x12f\n" +
+	"\x11ListMailboxEvents\x12'.mailintake.v1.ListMailboxEventsRequest\x1a(.mailintake.v1.ListMailboxEventsResponseBCZAgithub.com/mailintake/mailintake/proto/mailintake/v1;mailintakev1b\x06proto3"
 
 var (
 	file_mailintake_v1_mailbox_proto_rawDescOnce sync.Once
@@ -2265,102 +2653,115 @@ func file_mailintake_v1_mailbox_proto_rawDescGZIP() []byte {
 }
 
 var file_mailintake_v1_mailbox_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_mailintake_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_mailintake_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_mailintake_v1_mailbox_proto_goTypes = []any{
-	(Protocol)(0),                    // 0: mailintake.v1.Protocol
-	(Security)(0),                    // 1: mailintake.v1.Security
-	(AfterAckAction)(0),              // 2: mailintake.v1.AfterAckAction
-	(StartFrom)(0),                   // 3: mailintake.v1.StartFrom
-	(MailboxState)(0),                // 4: mailintake.v1.MailboxState
-	(AuthFailureReason)(0),           // 5: mailintake.v1.AuthFailureReason
-	(TestStepKind)(0),                // 6: mailintake.v1.TestStepKind
-	(TestStepResult)(0),              // 7: mailintake.v1.TestStepResult
-	(*AfterAck)(nil),                 // 8: mailintake.v1.AfterAck
-	(*MailboxLimits)(nil),            // 9: mailintake.v1.MailboxLimits
-	(*Mailbox)(nil),                  // 10: mailintake.v1.Mailbox
-	(*AuthFailure)(nil),              // 11: mailintake.v1.AuthFailure
-	(*TokenHealth)(nil),              // 12: mailintake.v1.TokenHealth
-	(*MessageCounts)(nil),            // 13: mailintake.v1.MessageCounts
-	(*MailboxStatus)(nil),            // 14: mailintake.v1.MailboxStatus
-	(*TestStep)(nil),                 // 15: mailintake.v1.TestStep
-	(*CreateMailboxRequest)(nil),     // 16: mailintake.v1.CreateMailboxRequest
-	(*CreateMailboxResponse)(nil),    // 17: mailintake.v1.CreateMailboxResponse
-	(*GetMailboxRequest)(nil),        // 18: mailintake.v1.GetMailboxRequest
-	(*GetMailboxResponse)(nil),       // 19: mailintake.v1.GetMailboxResponse
-	(*ListMailboxesRequest)(nil),     // 20: mailintake.v1.ListMailboxesRequest
-	(*ListMailboxesResponse)(nil),    // 21: mailintake.v1.ListMailboxesResponse
-	(*UpdateMailboxRequest)(nil),     // 22: mailintake.v1.UpdateMailboxRequest
-	(*UpdateMailboxResponse)(nil),    // 23: mailintake.v1.UpdateMailboxResponse
-	(*DeleteMailboxRequest)(nil),     // 24: mailintake.v1.DeleteMailboxRequest
-	(*DeleteMailboxResponse)(nil),    // 25: mailintake.v1.DeleteMailboxResponse
-	(*TestConnectionRequest)(nil),    // 26: mailintake.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),   // 27: mailintake.v1.TestConnectionResponse
-	(*GetMailboxStatusRequest)(nil),  // 28: mailintake.v1.GetMailboxStatusRequest
-	(*GetMailboxStatusResponse)(nil), // 29: mailintake.v1.GetMailboxStatusResponse
-	nil,                              // 30: mailintake.v1.Mailbox.AuthConfigEntry
-	nil,                              // 31: mailintake.v1.Mailbox.AuthSecretsEntry
-	nil,                              // 32: mailintake.v1.AuthFailure.SupportIdsEntry
-	(*timestamppb.Timestamp)(nil),    // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 34: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),    // 35: google.protobuf.FieldMask
+	(Protocol)(0),                     // 0: mailintake.v1.Protocol
+	(Security)(0),                     // 1: mailintake.v1.Security
+	(AfterAckAction)(0),               // 2: mailintake.v1.AfterAckAction
+	(StartFrom)(0),                    // 3: mailintake.v1.StartFrom
+	(MailboxState)(0),                 // 4: mailintake.v1.MailboxState
+	(AuthFailureReason)(0),            // 5: mailintake.v1.AuthFailureReason
+	(TestStepKind)(0),                 // 6: mailintake.v1.TestStepKind
+	(TestStepResult)(0),               // 7: mailintake.v1.TestStepResult
+	(*AfterAck)(nil),                  // 8: mailintake.v1.AfterAck
+	(*MailboxLimits)(nil),             // 9: mailintake.v1.MailboxLimits
+	(*Mailbox)(nil),                   // 10: mailintake.v1.Mailbox
+	(*AuthFailure)(nil),               // 11: mailintake.v1.AuthFailure
+	(*TokenHealth)(nil),               // 12: mailintake.v1.TokenHealth
+	(*MessageCounts)(nil),             // 13: mailintake.v1.MessageCounts
+	(*MailboxStatus)(nil),             // 14: mailintake.v1.MailboxStatus
+	(*TestStep)(nil),                  // 15: mailintake.v1.TestStep
+	(*CreateMailboxRequest)(nil),      // 16: mailintake.v1.CreateMailboxRequest
+	(*CreateMailboxResponse)(nil),     // 17: mailintake.v1.CreateMailboxResponse
+	(*GetMailboxRequest)(nil),         // 18: mailintake.v1.GetMailboxRequest
+	(*GetMailboxResponse)(nil),        // 19: mailintake.v1.GetMailboxResponse
+	(*ListMailboxesRequest)(nil),      // 20: mailintake.v1.ListMailboxesRequest
+	(*ListMailboxesResponse)(nil),     // 21: mailintake.v1.ListMailboxesResponse
+	(*UpdateMailboxRequest)(nil),      // 22: mailintake.v1.UpdateMailboxRequest
+	(*UpdateMailboxResponse)(nil),     // 23: mailintake.v1.UpdateMailboxResponse
+	(*DeleteMailboxRequest)(nil),      // 24: mailintake.v1.DeleteMailboxRequest
+	(*DeleteMailboxResponse)(nil),     // 25: mailintake.v1.DeleteMailboxResponse
+	(*TestConnectionRequest)(nil),     // 26: mailintake.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),    // 27: mailintake.v1.TestConnectionResponse
+	(*GetMailboxStatusRequest)(nil),   // 28: mailintake.v1.GetMailboxStatusRequest
+	(*GetMailboxStatusResponse)(nil),  // 29: mailintake.v1.GetMailboxStatusResponse
+	(*PreviewFirstSyncRequest)(nil),   // 30: mailintake.v1.PreviewFirstSyncRequest
+	(*PreviewFirstSyncResponse)(nil),  // 31: mailintake.v1.PreviewFirstSyncResponse
+	(*MailboxEvent)(nil),              // 32: mailintake.v1.MailboxEvent
+	(*ListMailboxEventsRequest)(nil),  // 33: mailintake.v1.ListMailboxEventsRequest
+	(*ListMailboxEventsResponse)(nil), // 34: mailintake.v1.ListMailboxEventsResponse
+	nil,                               // 35: mailintake.v1.Mailbox.AuthConfigEntry
+	nil,                               // 36: mailintake.v1.Mailbox.AuthSecretsEntry
+	nil,                               // 37: mailintake.v1.AuthFailure.SupportIdsEntry
+	(*timestamppb.Timestamp)(nil),     // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),       // 39: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),     // 40: google.protobuf.FieldMask
 }
 var file_mailintake_v1_mailbox_proto_depIdxs = []int32{
 	2,  // 0: mailintake.v1.AfterAck.action:type_name -> mailintake.v1.AfterAckAction
 	0,  // 1: mailintake.v1.Mailbox.protocol:type_name -> mailintake.v1.Protocol
 	1,  // 2: mailintake.v1.Mailbox.security:type_name -> mailintake.v1.Security
-	30, // 3: mailintake.v1.Mailbox.auth_config:type_name -> mailintake.v1.Mailbox.AuthConfigEntry
-	31, // 4: mailintake.v1.Mailbox.auth_secrets:type_name -> mailintake.v1.Mailbox.AuthSecretsEntry
+	35, // 3: mailintake.v1.Mailbox.auth_config:type_name -> mailintake.v1.Mailbox.AuthConfigEntry
+	36, // 4: mailintake.v1.Mailbox.auth_secrets:type_name -> mailintake.v1.Mailbox.AuthSecretsEntry
 	8,  // 5: mailintake.v1.Mailbox.after_ack:type_name -> mailintake.v1.AfterAck
 	3,  // 6: mailintake.v1.Mailbox.start_from:type_name -> mailintake.v1.StartFrom
 	9,  // 7: mailintake.v1.Mailbox.limits:type_name -> mailintake.v1.MailboxLimits
-	33, // 8: mailintake.v1.Mailbox.create_time:type_name -> google.protobuf.Timestamp
-	33, // 9: mailintake.v1.Mailbox.update_time:type_name -> google.protobuf.Timestamp
+	38, // 8: mailintake.v1.Mailbox.create_time:type_name -> google.protobuf.Timestamp
+	38, // 9: mailintake.v1.Mailbox.update_time:type_name -> google.protobuf.Timestamp
 	5,  // 10: mailintake.v1.AuthFailure.reason:type_name -> mailintake.v1.AuthFailureReason
-	32, // 11: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
-	33, // 12: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	33, // 13: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
-	33, // 14: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
+	37, // 11: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
+	38, // 12: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	38, // 13: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
+	38, // 14: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
 	4,  // 15: mailintake.v1.MailboxStatus.state:type_name -> mailintake.v1.MailboxState
-	33, // 16: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
+	38, // 16: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
 	11, // 17: mailintake.v1.MailboxStatus.auth_failure:type_name -> mailintake.v1.AuthFailure
-	33, // 18: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	33, // 19: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
-	33, // 20: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	38, // 18: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	38, // 19: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
+	38, // 20: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
 	12, // 21: mailintake.v1.MailboxStatus.token_health:type_name -> mailintake.v1.TokenHealth
 	13, // 22: mailintake.v1.MailboxStatus.counts:type_name -> mailintake.v1.MessageCounts
 	6,  // 23: mailintake.v1.TestStep.kind:type_name -> mailintake.v1.TestStepKind
 	7,  // 24: mailintake.v1.TestStep.result:type_name -> mailintake.v1.TestStepResult
-	34, // 25: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
+	39, // 25: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
 	11, // 26: mailintake.v1.TestStep.auth_failure:type_name -> mailintake.v1.AuthFailure
 	10, // 27: mailintake.v1.CreateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
 	10, // 28: mailintake.v1.CreateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
 	10, // 29: mailintake.v1.GetMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
 	10, // 30: mailintake.v1.ListMailboxesResponse.mailboxes:type_name -> mailintake.v1.Mailbox
 	10, // 31: mailintake.v1.UpdateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	35, // 32: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
+	40, // 32: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
 	10, // 33: mailintake.v1.UpdateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
 	10, // 34: mailintake.v1.TestConnectionRequest.mailbox:type_name -> mailintake.v1.Mailbox
 	15, // 35: mailintake.v1.TestConnectionResponse.steps:type_name -> mailintake.v1.TestStep
 	14, // 36: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
-	16, // 37: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
-	18, // 38: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
-	20, // 39: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
-	22, // 40: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
-	24, // 41: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
-	26, // 42: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
-	28, // 43: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
-	17, // 44: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
-	19, // 45: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
-	21, // 46: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
-	23, // 47: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
-	25, // 48: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
-	27, // 49: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
-	29, // 50: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
-	44, // [44:51] is the sub-list for method output_type
-	37, // [37:44] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	10, // 37: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	3,  // 38: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
+	38, // 39: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
+	32, // 40: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
+	16, // 41: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
+	18, // 42: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
+	20, // 43: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
+	22, // 44: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
+	24, // 45: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
+	26, // 46: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
+	28, // 47: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
+	30, // 48: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
+	33, // 49: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
+	17, // 50: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
+	19, // 51: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
+	21, // 52: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
+	23, // 53: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
+	25, // 54: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
+	27, // 55: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
+	29, // 56: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
+	31, // 57: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
+	34, // 58: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
+	50, // [50:59] is the sub-list for method output_type
+	41, // [41:50] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_mailbox_proto_init() }
@@ -2372,13 +2773,17 @@ func file_mailintake_v1_mailbox_proto_init() {
 		(*TestConnectionRequest_Id)(nil),
 		(*TestConnectionRequest_Mailbox)(nil),
 	}
+	file_mailintake_v1_mailbox_proto_msgTypes[22].OneofWrappers = []any{
+		(*PreviewFirstSyncRequest_Id)(nil),
+		(*PreviewFirstSyncRequest_Mailbox)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailintake_v1_mailbox_proto_rawDesc), len(file_mailintake_v1_mailbox_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   25,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,13 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MailboxService_CreateMailbox_FullMethodName    = "/mailintake.v1.MailboxService/CreateMailbox"
-	MailboxService_GetMailbox_FullMethodName       = "/mailintake.v1.MailboxService/GetMailbox"
-	MailboxService_ListMailboxes_FullMethodName    = "/mailintake.v1.MailboxService/ListMailboxes"
-	MailboxService_UpdateMailbox_FullMethodName    = "/mailintake.v1.MailboxService/UpdateMailbox"
-	MailboxService_DeleteMailbox_FullMethodName    = "/mailintake.v1.MailboxService/DeleteMailbox"
-	MailboxService_TestConnection_FullMethodName   = "/mailintake.v1.MailboxService/TestConnection"
-	MailboxService_GetMailboxStatus_FullMethodName = "/mailintake.v1.MailboxService/GetMailboxStatus"
+	MailboxService_CreateMailbox_FullMethodName     = "/mailintake.v1.MailboxService/CreateMailbox"
+	MailboxService_GetMailbox_FullMethodName        = "/mailintake.v1.MailboxService/GetMailbox"
+	MailboxService_ListMailboxes_FullMethodName     = "/mailintake.v1.MailboxService/ListMailboxes"
+	MailboxService_UpdateMailbox_FullMethodName     = "/mailintake.v1.MailboxService/UpdateMailbox"
+	MailboxService_DeleteMailbox_FullMethodName     = "/mailintake.v1.MailboxService/DeleteMailbox"
+	MailboxService_TestConnection_FullMethodName    = "/mailintake.v1.MailboxService/TestConnection"
+	MailboxService_GetMailboxStatus_FullMethodName  = "/mailintake.v1.MailboxService/GetMailboxStatus"
+	MailboxService_PreviewFirstSync_FullMethodName  = "/mailintake.v1.MailboxService/PreviewFirstSync"
+	MailboxService_ListMailboxEvents_FullMethodName = "/mailintake.v1.MailboxService/ListMailboxEvents"
 )
 
 // MailboxServiceClient is the client API for MailboxService service.
@@ -52,6 +54,12 @@ type MailboxServiceClient interface {
 	TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error)
 	// GetMailboxStatus returns the live state of a mailbox's session, in words an admin understands.
 	GetMailboxStatus(ctx context.Context, in *GetMailboxStatusRequest, opts ...grpc.CallOption) (*GetMailboxStatusResponse, error)
+	// PreviewFirstSync says how many messages the first sync of a mailbox would deliver under its
+	// start_from, without delivering or changing anything (a dry run before enabling it).
+	PreviewFirstSync(ctx context.Context, in *PreviewFirstSyncRequest, opts ...grpc.CallOption) (*PreviewFirstSyncResponse, error)
+	// ListMailboxEvents reads a mailbox's event log (connections, auth results, errors, deliveries),
+	// newest first.
+	ListMailboxEvents(ctx context.Context, in *ListMailboxEventsRequest, opts ...grpc.CallOption) (*ListMailboxEventsResponse, error)
 }
 
 type mailboxServiceClient struct {
@@ -132,6 +140,26 @@ func (c *mailboxServiceClient) GetMailboxStatus(ctx context.Context, in *GetMail
 	return out, nil
 }
 
+func (c *mailboxServiceClient) PreviewFirstSync(ctx context.Context, in *PreviewFirstSyncRequest, opts ...grpc.CallOption) (*PreviewFirstSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewFirstSyncResponse)
+	err := c.cc.Invoke(ctx, MailboxService_PreviewFirstSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mailboxServiceClient) ListMailboxEvents(ctx context.Context, in *ListMailboxEventsRequest, opts ...grpc.CallOption) (*ListMailboxEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMailboxEventsResponse)
+	err := c.cc.Invoke(ctx, MailboxService_ListMailboxEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MailboxServiceServer is the server API for MailboxService service.
 // All implementations must embed UnimplementedMailboxServiceServer
 // for forward compatibility.
@@ -156,6 +184,12 @@ type MailboxServiceServer interface {
 	TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error)
 	// GetMailboxStatus returns the live state of a mailbox's session, in words an admin understands.
 	GetMailboxStatus(context.Context, *GetMailboxStatusRequest) (*GetMailboxStatusResponse, error)
+	// PreviewFirstSync says how many messages the first sync of a mailbox would deliver under its
+	// start_from, without delivering or changing anything (a dry run before enabling it).
+	PreviewFirstSync(context.Context, *PreviewFirstSyncRequest) (*PreviewFirstSyncResponse, error)
+	// ListMailboxEvents reads a mailbox's event log (connections, auth results, errors, deliveries),
+	// newest first.
+	ListMailboxEvents(context.Context, *ListMailboxEventsRequest) (*ListMailboxEventsResponse, error)
 	mustEmbedUnimplementedMailboxServiceServer()
 }
 
@@ -186,6 +220,12 @@ func (UnimplementedMailboxServiceServer) TestConnection(context.Context, *TestCo
 }
 func (UnimplementedMailboxServiceServer) GetMailboxStatus(context.Context, *GetMailboxStatusRequest) (*GetMailboxStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMailboxStatus not implemented")
+}
+func (UnimplementedMailboxServiceServer) PreviewFirstSync(context.Context, *PreviewFirstSyncRequest) (*PreviewFirstSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PreviewFirstSync not implemented")
+}
+func (UnimplementedMailboxServiceServer) ListMailboxEvents(context.Context, *ListMailboxEventsRequest) (*ListMailboxEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMailboxEvents not implemented")
 }
 func (UnimplementedMailboxServiceServer) mustEmbedUnimplementedMailboxServiceServer() {}
 func (UnimplementedMailboxServiceServer) testEmbeddedByValue()                        {}
@@ -334,6 +374,42 @@ func _MailboxService_GetMailboxStatus_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MailboxService_PreviewFirstSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewFirstSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailboxServiceServer).PreviewFirstSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MailboxService_PreviewFirstSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailboxServiceServer).PreviewFirstSync(ctx, req.(*PreviewFirstSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MailboxService_ListMailboxEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMailboxEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MailboxServiceServer).ListMailboxEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MailboxService_ListMailboxEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MailboxServiceServer).ListMailboxEvents(ctx, req.(*ListMailboxEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MailboxService_ServiceDesc is the grpc.ServiceDesc for MailboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -368,6 +444,14 @@ var MailboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMailboxStatus",
 			Handler:    _MailboxService_GetMailboxStatus_Handler,
+		},
+		{
+			MethodName: "PreviewFirstSync",
+			Handler:    _MailboxService_PreviewFirstSync_Handler,
+		},
+		{
+			MethodName: "ListMailboxEvents",
+			Handler:    _MailboxService_ListMailboxEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

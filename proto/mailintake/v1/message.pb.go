@@ -129,6 +129,59 @@ func (AutoReplyKind) EnumDescriptor() ([]byte, []int) {
 	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{1}
 }
 
+// QuarantineState says what happens to a quarantined message next.
+type QuarantineState int32
+
+const (
+	// Unknown.
+	QuarantineState_QUARANTINE_STATE_UNSPECIFIED QuarantineState = 0
+	// Held until an admin replays or releases it.
+	QuarantineState_QUARANTINE_STATE_HELD QuarantineState = 1
+	// Waiting to be delivered again.
+	QuarantineState_QUARANTINE_STATE_REPLAY QuarantineState = 2
+)
+
+// Enum value maps for QuarantineState.
+var (
+	QuarantineState_name = map[int32]string{
+		0: "QUARANTINE_STATE_UNSPECIFIED",
+		1: "QUARANTINE_STATE_HELD",
+		2: "QUARANTINE_STATE_REPLAY",
+	}
+	QuarantineState_value = map[string]int32{
+		"QUARANTINE_STATE_UNSPECIFIED": 0,
+		"QUARANTINE_STATE_HELD":        1,
+		"QUARANTINE_STATE_REPLAY":      2,
+	}
+)
+
+func (x QuarantineState) Enum() *QuarantineState {
+	p := new(QuarantineState)
+	*p = x
+	return p
+}
+
+func (x QuarantineState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (QuarantineState) Descriptor() protoreflect.EnumDescriptor {
+	return file_mailintake_v1_message_proto_enumTypes[2].Descriptor()
+}
+
+func (QuarantineState) Type() protoreflect.EnumType {
+	return &file_mailintake_v1_message_proto_enumTypes[2]
+}
+
+func (x QuarantineState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use QuarantineState.Descriptor instead.
+func (QuarantineState) EnumDescriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{2}
+}
+
 // Address is a mailbox address split into its display name and address.
 type Address struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1451,6 +1504,418 @@ func (x *GetRawMessageResponse) GetChunk() []byte {
 	return nil
 }
 
+// QuarantinedMessage is a message that could not be delivered as a parsed message.
+type QuarantinedMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The quarantine entry's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The mailbox.
+	MailboxId string `protobuf:"bytes,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	// The message id it would have been delivered with.
+	MessageId string `protobuf:"bytes,3,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	// The folder's UIDVALIDITY.
+	UidValidity uint32 `protobuf:"varint,4,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
+	// The message's UID.
+	Uid uint32 `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
+	// Why it is quarantined.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Its size in bytes.
+	Size uint64 `protobuf:"varint,7,opt,name=size,proto3" json:"size,omitempty"`
+	// Its header fields, decoded, when they could be read.
+	Headers []*Header `protobuf:"bytes,8,rep,name=headers,proto3" json:"headers,omitempty"`
+	// Its subject, from the header.
+	Subject string `protobuf:"bytes,9,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Its sender, from the header.
+	From []*Address `protobuf:"bytes,10,rep,name=from,proto3" json:"from,omitempty"`
+	// What happens next.
+	State QuarantineState `protobuf:"varint,11,opt,name=state,proto3,enum=mailintake.v1.QuarantineState" json:"state,omitempty"`
+	// When it was quarantined.
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuarantinedMessage) Reset() {
+	*x = QuarantinedMessage{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuarantinedMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuarantinedMessage) ProtoMessage() {}
+
+func (x *QuarantinedMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuarantinedMessage.ProtoReflect.Descriptor instead.
+func (*QuarantinedMessage) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *QuarantinedMessage) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *QuarantinedMessage) GetMailboxId() string {
+	if x != nil {
+		return x.MailboxId
+	}
+	return ""
+}
+
+func (x *QuarantinedMessage) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *QuarantinedMessage) GetUidValidity() uint32 {
+	if x != nil {
+		return x.UidValidity
+	}
+	return 0
+}
+
+func (x *QuarantinedMessage) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *QuarantinedMessage) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *QuarantinedMessage) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *QuarantinedMessage) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *QuarantinedMessage) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *QuarantinedMessage) GetFrom() []*Address {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *QuarantinedMessage) GetState() QuarantineState {
+	if x != nil {
+		return x.State
+	}
+	return QuarantineState_QUARANTINE_STATE_UNSPECIFIED
+}
+
+func (x *QuarantinedMessage) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// ListQuarantinedMessagesRequest is the request of ListQuarantinedMessages.
+type ListQuarantinedMessagesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The mailbox.
+	MailboxId     string `protobuf:"bytes,1,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQuarantinedMessagesRequest) Reset() {
+	*x = ListQuarantinedMessagesRequest{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQuarantinedMessagesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQuarantinedMessagesRequest) ProtoMessage() {}
+
+func (x *ListQuarantinedMessagesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQuarantinedMessagesRequest.ProtoReflect.Descriptor instead.
+func (*ListQuarantinedMessagesRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListQuarantinedMessagesRequest) GetMailboxId() string {
+	if x != nil {
+		return x.MailboxId
+	}
+	return ""
+}
+
+// ListQuarantinedMessagesResponse is the response of ListQuarantinedMessages.
+type ListQuarantinedMessagesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The quarantined messages, oldest first.
+	Messages      []*QuarantinedMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListQuarantinedMessagesResponse) Reset() {
+	*x = ListQuarantinedMessagesResponse{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListQuarantinedMessagesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListQuarantinedMessagesResponse) ProtoMessage() {}
+
+func (x *ListQuarantinedMessagesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListQuarantinedMessagesResponse.ProtoReflect.Descriptor instead.
+func (*ListQuarantinedMessagesResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListQuarantinedMessagesResponse) GetMessages() []*QuarantinedMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// ReplayQuarantinedMessageRequest is the request of ReplayQuarantinedMessage.
+type ReplayQuarantinedMessageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The quarantine entry's id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayQuarantinedMessageRequest) Reset() {
+	*x = ReplayQuarantinedMessageRequest{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayQuarantinedMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayQuarantinedMessageRequest) ProtoMessage() {}
+
+func (x *ReplayQuarantinedMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayQuarantinedMessageRequest.ProtoReflect.Descriptor instead.
+func (*ReplayQuarantinedMessageRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReplayQuarantinedMessageRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// ReplayQuarantinedMessageResponse is the response of ReplayQuarantinedMessage.
+type ReplayQuarantinedMessageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entry, now waiting to be delivered.
+	Message       *QuarantinedMessage `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayQuarantinedMessageResponse) Reset() {
+	*x = ReplayQuarantinedMessageResponse{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayQuarantinedMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayQuarantinedMessageResponse) ProtoMessage() {}
+
+func (x *ReplayQuarantinedMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayQuarantinedMessageResponse.ProtoReflect.Descriptor instead.
+func (*ReplayQuarantinedMessageResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReplayQuarantinedMessageResponse) GetMessage() *QuarantinedMessage {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+// ReleaseQuarantinedMessageRequest is the request of ReleaseQuarantinedMessage.
+type ReleaseQuarantinedMessageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The quarantine entry's id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseQuarantinedMessageRequest) Reset() {
+	*x = ReleaseQuarantinedMessageRequest{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseQuarantinedMessageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseQuarantinedMessageRequest) ProtoMessage() {}
+
+func (x *ReleaseQuarantinedMessageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseQuarantinedMessageRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseQuarantinedMessageRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReleaseQuarantinedMessageRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// ReleaseQuarantinedMessageResponse is the response of ReleaseQuarantinedMessage.
+type ReleaseQuarantinedMessageResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseQuarantinedMessageResponse) Reset() {
+	*x = ReleaseQuarantinedMessageResponse{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseQuarantinedMessageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseQuarantinedMessageResponse) ProtoMessage() {}
+
+func (x *ReleaseQuarantinedMessageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseQuarantinedMessageResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseQuarantinedMessageResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{23}
+}
+
 var File_mailintake_v1_message_proto protoreflect.FileDescriptor
 
 const file_mailintake_v1_message_proto_rawDesc = "" +
@@ -1569,7 +2034,36 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\"A\n" +
 	"\x15GetRawMessageResponse\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x04R\x04size\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\fR\x05chunk*^\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"\xad\x03\n" +
+	"\x12QuarantinedMessage\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\tR\tmailboxId\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x03 \x01(\tR\tmessageId\x12!\n" +
+	"\fuid_validity\x18\x04 \x01(\rR\vuidValidity\x12\x10\n" +
+	"\x03uid\x18\x05 \x01(\rR\x03uid\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x12\n" +
+	"\x04size\x18\a \x01(\x04R\x04size\x12/\n" +
+	"\aheaders\x18\b \x03(\v2\x15.mailintake.v1.HeaderR\aheaders\x12\x18\n" +
+	"\asubject\x18\t \x01(\tR\asubject\x12*\n" +
+	"\x04from\x18\n" +
+	" \x03(\v2\x16.mailintake.v1.AddressR\x04from\x124\n" +
+	"\x05state\x18\v \x01(\x0e2\x1e.mailintake.v1.QuarantineStateR\x05state\x12;\n" +
+	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"?\n" +
+	"\x1eListQuarantinedMessagesRequest\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\"`\n" +
+	"\x1fListQuarantinedMessagesResponse\x12=\n" +
+	"\bmessages\x18\x01 \x03(\v2!.mailintake.v1.QuarantinedMessageR\bmessages\"1\n" +
+	"\x1fReplayQuarantinedMessageRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"_\n" +
+	" ReplayQuarantinedMessageResponse\x12;\n" +
+	"\amessage\x18\x01 \x01(\v2!.mailintake.v1.QuarantinedMessageR\amessage\"2\n" +
+	" ReleaseQuarantinedMessageRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"#\n" +
+	"!ReleaseQuarantinedMessageResponse*^\n" +
 	"\vDisposition\x12\x1b\n" +
 	"\x17DISPOSITION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12DISPOSITION_INLINE\x10\x01\x12\x1a\n" +
@@ -1577,12 +2071,19 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\rAutoReplyKind\x12\x1f\n" +
 	"\x1bAUTO_REPLY_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dAUTO_REPLY_KIND_OUT_OF_OFFICE\x10\x01\x12\"\n" +
-	"\x1eAUTO_REPLY_KIND_AUTO_GENERATED\x10\x022\x83\x03\n" +
+	"\x1eAUTO_REPLY_KIND_AUTO_GENERATED\x10\x02*k\n" +
+	"\x0fQuarantineState\x12 \n" +
+	"\x1cQUARANTINE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15QUARANTINE_STATE_HELD\x10\x01\x12\x1b\n" +
+	"\x17QUARANTINE_STATE_REPLAY\x10\x022\xfa\x05\n" +
 	"\x0eMessageService\x12_\n" +
 	"\x0eStreamMessages\x12$.mailintake.v1.StreamMessagesRequest\x1a%.mailintake.v1.StreamMessagesResponse0\x01\x12T\n" +
 	"\vAckMessages\x12!.mailintake.v1.AckMessagesRequest\x1a\".mailintake.v1.AckMessagesResponse\x12\\\n" +
 	"\rGetAttachment\x12#.mailintake.v1.GetAttachmentRequest\x1a$.mailintake.v1.GetAttachmentResponse0\x01\x12\\\n" +
-	"\rGetRawMessage\x12#.mailintake.v1.GetRawMessageRequest\x1a$.mailintake.v1.GetRawMessageResponse0\x01BCZAgithub.com/mailintake/mailintake/proto/mailintake/v1;mailintakev1b\x06proto3"
+	"\rGetRawMessage\x12#.mailintake.v1.GetRawMessageRequest\x1a$.mailintake.v1.GetRawMessageResponse0\x01\x12x\n" +
+	"\x17ListQuarantinedMessages\x12-.mailintake.v1.ListQuarantinedMessagesRequest\x1a..mailintake.v1.ListQuarantinedMessagesResponse\x12{\n" +
+	"\x18ReplayQuarantinedMessage\x12..mailintake.v1.ReplayQuarantinedMessageRequest\x1a/.mailintake.v1.ReplayQuarantinedMessageResponse\x12~\n" +
+	"\x19ReleaseQuarantinedMessage\x12/.mailintake.v1.ReleaseQuarantinedMessageRequest\x1a0.mailintake.v1.ReleaseQuarantinedMessageResponseBCZAgithub.com/mailintake/mailintake/proto/mailintake/v1;mailintakev1b\x06proto3"
 
 var (
 	file_mailintake_v1_message_proto_rawDescOnce sync.Once
@@ -1596,66 +2097,86 @@ func file_mailintake_v1_message_proto_rawDescGZIP() []byte {
 	return file_mailintake_v1_message_proto_rawDescData
 }
 
-var file_mailintake_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_mailintake_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_mailintake_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_mailintake_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_mailintake_v1_message_proto_goTypes = []any{
-	(Disposition)(0),               // 0: mailintake.v1.Disposition
-	(AutoReplyKind)(0),             // 1: mailintake.v1.AutoReplyKind
-	(*Address)(nil),                // 2: mailintake.v1.Address
-	(*Header)(nil),                 // 3: mailintake.v1.Header
-	(*Envelope)(nil),               // 4: mailintake.v1.Envelope
-	(*Attachment)(nil),             // 5: mailintake.v1.Attachment
-	(*BounceRecipient)(nil),        // 6: mailintake.v1.BounceRecipient
-	(*Signals)(nil),                // 7: mailintake.v1.Signals
-	(*Reply)(nil),                  // 8: mailintake.v1.Reply
-	(*ParseProblem)(nil),           // 9: mailintake.v1.ParseProblem
-	(*Message)(nil),                // 10: mailintake.v1.Message
-	(*StreamMessagesRequest)(nil),  // 11: mailintake.v1.StreamMessagesRequest
-	(*StreamMessagesResponse)(nil), // 12: mailintake.v1.StreamMessagesResponse
-	(*AckMessagesRequest)(nil),     // 13: mailintake.v1.AckMessagesRequest
-	(*AckMessagesResponse)(nil),    // 14: mailintake.v1.AckMessagesResponse
-	(*GetAttachmentRequest)(nil),   // 15: mailintake.v1.GetAttachmentRequest
-	(*GetAttachmentResponse)(nil),  // 16: mailintake.v1.GetAttachmentResponse
-	(*GetRawMessageRequest)(nil),   // 17: mailintake.v1.GetRawMessageRequest
-	(*GetRawMessageResponse)(nil),  // 18: mailintake.v1.GetRawMessageResponse
-	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 20: google.protobuf.Duration
+	(Disposition)(0),                          // 0: mailintake.v1.Disposition
+	(AutoReplyKind)(0),                        // 1: mailintake.v1.AutoReplyKind
+	(QuarantineState)(0),                      // 2: mailintake.v1.QuarantineState
+	(*Address)(nil),                           // 3: mailintake.v1.Address
+	(*Header)(nil),                            // 4: mailintake.v1.Header
+	(*Envelope)(nil),                          // 5: mailintake.v1.Envelope
+	(*Attachment)(nil),                        // 6: mailintake.v1.Attachment
+	(*BounceRecipient)(nil),                   // 7: mailintake.v1.BounceRecipient
+	(*Signals)(nil),                           // 8: mailintake.v1.Signals
+	(*Reply)(nil),                             // 9: mailintake.v1.Reply
+	(*ParseProblem)(nil),                      // 10: mailintake.v1.ParseProblem
+	(*Message)(nil),                           // 11: mailintake.v1.Message
+	(*StreamMessagesRequest)(nil),             // 12: mailintake.v1.StreamMessagesRequest
+	(*StreamMessagesResponse)(nil),            // 13: mailintake.v1.StreamMessagesResponse
+	(*AckMessagesRequest)(nil),                // 14: mailintake.v1.AckMessagesRequest
+	(*AckMessagesResponse)(nil),               // 15: mailintake.v1.AckMessagesResponse
+	(*GetAttachmentRequest)(nil),              // 16: mailintake.v1.GetAttachmentRequest
+	(*GetAttachmentResponse)(nil),             // 17: mailintake.v1.GetAttachmentResponse
+	(*GetRawMessageRequest)(nil),              // 18: mailintake.v1.GetRawMessageRequest
+	(*GetRawMessageResponse)(nil),             // 19: mailintake.v1.GetRawMessageResponse
+	(*QuarantinedMessage)(nil),                // 20: mailintake.v1.QuarantinedMessage
+	(*ListQuarantinedMessagesRequest)(nil),    // 21: mailintake.v1.ListQuarantinedMessagesRequest
+	(*ListQuarantinedMessagesResponse)(nil),   // 22: mailintake.v1.ListQuarantinedMessagesResponse
+	(*ReplayQuarantinedMessageRequest)(nil),   // 23: mailintake.v1.ReplayQuarantinedMessageRequest
+	(*ReplayQuarantinedMessageResponse)(nil),  // 24: mailintake.v1.ReplayQuarantinedMessageResponse
+	(*ReleaseQuarantinedMessageRequest)(nil),  // 25: mailintake.v1.ReleaseQuarantinedMessageRequest
+	(*ReleaseQuarantinedMessageResponse)(nil), // 26: mailintake.v1.ReleaseQuarantinedMessageResponse
+	(*timestamppb.Timestamp)(nil),             // 27: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),               // 28: google.protobuf.Duration
 }
 var file_mailintake_v1_message_proto_depIdxs = []int32{
-	19, // 0: mailintake.v1.Envelope.date:type_name -> google.protobuf.Timestamp
-	2,  // 1: mailintake.v1.Envelope.from:type_name -> mailintake.v1.Address
-	2,  // 2: mailintake.v1.Envelope.sender:type_name -> mailintake.v1.Address
-	2,  // 3: mailintake.v1.Envelope.reply_to:type_name -> mailintake.v1.Address
-	2,  // 4: mailintake.v1.Envelope.to:type_name -> mailintake.v1.Address
-	2,  // 5: mailintake.v1.Envelope.cc:type_name -> mailintake.v1.Address
-	2,  // 6: mailintake.v1.Envelope.bcc:type_name -> mailintake.v1.Address
+	27, // 0: mailintake.v1.Envelope.date:type_name -> google.protobuf.Timestamp
+	3,  // 1: mailintake.v1.Envelope.from:type_name -> mailintake.v1.Address
+	3,  // 2: mailintake.v1.Envelope.sender:type_name -> mailintake.v1.Address
+	3,  // 3: mailintake.v1.Envelope.reply_to:type_name -> mailintake.v1.Address
+	3,  // 4: mailintake.v1.Envelope.to:type_name -> mailintake.v1.Address
+	3,  // 5: mailintake.v1.Envelope.cc:type_name -> mailintake.v1.Address
+	3,  // 6: mailintake.v1.Envelope.bcc:type_name -> mailintake.v1.Address
 	0,  // 7: mailintake.v1.Attachment.disposition:type_name -> mailintake.v1.Disposition
-	10, // 8: mailintake.v1.Attachment.message:type_name -> mailintake.v1.Message
+	11, // 8: mailintake.v1.Attachment.message:type_name -> mailintake.v1.Message
 	1,  // 9: mailintake.v1.Signals.auto_reply:type_name -> mailintake.v1.AutoReplyKind
-	6,  // 10: mailintake.v1.Signals.bounce_recipients:type_name -> mailintake.v1.BounceRecipient
-	19, // 11: mailintake.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
-	4,  // 12: mailintake.v1.Message.envelope:type_name -> mailintake.v1.Envelope
-	3,  // 13: mailintake.v1.Message.headers:type_name -> mailintake.v1.Header
-	5,  // 14: mailintake.v1.Message.attachments:type_name -> mailintake.v1.Attachment
-	7,  // 15: mailintake.v1.Message.signals:type_name -> mailintake.v1.Signals
-	8,  // 16: mailintake.v1.Message.reply:type_name -> mailintake.v1.Reply
-	9,  // 17: mailintake.v1.Message.problems:type_name -> mailintake.v1.ParseProblem
-	20, // 18: mailintake.v1.StreamMessagesRequest.ack_deadline:type_name -> google.protobuf.Duration
-	10, // 19: mailintake.v1.StreamMessagesResponse.message:type_name -> mailintake.v1.Message
-	5,  // 20: mailintake.v1.GetAttachmentResponse.attachment:type_name -> mailintake.v1.Attachment
-	11, // 21: mailintake.v1.MessageService.StreamMessages:input_type -> mailintake.v1.StreamMessagesRequest
-	13, // 22: mailintake.v1.MessageService.AckMessages:input_type -> mailintake.v1.AckMessagesRequest
-	15, // 23: mailintake.v1.MessageService.GetAttachment:input_type -> mailintake.v1.GetAttachmentRequest
-	17, // 24: mailintake.v1.MessageService.GetRawMessage:input_type -> mailintake.v1.GetRawMessageRequest
-	12, // 25: mailintake.v1.MessageService.StreamMessages:output_type -> mailintake.v1.StreamMessagesResponse
-	14, // 26: mailintake.v1.MessageService.AckMessages:output_type -> mailintake.v1.AckMessagesResponse
-	16, // 27: mailintake.v1.MessageService.GetAttachment:output_type -> mailintake.v1.GetAttachmentResponse
-	18, // 28: mailintake.v1.MessageService.GetRawMessage:output_type -> mailintake.v1.GetRawMessageResponse
-	25, // [25:29] is the sub-list for method output_type
-	21, // [21:25] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	7,  // 10: mailintake.v1.Signals.bounce_recipients:type_name -> mailintake.v1.BounceRecipient
+	27, // 11: mailintake.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
+	5,  // 12: mailintake.v1.Message.envelope:type_name -> mailintake.v1.Envelope
+	4,  // 13: mailintake.v1.Message.headers:type_name -> mailintake.v1.Header
+	6,  // 14: mailintake.v1.Message.attachments:type_name -> mailintake.v1.Attachment
+	8,  // 15: mailintake.v1.Message.signals:type_name -> mailintake.v1.Signals
+	9,  // 16: mailintake.v1.Message.reply:type_name -> mailintake.v1.Reply
+	10, // 17: mailintake.v1.Message.problems:type_name -> mailintake.v1.ParseProblem
+	28, // 18: mailintake.v1.StreamMessagesRequest.ack_deadline:type_name -> google.protobuf.Duration
+	11, // 19: mailintake.v1.StreamMessagesResponse.message:type_name -> mailintake.v1.Message
+	6,  // 20: mailintake.v1.GetAttachmentResponse.attachment:type_name -> mailintake.v1.Attachment
+	4,  // 21: mailintake.v1.QuarantinedMessage.headers:type_name -> mailintake.v1.Header
+	3,  // 22: mailintake.v1.QuarantinedMessage.from:type_name -> mailintake.v1.Address
+	2,  // 23: mailintake.v1.QuarantinedMessage.state:type_name -> mailintake.v1.QuarantineState
+	27, // 24: mailintake.v1.QuarantinedMessage.create_time:type_name -> google.protobuf.Timestamp
+	20, // 25: mailintake.v1.ListQuarantinedMessagesResponse.messages:type_name -> mailintake.v1.QuarantinedMessage
+	20, // 26: mailintake.v1.ReplayQuarantinedMessageResponse.message:type_name -> mailintake.v1.QuarantinedMessage
+	12, // 27: mailintake.v1.MessageService.StreamMessages:input_type -> mailintake.v1.StreamMessagesRequest
+	14, // 28: mailintake.v1.MessageService.AckMessages:input_type -> mailintake.v1.AckMessagesRequest
+	16, // 29: mailintake.v1.MessageService.GetAttachment:input_type -> mailintake.v1.GetAttachmentRequest
+	18, // 30: mailintake.v1.MessageService.GetRawMessage:input_type -> mailintake.v1.GetRawMessageRequest
+	21, // 31: mailintake.v1.MessageService.ListQuarantinedMessages:input_type -> mailintake.v1.ListQuarantinedMessagesRequest
+	23, // 32: mailintake.v1.MessageService.ReplayQuarantinedMessage:input_type -> mailintake.v1.ReplayQuarantinedMessageRequest
+	25, // 33: mailintake.v1.MessageService.ReleaseQuarantinedMessage:input_type -> mailintake.v1.ReleaseQuarantinedMessageRequest
+	13, // 34: mailintake.v1.MessageService.StreamMessages:output_type -> mailintake.v1.StreamMessagesResponse
+	15, // 35: mailintake.v1.MessageService.AckMessages:output_type -> mailintake.v1.AckMessagesResponse
+	17, // 36: mailintake.v1.MessageService.GetAttachment:output_type -> mailintake.v1.GetAttachmentResponse
+	19, // 37: mailintake.v1.MessageService.GetRawMessage:output_type -> mailintake.v1.GetRawMessageResponse
+	22, // 38: mailintake.v1.MessageService.ListQuarantinedMessages:output_type -> mailintake.v1.ListQuarantinedMessagesResponse
+	24, // 39: mailintake.v1.MessageService.ReplayQuarantinedMessage:output_type -> mailintake.v1.ReplayQuarantinedMessageResponse
+	26, // 40: mailintake.v1.MessageService.ReleaseQuarantinedMessage:output_type -> mailintake.v1.ReleaseQuarantinedMessageResponse
+	34, // [34:41] is the sub-list for method output_type
+	27, // [27:34] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_message_proto_init() }
@@ -1668,8 +2189,8 @@ func file_mailintake_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailintake_v1_message_proto_rawDesc), len(file_mailintake_v1_message_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   17,
+			NumEnums:      3,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

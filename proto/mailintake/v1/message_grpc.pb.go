@@ -19,10 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MessageService_StreamMessages_FullMethodName = "/mailintake.v1.MessageService/StreamMessages"
-	MessageService_AckMessages_FullMethodName    = "/mailintake.v1.MessageService/AckMessages"
-	MessageService_GetAttachment_FullMethodName  = "/mailintake.v1.MessageService/GetAttachment"
-	MessageService_GetRawMessage_FullMethodName  = "/mailintake.v1.MessageService/GetRawMessage"
+	MessageService_StreamMessages_FullMethodName            = "/mailintake.v1.MessageService/StreamMessages"
+	MessageService_AckMessages_FullMethodName               = "/mailintake.v1.MessageService/AckMessages"
+	MessageService_GetAttachment_FullMethodName             = "/mailintake.v1.MessageService/GetAttachment"
+	MessageService_GetRawMessage_FullMethodName             = "/mailintake.v1.MessageService/GetRawMessage"
+	MessageService_ListQuarantinedMessages_FullMethodName   = "/mailintake.v1.MessageService/ListQuarantinedMessages"
+	MessageService_ReplayQuarantinedMessage_FullMethodName  = "/mailintake.v1.MessageService/ReplayQuarantinedMessage"
+	MessageService_ReleaseQuarantinedMessage_FullMethodName = "/mailintake.v1.MessageService/ReleaseQuarantinedMessage"
 )
 
 // MessageServiceClient is the client API for MessageService service.
@@ -41,6 +44,15 @@ type MessageServiceClient interface {
 	GetAttachment(ctx context.Context, in *GetAttachmentRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetAttachmentResponse], error)
 	// GetRawMessage streams a message's raw RFC 5322 bytes in chunks, fetched from the mail server.
 	GetRawMessage(ctx context.Context, in *GetRawMessageRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetRawMessageResponse], error)
+	// ListQuarantinedMessages lists the messages of a mailbox that could not be delivered as parsed
+	// messages (too large, or not fetchable), with their reason.
+	ListQuarantinedMessages(ctx context.Context, in *ListQuarantinedMessagesRequest, opts ...grpc.CallOption) (*ListQuarantinedMessagesResponse, error)
+	// ReplayQuarantinedMessage delivers a quarantined message again. An oversized one is delivered
+	// as its parsed header with a problem attached; GetRawMessage fetches its bytes.
+	ReplayQuarantinedMessage(ctx context.Context, in *ReplayQuarantinedMessageRequest, opts ...grpc.CallOption) (*ReplayQuarantinedMessageResponse, error)
+	// ReleaseQuarantinedMessage gives up on a quarantined message: it is treated as acknowledged,
+	// so the mailbox's after_ack action is applied to it.
+	ReleaseQuarantinedMessage(ctx context.Context, in *ReleaseQuarantinedMessageRequest, opts ...grpc.CallOption) (*ReleaseQuarantinedMessageResponse, error)
 }
 
 type messageServiceClient struct {
@@ -118,6 +130,36 @@ func (c *messageServiceClient) GetRawMessage(ctx context.Context, in *GetRawMess
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessageService_GetRawMessageClient = grpc.ServerStreamingClient[GetRawMessageResponse]
 
+func (c *messageServiceClient) ListQuarantinedMessages(ctx context.Context, in *ListQuarantinedMessagesRequest, opts ...grpc.CallOption) (*ListQuarantinedMessagesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListQuarantinedMessagesResponse)
+	err := c.cc.Invoke(ctx, MessageService_ListQuarantinedMessages_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messageServiceClient) ReplayQuarantinedMessage(ctx context.Context, in *ReplayQuarantinedMessageRequest, opts ...grpc.CallOption) (*ReplayQuarantinedMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayQuarantinedMessageResponse)
+	err := c.cc.Invoke(ctx, MessageService_ReplayQuarantinedMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *messageServiceClient) ReleaseQuarantinedMessage(ctx context.Context, in *ReleaseQuarantinedMessageRequest, opts ...grpc.CallOption) (*ReleaseQuarantinedMessageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseQuarantinedMessageResponse)
+	err := c.cc.Invoke(ctx, MessageService_ReleaseQuarantinedMessage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MessageServiceServer is the server API for MessageService service.
 // All implementations must embed UnimplementedMessageServiceServer
 // for forward compatibility.
@@ -134,6 +176,15 @@ type MessageServiceServer interface {
 	GetAttachment(*GetAttachmentRequest, grpc.ServerStreamingServer[GetAttachmentResponse]) error
 	// GetRawMessage streams a message's raw RFC 5322 bytes in chunks, fetched from the mail server.
 	GetRawMessage(*GetRawMessageRequest, grpc.ServerStreamingServer[GetRawMessageResponse]) error
+	// ListQuarantinedMessages lists the messages of a mailbox that could not be delivered as parsed
+	// messages (too large, or not fetchable), with their reason.
+	ListQuarantinedMessages(context.Context, *ListQuarantinedMessagesRequest) (*ListQuarantinedMessagesResponse, error)
+	// ReplayQuarantinedMessage delivers a quarantined message again. An oversized one is delivered
+	// as its parsed header with a problem attached; GetRawMessage fetches its bytes.
+	ReplayQuarantinedMessage(context.Context, *ReplayQuarantinedMessageRequest) (*ReplayQuarantinedMessageResponse, error)
+	// ReleaseQuarantinedMessage gives up on a quarantined message: it is treated as acknowledged,
+	// so the mailbox's after_ack action is applied to it.
+	ReleaseQuarantinedMessage(context.Context, *ReleaseQuarantinedMessageRequest) (*ReleaseQuarantinedMessageResponse, error)
 	mustEmbedUnimplementedMessageServiceServer()
 }
 
@@ -155,6 +206,15 @@ func (UnimplementedMessageServiceServer) GetAttachment(*GetAttachmentRequest, gr
 }
 func (UnimplementedMessageServiceServer) GetRawMessage(*GetRawMessageRequest, grpc.ServerStreamingServer[GetRawMessageResponse]) error {
 	return status.Error(codes.Unimplemented, "method GetRawMessage not implemented")
+}
+func (UnimplementedMessageServiceServer) ListQuarantinedMessages(context.Context, *ListQuarantinedMessagesRequest) (*ListQuarantinedMessagesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListQuarantinedMessages not implemented")
+}
+func (UnimplementedMessageServiceServer) ReplayQuarantinedMessage(context.Context, *ReplayQuarantinedMessageRequest) (*ReplayQuarantinedMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplayQuarantinedMessage not implemented")
+}
+func (UnimplementedMessageServiceServer) ReleaseQuarantinedMessage(context.Context, *ReleaseQuarantinedMessageRequest) (*ReleaseQuarantinedMessageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseQuarantinedMessage not implemented")
 }
 func (UnimplementedMessageServiceServer) mustEmbedUnimplementedMessageServiceServer() {}
 func (UnimplementedMessageServiceServer) testEmbeddedByValue()                        {}
@@ -228,6 +288,60 @@ func _MessageService_GetRawMessage_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type MessageService_GetRawMessageServer = grpc.ServerStreamingServer[GetRawMessageResponse]
 
+func _MessageService_ListQuarantinedMessages_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListQuarantinedMessagesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessageServiceServer).ListQuarantinedMessages(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessageService_ListQuarantinedMessages_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessageServiceServer).ListQuarantinedMessages(ctx, req.(*ListQuarantinedMessagesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessageService_ReplayQuarantinedMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayQuarantinedMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessageServiceServer).ReplayQuarantinedMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessageService_ReplayQuarantinedMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessageServiceServer).ReplayQuarantinedMessage(ctx, req.(*ReplayQuarantinedMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MessageService_ReleaseQuarantinedMessage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseQuarantinedMessageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MessageServiceServer).ReleaseQuarantinedMessage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MessageService_ReleaseQuarantinedMessage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MessageServiceServer).ReleaseQuarantinedMessage(ctx, req.(*ReleaseQuarantinedMessageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MessageService_ServiceDesc is the grpc.ServiceDesc for MessageService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -238,6 +352,18 @@ var MessageService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AckMessages",
 			Handler:    _MessageService_AckMessages_Handler,
+		},
+		{
+			MethodName: "ListQuarantinedMessages",
+			Handler:    _MessageService_ListQuarantinedMessages_Handler,
+		},
+		{
+			MethodName: "ReplayQuarantinedMessage",
+			Handler:    _MessageService_ReplayQuarantinedMessage_Handler,
+		},
+		{
+			MethodName: "ReleaseQuarantinedMessage",
+			Handler:    _MessageService_ReleaseQuarantinedMessage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -14,18 +14,23 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/mailintake/mailintake/internal/config"
+	"github.com/mailintake/mailintake/internal/delivery"
+	"github.com/mailintake/mailintake/internal/metrics"
 	"github.com/mailintake/mailintake/internal/pluginhost"
 	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/store/sqlite"
 	"github.com/mailintake/mailintake/server"
 )
@@ -149,7 +154,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("auth providers found", "plugin_dir", c.PluginDir, "providers", names)
 	}
 
-	srv := server.New(server.Options{Store: st, Plugins: plugins, Logger: log})
+	m := metrics.New()
+	broker := delivery.New(st)
+	defer broker.Close()
+	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
+	sessions := session.NewSupervisor(st, plugins, broker, m, log.With("component", "session"), session.Options{})
+	// Sessions end before the store and the plugins close (deferred calls run in reverse).
+	defer func() { stopSessions(); sessions.Wait() }()
+	srv := server.New(server.Options{Store: st, Plugins: plugins, Sessions: sessions, Broker: broker, Logger: log})
 	tokenPath := filepath.Join(c.DataDir, server.AdminTokenFile)
 	created, err := server.EnsureAdminToken(ctx, st, tokenPath, time.Now())
 	if err != nil {
@@ -164,6 +176,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	lis, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return err
+	}
+	if c.MetricsListen != "" {
+		ml, err := net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(ml)
+		defer hs.Close()
+		log.Info("serving metrics", "listen", ml.Addr().String(), "path", "/metrics")
+	}
+	if err := sessions.Start(sessCtx); err != nil {
+		return fmt.Errorf("starting mailbox sessions: %w", err)
 	}
 	g := grpc.NewServer(append(serverOpts, srv.ServerOptions()...)...)
 	srv.Register(g)
@@ -187,6 +214,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Warn("graceful stop timed out; closing remaining streams")
 		g.Stop()
 	}
+	stopSessions()
+	sessions.Wait()
 	log.Info("stopped")
 	return nil
 }

@@ -1,0 +1,442 @@
+// Package delivery hands parsed messages from mailbox sessions to consumer streams, at least
+// once, and takes their acknowledgements.
+//
+// Each mailbox has a Queue that its session attaches to. A session fetches a message only when
+// some stream that may receive the mailbox's messages has a free slot (Demand), and offers it; the
+// broker assigns it to one such stream. A message stays in flight until it is acknowledged; when
+// its stream ends or its ack deadline passes it leaves the flight and the session is woken to
+// deliver it again. Acknowledgements are recorded durably (AckRecorder) before AckMessages
+// answers; the session then applies the mailbox's after-ack action.
+//
+// Memory is bounded by the streams' in-flight limits: the broker keeps no message bodies, only
+// the streams' outgoing buffers do.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// Defaults and bounds of a stream.
+const (
+	DefaultMaxInFlight = 16
+	MaxMaxInFlight     = 1000
+	DefaultAckDeadline = 5 * time.Minute
+	MinAckDeadline     = time.Second
+	MaxAckDeadline     = 24 * time.Hour
+)
+
+// Key identifies a message: its mailbox, the folder's UIDVALIDITY and its UID.
+type Key struct {
+	MailboxID   string
+	UIDValidity uint32
+	UID         uint32
+}
+
+// String is the message id the API shows: mailbox:uidvalidity:uid.
+func (k Key) String() string {
+	return k.MailboxID + ":" + strconv.FormatUint(uint64(k.UIDValidity), 10) + ":" + strconv.FormatUint(uint64(k.UID), 10)
+}
+
+// ParseKey parses a message id.
+func ParseKey(id string) (Key, error) {
+	parts := strings.Split(id, ":")
+	if len(parts) != 3 || parts[0] == "" {
+		return Key{}, fmt.Errorf("%q is not a message id (mailbox:uidvalidity:uid)", id)
+	}
+	v, err1 := strconv.ParseUint(parts[1], 10, 32)
+	u, err2 := strconv.ParseUint(parts[2], 10, 32)
+	if err1 != nil || err2 != nil || u == 0 {
+		return Key{}, fmt.Errorf("%q is not a message id (mailbox:uidvalidity:uid)", id)
+	}
+	return Key{MailboxID: parts[0], UIDValidity: uint32(v), UID: uint32(u)}, nil
+}
+
+// AckRecorder stores acknowledgements durably.
+type AckRecorder interface {
+	RecordAcks(ctx context.Context, mailboxID string, acks []store.Ack) error
+}
+
+// Broker connects sessions and streams. It is safe for concurrent use.
+type Broker struct {
+	rec AckRecorder
+	now func() time.Time
+
+	mu      sync.Mutex
+	streams map[uint64]*Stream
+	nextID  uint64
+	queues  map[string]*Queue
+	stop    chan struct{}
+	stopped sync.Once
+}
+
+// New returns a broker; Close stops its deadline watcher.
+func New(rec AckRecorder) *Broker {
+	b := &Broker{rec: rec, now: time.Now, streams: map[uint64]*Stream{}, queues: map[string]*Queue{}, stop: make(chan struct{})}
+	go b.watchDeadlines()
+	return b
+}
+
+// Close stops the broker's background work.
+func (b *Broker) Close() { b.stopped.Do(func() { close(b.stop) }) }
+
+// flight is a message delivered and not acknowledged.
+type flight struct {
+	stream   *Stream
+	deadline time.Time
+}
+
+// sent is what the broker remembers of a delivered message until the session has seen its
+// acknowledgement in the store.
+type sent struct {
+	sha256   string
+	attempts uint32
+	acked    bool // acknowledged; never offered again
+}
+
+// Queue is a mailbox's delivery state.
+type Queue struct {
+	b         *Broker
+	MailboxID string
+	Tenant    string
+	wake      chan struct{}
+
+	// guarded by b.mu
+	uidValidity uint32
+	inflight    map[uint32]*flight
+	sent        map[Key]*sent
+	rr          int
+	delivered   uint64
+	acked       uint64
+}
+
+// Queue returns (creating) a mailbox's queue.
+func (b *Broker) Queue(mailboxID, tenant string) *Queue {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, ok := b.queues[mailboxID]
+	if !ok {
+		q = &Queue{b: b, MailboxID: mailboxID, Tenant: tenant, wake: make(chan struct{}, 1),
+			inflight: map[uint32]*flight{}, sent: map[Key]*sent{}}
+		b.queues[mailboxID] = q
+	}
+	q.Tenant = tenant
+	return q
+}
+
+// Remove forgets a deleted mailbox's queue; its messages in flight are dropped.
+func (b *Broker) Remove(mailboxID string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, ok := b.queues[mailboxID]
+	if !ok {
+		return
+	}
+	for uid, f := range q.inflight {
+		delete(f.stream.inflight, Key{mailboxID, q.uidValidity, uid})
+	}
+	delete(b.queues, mailboxID)
+}
+
+// Wake returns the channel that signals the session: demand appeared, a message returned from
+// flight, or an acknowledgement is waiting to be applied.
+func (q *Queue) Wake() <-chan struct{} { return q.wake }
+
+func (q *Queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetUIDValidity tells the queue which UIDVALIDITY the session sees. A change drops the
+// messages in flight of the old one (their UIDs now mean other messages).
+func (q *Queue) SetUIDValidity(v uint32) {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	if q.uidValidity == v {
+		return
+	}
+	for uid, f := range q.inflight {
+		delete(f.stream.inflight, Key{q.MailboxID, q.uidValidity, uid})
+		f.stream.signalCapacity()
+	}
+	q.inflight = map[uint32]*flight{}
+	q.uidValidity = v
+}
+
+// Busy reports whether a UID is not to be delivered now: it is in flight, or was acknowledged
+// after the session last read the acknowledgements from the store.
+func (q *Queue) Busy(uid uint32) bool {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	return q.busyLocked(uid)
+}
+
+func (q *Queue) busyLocked(uid uint32) bool {
+	if _, ok := q.inflight[uid]; ok {
+		return true
+	}
+	st, ok := q.sent[Key{q.MailboxID, q.uidValidity, uid}]
+	return ok && st.acked
+}
+
+// OfferResult is the outcome of Offer.
+type OfferResult int
+
+// Offer outcomes.
+const (
+	// Delivered: a stream took the message.
+	Delivered OfferResult = iota
+	// NoCapacity: no stream can take it now; keep it and wait for Wake.
+	NoCapacity
+	// Skipped: the message is in flight or acknowledged already; drop it.
+	Skipped
+)
+
+// Demand reports whether a stream could take a message of this mailbox now.
+func (q *Queue) Demand() bool {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	return q.pickLocked(false) != nil
+}
+
+// pickLocked returns a stream with a free slot that wants this mailbox, round-robin.
+func (q *Queue) pickLocked(advance bool) *Stream {
+	ids := make([]uint64, 0, len(q.b.streams))
+	for id, s := range q.b.streams {
+		if s.free() > 0 && s.wants(q.MailboxID, q.Tenant) {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	s := q.b.streams[ids[q.rr%len(ids)]]
+	if advance {
+		q.rr++
+	}
+	return s
+}
+
+// Offer delivers a message to a stream with a free slot.
+func (q *Queue) Offer(msg *mailintakev1.Message) OfferResult {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	if msg.GetUidValidity() != q.uidValidity || q.busyLocked(msg.GetUid()) {
+		return Skipped
+	}
+	s := q.pickLocked(true)
+	if s == nil {
+		return NoCapacity
+	}
+	k := Key{q.MailboxID, msg.GetUidValidity(), msg.GetUid()}
+	st, ok := q.sent[k]
+	if !ok {
+		st = &sent{sha256: msg.GetSha256()}
+		q.sent[k] = st
+	}
+	st.attempts++
+	msg.Id = k.String()
+	msg.DeliveryAttempt = st.attempts
+	f := &flight{stream: s, deadline: q.b.now().Add(s.deadline)}
+	q.inflight[k.UID] = f
+	s.inflight[k] = q
+	q.delivered++
+	s.out <- msg // does not block: checked above, under the lock
+	return Delivered
+}
+
+// Counts returns how many messages were delivered and acknowledged, and how many are in flight.
+func (q *Queue) Counts() (delivered, acked, pending uint64) {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	return q.delivered, q.acked, uint64(len(q.inflight))
+}
+
+// Stream is a consumer's StreamMessages call.
+type Stream struct {
+	id       uint64
+	b        *Broker
+	filter   func(mailboxID, tenant string) bool
+	capacity int
+	deadline time.Duration
+	out      chan *mailintakev1.Message
+	inflight map[Key]*Queue
+	closed   bool
+}
+
+// Out returns the messages to send, in order.
+func (s *Stream) Out() <-chan *mailintakev1.Message { return s.out }
+
+// free is how many more messages the stream can take: its free in-flight slots, bounded by room
+// in its outgoing buffer (messages whose deadline passed may still sit there unread).
+func (s *Stream) free() int { return min(s.capacity-len(s.inflight), cap(s.out)-len(s.out)) }
+
+func (s *Stream) wants(mailboxID, tenant string) bool {
+	return !s.closed && s.filter(mailboxID, tenant)
+}
+
+// signalCapacity wakes the sessions this stream may serve (caller holds b.mu).
+func (s *Stream) signalCapacity() {
+	for _, q := range s.b.queues {
+		if s.wants(q.MailboxID, q.Tenant) {
+			q.signal()
+		}
+	}
+}
+
+// Open registers a stream. filter says which mailboxes it receives; maxInFlight and ackDeadline
+// must already be within bounds.
+func (b *Broker) Open(filter func(mailboxID, tenant string) bool, maxInFlight int, ackDeadline time.Duration) *Stream {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.nextID++
+	s := &Stream{id: b.nextID, b: b, filter: filter, capacity: maxInFlight, deadline: ackDeadline,
+		out: make(chan *mailintakev1.Message, maxInFlight), inflight: map[Key]*Queue{}}
+	b.streams[s.id] = s
+	s.signalCapacity()
+	return s
+}
+
+// CloseStream ends a stream: its unacknowledged messages return to their mailboxes for delivery to
+// another stream.
+func (b *Broker) CloseStream(s *Stream) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	delete(b.streams, s.id)
+	for k, q := range s.inflight {
+		if f, ok := q.inflight[k.UID]; ok && f.stream == s && k.UIDValidity == q.uidValidity {
+			delete(q.inflight, k.UID)
+		}
+		q.signal()
+	}
+	s.inflight = nil
+}
+
+// AckResult sorts acknowledged ids.
+type AckResult struct {
+	Acknowledged []string
+	Unknown      []string
+}
+
+// ErrNotVisible marks an id of a mailbox the caller may not see; it is reported as unknown.
+var ErrNotVisible = errors.New("not visible")
+
+// Ack records acknowledgements. visible says whether the caller may see a mailbox's tenant. An id
+// is acknowledged when the message was delivered by this server and not yet acknowledged, or was
+// acknowledged already; anything else is unknown. Acknowledged ids are stored durably before
+// Ack returns.
+func (b *Broker) Ack(ctx context.Context, ids []string, visible func(tenant string) bool) (AckResult, error) {
+	var res AckResult
+	type rec struct {
+		q   *Queue
+		key Key
+		ack store.Ack
+	}
+	var recs []rec
+	now := b.now()
+	b.mu.Lock()
+	for _, id := range ids {
+		k, err := ParseKey(id)
+		if err != nil {
+			res.Unknown = append(res.Unknown, id)
+			continue
+		}
+		q, ok := b.queues[k.MailboxID]
+		if !ok || !visible(q.Tenant) {
+			res.Unknown = append(res.Unknown, id)
+			continue
+		}
+		st, ok := q.sent[k]
+		if !ok {
+			res.Unknown = append(res.Unknown, id)
+			continue
+		}
+		recs = append(recs, rec{q: q, key: k, ack: store.Ack{UIDValidity: k.UIDValidity, UID: k.UID, SHA256: st.sha256, AckTime: now}})
+	}
+	b.mu.Unlock()
+
+	byMailbox := map[string][]store.Ack{}
+	for _, r := range recs {
+		byMailbox[r.key.MailboxID] = append(byMailbox[r.key.MailboxID], r.ack)
+	}
+	for mb, acks := range byMailbox {
+		if err := b.rec.RecordAcks(ctx, mb, acks); err != nil {
+			return AckResult{}, fmt.Errorf("recording acknowledgements: %w", err)
+		}
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range recs {
+		q := r.q
+		if st, ok := q.sent[r.key]; ok && !st.acked {
+			q.acked++
+			st.acked = true
+		}
+		if f, ok := q.inflight[r.key.UID]; ok && r.key.UIDValidity == q.uidValidity {
+			delete(q.inflight, r.key.UID)
+			delete(f.stream.inflight, r.key)
+			f.stream.signalCapacity()
+		}
+		q.signal()
+		res.Acknowledged = append(res.Acknowledged, r.key.String())
+	}
+	return res, nil
+}
+
+// Forget drops what the queue remembers of an acknowledged message once the session has read
+// its acknowledgement from the store.
+func (q *Queue) Forget(uidValidity, uid uint32) {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	delete(q.sent, Key{q.MailboxID, uidValidity, uid})
+}
+
+// watchDeadlines returns messages whose ack deadline passed to their mailboxes.
+func (b *Broker) watchDeadlines() {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		b.expire()
+	}
+}
+
+func (b *Broker) expire() {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, q := range b.queues {
+		for uid, f := range q.inflight {
+			if now.After(f.deadline) {
+				delete(q.inflight, uid)
+				delete(f.stream.inflight, Key{q.MailboxID, q.uidValidity, uid})
+				f.stream.signalCapacity()
+				q.signal()
+			}
+		}
+	}
+}
+
+// Signal wakes the queue's session.
+func (q *Queue) Signal() { q.signal() }

@@ -1,0 +1,207 @@
+// Package imaptest runs an in-process IMAP server (go-imap's imapserver with imapmemserver) on a
+// loopback port for tests, with implicit TLS or plaintext, users with passwords, and counters of
+// what clients asked for.
+package imaptest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+)
+
+// Server is a running test IMAP server.
+type Server struct {
+	Host string
+	Port int
+
+	mem   *imapmemserver.Server
+	srv   *imapserver.Server
+	ln    net.Listener
+	opts  Options
+	mu    sync.Mutex
+	users map[string]*imapmemserver.User
+
+	// BodyFetches counts FETCH commands that asked for a body section.
+	BodyFetches atomic.Int64
+	// Logins counts successful logins; FailedLogins refused ones.
+	Logins, FailedLogins atomic.Int64
+}
+
+// Options configure Start.
+type Options struct {
+	// TLS, when set, makes the listener implicit TLS.
+	TLS *tls.Config
+}
+
+// Start starts a server that stops when the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s := &Server{mem: imapmemserver.New(), users: map[string]*imapmemserver.User{}, opts: opts}
+	if err := s.listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+func (s *Server) listen(addr string) error {
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return &session{srv: s}, nil, nil
+		},
+		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}, imap.CapNamespace: {}},
+		InsecureAuth: true,
+		Logger:       discardLogger{},
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if s.opts.TLS != nil {
+		ln = tls.NewListener(ln, s.opts.TLS)
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	s.mu.Lock()
+	s.srv, s.ln = srv, ln
+	s.Host = host
+	s.Port, _ = strconv.Atoi(port)
+	s.mu.Unlock()
+	go srv.Serve(ln)
+	return nil
+}
+
+// Stop stops the server and drops every connection; the mail stays for Restart.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	srv.Close()
+}
+
+// Restart serves again on the same port with the same mail.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	addr := net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+	var err error
+	for range 50 {
+		if err = s.listen(addr); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal(err)
+}
+
+type discardLogger struct{}
+
+func (discardLogger) Printf(string, ...any) {}
+
+// AddUser adds a user with an INBOX.
+func (s *Server) AddUser(t testing.TB, username, password string) {
+	t.Helper()
+	u := imapmemserver.NewUser(username, password)
+	if err := u.Create("INBOX", nil); err != nil {
+		t.Fatal(err)
+	}
+	s.mem.AddUser(u)
+	s.mu.Lock()
+	s.users[username] = u
+	s.mu.Unlock()
+}
+
+func (s *Server) user(t testing.TB, username string) *imapmemserver.User {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[username]
+	if !ok {
+		t.Fatalf("no user %q", username)
+	}
+	return u
+}
+
+// Append adds a message to a user's folder and returns its UID.
+func (s *Server) Append(t testing.TB, username, folder string, raw []byte, flags ...imap.Flag) uint32 {
+	t.Helper()
+	u := s.user(t, username)
+	data, err := u.Append(folder, &literal{Reader: bytes.NewReader(raw), n: int64(len(raw))}, &imap.AppendOptions{Flags: flags, Time: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(data.UID)
+}
+
+// CreateFolder creates a folder.
+func (s *Server) CreateFolder(t testing.TB, username, folder string) {
+	t.Helper()
+	if err := s.user(t, username).Create(folder, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// DeleteFolder deletes a folder (recreating it changes its UIDVALIDITY).
+func (s *Server) DeleteFolder(t testing.TB, username, folder string) {
+	t.Helper()
+	if err := s.user(t, username).Delete(folder); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Status returns a folder's message count and unseen count.
+func (s *Server) Status(t testing.TB, username, folder string) (messages, unseen uint32) {
+	t.Helper()
+	st, err := s.user(t, username).Status(folder, &imap.StatusOptions{NumMessages: true, NumUnseen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *st.NumMessages, *st.NumUnseen
+}
+
+type literal struct {
+	*bytes.Reader
+	n int64
+}
+
+func (l *literal) Size() int64 { return l.n }
+
+// session wraps imapmemserver's session to count what clients do.
+type session struct {
+	*imapmemserver.UserSession
+	srv *Server
+}
+
+func (s *session) Close() error {
+	if s.UserSession == nil {
+		return nil
+	}
+	return s.UserSession.Close()
+}
+
+func (s *session) Login(username, password string) error {
+	s.srv.mu.Lock()
+	u := s.srv.users[username]
+	s.srv.mu.Unlock()
+	if u == nil || u.Login(username, password) != nil {
+		s.srv.FailedLogins.Add(1)
+		return imapserver.ErrAuthFailed
+	}
+	s.srv.Logins.Add(1)
+	s.UserSession = imapmemserver.NewUserSession(u)
+	return nil
+}
+
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	if len(options.BodySection) > 0 {
+		s.srv.BodyFetches.Add(1)
+	}
+	return s.UserSession.Fetch(w, numSet, options)
+}

@@ -1,0 +1,390 @@
+package imapconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// AuthError is a refusal of the credential by the mail server.
+type AuthError struct {
+	Mechanism string
+	Text      string // the server's words
+	Code      string // the response code, e.g. AUTHENTICATIONFAILED
+	// TokenRejected is set when the server rejected an OAuth token (an XOAUTH2 error challenge
+	// or an OAUTHBEARER error), whatever its final status.
+	TokenRejected bool
+}
+
+func (e *AuthError) Error() string {
+	s := "the mail server refused the " + e.Mechanism + " login"
+	if e.Code != "" {
+		s += " [" + e.Code + "]"
+	}
+	if e.Text != "" {
+		s += ": " + e.Text
+	}
+	return s
+}
+
+// IsAuthError reports whether err is a refused login.
+func IsAuthError(err error) bool {
+	var ae *AuthError
+	return errors.As(err, &ae)
+}
+
+// Authenticate signs in with a credential. A refusal is an *AuthError.
+func (c *Conn) Authenticate(ctx context.Context, cred Credential) error {
+	mech := strings.ToUpper(cred.Mechanism)
+	caps := c.c.Caps()
+	if caps.Has(imap.CapLoginDisabled) && (mech == MechPlain || mech == MechLogin) && !caps.Has(imap.AuthCap(mech)) {
+		return &AuthError{Mechanism: mech, Text: "the server disables password logins on this connection (LOGINDISABLED): use TLS or STARTTLS"}
+	}
+	var sc any
+	err := c.guard(ctx, 0, "authentication", func() error {
+		if (mech == MechPlain || mech == MechLogin) && !caps.Has(imap.AuthCap(mech)) {
+			// Servers that offer no SASL mechanism for passwords take the LOGIN command.
+			return c.c.Login(cred.Identity, cred.Secret).Wait()
+		}
+		cl, err := saslClient(Credential{Mechanism: mech, Identity: cred.Identity, Secret: cred.Secret}, c.target.Host, c.target.Port)
+		if err != nil {
+			return err
+		}
+		sc = cl
+		return c.c.Authenticate(cl)
+	})
+	if err == nil {
+		return nil
+	}
+	ae := &AuthError{Mechanism: mech}
+	switch cl := sc.(type) {
+	case *xoauth2Client:
+		if cl.challenge != nil {
+			ae.TokenRejected = true
+			ae.Text = fmt.Sprintf("token rejected (status %s)", cl.challenge.Status)
+		}
+	case *oauthBearerClient:
+		if cl.failed != nil {
+			ae.TokenRejected = true
+			ae.Text = fmt.Sprintf("token rejected (%s)", cl.failed.Status)
+		}
+	}
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		if ae.Text == "" {
+			ae.Text = ie.Text
+		}
+		ae.Code = string(ie.Code)
+		if ie.Type == imap.StatusResponseTypeNo || ae.TokenRejected {
+			return ae
+		}
+	}
+	if ae.TokenRejected {
+		return ae
+	}
+	return fmt.Errorf("authenticating: %w", err)
+}
+
+// Selected describes the selected folder.
+type Selected struct {
+	Name        string
+	UIDValidity uint32
+	UIDNext     uint32
+	NumMessages uint32
+}
+
+// ErrNoSuchFolder is returned by Select for a missing folder.
+var ErrNoSuchFolder = errors.New("no such folder")
+
+// Select selects a folder read-write.
+func (c *Conn) Select(ctx context.Context, folder string) (Selected, error) {
+	var data *imap.SelectData
+	err := c.guard(ctx, 0, "SELECT", func() error {
+		var err error
+		data, err = c.c.Select(folder, nil).Wait()
+		return err
+	})
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+			if ie.Code == imap.ResponseCodeNonExistent || strings.Contains(strings.ToLower(ie.Text), "exist") {
+				return Selected{}, fmt.Errorf("folder %q: %w (%s)", folder, ErrNoSuchFolder, ie.Text)
+			}
+			return Selected{}, fmt.Errorf("folder %q cannot be selected: %s", folder, ie.Text)
+		}
+		return Selected{}, err
+	}
+	s := Selected{Name: folder, UIDValidity: data.UIDValidity, UIDNext: uint32(data.UIDNext), NumMessages: data.NumMessages}
+	if s.UIDNext == 0 {
+		// RFC 2060 servers may omit UIDNEXT; find it from the highest UID.
+		uids, err := c.SearchUIDs(ctx, 1, false)
+		if err != nil {
+			return Selected{}, err
+		}
+		s.UIDNext = 1
+		if len(uids) > 0 {
+			s.UIDNext = uids[len(uids)-1] + 1
+		}
+	}
+	c.mu.Lock()
+	c.selected = &s
+	c.mu.Unlock()
+	return s, nil
+}
+
+// SearchUIDs returns the UIDs from `from` on, ascending; unseenOnly restricts to messages
+// without \Seen.
+func (c *Conn) SearchUIDs(ctx context.Context, from uint32, unseenOnly bool) ([]uint32, error) {
+	if from == 0 {
+		from = 1
+	}
+	crit := &imap.SearchCriteria{UID: []imap.UIDSet{{imap.UIDRange{Start: imap.UID(from), Stop: 0}}}}
+	if unseenOnly {
+		crit.NotFlag = []imap.Flag{imap.FlagSeen}
+	}
+	var data *imap.SearchData
+	err := c.guard(ctx, 0, "UID SEARCH", func() error {
+		var err error
+		data, err = c.c.UIDSearch(crit, nil).Wait()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for _, u := range data.AllUIDs() {
+		// "n:*" always matches the highest UID, even below n (RFC 3501 6.4.8).
+		if uint32(u) >= from {
+			out = append(out, uint32(u))
+		}
+	}
+	sortUIDs(out)
+	return out, nil
+}
+
+func sortUIDs(u []uint32) {
+	for i := 1; i < len(u); i++ {
+		for j := i; j > 0 && u[j] < u[j-1]; j-- {
+			u[j], u[j-1] = u[j-1], u[j]
+		}
+	}
+}
+
+// Meta is what is known of a message before its body is fetched.
+type Meta struct {
+	UID          uint32
+	Size         int64
+	InternalDate time.Time
+	Flags        []string
+}
+
+func uidSet(uids []uint32) imap.UIDSet {
+	var s imap.UIDSet
+	for _, u := range uids {
+		s.AddNum(imap.UID(u))
+	}
+	return s
+}
+
+// FetchMeta fetches size, internal date and flags of messages.
+func (c *Conn) FetchMeta(ctx context.Context, uids []uint32) (map[uint32]Meta, error) {
+	out := map[uint32]Meta{}
+	if len(uids) == 0 {
+		return out, nil
+	}
+	err := c.guard(ctx, 0, "UID FETCH", func() error {
+		msgs, err := c.c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: true, Flags: true}).Collect()
+		for _, m := range msgs {
+			out[uint32(m.UID)] = metaOf(m)
+		}
+		return err
+	})
+	return out, err
+}
+
+func metaOf(m *imapclient.FetchMessageBuffer) Meta {
+	meta := Meta{UID: uint32(m.UID), Size: m.RFC822Size, InternalDate: m.InternalDate}
+	for _, f := range m.Flags {
+		meta.Flags = append(meta.Flags, string(f))
+	}
+	return meta
+}
+
+// ErrGone is returned when a message is no longer in the folder.
+var ErrGone = errors.New("the message is no longer in the folder")
+
+// FetchRaw fetches a message's bytes with BODY.PEEK[] (the \Seen flag is not set).
+func (c *Conn) FetchRaw(ctx context.Context, uid uint32) ([]byte, Meta, error) {
+	var raw []byte
+	var meta Meta
+	found := false
+	err := c.guard(ctx, 10*time.Minute, "UID FETCH BODY.PEEK[]", func() error {
+		msgs, err := c.c.Fetch(uidSet([]uint32{uid}), &imap.FetchOptions{
+			UID: true, RFC822Size: true, InternalDate: true, Flags: true,
+			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+		}).Collect()
+		for _, m := range msgs {
+			if uint32(m.UID) != uid {
+				continue
+			}
+			found = true
+			meta = metaOf(m)
+			for _, b := range m.BodySection {
+				raw = b.Bytes
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, meta, err
+	}
+	if !found {
+		return nil, meta, ErrGone
+	}
+	if raw == nil {
+		return nil, meta, fmt.Errorf("the server returned no body for UID %d", uid)
+	}
+	return raw, meta, nil
+}
+
+// FetchHeader fetches a message's header section with BODY.PEEK[HEADER].
+func (c *Conn) FetchHeader(ctx context.Context, uid uint32) ([]byte, error) {
+	var hdr []byte
+	err := c.guard(ctx, 0, "UID FETCH BODY.PEEK[HEADER]", func() error {
+		msgs, err := c.c.Fetch(uidSet([]uint32{uid}), &imap.FetchOptions{UID: true,
+			BodySection: []*imap.FetchItemBodySection{{Specifier: imap.PartSpecifierHeader, Peek: true}}}).Collect()
+		for _, m := range msgs {
+			for _, b := range m.BodySection {
+				hdr = b.Bytes
+			}
+		}
+		return err
+	})
+	return hdr, err
+}
+
+// StreamRaw writes a message's bytes to w as they arrive, without holding them in memory.
+func (c *Conn) StreamRaw(ctx context.Context, uid uint32, w io.Writer) (int64, error) {
+	var n int64
+	found := false
+	err := c.guard(ctx, 30*time.Minute, "UID FETCH BODY.PEEK[]", func() error {
+		cmd := c.c.Fetch(uidSet([]uint32{uid}), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+			for item := msg.Next(); item != nil; item = msg.Next() {
+				if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
+					found = true
+					m, err := io.Copy(w, b.Literal)
+					n += m
+					if err != nil {
+						cmd.Close()
+						return err
+					}
+				}
+			}
+		}
+		return cmd.Close()
+	})
+	if err == nil && !found {
+		return 0, ErrGone
+	}
+	return n, err
+}
+
+// MarkSeen sets \Seen.
+func (c *Conn) MarkSeen(ctx context.Context, uids []uint32) error {
+	return c.guard(ctx, 0, "UID STORE +FLAGS (\\Seen)", func() error {
+		return c.c.Store(uidSet(uids), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close()
+	})
+}
+
+// Move moves messages to folder, creating it when the server says it is missing.
+func (c *Conn) Move(ctx context.Context, uids []uint32, folder string) error {
+	move := func() error {
+		return c.guard(ctx, 0, "UID MOVE", func() error {
+			_, err := c.c.Move(uidSet(uids), folder).Wait()
+			return err
+		})
+	}
+	err := move()
+	var ie *imap.Error
+	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+		cerr := c.guard(ctx, 0, "CREATE", func() error { return c.c.Create(folder, nil).Wait() })
+		var ce *imap.Error
+		if cerr != nil && !(errors.As(cerr, &ce) && ce.Code == imap.ResponseCodeAlreadyExists) {
+			return fmt.Errorf("creating folder %q: %w", folder, cerr)
+		}
+		err = move()
+	}
+	return err
+}
+
+// Delete flags messages \Deleted and expunges them (only them, with UIDPLUS).
+func (c *Conn) Delete(ctx context.Context, uids []uint32) error {
+	err := c.guard(ctx, 0, "UID STORE +FLAGS (\\Deleted)", func() error {
+		return c.c.Store(uidSet(uids), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
+	})
+	if err != nil {
+		return err
+	}
+	return c.guard(ctx, 0, "EXPUNGE", func() error {
+		if c.c.Caps().Has(imap.CapUIDPlus) || c.c.Caps().Has(imap.CapIMAP4rev2) {
+			return c.c.UIDExpunge(uidSet(uids)).Close()
+		}
+		return c.c.Expunge().Close()
+	})
+}
+
+// CanIdle reports whether the server supports IDLE.
+func (c *Conn) CanIdle() bool {
+	caps := c.c.Caps()
+	return caps.Has(imap.CapIdle) || caps.Has(imap.CapIMAP4rev2)
+}
+
+// Noop asks the server for updates (used to poll servers without IDLE).
+func (c *Conn) Noop(ctx context.Context) error {
+	return c.guard(ctx, 0, "NOOP", func() error { return c.c.Noop().Wait() })
+}
+
+// Idle idles until the server reports a change, wake fires, max passes or ctx ends. It returns
+// nil in all those cases but a broken connection.
+func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
+	var idle *imapclient.IdleCommand
+	err := c.guard(ctx, 0, "IDLE", func() error {
+		var err error
+		idle, err = c.c.Idle()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-c.updates:
+		c.notify() // keep the signal for the caller's next look
+	case <-wake:
+	case <-t.C:
+	case <-ctx.Done():
+	case <-c.c.Closed():
+	}
+	return c.guard(ctx, 0, "DONE", func() error {
+		if err := idle.Close(); err != nil {
+			return err
+		}
+		return idle.Wait()
+	})
+}
+
+// Logout ends the session politely and closes the connection.
+func (c *Conn) Logout() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.guard(ctx, 5*time.Second, "LOGOUT", func() error { return c.c.Logout().Wait() })
+	c.Close()
+}

@@ -1,0 +1,265 @@
+// Package session keeps one supervised IMAP session per enabled mailbox: connect, authenticate
+// with the provider's credential, select, catch up from the durable UID checkpoint, deliver on
+// demand through the delivery broker, apply after-ack actions, then IDLE (or poll). Lost
+// connections reconnect with exponential backoff and jitter; refused logins are not retried in a
+// tight loop, because repeated bad passwords lock accounts.
+package session
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/delivery"
+	"github.com/mailintake/mailintake/internal/imapconn"
+	"github.com/mailintake/mailintake/internal/metrics"
+	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/plugins/authplugin"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// Options tune the sessions. Zero values take the defaults.
+type Options struct {
+	// IdleRestart re-issues IDLE before servers drop it (RFC 2177 allows 30 minutes).
+	IdleRestart time.Duration
+	// PollInterval is how often servers without IDLE are polled.
+	PollInterval time.Duration
+	// MinBackoff and MaxBackoff bound reconnect delays after errors.
+	MinBackoff, MaxBackoff time.Duration
+	// AuthBackoff is the first delay after a refused login; it doubles up to MaxAuthBackoff.
+	AuthBackoff, MaxAuthBackoff time.Duration
+	// DefaultMaxMessageBytes applies when a mailbox sets no limit.
+	DefaultMaxMessageBytes int64
+	// DefaultMaxInlineAttachment applies when a mailbox sets no limit.
+	DefaultMaxInlineAttachment int64
+	// CommandTimeout bounds each IMAP command.
+	CommandTimeout time.Duration
+	// HashRetention is how long hashes of acknowledged messages are kept for UIDVALIDITY resyncs.
+	HashRetention time.Duration
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.IdleRestart, 25*time.Minute)
+	def(&o.PollInterval, 30*time.Second)
+	def(&o.MinBackoff, time.Second)
+	def(&o.MaxBackoff, 5*time.Minute)
+	def(&o.AuthBackoff, 15*time.Minute)
+	def(&o.MaxAuthBackoff, 2*time.Hour)
+	def(&o.CommandTimeout, 2*time.Minute)
+	def(&o.HashRetention, 90*24*time.Hour)
+	if o.DefaultMaxMessageBytes == 0 {
+		o.DefaultMaxMessageBytes = 50 << 20
+	}
+	if o.DefaultMaxInlineAttachment == 0 {
+		o.DefaultMaxInlineAttachment = 1 << 20
+	}
+}
+
+// Supervisor runs the sessions.
+type Supervisor struct {
+	store   store.Store
+	plugins *pluginhost.Host
+	broker  *delivery.Broker
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	opts    Options
+
+	mu       sync.Mutex
+	ctx      context.Context
+	sessions map[string]*session
+	wg       sync.WaitGroup
+}
+
+// NewSupervisor returns a supervisor; Start starts it.
+func NewSupervisor(st store.Store, plugins *pluginhost.Host, broker *delivery.Broker, m *metrics.Metrics, log *slog.Logger, opts Options) *Supervisor {
+	opts.defaults()
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if m == nil {
+		m = metrics.New()
+	}
+	return &Supervisor{store: st, plugins: plugins, broker: broker, metrics: m, log: log, opts: opts, sessions: map[string]*session{}}
+}
+
+// Start starts a session for every enabled mailbox. Sessions stop when ctx ends; Wait waits.
+func (s *Supervisor) Start(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	mbs, err := s.store.ListMailboxes(ctx, store.MailboxQuery{})
+	if err != nil {
+		return err
+	}
+	for _, mb := range mbs {
+		s.Reload(ctx, mb.Spec.GetId())
+	}
+	return nil
+}
+
+// Wait waits for every session to end after Start's context ended.
+func (s *Supervisor) Wait() { s.wg.Wait() }
+
+// Reload makes a mailbox's session match its stored definition at once: started, restarted
+// with the new definition, or stopped when disabled or deleted.
+func (s *Supervisor) Reload(ctx context.Context, mailboxID string) {
+	mb, err := s.store.GetMailbox(ctx, mailboxID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("reloading mailbox", "mailbox_id", mailboxID, "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		return
+	}
+	if old, ok := s.sessions[mailboxID]; ok {
+		old.stop()
+		delete(s.sessions, mailboxID)
+	}
+	if mb == nil {
+		s.broker.Remove(mailboxID)
+		s.plugins.Forget(mailboxID)
+		s.metrics.Forget(mailboxID)
+		return
+	}
+	sess := newSession(s, mb)
+	s.sessions[mailboxID] = sess
+	if !mb.Spec.GetEnabled() {
+		sess.status.set(mailintakev1.MailboxState_MAILBOX_STATE_DISABLED, "the mailbox is disabled")
+		return
+	}
+	sctx, cancel := context.WithCancel(s.ctx)
+	sess.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(sess.done)
+		sess.run(sctx)
+	}()
+}
+
+// Wake asks a mailbox's session to look for work now (e.g. after a quarantine change).
+func (s *Supervisor) Wake(mailboxID string) {
+	s.mu.Lock()
+	sess, ok := s.sessions[mailboxID]
+	s.mu.Unlock()
+	if ok {
+		sess.queue.Signal()
+	}
+}
+
+// Status returns a mailbox's live status, or nil when the supervisor does not know it.
+func (s *Supervisor) Status(ctx context.Context, mailboxID string) *mailintakev1.MailboxStatus {
+	s.mu.Lock()
+	sess, ok := s.sessions[mailboxID]
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	st := sess.status.snapshot()
+	st.MailboxId = mailboxID
+	d, a, p := sess.queue.Counts()
+	st.Counts = &mailintakev1.MessageCounts{Delivered: d, Acknowledged: a, Pending: p}
+	if qs, err := s.store.ListQuarantine(ctx, mailboxID); err == nil {
+		st.Counts.Quarantined = uint64(len(qs))
+	}
+	return st
+}
+
+// Target returns the connection target of a mailbox definition.
+func Target(mb *mailintakev1.Mailbox, commandTimeout time.Duration) (imapconn.Target, error) {
+	t := imapconn.Target{Host: mb.GetHost(), Port: int(mb.GetPort()), SkipVerify: mb.GetInsecureSkipVerify(), CommandTimeout: commandTimeout}
+	switch mb.GetSecurity() {
+	case mailintakev1.Security_SECURITY_STARTTLS:
+		t.Security = imapconn.StartTLS
+	case mailintakev1.Security_SECURITY_NONE:
+		t.Security = imapconn.Plaintext
+	default:
+		t.Security = imapconn.TLS
+	}
+	if pem := mb.GetCaPem(); pem != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM([]byte(pem)) {
+			return t, errors.New("ca_pem holds no usable certificate")
+		}
+		t.RootCAs = pool
+	}
+	return t, nil
+}
+
+// Account is what the provider sees of a mailbox.
+func Account(mb *mailintakev1.Mailbox, secrets map[string]string) authplugin.Account {
+	proto := "imap"
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		proto = "pop3"
+	}
+	return authplugin.Account{MailboxID: mb.GetId(), Protocol: proto, Host: mb.GetHost(), Port: int(mb.GetPort()),
+		Username: mb.GetUsername(), Config: mb.GetAuthConfig(), Secrets: secrets}
+}
+
+func revealAll(mb *store.Mailbox) map[string]string {
+	out := make(map[string]string, len(mb.Secrets))
+	for k, v := range mb.Secrets {
+		out[k] = v.Reveal()
+	}
+	return out
+}
+
+// connect dials, authenticates and selects the folder of a mailbox, reporting each step.
+func (s *Supervisor) connect(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string, force bool, report func(imapconn.Step, *authplugin.Error)) (*imapconn.Conn, imapconn.Selected, time.Time, error) {
+	if report == nil {
+		report = func(imapconn.Step, *authplugin.Error) {}
+	}
+	t, err := Target(mb, s.opts.CommandTimeout)
+	if err != nil {
+		return nil, imapconn.Selected{}, time.Time{}, err
+	}
+	conn, err := imapconn.Dial(ctx, t, func(st imapconn.Step) { report(st, nil) })
+	if err != nil {
+		return nil, imapconn.Selected{}, time.Time{}, err
+	}
+	start := time.Now()
+	cred, err := s.plugins.Credential(ctx, mb.GetAuthProvider(), Account(mb, secrets), force)
+	if err != nil {
+		conn.Close()
+		pe, _ := authplugin.AsError(err)
+		report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Err: err}, pe)
+		return nil, imapconn.Selected{}, time.Time{}, &providerError{err: err}
+	}
+	if err := conn.Authenticate(ctx, imapconn.Credential{Mechanism: cred.Mechanism, Identity: cred.Identity, Secret: cred.Secret}); err != nil {
+		conn.Close()
+		report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Err: err}, nil)
+		return nil, imapconn.Selected{}, time.Time{}, err
+	}
+	report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Detail: fmt.Sprintf("signed in as %s with %s (provider %s)", cred.Identity, cred.Mechanism, mb.GetAuthProvider())}, nil)
+	start = time.Now()
+	sel, err := conn.Select(ctx, mb.GetFolder())
+	if err != nil {
+		conn.Close()
+		report(imapconn.Step{Kind: imapconn.StepSelect, Duration: time.Since(start), Err: err}, nil)
+		return nil, imapconn.Selected{}, time.Time{}, err
+	}
+	report(imapconn.Step{Kind: imapconn.StepSelect, Duration: time.Since(start), Detail: fmt.Sprintf("%s: %d messages (UIDVALIDITY %d, UIDNEXT %d)", sel.Name, sel.NumMessages, sel.UIDValidity, sel.UIDNext)}, nil)
+	return conn, sel, cred.Expiry, nil
+}
+
+// providerError is a failure of the auth provider (as opposed to the mail server refusing).
+type providerError struct{ err error }
+
+func (e *providerError) Error() string { return "auth provider: " + e.err.Error() }
+func (e *providerError) Unwrap() error { return e.err }

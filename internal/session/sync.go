@@ -1,0 +1,372 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailintake/mailintake/internal/delivery"
+	"github.com/mailintake/mailintake/internal/imapconn"
+	"github.com/mailintake/mailintake/internal/parse"
+	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// metaBatch is how many messages' sizes are fetched at once ahead of their bodies.
+const metaBatch = 50
+
+// deliverer is the state of one connection's synchronisation.
+type deliverer struct {
+	s    *session
+	conn *imapconn.Conn
+	st   *store.SyncState
+	meta map[uint32]imapconn.Meta
+	// held is a message fetched and parsed that no stream could take yet.
+	held *mailintakev1.Message
+	// more is set when messages wait on the server for a free consumer slot.
+	more bool
+	// lastPrune is when acknowledgements were last pruned.
+	lastPrune time.Time
+}
+
+// round applies pending after-ack actions, advances the checkpoint and delivers what consumers
+// can take.
+func (d *deliverer) round(ctx context.Context) error {
+	if err := d.applyAcks(ctx); err != nil {
+		return err
+	}
+	pending, replay, err := d.pending(ctx)
+	if err != nil {
+		return err
+	}
+	return d.deliver(ctx, pending, replay)
+}
+
+// applyAcks applies the mailbox's after-ack action to acknowledged messages, then records that.
+func (d *deliverer) applyAcks(ctx context.Context) error {
+	s := d.s
+	acks, err := s.sup.store.UnappliedAcks(ctx, s.id)
+	if err != nil || len(acks) == 0 {
+		return err
+	}
+	var uids []uint32
+	staleBy := map[uint32][]uint32{}
+	for _, a := range acks {
+		s.queue.Forget(a.UIDValidity, a.UID)
+		if a.UIDValidity != d.st.UIDValidity {
+			// Acknowledged under an older UIDVALIDITY: the UID now names another message.
+			staleBy[a.UIDValidity] = append(staleBy[a.UIDValidity], a.UID)
+			continue
+		}
+		uids = append(uids, a.UID)
+	}
+	for v, us := range staleBy {
+		if err := s.sup.store.MarkApplied(ctx, s.id, v, us); err != nil {
+			return err
+		}
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	aa := s.mb.Spec.GetAfterAck()
+	var what string
+	switch aa.GetAction() {
+	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP:
+		what = "kept"
+	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MOVE:
+		what = "moved to " + aa.GetFolder()
+		err = d.conn.Move(ctx, uids, aa.GetFolder())
+	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE:
+		what = "deleted"
+		err = d.conn.Delete(ctx, uids)
+	default:
+		what = "marked seen"
+		err = d.conn.MarkSeen(ctx, uids)
+	}
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			// The server refused the action (e.g. no right to create the folder). The messages
+			// stay acknowledged; the action is retried on the next round.
+			s.event("error", "after-ack action (%s) refused for %d messages: %v", what, len(uids), err)
+			return nil
+		}
+		return fmt.Errorf("after-ack action (%s): %w", what, err)
+	}
+	if err := s.sup.store.MarkApplied(ctx, s.id, d.st.UIDValidity, uids); err != nil {
+		return err
+	}
+	s.event("ack", "%d acknowledged messages %s (UIDs %s)", len(uids), what, uidRanges(uids))
+	s.sup.metrics.Acked.WithLabelValues(s.id).Add(float64(len(uids)))
+	return nil
+}
+
+// pending returns the UIDs to deliver, ascending, and the quarantined UIDs to replay; it advances
+// the checkpoint past everything done.
+func (d *deliverer) pending(ctx context.Context) ([]uint32, map[uint32]int64, error) {
+	s := d.s
+	from := d.st.AckedThrough + 1
+	onServer, err := d.conn.SearchUIDs(ctx, from, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.mb.Spec.GetStartFrom() == mailintakev1.StartFrom_START_FROM_UNSEEN && from < d.st.Baseline {
+		// Before the first sync's baseline only unseen messages are wanted.
+		unseen, err := d.conn.SearchUIDs(ctx, from, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		filtered := onServer[:0:0]
+		for _, u := range onServer {
+			if u >= d.st.Baseline || slices.Contains(unseen, u) {
+				filtered = append(filtered, u)
+			}
+		}
+		if len(filtered) == 0 || filtered[0] > d.st.Baseline-1 {
+			// Nothing unseen below the baseline is left: the checkpoint can move up to it.
+			if err := d.advance(ctx, d.st.Baseline-1); err != nil {
+				return nil, nil, err
+			}
+		}
+		onServer = filtered
+	}
+	acked, err := s.sup.store.Acks(ctx, s.id, d.st.UIDValidity, d.st.AckedThrough)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := map[uint32]bool{}
+	highest := d.st.AckedThrough
+	for _, a := range acked {
+		done[a.UID] = true
+		highest = max(highest, a.UID)
+	}
+	qs, err := s.sup.store.ListQuarantine(ctx, s.id)
+	if err != nil {
+		return nil, nil, err
+	}
+	replay := map[uint32]int64{}
+	for _, q := range qs {
+		if q.UIDValidity != d.st.UIDValidity {
+			continue
+		}
+		if q.State == store.QuarantineReplay {
+			replay[q.UID] = q.ID
+		} else {
+			done[q.UID] = true
+		}
+	}
+	var pending []uint32
+	for _, u := range onServer {
+		highest = max(highest, u)
+		if !done[u] {
+			pending = append(pending, u)
+		}
+	}
+	through := highest
+	if len(pending) > 0 {
+		through = pending[0] - 1
+	}
+	if err := d.advance(ctx, through); err != nil {
+		return nil, nil, err
+	}
+	for u := range replay {
+		if !slices.Contains(pending, u) {
+			pending = append(pending, u)
+		}
+	}
+	slices.Sort(pending)
+	return pending, replay, nil
+}
+
+// advance moves the checkpoint forward (never back) and prunes what it passed.
+func (d *deliverer) advance(ctx context.Context, through uint32) error {
+	if through <= d.st.AckedThrough {
+		return nil
+	}
+	d.st.AckedThrough = through
+	if err := d.s.sup.store.SaveSyncState(ctx, d.st); err != nil {
+		return err
+	}
+	if time.Since(d.lastPrune) > time.Hour {
+		d.lastPrune = time.Now()
+		return d.s.sup.store.PruneAcks(ctx, d.s.id, d.st.UIDValidity, through, time.Now().Add(-d.s.sup.opts.HashRetention))
+	}
+	return nil
+}
+
+// deliver fetches, parses and offers pending messages while a consumer has a free slot.
+func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[uint32]int64) error {
+	s := d.s
+	d.more = false
+	var delivered []uint32
+	defer func() {
+		if len(delivered) > 0 {
+			s.event("deliver", "delivered %d messages (UIDs %s)", len(delivered), uidRanges(delivered))
+			s.sup.metrics.Delivered.WithLabelValues(s.id).Add(float64(len(delivered)))
+		}
+		_, _, p := s.queue.Counts()
+		s.sup.metrics.Pending.WithLabelValues(s.id).Set(float64(p))
+	}()
+	if d.held != nil {
+		if d.held.GetUidValidity() != d.st.UIDValidity || !slices.Contains(pending, d.held.GetUid()) {
+			d.held = nil // acknowledged meanwhile, or from another UIDVALIDITY
+		} else {
+			switch s.queue.Offer(d.held) {
+			case delivery.Delivered:
+				delivered = append(delivered, d.held.GetUid())
+				d.offered(ctx, d.held.GetUid(), replay)
+			case delivery.NoCapacity:
+				d.more = true
+				return nil
+			}
+			d.held = nil
+		}
+	}
+	for i, uid := range pending {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if s.queue.Busy(uid) {
+			continue
+		}
+		if !s.queue.Demand() {
+			d.more = true
+			return nil
+		}
+		meta, ok := d.meta[uid]
+		if !ok {
+			if err := d.loadMeta(ctx, pending[i:]); err != nil {
+				return err
+			}
+			if meta, ok = d.meta[uid]; !ok {
+				continue // expunged meanwhile
+			}
+		}
+		delete(d.meta, uid)
+		_, replaying := replay[uid]
+		msg, err := d.fetch(ctx, meta, replaying)
+		if err != nil {
+			return err
+		}
+		if msg == nil {
+			continue // quarantined, gone, or recognised as already acknowledged
+		}
+		switch s.queue.Offer(msg) {
+		case delivery.NoCapacity:
+			d.held = msg
+			d.more = true
+			return nil
+		case delivery.Delivered:
+			delivered = append(delivered, uid)
+			d.offered(ctx, uid, replay)
+		}
+	}
+	return nil
+}
+
+// offered finishes the delivery of a replayed quarantined message.
+func (d *deliverer) offered(ctx context.Context, uid uint32, replay map[uint32]int64) {
+	if id, ok := replay[uid]; ok {
+		if err := d.s.sup.store.DeleteQuarantined(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			d.s.sup.log.Warn("removing a replayed message from quarantine", "mailbox_id", d.s.id, "err", err)
+		}
+	}
+}
+
+func (d *deliverer) loadMeta(ctx context.Context, next []uint32) error {
+	batch := next[:min(len(next), metaBatch)]
+	m, err := d.conn.FetchMeta(ctx, batch)
+	if err != nil {
+		return err
+	}
+	clear(d.meta)
+	for k, v := range m {
+		d.meta[k] = v
+	}
+	return nil
+}
+
+// fetch fetches and parses one message. It returns nil, nil when the message is not to be
+// delivered: quarantined, gone, or (after a UIDVALIDITY change) already acknowledged.
+func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying bool) (*mailintakev1.Message, error) {
+	s := d.s
+	uid := meta.UID
+	if meta.Size > s.maxSize {
+		if !replaying {
+			return nil, d.quarantine(ctx, meta, fmt.Sprintf("the message is %d bytes, over the mailbox's limit of %d bytes", meta.Size, s.maxSize))
+		}
+		// A replayed oversized message travels as its header with a problem; its bytes are
+		// fetched with GetRawMessage.
+		hdr, err := d.conn.FetchHeader(ctx, uid)
+		if err != nil {
+			return nil, err
+		}
+		msg := parse.Parse(hdr, s.parseOptions())
+		msg.RawSize = uint64(meta.Size)
+		msg.Sha256 = ""
+		msg.Problems = append(msg.Problems, &mailintakev1.ParseProblem{Code: "limit",
+			Message: fmt.Sprintf("the message is %d bytes, over the mailbox's limit of %d bytes: only its header was parsed; fetch it with GetRawMessage", meta.Size, s.maxSize)})
+		s.fill(msg, d.st, meta)
+		return msg, nil
+	}
+	raw, fmeta, err := d.conn.FetchRaw(ctx, uid)
+	switch {
+	case errors.Is(err, imapconn.ErrGone):
+		return nil, nil
+	case err != nil:
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			return nil, d.quarantine(ctx, meta, "the server could not return the message: "+ie.Error())
+		}
+		return nil, err
+	}
+	if uid < d.st.ResyncBelow {
+		// After a UIDVALIDITY change: a message acknowledged before is recognised by its hash.
+		sum := parse.SHA256(raw)
+		if seen, err := s.sup.store.AckedHash(ctx, s.id, sum); err != nil {
+			return nil, err
+		} else if seen {
+			err := s.sup.store.RecordAcks(ctx, s.id, []store.Ack{{UIDValidity: d.st.UIDValidity, UID: uid, SHA256: sum, AckTime: time.Now(), Applied: true}})
+			return nil, err
+		}
+	}
+	msg := parse.Parse(raw, s.parseOptions())
+	if fmeta.UID != 0 {
+		meta = fmeta
+	}
+	s.fill(msg, d.st, meta)
+	return msg, nil
+}
+
+// quarantine keeps a message that cannot be delivered, with its header when it can be read.
+func (d *deliverer) quarantine(ctx context.Context, meta imapconn.Meta, reason string) error {
+	s := d.s
+	hdr, err := d.conn.FetchHeader(ctx, meta.UID)
+	if err != nil {
+		var ie *imap.Error
+		if !errors.As(err, &ie) {
+			return err
+		}
+	}
+	q := &store.Quarantined{MailboxID: s.id, UIDValidity: d.st.UIDValidity, UID: meta.UID, Reason: reason, Size: meta.Size, Headers: string(hdr)}
+	if err := s.sup.store.Quarantine(ctx, q); err != nil {
+		return err
+	}
+	s.sup.metrics.Quarantined.WithLabelValues(s.id).Inc()
+	s.event("quarantine", "UID %d quarantined: %s", meta.UID, reason)
+	s.sup.log.Warn("message quarantined", "mailbox_id", s.id, "uid", meta.UID, "reason", reason)
+	return nil
+}
+
+// uidRanges formats UIDs compactly: 1-5,9.
+func uidRanges(uids []uint32) string {
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	return set.String()
+}

@@ -1,0 +1,250 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/store"
+)
+
+// SyncState implements store.SyncStore.
+func (s *Store) SyncState(ctx context.Context, mailboxID string) (*store.SyncState, error) {
+	st := &store.SyncState{MailboxID: mailboxID}
+	var updated int64
+	err := s.db.QueryRowContext(ctx, `SELECT uid_validity, acked_through, baseline, resync_below, updated_at FROM sync_state WHERE mailbox_id = ?`, mailboxID).
+		Scan(&st.UIDValidity, &st.AckedThrough, &st.Baseline, &st.ResyncBelow, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st.UpdateTime = time.Unix(0, updated).UTC()
+	return st, nil
+}
+
+// SaveSyncState implements store.SyncStore.
+func (s *Store) SaveSyncState(ctx context.Context, st *store.SyncState) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sync_state (mailbox_id, uid_validity, acked_through, baseline, resync_below, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (mailbox_id) DO UPDATE SET uid_validity = excluded.uid_validity, acked_through = excluded.acked_through,
+			baseline = excluded.baseline, resync_below = excluded.resync_below, updated_at = excluded.updated_at`,
+		st.MailboxID, st.UIDValidity, st.AckedThrough, st.Baseline, st.ResyncBelow, time.Now().UnixNano())
+	return err
+}
+
+// RecordAcks implements store.SyncStore.
+func (s *Store) RecordAcks(ctx context.Context, mailboxID string, acks []store.Ack) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO acks (mailbox_id, uid_validity, uid, sha256, acked_at, applied) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, a := range acks {
+		if _, err := stmt.ExecContext(ctx, mailboxID, a.UIDValidity, a.UID, a.SHA256, a.AckTime.UnixNano(), a.Applied); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func (s *Store) queryAcks(ctx context.Context, q string, args ...any) ([]store.Ack, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT uid_validity, uid, sha256, acked_at, applied FROM acks `+q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Ack
+	for rows.Next() {
+		var a store.Ack
+		var at int64
+		if err := rows.Scan(&a.UIDValidity, &a.UID, &a.SHA256, &at, &a.Applied); err != nil {
+			return nil, err
+		}
+		a.AckTime = time.Unix(0, at).UTC()
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Acks implements store.SyncStore.
+func (s *Store) Acks(ctx context.Context, mailboxID string, uidValidity, aboveUID uint32) ([]store.Ack, error) {
+	return s.queryAcks(ctx, `WHERE mailbox_id = ? AND uid_validity = ? AND uid > ? ORDER BY uid`, mailboxID, uidValidity, aboveUID)
+}
+
+// UnappliedAcks implements store.SyncStore.
+func (s *Store) UnappliedAcks(ctx context.Context, mailboxID string) ([]store.Ack, error) {
+	return s.queryAcks(ctx, `WHERE mailbox_id = ? AND applied = 0 ORDER BY uid_validity, uid`, mailboxID)
+}
+
+// MarkApplied implements store.SyncStore.
+func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity uint32, uids []uint32) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, u := range uids {
+		if _, err := tx.ExecContext(ctx, `UPDATE acks SET applied = 1 WHERE mailbox_id = ? AND uid_validity = ? AND uid = ?`, mailboxID, uidValidity, u); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// AckedHash implements store.SyncStore.
+func (s *Store) AckedHash(ctx context.Context, mailboxID, sha256 string) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM acks WHERE mailbox_id = ? AND sha256 = ? LIMIT 1`, mailboxID, sha256).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// PruneAcks implements store.SyncStore.
+func (s *Store) PruneAcks(ctx context.Context, mailboxID string, uidValidity, ackedThrough uint32, olderThan time.Time) error {
+	_, err := s.db.ExecContext(ctx, `DELETE FROM acks WHERE mailbox_id = ? AND applied = 1 AND acked_at < ?
+		AND (uid_validity != ? OR uid <= ?)`, mailboxID, olderThan.UnixNano(), uidValidity, ackedThrough)
+	return err
+}
+
+// Quarantine implements store.SyncStore.
+func (s *Store) Quarantine(ctx context.Context, q *store.Quarantined) error {
+	if q.State == "" {
+		q.State = store.QuarantineHeld
+	}
+	if q.CreateTime.IsZero() {
+		q.CreateTime = time.Now()
+	}
+	err := s.db.QueryRowContext(ctx, `INSERT INTO quarantine (mailbox_id, uid_validity, uid, reason, size, headers, state, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (mailbox_id, uid_validity, uid) DO UPDATE SET reason = excluded.reason, size = excluded.size,
+			headers = excluded.headers, state = excluded.state
+		RETURNING id`,
+		q.MailboxID, q.UIDValidity, q.UID, q.Reason, q.Size, q.Headers, string(q.State), q.CreateTime.UnixNano()).Scan(&q.ID)
+	return err
+}
+
+const quarantineColumns = `id, mailbox_id, uid_validity, uid, reason, size, headers, state, created_at`
+
+func scanQuarantined(sc interface{ Scan(...any) error }) (*store.Quarantined, error) {
+	var q store.Quarantined
+	var st string
+	var at int64
+	if err := sc.Scan(&q.ID, &q.MailboxID, &q.UIDValidity, &q.UID, &q.Reason, &q.Size, &q.Headers, &st, &at); err != nil {
+		return nil, err
+	}
+	q.State = store.QuarantineState(st)
+	q.CreateTime = time.Unix(0, at).UTC()
+	return &q, nil
+}
+
+// ListQuarantine implements store.SyncStore.
+func (s *Store) ListQuarantine(ctx context.Context, mailboxID string) ([]*store.Quarantined, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+quarantineColumns+` FROM quarantine WHERE mailbox_id = ? ORDER BY id`, mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*store.Quarantined
+	for rows.Next() {
+		q, err := scanQuarantined(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// GetQuarantined implements store.SyncStore.
+func (s *Store) GetQuarantined(ctx context.Context, id int64) (*store.Quarantined, error) {
+	q, err := scanQuarantined(s.db.QueryRowContext(ctx, `SELECT `+quarantineColumns+` FROM quarantine WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	return q, err
+}
+
+// SetQuarantineState implements store.SyncStore.
+func (s *Store) SetQuarantineState(ctx context.Context, id int64, st store.QuarantineState) error {
+	return s.execOne(ctx, `UPDATE quarantine SET state = ? WHERE id = ?`, string(st), id)
+}
+
+// DeleteQuarantined implements store.SyncStore.
+func (s *Store) DeleteQuarantined(ctx context.Context, id int64) error {
+	return s.execOne(ctx, `DELETE FROM quarantine WHERE id = ?`, id)
+}
+
+func (s *Store) execOne(ctx context.Context, q string, args ...any) error {
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// AddEvent implements store.SyncStore.
+func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	msg := e.Message
+	if len(msg) > 2000 {
+		msg = msg[:2000] + "…"
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO events (mailbox_id, at, kind, message) VALUES (?, ?, ?, ?)`,
+		e.MailboxID, e.Time.UnixNano(), e.Kind, strings.ToValidUTF8(msg, "?"))
+	if err != nil {
+		return err
+	}
+	id, _ := res.LastInsertId()
+	if id%50 == 0 {
+		_, err = s.db.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND id <= (
+			SELECT id FROM events WHERE mailbox_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.MailboxID, e.MailboxID, store.MaxEventsPerMailbox)
+	}
+	return err
+}
+
+// ListEvents implements store.SyncStore.
+func (s *Store) ListEvents(ctx context.Context, mailboxID string, beforeID int64, limit int) ([]store.Event, error) {
+	if beforeID <= 0 {
+		beforeID = 1<<62 - 1
+	}
+	if limit <= 0 || limit > store.MaxEventsPerMailbox {
+		limit = store.MaxEventsPerMailbox
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, kind, message FROM events WHERE mailbox_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
+		mailboxID, beforeID, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Event
+	for rows.Next() {
+		e := store.Event{MailboxID: mailboxID}
+		var at int64
+		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.Message); err != nil {
+			return nil, err
+		}
+		e.Time = time.Unix(0, at).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// SyncState is a mailbox's durable delivery checkpoint.
+type SyncState struct {
+	MailboxID   string
+	UIDValidity uint32
+	// AckedThrough: every message with a UID up to this one is done (acknowledged, quarantined,
+	// or present before a START_FROM_NEW mailbox was first synced).
+	AckedThrough uint32
+	// Baseline is the folder's UIDNEXT at the first sync: messages below it are backfill.
+	Baseline uint32
+	// ResyncBelow, after a UIDVALIDITY change, is the UIDNEXT of the new folder: messages below it
+	// are compared with the hashes of acknowledged messages, so none is delivered twice.
+	ResyncBelow uint32
+	UpdateTime  time.Time
+}
+
+// Ack is an acknowledged message. It stays until after_ack was applied and the checkpoint passed
+// it; its hash stays longer to recognise the message after a UIDVALIDITY change.
+type Ack struct {
+	UIDValidity uint32
+	UID         uint32
+	SHA256      string
+	AckTime     time.Time
+	Applied     bool // after_ack was applied on the mail server
+}
+
+// QuarantineState says what happens to a quarantined message next.
+type QuarantineState string
+
+// Quarantine states.
+const (
+	QuarantineHeld   QuarantineState = "held"   // waiting for an admin
+	QuarantineReplay QuarantineState = "replay" // to be delivered again
+)
+
+// Quarantined is a message that could not be delivered as a parsed message.
+type Quarantined struct {
+	ID          int64
+	MailboxID   string
+	UIDValidity uint32
+	UID         uint32
+	Reason      string
+	Size        int64
+	Headers     string // the message's header section, when it could be read
+	State       QuarantineState
+	CreateTime  time.Time
+}
+
+// Event is an entry of a mailbox's event log.
+type Event struct {
+	ID        int64
+	MailboxID string
+	Time      time.Time
+	Kind      string // connect, auth, error, deliver, ack, quarantine, resync, config
+	Message   string
+}
+
+// MaxEventsPerMailbox bounds a mailbox's event log; older entries are dropped.
+const MaxEventsPerMailbox = 500
+
+// SyncStore is the delivery side of the store.
+type SyncStore interface {
+	// SyncState returns the checkpoint, or nil when the mailbox was never synced.
+	SyncState(ctx context.Context, mailboxID string) (*SyncState, error)
+	// SaveSyncState writes the checkpoint.
+	SaveSyncState(ctx context.Context, s *SyncState) error
+	// RecordAcks stores acknowledgements durably (idempotent).
+	RecordAcks(ctx context.Context, mailboxID string, acks []Ack) error
+	// Acks returns the acknowledgements of a UIDVALIDITY above a UID.
+	Acks(ctx context.Context, mailboxID string, uidValidity, aboveUID uint32) ([]Ack, error)
+	// UnappliedAcks returns acknowledgements whose after_ack was not applied yet.
+	UnappliedAcks(ctx context.Context, mailboxID string) ([]Ack, error)
+	// MarkApplied records that after_ack was applied.
+	MarkApplied(ctx context.Context, mailboxID string, uidValidity uint32, uids []uint32) error
+	// AckedHash reports whether a message with this SHA-256 was acknowledged.
+	AckedHash(ctx context.Context, mailboxID, sha256 string) (bool, error)
+	// PruneAcks forgets applied acknowledgements at or below the checkpoint that are older than
+	// keepHashesUntil, and those of other UIDVALIDITYs older than it.
+	PruneAcks(ctx context.Context, mailboxID string, uidValidity, ackedThrough uint32, olderThan time.Time) error
+
+	// Quarantine keeps a message (replacing an entry for the same UID).
+	Quarantine(ctx context.Context, q *Quarantined) error
+	// ListQuarantine returns a mailbox's quarantined messages, oldest first.
+	ListQuarantine(ctx context.Context, mailboxID string) ([]*Quarantined, error)
+	// GetQuarantined returns one entry. ErrNotFound if missing.
+	GetQuarantined(ctx context.Context, id int64) (*Quarantined, error)
+	// SetQuarantineState changes an entry's state. ErrNotFound if missing.
+	SetQuarantineState(ctx context.Context, id int64, st QuarantineState) error
+	// DeleteQuarantined removes an entry. ErrNotFound if missing.
+	DeleteQuarantined(ctx context.Context, id int64) error
+
+	// AddEvent appends to a mailbox's event log, dropping the oldest beyond MaxEventsPerMailbox.
+	AddEvent(ctx context.Context, e Event) error
+	// ListEvents returns a mailbox's events newest first, with ids below beforeID (0: from the newest).
+	ListEvents(ctx context.Context, mailboxID string, beforeID int64, limit int) ([]Event, error)
+}

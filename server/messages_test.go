@@ -1,0 +1,233 @@
+package server
+
+import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/mailintake/mailintake/internal/fakes/imaptest"
+	"github.com/mailintake/mailintake/internal/testutil"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+const (
+	imapUser = "help@example.com"
+	imapPass = "imap-pass-77"
+)
+
+func imapMailbox(srv *imaptest.Server, tenant string) *mailintakev1.Mailbox {
+	return &mailintakev1.Mailbox{
+		Tenant: tenant, DisplayName: "Help", Enabled: true, Host: srv.Host, Port: uint32(srv.Port),
+		Security: mailintakev1.Security_SECURITY_NONE, Username: imapUser, AuthProvider: "basic",
+		AuthSecrets: map[string]string{"password": imapPass}, StartFrom: mailintakev1.StartFrom_START_FROM_ALL,
+	}
+}
+
+const withAttachment = "From: Customer <c@example.net>\r\nSubject: printer %d\r\nMIME-Version: 1.0\r\n" +
+	"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nIt broke.\r\n" +
+	"--b\r\nContent-Type: application/octet-stream; name=log.bin\r\nContent-Disposition: attachment; filename=log.bin\r\n" +
+	"Content-Transfer-Encoding: base64\r\n\r\nAAECAwQFBgcICQ==\r\n--b--\r\n"
+
+func TestStreamAckRawAndAttachmentOverGRPC(t *testing.T) {
+	e := newEnv(t)
+	srv := imaptest.Start(t, imaptest.Options{})
+	srv.AddUser(t, imapUser, imapPass)
+	for i := 1; i <= 3; i++ {
+		srv.Append(t, imapUser, "INBOX", []byte(fmt.Sprintf(withAttachment, i)))
+	}
+	acme := e.tenantToken("acme")
+	globex := e.tenantToken("globex")
+	mb := e.create(acme, imapMailbox(srv, ""))
+
+	// Another tenant can neither stream this mailbox nor see its messages.
+	gs, err := e.msgs.StreamMessages(as(globex), &mailintakev1.StreamMessagesRequest{MailboxIds: []string{mb.GetId()}})
+	if err == nil {
+		_, err = gs.Recv()
+	}
+	wantCode(t, "stream another tenant's mailbox", err, codes.NotFound)
+
+	stream, err := e.msgs.StreamMessages(as(acme), &mailintakev1.StreamMessagesRequest{MaxInFlight: 10, AckDeadline: durationpb.New(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*mailintakev1.Message
+	for len(got) < 3 {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, resp.GetMessage())
+	}
+	m := got[0]
+	if len(m.GetAttachments()) != 1 || !bytes.Equal(m.GetAttachments()[0].GetData(), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("attachment = %v", m.GetAttachments())
+	}
+
+	// The raw message, in chunks, byte for byte; the attachment, decoded.
+	raw, err := e.msgs.GetRawMessage(as(acme), &mailintakev1.GetRawMessageRequest{MessageId: m.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rawBytes []byte
+	for {
+		r, err := raw.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		rawBytes = append(rawBytes, r.GetChunk()...)
+	}
+	if !strings.Contains(string(rawBytes), "Subject: printer") || uint64(len(rawBytes)) != m.GetRawSize() {
+		t.Errorf("raw = %d bytes, want %d", len(rawBytes), m.GetRawSize())
+	}
+	att, err := e.msgs.GetAttachment(as(acme), &mailintakev1.GetAttachmentRequest{MessageId: m.GetId(), AttachmentId: m.GetAttachments()[0].GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := att.Recv()
+	if err != nil || first.GetAttachment().GetFilename() != "log.bin" || !bytes.Equal(first.GetChunk(), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Errorf("GetAttachment = %v, %v", first, err)
+	}
+	bad, err := e.msgs.GetAttachment(as(acme), &mailintakev1.GetAttachmentRequest{MessageId: m.GetId(), AttachmentId: "9"})
+	if err == nil {
+		_, err = bad.Recv()
+	}
+	wantCode(t, "missing attachment", err, codes.NotFound)
+	r2, err := e.msgs.GetRawMessage(as(globex), &mailintakev1.GetRawMessageRequest{MessageId: m.GetId()})
+	if err == nil {
+		_, err = r2.Recv()
+	}
+	wantCode(t, "raw message of another tenant", err, codes.NotFound)
+
+	// Acks: another tenant's ack is unknown and changes nothing; the owner's counts.
+	ids := []string{got[0].GetId(), got[1].GetId(), got[2].GetId()}
+	res, err := e.msgs.AckMessages(as(globex), &mailintakev1.AckMessagesRequest{MessageIds: ids})
+	if err != nil || len(res.GetAcknowledgedIds()) != 0 || len(res.GetUnknownIds()) != 3 {
+		t.Errorf("foreign ack = %v, %v", res, err)
+	}
+	res, err = e.msgs.AckMessages(as(acme), &mailintakev1.AckMessagesRequest{MessageIds: append(ids, "nope", mb.GetId()+":1:999")})
+	if err != nil || len(res.GetAcknowledgedIds()) != 3 || !slices.Equal(res.GetUnknownIds(), []string{"nope", mb.GetId() + ":1:999"}) {
+		t.Errorf("ack = %v, %v", res, err)
+	}
+	_, err = e.msgs.AckMessages(as(acme), &mailintakev1.AckMessagesRequest{})
+	wantCode(t, "empty ack", err, codes.InvalidArgument)
+	eventually(t, "all seen", func() bool { _, u := srv.Status(t, imapUser, "INBOX"); return u == 0 })
+
+	st, err := e.mailbox.GetMailboxStatus(as(acme), &mailintakev1.GetMailboxStatusRequest{Id: mb.GetId()})
+	if err != nil || st.GetStatus().GetCounts().GetAcknowledged() != 3 {
+		t.Errorf("status = %v, %v", st, err)
+	}
+	evs, err := e.mailbox.ListMailboxEvents(as(acme), &mailintakev1.ListMailboxEventsRequest{MailboxId: mb.GetId(), PageSize: 2})
+	if err != nil || len(evs.GetEvents()) != 2 || evs.GetNextPageToken() == "" {
+		t.Errorf("events = %v, %v", evs, err)
+	}
+	_, err = e.mailbox.ListMailboxEvents(as(globex), &mailintakev1.ListMailboxEventsRequest{MailboxId: mb.GetId()})
+	wantCode(t, "events of another tenant", err, codes.NotFound)
+
+	_, err = e.msgs.StreamMessages(as(acme), &mailintakev1.StreamMessagesRequest{MaxInFlight: 5000})
+	if err == nil {
+		s2, _ := e.msgs.StreamMessages(as(acme), &mailintakev1.StreamMessagesRequest{MaxInFlight: 5000})
+		_, err = s2.Recv()
+	}
+	wantCode(t, "max_in_flight 5000", err, codes.InvalidArgument)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func stepResults(resp *mailintakev1.TestConnectionResponse) map[mailintakev1.TestStepKind]*mailintakev1.TestStep {
+	out := map[mailintakev1.TestStepKind]*mailintakev1.TestStep{}
+	for _, s := range resp.GetSteps() {
+		out[s.GetKind()] = s
+	}
+	return out
+}
+
+func TestConnectionTestNamesTheFailingStep(t *testing.T) {
+	e := newEnv(t)
+	plain := imaptest.Start(t, imaptest.Options{})
+	plain.AddUser(t, imapUser, imapPass)
+	ca := testutil.NewCA(t)
+	cert := ca.Issue(t, "127.0.0.1", "localhost")
+	tlsSrv := imaptest.Start(t, imaptest.Options{TLS: tlsConfig(cert)})
+	tlsSrv.AddUser(t, imapUser, imapPass)
+
+	ok := imapMailbox(plain, "acme")
+	resp, err := e.mailbox.TestConnection(as(e.admin), &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: ok}})
+	if err != nil || !resp.GetOk() || len(resp.GetSteps()) != 6 || !strings.Contains(stepResults(resp)[mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT].GetDetail(), "0 messages") {
+		t.Fatalf("good test = %v, %v", resp, err)
+	}
+	cases := []struct {
+		name string
+		edit func(*mailintakev1.Mailbox)
+		step mailintakev1.TestStepKind
+		want string
+	}{
+		{"wrong password", func(m *mailintakev1.Mailbox) { m.AuthSecrets["password"] = "wrong" }, mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH, "refused"},
+		{"wrong port", func(m *mailintakev1.Mailbox) { m.Port = 1 }, mailintakev1.TestStepKind_TEST_STEP_KIND_TCP, "refused"},
+		{"missing folder", func(m *mailintakev1.Mailbox) { m.Folder = "Nope" }, mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT, "Nope"},
+		{"self-signed certificate", func(m *mailintakev1.Mailbox) {
+			m.Port = uint32(tlsSrv.Port)
+			m.Security = mailintakev1.Security_SECURITY_TLS
+		}, mailintakev1.TestStepKind_TEST_STEP_KIND_TLS, "not signed by a trusted authority"},
+	}
+	for _, c := range cases {
+		mb := imapMailbox(plain, "acme")
+		c.edit(mb)
+		resp, err := e.mailbox.TestConnection(as(e.admin), &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: mb}})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		step := stepResults(resp)[c.step]
+		if resp.GetOk() || step.GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED || !strings.Contains(step.GetError(), c.want) {
+			t.Errorf("%s: step %v = %v; want FAILED with %q", c.name, c.step, step, c.want)
+		}
+		if c.step == mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH && step.GetAuthFailure().GetAction() == "" {
+			t.Errorf("%s: no action for the admin", c.name)
+		}
+		for _, s := range resp.GetSteps() {
+			if s.GetKind() > c.step && s.GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED {
+				t.Errorf("%s: step %v after the failure = %v", c.name, s.GetKind(), s.GetResult())
+			}
+		}
+	}
+	// With the CA given, the TLS server passes.
+	mb := imapMailbox(tlsSrv, "acme")
+	mb.Security = mailintakev1.Security_SECURITY_TLS
+	mb.CaPem = string(ca.PEM)
+	resp, err = e.mailbox.TestConnection(as(e.admin), &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: mb}})
+	if err != nil || !resp.GetOk() {
+		t.Errorf("TLS with the CA = %v, %v", resp, err)
+	}
+	// Preview: a dry run of the first sync.
+	plain.Append(t, imapUser, "INBOX", []byte(fmt.Sprintf(withAttachment, 1)))
+	plain.Append(t, imapUser, "INBOX", []byte(fmt.Sprintf(withAttachment, 2)))
+	pmb := imapMailbox(plain, "acme")
+	pmb.StartFrom = mailintakev1.StartFrom_START_FROM_UNSEEN
+	prev, err := e.mailbox.PreviewFirstSync(as(e.admin), &mailintakev1.PreviewFirstSyncRequest{Target: &mailintakev1.PreviewFirstSyncRequest_Mailbox{Mailbox: pmb}})
+	if err != nil || prev.GetWouldDeliver() != 2 || prev.GetFolderMessages() != 2 {
+		t.Errorf("preview = %v, %v", prev, err)
+	}
+}
+
+func tlsConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert}}
+}
