@@ -34,6 +34,10 @@ run: build ## Build, then serve on $(LISTEN) with the embedded store in $(DATA_D
 test: ## Run the unit and integration tests (with the race detector).
 	$(GO) test -race -count=1 ./...
 
+.PHONY: test-interop
+test-interop: ## Run the interop suite against a private Dovecot (needs dovecot-imapd installed).
+	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
+
 .PHONY: proto
 proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regenerate the protobuf and gRPC code.
 	$(TOOLS)/buf generate

@@ -102,10 +102,14 @@ type Selected struct {
 // ErrNoSuchFolder is returned by Select for a missing folder.
 var ErrNoSuchFolder = errors.New("no such folder")
 
-// Select selects a folder read-write.
+// Select selects a folder read-write ("/" between levels).
 func (c *Conn) Select(ctx context.Context, folder string) (Selected, error) {
+	folder, err := c.ServerFolder(ctx, folder)
+	if err != nil {
+		return Selected{}, err
+	}
 	var data *imap.SelectData
-	err := c.guard(ctx, 0, "SELECT", func() error {
+	err = c.guard(ctx, 0, "SELECT", func() error {
 		var err error
 		data, err = c.c.Select(folder, nil).Wait()
 		return err
@@ -303,15 +307,47 @@ func (c *Conn) MarkSeen(ctx context.Context, uids []uint32) error {
 	})
 }
 
-// Move moves messages to folder, creating it when the server says it is missing.
+// Delimiter returns the server's hierarchy delimiter (LIST "" ""), or 0 for a flat namespace.
+func (c *Conn) Delimiter(ctx context.Context) (rune, error) {
+	var delim rune
+	err := c.guard(ctx, 0, "LIST", func() error {
+		items, err := c.c.List("", "", nil).Collect()
+		for _, it := range items {
+			delim = it.Delim
+		}
+		return err
+	})
+	return delim, err
+}
+
+// ServerFolder turns a folder path written with "/" between levels (as mailintake accepts it)
+// into the server's own hierarchy delimiter, e.g. "Processed/Tickets" into "Processed.Tickets"
+// on a Dovecot with Maildir++ folders.
+func (c *Conn) ServerFolder(ctx context.Context, folder string) (string, error) {
+	if !strings.Contains(folder, "/") {
+		return folder, nil
+	}
+	delim, err := c.Delimiter(ctx)
+	if err != nil || delim == 0 || delim == '/' {
+		return folder, err
+	}
+	return strings.ReplaceAll(folder, "/", string(delim)), nil
+}
+
+// Move moves messages to folder ("/" between levels), creating it when the server says it is
+// missing.
 func (c *Conn) Move(ctx context.Context, uids []uint32, folder string) error {
+	folder, err := c.ServerFolder(ctx, folder)
+	if err != nil {
+		return err
+	}
 	move := func() error {
 		return c.guard(ctx, 0, "UID MOVE", func() error {
 			_, err := c.c.Move(uidSet(uids), folder).Wait()
 			return err
 		})
 	}
-	err := move()
+	err = move()
 	var ie *imap.Error
 	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
 		cerr := c.guard(ctx, 0, "CREATE", func() error { return c.c.Create(folder, nil).Wait() })

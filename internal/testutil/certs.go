@@ -82,6 +82,12 @@ func (ca *CA) CAFile(t testing.TB) string {
 	return p
 }
 
+// IssuePEM returns a PEM certificate and key for the names, signed by the CA.
+func (ca *CA) IssuePEM(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	return ca.issuePEM(t, names)
+}
+
 func (ca *CA) issuePEM(t testing.TB, names []string) ([]byte, []byte) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 	"github.com/mailintake/mailintake/internal/testutil"
 )
 
@@ -209,15 +211,15 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("globex get of acme's mailbox: exit %d %s", code, errs)
 	}
 
-	// Unreachable server: exit 3. Usage error: exit 2. Not yet implemented: exit 1, said clearly.
+	// Unreachable server: exit 3. Usage error: exit 2.
 	if code, _, _ := cli(t, "", "--addr", freeAddr(t), "--token", "x", "mailbox", "list"); code != 3 {
 		t.Errorf("unreachable: exit %d, want 3", code)
 	}
 	if code, _, _ := cli(t, "", append(g, "mailbox", "frobnicate")...); code != 2 {
 		t.Errorf("usage error: exit %d, want 2", code)
 	}
-	if code, _, errs := cli(t, "", append(g, "tail", "--limit", "1")...); code != 1 || !strings.Contains(errs, "not implemented") {
-		t.Errorf("tail: exit %d %q", code, errs)
+	if code, out, errs := cli(t, "", append(g, "tail", "--timeout", "300ms", "--quiet")...); code != 0 || !strings.HasPrefix(out, "0 messages") {
+		t.Errorf("tail --timeout with nothing to deliver: exit %d %q %q", code, out, errs)
 	}
 
 	// Restart: the mailbox is intact, and SIGTERM stops the daemon gracefully.
@@ -320,3 +322,89 @@ func TestTLSAndMutualTLS(t *testing.T) {
 		t.Errorf("mTLS with a certificate from another CA: exit %d, want 3", code)
 	}
 }
+
+// tailLines runs tail and returns the subjects and ids it printed.
+func tailLines(t *testing.T, g []string, args ...string) (subjects, ids []string) {
+	t.Helper()
+	code, out, errs := cli(t, "", append(append(g, "tail"), args...)...)
+	if code != 0 {
+		t.Fatalf("tail %v: exit %d: %s", args, code, errs)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var m struct {
+			ID       string `json:"id"`
+			Envelope struct {
+				Subject string `json:"subject"`
+			} `json:"envelope"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("tail printed %q: %v", line, err)
+		}
+		subjects = append(subjects, m.Envelope.Subject)
+		ids = append(ids, m.ID)
+	}
+	return subjects, ids
+}
+
+// TestTailAndCrashRecovery follows the stream with the CLI, kills the server with SIGKILL in the
+// middle, and checks that every unacknowledged message comes again and no acknowledged one does.
+func TestTailAndCrashRecovery(t *testing.T) {
+	srv := imaptest.Start(t, imaptest.Options{})
+	srv.AddUser(t, "help@example.com", "pw-1")
+	const total = 300
+	for i := range total {
+		srv.Append(t, "help@example.com", "INBOX", []byte(fmt.Sprintf("From: c%d@example.net\r\nSubject: msg %03d\r\n\r\nbody %d\r\n", i, i, i)))
+	}
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	code, _, errs := cli(t, "pw-1", append(g, "mailbox", "add", "--tenant", "acme", "--name", "Help", "--host", "127.0.0.1",
+		"--port", strconv.Itoa(srv.Port), "--security", "none", "--username", "help@example.com", "--provider", "basic",
+		"--password-stdin", "--start-from", "all", "--after-ack", "keep")...)
+	if code != 0 {
+		t.Fatalf("mailbox add: %s", errs)
+	}
+	acked, _ := tailLines(t, g, "--ack", "--limit", "100")
+	unacked, _ := tailLines(t, g, "--limit", "20", "--max-in-flight", "20")
+	if len(acked) != 100 || len(unacked) != 20 {
+		t.Fatalf("got %d acked and %d unacked", len(acked), len(unacked))
+	}
+	// SIGKILL: no graceful stop, no chance to save anything more.
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	d = startDaemon(t, data)
+	g[1] = d.addr
+	rest, _ := tailLines(t, g, "--ack", "--timeout", "3s")
+	seen := map[string]int{}
+	for _, s := range append(append([]string{}, acked...), rest...) {
+		seen[s]++
+	}
+	for _, s := range acked {
+		if seen[s] != 1 {
+			t.Errorf("%q was acknowledged before the crash and delivered again", s)
+		}
+	}
+	for i := range total {
+		if s := fmt.Sprintf("msg %03d", i); seen[s] == 0 {
+			t.Errorf("%q was never delivered", s)
+		}
+	}
+	for _, s := range unacked {
+		if seen[s] != 1 {
+			t.Errorf("%q (unacknowledged at the crash) delivered %d times after it, want 1", s, seen[s])
+		}
+	}
+	if n := len(rest); n != total-100 {
+		t.Errorf("after the restart %d messages, want %d", n, total-100)
+	}
+	// The status and the metrics tell what happened.
+	code, out, _ := cli(t, "", append(g, "mailbox", "list", "--json")...)
+	if code != 0 || !strings.Contains(out, "Help") {
+		t.Errorf("list: %d %s", code, out)
+	}
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -1,0 +1,227 @@
+// Package dovecot starts a private Dovecot 2.3 IMAP server for interop tests: all state in a
+// temporary directory, loopback ports only, passwd-file users, a certificate from a test CA. The
+// tests fail (they do not skip) when Dovecot is not installed: `.ci/run` installs it.
+package dovecot
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/testutil"
+)
+
+// Server is a running Dovecot.
+type Server struct {
+	Dir       string
+	IMAPPort  int // plaintext / STARTTLS
+	IMAPSPort int // implicit TLS
+	CA        *testutil.CA
+	conf      string
+	cmd       *exec.Cmd
+	t         testing.TB
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Start starts Dovecot with users (name → password). It stops when the test ends.
+func Start(t testing.TB, users map[string]string) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("dovecot")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/dovecot", "/usr/local/sbin/dovecot"} {
+			if _, serr := os.Stat(p); serr == nil {
+				bin, err = p, nil
+			}
+		}
+	}
+	if err != nil {
+		t.Fatalf("dovecot is not installed (apt-get install dovecot-imapd): the interop suite needs it")
+	}
+	// Dovecot's auth and mail processes run as other users: every directory on the path must
+	// be traversable, which rules out the test's own temp dir under some homes.
+	dir, err := os.MkdirTemp("/tmp", "mailintake-dovecot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+
+	s := &Server{Dir: dir, IMAPPort: freePort(t), IMAPSPort: freePort(t), CA: testutil.NewCA(t), t: t}
+	certPEM, keyPEM := s.CA.IssuePEM(t, "127.0.0.1", "localhost")
+	must(t, os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600))
+	var passwd, userdb strings.Builder
+	for u, pw := range users {
+		home := filepath.Join(dir, "home", u)
+		must(t, os.MkdirAll(home, 0o755))
+		must(t, os.Chown(home, 65534, 65534))
+		fmt.Fprintf(&passwd, "%s:{PLAIN}%s\n", strings.ToLower(u), pw)
+		fmt.Fprintf(&userdb, "%s::65534:65534::%s::\n", strings.ToLower(u), home)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "passwd"), []byte(passwd.String()), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "users"), []byte(userdb.String()), 0o644))
+	for _, sub := range []string{"run", "state"} {
+		must(t, os.MkdirAll(filepath.Join(dir, sub), 0o755))
+	}
+	s.conf = filepath.Join(dir, "dovecot.conf")
+	conf := fmt.Sprintf(`instance_name = mailintake-%d
+base_dir = %[2]s/run
+state_dir = %[2]s/state
+log_path = %[2]s/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <%[2]s/cert.pem
+ssl_key = <%[2]s/key.pem
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_username_format = %%Lu
+auth_failure_delay = 0
+auth_cache_size = 0
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%Lu %[2]s/passwd
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%%Lu %[2]s/users
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = %[3]d
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = %[4]d
+    ssl = yes
+  }
+}
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+protocol imap {
+  mail_max_userip_connections = 200
+}
+`, time.Now().UnixNano(), dir, s.IMAPPort, s.IMAPSPort)
+	must(t, os.WriteFile(s.conf, []byte(conf), 0o644))
+	s.start(bin)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *Server) start(bin string) {
+	s.t.Helper()
+	s.cmd = exec.Command(bin, "-F", "-c", s.conf)
+	var out bytes.Buffer
+	s.cmd.Stdout, s.cmd.Stderr = &out, &out
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("starting dovecot: %v", err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(s.IMAPPort)))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "dovecot.log"))
+			s.t.Fatalf("dovecot did not start: %v\n%s\n%s", err, out.String(), log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop stops Dovecot (every connection drops).
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	exec.Command("doveadm", "-c", s.conf, "stop").Run()
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// Restart starts Dovecot again after Stop, with the same mail.
+func (s *Server) Restart() {
+	s.t.Helper()
+	bin, _ := exec.LookPath("dovecot")
+	if bin == "" {
+		bin = "/usr/sbin/dovecot"
+	}
+	s.start(bin)
+}
+
+// Doveadm runs doveadm against this instance.
+func (s *Server) Doveadm(stdin []byte, args ...string) (string, error) {
+	cmd := exec.Command("doveadm", append([]string{"-c", s.conf}, args...)...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Deliver saves a message into a user's folder.
+func (s *Server) Deliver(t testing.TB, user, folder string, raw []byte) {
+	t.Helper()
+	if out, err := s.Doveadm(raw, "save", "-u", user, "-m", folder); err != nil {
+		t.Fatalf("doveadm save: %v: %s", err, out)
+	}
+}
+
+// Status returns a folder's message and unseen counts.
+func (s *Server) Status(t testing.TB, user, folder string) (messages, unseen int) {
+	t.Helper()
+	out, err := s.Doveadm(nil, "-f", "flow", "mailbox", "status", "-u", user, "messages unseen", folder)
+	if err != nil {
+		t.Fatalf("doveadm mailbox status: %v: %s", err, out)
+	}
+	for _, f := range strings.Fields(out) {
+		k, v, _ := strings.Cut(f, "=")
+		n, _ := strconv.Atoi(v)
+		switch k {
+		case "messages":
+			messages = n
+		case "unseen":
+			unseen = n
+		}
+	}
+	return messages, unseen
+}
+
+// CACertFile writes the CA that signed Dovecot's certificate and returns its path.
+func (s *Server) CACertFile(t testing.TB) string { return s.CA.CAFile(t) }

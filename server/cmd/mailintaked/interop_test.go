@@ -1,0 +1,243 @@
+//go:build interop
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/fakes/dovecot"
+)
+
+// The interop suite runs the real binaries against a real Dovecot (make test-interop).
+
+const (
+	dvUser = "help@example.com"
+	dvPass = "dovecot-pw-1"
+)
+
+func interopMail(i int, subject string) []byte {
+	return []byte(fmt.Sprintf("From: Customer %d <c%d@example.net>\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <i%d.%d@example.net>\r\n\r\nBody %d\r\n",
+		i, i, dvUser, subject, i, time.Now().UnixNano(), i))
+}
+
+// addDovecotMailbox adds a mailbox over implicit TLS, trusting the test CA.
+func addDovecotMailbox(t *testing.T, g []string, dv *dovecot.Server, user string, extra ...string) string {
+	t.Helper()
+	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", "Help " + user, "--host", "127.0.0.1",
+		"--port", strconv.Itoa(dv.IMAPSPort), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user,
+		"--provider", "basic", "--password-stdin", "--json")
+	code, out, errs := cli(t, dvPass, append(args, extra...)...)
+	if code != 0 {
+		t.Fatalf("mailbox add: %s", errs)
+	}
+	var mb struct {
+		ID string `json:"id"`
+	}
+	if err := jsonUnmarshal(out, &mb); err != nil {
+		t.Fatal(err)
+	}
+	return mb.ID
+}
+
+func TestInteropDeliveryAfterAckAndIdle(t *testing.T) {
+	users := map[string]string{dvUser: dvPass, "move@example.com": dvPass, "delete@example.com": dvPass, "keep@example.com": dvPass}
+	dv := dovecot.Start(t, users)
+	for i := 1; i <= 5; i++ {
+		dv.Deliver(t, dvUser, "INBOX", interopMail(i, fmt.Sprintf("old %d", i)))
+	}
+	for _, u := range []string{"move@example.com", "delete@example.com", "keep@example.com"} {
+		dv.Deliver(t, u, "INBOX", interopMail(1, "a "+u))
+		dv.Deliver(t, u, "INBOX", interopMail(2, "b "+u))
+	}
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	id := addDovecotMailbox(t, g, dv, dvUser, "--start-from", "all")
+
+	subjects, _ := tailLines(t, g, "--mailbox", id, "--ack", "--limit", "5")
+	if len(subjects) != 5 {
+		t.Fatalf("got %v", subjects)
+	}
+	eventually(t, "MARK_SEEN on Dovecot", func() bool { _, u := dv.Status(t, dvUser, "INBOX"); return u == 0 })
+	if n, _ := dv.Status(t, dvUser, "INBOX"); n != 5 {
+		t.Errorf("INBOX has %d messages after MARK_SEEN, want 5", n)
+	}
+
+	// New mail while tail follows the stream: pushed by IDLE (the poll interval is 30 s).
+	tail := exec.Command(filepath.Join(bins(t), "mailintake"), append(g, "tail", "--mailbox", id, "--ack", "--limit", "1")...)
+	stdout, _ := tail.StdoutPipe()
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer tail.Process.Kill()
+	time.Sleep(500 * time.Millisecond) // the stream is open and the session idles
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	start := time.Now()
+	dv.Deliver(t, dvUser, "INBOX", interopMail(6, "pushed"))
+	select {
+	case line := <-lines:
+		latency := time.Since(start)
+		t.Logf("push latency (doveadm save → tail): %s", latency)
+		if !strings.Contains(line, "pushed") {
+			t.Errorf("tail printed %q", line)
+		}
+		if latency > 10*time.Second {
+			t.Errorf("new mail took %s: not pushed by IDLE", latency)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("new mail did not reach tail")
+	}
+	tail.Wait()
+
+	// The after-ack actions leave Dovecot in the right state.
+	moveID := addDovecotMailbox(t, g, dv, "move@example.com", "--start-from", "all", "--after-ack", "move:Processed/Tickets")
+	deleteID := addDovecotMailbox(t, g, dv, "delete@example.com", "--start-from", "all", "--after-ack", "delete")
+	keepID := addDovecotMailbox(t, g, dv, "keep@example.com", "--start-from", "all", "--after-ack", "keep")
+	for _, mid := range []string{moveID, deleteID, keepID} {
+		if s, _ := tailLines(t, g, "--mailbox", mid, "--ack", "--limit", "2"); len(s) != 2 {
+			t.Fatalf("mailbox %s delivered %v", mid, s)
+		}
+	}
+	eventually(t, "MOVE", func() bool { n, _ := dv.Status(t, "move@example.com", "INBOX"); return n == 0 })
+	if n, _ := dv.Status(t, "move@example.com", "Processed.Tickets"); n != 2 {
+		t.Errorf("Processed.Tickets (Dovecot's delimiter) has %d messages, want 2 (created by MOVE)", n)
+	}
+	eventually(t, "DELETE", func() bool { n, _ := dv.Status(t, "delete@example.com", "INBOX"); return n == 0 })
+	time.Sleep(500 * time.Millisecond)
+	if n, u := dv.Status(t, "keep@example.com", "INBOX"); n != 2 || u != 2 {
+		t.Errorf("KEEP: %d messages, %d unseen; want 2 and 2", n, u)
+	}
+	// Nothing acknowledged comes again.
+	if s, _ := tailLines(t, g, "--ack", "--timeout", "1s"); len(s) != 0 {
+		t.Errorf("acknowledged mail came again: %v", s)
+	}
+}
+
+func TestInteropCrashAndConnectionLoss(t *testing.T) {
+	dv := dovecot.Start(t, map[string]string{dvUser: dvPass})
+	const total = 300
+	for i := range total {
+		dv.Deliver(t, dvUser, "INBOX", interopMail(i, fmt.Sprintf("msg %03d", i)))
+	}
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	addDovecotMailbox(t, g, dv, dvUser, "--start-from", "all", "--after-ack", "mark-seen")
+
+	acked, _ := tailLines(t, g, "--ack", "--limit", "100")
+	unacked, _ := tailLines(t, g, "--limit", "20", "--max-in-flight", "20")
+	d.cmd.Process.Kill() // SIGKILL mid-stream
+	d.cmd.Wait()
+	d = startDaemon(t, data)
+	g[1] = d.addr
+
+	// Drop the IMAP connection too: stop and start Dovecot while the server reconnects.
+	dv.Stop()
+	time.Sleep(time.Second)
+	dv.Restart()
+	dv.Deliver(t, dvUser, "INBOX", interopMail(999, "after the outage"))
+
+	rest, _ := tailLines(t, g, "--ack", "--timeout", "5s")
+	seen := map[string]int{}
+	for _, s := range append(append([]string{}, acked...), rest...) {
+		seen[s]++
+	}
+	for _, s := range acked {
+		if seen[s] != 1 {
+			t.Errorf("%q acknowledged before the crash, delivered again", s)
+		}
+	}
+	for _, s := range unacked {
+		if seen[s] != 1 {
+			t.Errorf("%q (unacknowledged at the crash) seen %d times, want 1", s, seen[s])
+		}
+	}
+	for i := range total {
+		if s := fmt.Sprintf("msg %03d", i); seen[s] == 0 {
+			t.Errorf("%q lost", s)
+		}
+	}
+	if seen["after the outage"] != 1 {
+		t.Errorf("mail delivered during the outage: seen %d times", seen["after the outage"])
+	}
+	eventually(t, "all seen", func() bool { _, u := dv.Status(t, dvUser, "INBOX"); return u == 0 })
+}
+
+func TestInteropConnectionTest(t *testing.T) {
+	dv := dovecot.Start(t, map[string]string{dvUser: dvPass})
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	base := func(port int, pw string, extra ...string) (int, string) {
+		args := append(append([]string{}, g...), "mailbox", "test", "--tenant", "acme", "--host", "127.0.0.1", "--port", strconv.Itoa(port),
+			"--username", dvUser, "--provider", "basic", "--password-stdin")
+		code, out, _ := cli(t, pw, append(args, extra...)...)
+		return code, out
+	}
+	ca := dv.CACertFile(t)
+	if code, out := base(dv.IMAPSPort, dvPass, "--security", "tls", "--ca-file", ca); code != 0 || strings.Contains(out, "FAIL") {
+		t.Fatalf("good test: exit %d\n%s", code, out)
+	}
+	for _, c := range []struct {
+		name, step, want string
+		port             int
+		pw               string
+		extra            []string
+	}{
+		{"wrong password", "auth", "refused", dv.IMAPSPort, "wrong", []string{"--security", "tls", "--ca-file", ca}},
+		{"wrong port", "tcp", "refused", freePort(t), dvPass, []string{"--security", "tls", "--ca-file", ca}},
+		{"self-signed certificate", "tls", "not signed by a trusted authority", dv.IMAPSPort, dvPass, []string{"--security", "tls"}},
+		{"missing folder", "select", "Nope", dv.IMAPSPort, dvPass, []string{"--security", "tls", "--ca-file", ca, "--folder", "Nope"}},
+		{"STARTTLS on the plain port", "", "", dv.IMAPPort, dvPass, []string{"--security", "starttls", "--ca-file", ca}},
+	} {
+		code, out := base(c.port, c.pw, c.extra...)
+		if c.step == "" {
+			if code != 0 {
+				t.Errorf("%s: exit %d\n%s", c.name, code, out)
+			}
+			continue
+		}
+		var failed string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "[FAIL]") {
+				failed = l
+			}
+		}
+		if code != 1 || !strings.Contains(failed, c.step) || !strings.Contains(out, c.want) {
+			t.Errorf("%s: exit %d, want 1 with step %s failing and %q\n%s", c.name, code, c.step, c.want, out)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	a := freeAddr(t)
+	_, p, _ := strings.Cut(a, ":")
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
