@@ -19,6 +19,10 @@ import (
 // DefaultAddr is the server's default listen address.
 const DefaultAddr = "127.0.0.1:7465"
 
+// MaxMessageSize is the largest gRPC message Dial accepts (a parsed message with its inline
+// attachments). Clients in other languages should raise their receive limit likewise.
+const MaxMessageSize = 128 << 20
+
 // Options configure Dial.
 type Options struct {
 	// Token is the API token sent as "authorization: Bearer <token>".
@@ -78,7 +82,8 @@ func Dial(addr string, opts Options) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("%s: %w", addr, ErrPlaintext)
 	}
-	dopts := []grpc.DialOption{grpc.WithTransportCredentials(tc)}
+	// Messages carry their bodies and small attachments: allow more than gRPC's 4 MiB default.
+	dopts := []grpc.DialOption{grpc.WithTransportCredentials(tc), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize))}
 	if opts.Token != "" {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(bearer(opts.Token)))
 	}

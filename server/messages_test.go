@@ -2,17 +2,20 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 	"github.com/mailintake/mailintake/internal/testutil"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -230,4 +233,45 @@ func TestConnectionTestNamesTheFailingStep(t *testing.T) {
 
 func tlsConfig(cert tls.Certificate) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{cert}}
+}
+
+func TestClientSubscribe(t *testing.T) {
+	e := newEnv(t)
+	srv := imaptest.Start(t, imaptest.Options{})
+	srv.AddUser(t, imapUser, imapPass)
+	for i := 1; i <= 4; i++ {
+		srv.Append(t, imapUser, "INBOX", []byte(fmt.Sprintf(withAttachment, i)))
+	}
+	acme := e.tenantToken("acme")
+	e.create(acme, imapMailbox(srv, ""))
+	cl := client.New(e.conn)
+	ctx, cancel := context.WithCancel(as(acme))
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	failedOnce := false
+	done := make(chan error, 1)
+	go func() {
+		done <- cl.Subscribe(ctx, &mailintakev1.StreamMessagesRequest{AckDeadline: durationpb.New(time.Second)}, func(_ context.Context, m *mailintakev1.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[m.GetEnvelope().GetSubject()]++
+			if m.GetEnvelope().GetSubject() == "printer 2" && !failedOnce {
+				failedOnce = true
+				return fmt.Errorf("the PSA was busy")
+			}
+			return nil
+		})
+	}()
+	// Everything is acknowledged in the end (marked seen); the refused one came twice.
+	eventually(t, "all acknowledged", func() bool { _, u := srv.Status(t, imapUser, "INBOX"); return u == 0 })
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Errorf("Subscribe returned %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["printer 2"] != 2 || seen["printer 1"] != 1 || seen["printer 4"] != 1 {
+		t.Errorf("deliveries = %v", seen)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"golang.org/x/term"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -29,7 +30,9 @@ const mailboxUsage = `mailbox add|list|get|update|enable|disable|rm|status|test|
   mailbox enable ID | disable ID
   mailbox rm ID
   mailbox status ID
+  mailbox events ID [--limit N]
   mailbox test ID | mailbox test [add flags]
+  mailbox dry-run ID | mailbox dry-run [add flags]   how many messages a first sync would deliver
   mailbox authorize ID`
 
 func (a *app) mailbox(ctx context.Context, args []string) error {
@@ -53,6 +56,10 @@ func (a *app) mailbox(ctx context.Context, args []string) error {
 		return a.mailboxRm(ctx, rest)
 	case "status":
 		return a.mailboxStatus(ctx, rest)
+	case "events", "log":
+		return a.mailboxEvents(ctx, rest)
+	case "dry-run", "preview":
+		return a.mailboxDryRun(ctx, rest)
 	case "test":
 		return a.mailboxTest(ctx, rest)
 	case "authorize":
@@ -466,7 +473,134 @@ func (a *app) mailboxStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return a.printJSON(resp.GetStatus())
+	st := resp.GetStatus()
+	if a.g.json {
+		return a.printJSON(st)
+	}
+	w := bufio.NewWriter(a.stdout)
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(w, "%-14s %s\n", k+":", v)
+		}
+	}
+	when := func(ts interface{ AsTime() time.Time }, ok bool) string {
+		if !ok {
+			return ""
+		}
+		t := ts.AsTime().Local()
+		return t.Format("2006-01-02 15:04:05") + " (" + humanSince(t) + ")"
+	}
+	line("state", strings.ToLower(strings.TrimPrefix(st.GetState().String(), "MAILBOX_STATE_")))
+	line("", st.GetMessage())
+	line("since", when(st.GetStateTime(), st.GetStateTime() != nil))
+	line("last sync", when(st.GetLastSyncTime(), st.GetLastSyncTime() != nil))
+	if af := st.GetAuthFailure(); af != nil {
+		reason := strings.ToLower(strings.TrimPrefix(af.GetReason().String(), "AUTH_FAILURE_REASON_"))
+		if af.GetProviderCode() != "" {
+			reason += " (" + af.GetProviderCode() + ")"
+		}
+		line("auth failure", reason)
+		line("what to do", af.GetAction())
+	}
+	line("last error", st.GetLastError())
+	line("error at", when(st.GetLastErrorTime(), st.GetLastErrorTime() != nil))
+	line("next retry", when(st.GetNextRetryTime(), st.GetNextRetryTime() != nil))
+	if th := st.GetTokenHealth(); th != nil {
+		line("token expires", when(th.GetAccessTokenExpireTime(), th.GetAccessTokenExpireTime() != nil))
+		for _, warn := range th.GetWarnings() {
+			line("warning", warn)
+		}
+	}
+	c := st.GetCounts()
+	line("messages", fmt.Sprintf("%d delivered, %d acknowledged, %d pending, %d quarantined", c.GetDelivered(), c.GetAcknowledged(), c.GetPending(), c.GetQuarantined()))
+	return w.Flush()
+}
+
+// humanSince says how long ago (or how far ahead) t is.
+func humanSince(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	if d < 0 {
+		return "in " + (-d).String()
+	}
+	return d.String() + " ago"
+}
+
+func (a *app) mailboxEvents(ctx context.Context, args []string) error {
+	fs := a.newFlags("mailbox events", "mailbox events ID [--limit N]")
+	limit := fs.Int("limit", 50, "how many events, newest first")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("mailbox events takes one mailbox ID")
+	}
+	cl, err := a.connect()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := a.rpcCtx(ctx)
+	defer cancel()
+	resp, err := cl.Mailboxes.ListMailboxEvents(rctx, &mailintakev1.ListMailboxEventsRequest{MailboxId: pos[0], PageSize: int32(min(max(*limit, 1), 500))})
+	if err != nil {
+		return err
+	}
+	if a.g.json {
+		return a.printJSON(resp)
+	}
+	for _, e := range resp.GetEvents() {
+		fmt.Fprintf(a.stdout, "%s  %-10s %s\n", e.GetTime().AsTime().Local().Format("2006-01-02 15:04:05"), e.GetKind(), e.GetMessage())
+	}
+	return nil
+}
+
+func (a *app) mailboxDryRun(ctx context.Context, args []string) error {
+	fs := a.newFlags("mailbox dry-run", "mailbox dry-run ID | mailbox dry-run [mailbox add flags]")
+	var d defFlags
+	d.register(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	req := &mailintakev1.PreviewFirstSyncRequest{}
+	switch len(pos) {
+	case 1:
+		req.Target = &mailintakev1.PreviewFirstSyncRequest_Id{Id: pos[0]}
+	case 0:
+		mb, _, err := d.build(fs, a, true)
+		if err != nil {
+			return err
+		}
+		if !d.passwordStdin && !d.secretStdin {
+			if err := a.promptSecrets(ctx, mb); err != nil {
+				return err
+			}
+		}
+		req.Target = &mailintakev1.PreviewFirstSyncRequest_Mailbox{Mailbox: mb}
+	default:
+		return usagef("mailbox dry-run takes one mailbox ID, or the mailbox add flags")
+	}
+	cl, err := a.connect()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := a.rpcCtx(ctx)
+	defer cancel()
+	resp, err := cl.Mailboxes.PreviewFirstSync(rctx, req)
+	if err != nil {
+		return err
+	}
+	if a.g.json {
+		return a.printJSON(resp)
+	}
+	from := strings.ToLower(strings.TrimPrefix(resp.GetStartFrom().String(), "START_FROM_"))
+	fmt.Fprintf(a.stdout, "folder: %d messages, %d unseen\n", resp.GetFolderMessages(), resp.GetFolderUnseen())
+	if resp.GetAlreadySynced() {
+		fmt.Fprintln(a.stdout, "the mailbox has synchronised before: only new mail will be delivered")
+		return nil
+	}
+	fmt.Fprintf(a.stdout, "start from %s: the first sync would deliver %d messages (marked as backfill), then new mail\n", from, resp.GetWouldDeliver())
+	return nil
 }
 
 func (a *app) mailboxTest(ctx context.Context, args []string) error {

@@ -115,6 +115,8 @@ Commands:
   tail              follow the message stream as JSON lines
   parse FILE|-      parse a message offline and print it as JSON
   providers         list the installed auth providers and their fields
+  quarantine list MAILBOX_ID | replay ID | release ID
+                    messages that could not be delivered, and what to do with them
   token create|list|revoke
                     manage API tokens (admin token)
 
@@ -156,11 +158,13 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 		return a.providers(ctx, args)
 	case "token", "tokens":
 		return a.tokenCmd(ctx, args)
+	case "quarantine":
+		return a.quarantine(ctx, args)
 	case "help":
 		fmt.Fprint(a.stdout, topUsage)
 		return nil
 	default:
-		return usagef("unknown command %q (commands: mailbox, tail, parse, providers, token)", cmd)
+		return usagef("unknown command %q (commands: mailbox, tail, parse, providers, quarantine, token)", cmd)
 	}
 }
 

@@ -30,7 +30,7 @@ func interopMail(i int, subject string) []byte {
 // addDovecotMailbox adds a mailbox over implicit TLS, trusting the test CA.
 func addDovecotMailbox(t *testing.T, g []string, dv *dovecot.Server, user string, extra ...string) string {
 	t.Helper()
-	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", "Help " + user, "--host", "127.0.0.1",
+	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", "Help "+user, "--host", "127.0.0.1",
 		"--port", strconv.Itoa(dv.IMAPSPort), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user,
 		"--provider", "basic", "--password-stdin", "--json")
 	code, out, errs := cli(t, dvPass, append(args, extra...)...)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -408,3 +410,79 @@ func TestTailAndCrashRecovery(t *testing.T) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+func TestStatusEventsQuarantineAndMetricsCLI(t *testing.T) {
+	srv := imaptest.Start(t, imaptest.Options{})
+	srv.AddUser(t, "help@example.com", "pw-1")
+	srv.Append(t, "help@example.com", "INBOX", []byte("From: a@example.net\r\nSubject: small\r\n\r\nhello\r\n"))
+	srv.Append(t, "help@example.com", "INBOX", []byte("From: b@example.net\r\nSubject: too big\r\n\r\n"+strings.Repeat("x", 4000)+"\r\n"))
+	data := t.TempDir()
+	metricsAddr := freeAddr(t)
+	d := startDaemon(t, data, "--metrics-listen", metricsAddr)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	def := []string{"--tenant", "acme", "--name", "Help", "--host", "127.0.0.1", "--port", strconv.Itoa(srv.Port), "--security", "none",
+		"--username", "help@example.com", "--provider", "basic", "--password-stdin", "--start-from", "all"}
+
+	// Dry run and connection test of an unsaved definition.
+	code, out, errs := cli(t, "pw-1", append(append(g, "mailbox", "dry-run"), def...)...)
+	if code != 0 || !strings.Contains(out, "would deliver 2 messages") {
+		t.Errorf("dry-run: exit %d %q %q", code, out, errs)
+	}
+	code, out, _ = cli(t, "pw-1", append(append(g, "mailbox", "test"), def...)...)
+	if code != 0 || strings.Count(out, "[ok]") != 6 {
+		t.Errorf("mailbox test: exit %d\n%s", code, out)
+	}
+	code, out, _ = cli(t, "wrong", append(append(g, "mailbox", "test"), def...)...)
+	if code != 1 || !strings.Contains(out, "[FAIL] auth") || !strings.Contains(out, "what to do") {
+		t.Errorf("mailbox test with a wrong password: exit %d\n%s", code, out)
+	}
+
+	code, out, errs = cli(t, "pw-1", append(append(g, "mailbox", "add", "--json", "--max-message-size", "2000"), def...)...)
+	if code != 0 {
+		t.Fatalf("add: %s", errs)
+	}
+	var mb struct {
+		ID string `json:"id"`
+	}
+	jsonUnmarshal(out, &mb)
+	if s, _ := tailLines(t, g, "--ack", "--timeout", "2s"); len(s) != 1 || s[0] != "small" {
+		t.Fatalf("tail = %v", s)
+	}
+	code, out, _ = cli(t, "", append(g, "quarantine", "list", mb.ID)...)
+	if code != 0 || !strings.Contains(out, "too big") || !strings.Contains(out, "over the mailbox's limit") {
+		t.Fatalf("quarantine list: exit %d\n%s", code, out)
+	}
+	qid := strings.Fields(strings.Split(out, "\n")[1])[0]
+	if code, _, errs := cli(t, "", append(g, "quarantine", "replay", qid)...); code != 0 {
+		t.Fatalf("replay: %s", errs)
+	}
+	if s, _ := tailLines(t, g, "--ack", "--timeout", "2s"); len(s) != 1 || s[0] != "too big" {
+		t.Errorf("after replay tail = %v", s)
+	}
+	code, out, _ = cli(t, "", append(g, "mailbox", "status", mb.ID)...)
+	if code != 0 || !strings.Contains(out, "state:") || !strings.Contains(out, "2 delivered, 2 acknowledged, 0 pending, 0 quarantined") {
+		t.Errorf("status: exit %d\n%s", code, out)
+	}
+	code, out, _ = cli(t, "", append(g, "mailbox", "events", mb.ID)...)
+	for _, kind := range []string{"connect", "deliver", "quarantine", "ack"} {
+		if code != 0 || !strings.Contains(out, kind) {
+			t.Errorf("events lack %q: exit %d\n%s", kind, code, out)
+		}
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`mailintake_messages_delivered_total{mailbox="` + mb.ID + `"} 2`,
+		`mailintake_messages_acked_total{mailbox="` + mb.ID + `"} 2`,
+		`mailintake_messages_quarantined_total{mailbox="` + mb.ID + `"} 1`,
+		`mailintake_last_success_timestamp_seconds{mailbox="` + mb.ID + `"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
