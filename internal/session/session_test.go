@@ -42,7 +42,6 @@ type harness struct {
 	broker  *delivery.Broker
 	sup     *session.Supervisor
 	cancel  context.CancelFunc
-	logs    *bytes.Buffer
 }
 
 func newHarness(t *testing.T, srv *imaptest.Server) *harness {
