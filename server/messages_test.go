@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
@@ -274,4 +275,43 @@ func TestClientSubscribe(t *testing.T) {
 	if seen["printer 2"] != 2 || seen["printer 1"] != 1 || seen["printer 4"] != 1 {
 		t.Errorf("deliveries = %v", seen)
 	}
+}
+
+func TestDisableEnableTakesEffectAtOnce(t *testing.T) {
+	e := newEnv(t)
+	srv := imaptest.Start(t, imaptest.Options{})
+	srv.AddUser(t, imapUser, imapPass)
+	mb := e.create(e.admin, imapMailbox(srv, "acme"))
+	state := func() mailintakev1.MailboxState {
+		st, err := e.mailbox.GetMailboxStatus(as(e.admin), &mailintakev1.GetMailboxStatusRequest{Id: mb.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.GetStatus().GetState()
+	}
+	eventually(t, "idle", func() bool { return state() == mailintakev1.MailboxState_MAILBOX_STATE_IDLE })
+	set := func(on bool) {
+		_, err := e.mailbox.UpdateMailbox(as(e.admin), &mailintakev1.UpdateMailboxRequest{
+			Mailbox: &mailintakev1.Mailbox{Id: mb.GetId(), Enabled: on}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"enabled"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(false)
+	if s := state(); s != mailintakev1.MailboxState_MAILBOX_STATE_DISABLED {
+		t.Errorf("after disabling: %v", s)
+	}
+	logins := srv.Logins.Load()
+	srv.Append(t, imapUser, "INBOX", []byte(fmt.Sprintf(withAttachment, 1)))
+	time.Sleep(300 * time.Millisecond)
+	if srv.Logins.Load() != logins {
+		t.Errorf("a disabled mailbox logged in")
+	}
+	set(true)
+	eventually(t, "idle again", func() bool { return state() == mailintakev1.MailboxState_MAILBOX_STATE_IDLE })
+	if _, err := e.mailbox.DeleteMailbox(as(e.admin), &mailintakev1.DeleteMailboxRequest{Id: mb.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.mailbox.GetMailboxStatus(as(e.admin), &mailintakev1.GetMailboxStatusRequest{Id: mb.GetId()})
+	wantCode(t, "status of a deleted mailbox", err, codes.NotFound)
 }
