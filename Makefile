@@ -24,7 +24,7 @@ help: ## Show this help.
 .PHONY: build
 build: ## Build the server, the CLI and the built-in auth plugins into bin/.
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./server/cmd/mailintaked ./client/cmd/mailintake ./plugins/basic/cmd/mailintake-auth-basic
+	$(GO) build -o $(BIN)/ ./server/cmd/mailintaked ./client/cmd/mailintake ./plugins/basic/cmd/mailintake-auth-basic ./plugins/o365/cmd/mailintake-auth-o365
 
 .PHONY: run
 run: build ## Build, then serve on $(LISTEN) with the embedded store in $(DATA_DIR).

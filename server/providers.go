@@ -55,15 +55,26 @@ func (a *authProviderService) ListAuthProviders(ctx context.Context, _ *mailinta
 }
 
 func (a *authProviderService) BeginAuthorization(ctx context.Context, req *mailintakev1.BeginAuthorizationRequest) (*mailintakev1.BeginAuthorizationResponse, error) {
-	if _, err := (&mailboxService{s: a.s}).load(ctx, "mailbox_id", req.GetMailboxId()); err != nil {
+	mb, err := (&mailboxService{s: a.s}).load(ctx, "mailbox_id", req.GetMailboxId())
+	if err != nil {
 		return nil, err
 	}
-	return nil, unimplemented("BeginAuthorization", "interactive sign-in arrives with the o365 provider")
+	auth, err := a.s.sessions.BeginAuthorization(ctx, mb)
+	if err != nil {
+		return nil, err
+	}
+	a.s.addEvent(ctx, mb.Spec.Id, "auth", "interactive sign-in started: "+auth.GetMessage())
+	return &mailintakev1.BeginAuthorizationResponse{Authorization: auth}, nil
 }
 
 func (a *authProviderService) GetAuthorization(ctx context.Context, req *mailintakev1.GetAuthorizationRequest) (*mailintakev1.GetAuthorizationResponse, error) {
-	if _, err := (&mailboxService{s: a.s}).load(ctx, "mailbox_id", req.GetMailboxId()); err != nil {
+	mb, err := (&mailboxService{s: a.s}).load(ctx, "mailbox_id", req.GetMailboxId())
+	if err != nil {
 		return nil, err
 	}
-	return nil, unimplemented("GetAuthorization", "interactive sign-in arrives with the o365 provider")
+	auth := a.s.sessions.Authorization(mb.Spec.Id)
+	if auth == nil {
+		return nil, notFound("interactive sign-in of mailbox", mb.Spec.Id)
+	}
+	return &mailintakev1.GetAuthorizationResponse{Authorization: auth}, nil
 }

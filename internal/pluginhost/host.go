@@ -418,3 +418,18 @@ func (h *Host) Pid(name string) int {
 	}
 	return m.client.ReattachConfig().Pid
 }
+
+// PollAuthorization asks a provider once whether an interactive sign-in completed. A pending
+// sign-in is an *authplugin.Error with ReasonAuthorizationPending.
+func (h *Host) PollAuthorization(ctx context.Context, name string, acct authplugin.Account, handle []byte) (authplugin.PollResult, error) {
+	var res authplugin.PollResult
+	err := h.call(ctx, name, func(ctx context.Context, p *authplugin.Client) error {
+		state, err := h.state(ctx, acct.MailboxID)
+		if err != nil {
+			return err
+		}
+		res, err = p.PollAuthorization(ctx, authplugin.Request{Account: acct, State: state}, handle)
+		return err
+	})
+	return res, err
+}

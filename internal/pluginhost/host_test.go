@@ -77,8 +77,8 @@ func TestDiscoverAndDescribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(names, ",") != "basic,fake" {
-		t.Fatalf("Discover = %v, want [basic fake]", names)
+	if strings.Join(names, ",") != "basic,fake,o365" {
+		t.Fatalf("Discover = %v, want [basic fake o365]", names)
 	}
 	infos, err := h.Providers(context.Background())
 	if err != nil {

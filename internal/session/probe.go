@@ -41,8 +41,7 @@ func (s *Supervisor) Test(ctx context.Context, mb *mailintakev1.Mailbox, secrets
 				if pe != nil {
 					step.AuthFailure = authFailure(pe)
 				} else if imapconn.IsAuthError(st.Err) {
-					step.AuthFailure = &mailintakev1.AuthFailure{Reason: mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_INVALID_CREDENTIALS,
-						Message: st.Err.Error(), Action: "Check the username and the password (or the provider's settings)."}
+					step.AuthFailure = refusedLogin(st.Err)
 				} else {
 					step.AuthFailure = authFailure(st.Err)
 				}

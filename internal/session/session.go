@@ -73,6 +73,9 @@ func (s *session) event(kind, format string, args ...any) {
 // errForceRefresh asks run to reconnect at once with a fresh credential.
 var errForceRefresh = errors.New("the mail server refused the cached credential")
 
+// errTokenExpiring asks run to reconnect at once: the connection's token is about to lapse.
+var errTokenExpiring = errors.New("the access token is about to expire")
+
 // jitter spreads d by ±20%.
 func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
@@ -103,11 +106,12 @@ func (s *session) run(ctx context.Context) {
 		case errors.Is(err, errForceRefresh):
 			force = true
 			continue
+		case errors.Is(err, errTokenExpiring):
+			continue
 		case imapconn.IsAuthError(err):
 			s.sup.metrics.AuthFailed.WithLabelValues(s.id).Inc()
 			wait = jitter(authBackoff)
-			af := &mailintakev1.AuthFailure{Reason: mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_INVALID_CREDENTIALS,
-				Message: err.Error(), Action: "Check the username and password (or the provider's settings), then save the mailbox to retry at once."}
+			af := refusedLogin(err)
 			s.status.fail(mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED, "the mail server refused the login", err, time.Now().Add(wait), af)
 			s.event("auth", "login refused: %v; next attempt in %s", err, wait.Round(time.Second))
 			log.Warn("login refused", "err", err, "retry_in", wait)
@@ -188,6 +192,12 @@ func (s *session) serve(ctx context.Context, force bool) error {
 	}
 	defer conn.Logout()
 	s.status.token(expiry)
+	// A token-authenticated connection is renewed a little before its token lapses: a minute
+	// before, or a quarter of its lifetime for short-lived tokens.
+	var renewAt time.Time
+	if !expiry.IsZero() {
+		renewAt = expiry.Add(-min(time.Minute, time.Until(expiry)/4))
+	}
 	s.event("connect", "connected to %s, signed in, selected %s (%d messages)", s.mb.Spec.GetHost(), sel.Name, sel.NumMessages)
 
 	st, err := s.checkpoint(ctx, sel)
@@ -203,10 +213,10 @@ func (s *session) serve(ctx context.Context, force bool) error {
 		}
 		s.status.synced()
 		s.sup.metrics.LastSuccess.WithLabelValues(s.id).SetToCurrentTime()
-		if expiry := expiry; !expiry.IsZero() && time.Until(expiry) < time.Minute {
+		if !expiry.IsZero() && time.Now().After(renewAt) {
 			// The token this connection signed in with is about to lapse; servers may end the
 			// session then. Reconnect with a fresh credential first.
-			return fmt.Errorf("reconnecting before the access token expires at %s", expiry.Format(time.RFC3339))
+			return errTokenExpiring
 		}
 		if d.held != nil || d.more {
 			// Work is waiting for a free consumer slot: wait for the broker only.
@@ -217,7 +227,7 @@ func (s *session) serve(ctx context.Context, force bool) error {
 		if conn.CanIdle() {
 			wait := s.sup.opts.IdleRestart
 			if !expiry.IsZero() {
-				wait = min(wait, max(time.Until(expiry)-time.Minute, time.Second))
+				wait = min(wait, max(time.Until(renewAt), 10*time.Millisecond))
 			}
 			if err := conn.Idle(ctx, s.queue.Wake(), wait); err != nil {
 				return fmt.Errorf("IDLE: %w", err)
@@ -294,4 +304,20 @@ func (s *session) fill(msg *mailintakev1.Message, st *store.SyncState, meta imap
 		msg.InternalDate = timestamppb.New(meta.InternalDate)
 	}
 	msg.Backfill = meta.UID < st.Baseline && s.mb.Spec.GetStartFrom() != mailintakev1.StartFrom_START_FROM_NEW
+}
+
+// refusedLogin explains a login the mail server refused. A refused OAuth token was issued fresh
+// (the session retries once with a new one before it reports), so the cause is configuration,
+// not an expired token: say which settings to check instead of refreshing in a loop.
+func refusedLogin(err error) *mailintakev1.AuthFailure {
+	var ae *imapconn.AuthError
+	if errors.As(err, &ae) && (ae.Mechanism == imapconn.MechXOAuth2 || ae.Mechanism == imapconn.MechOAuthBearer) {
+		return &mailintakev1.AuthFailure{Reason: mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_CONFIG_INVALID,
+			Message: "the mail server refused a freshly issued OAuth token (" + err.Error() + ")",
+			Action: "Check: the token's scope is the mail server's (https://outlook.office.com/IMAP.AccessAsUser.All, or .default for app-only); " +
+				"for app-only access the app's service principal is registered in Exchange (New-ServicePrincipal) and has the mailbox permission (Add-MailboxPermission); " +
+				"IMAP is enabled for the mailbox; the username is the mailbox address."}
+	}
+	return &mailintakev1.AuthFailure{Reason: mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_INVALID_CREDENTIALS,
+		Message: err.Error(), Action: "Check the username and password (or the provider's settings), then save the mailbox to retry at once."}
 }

@@ -79,6 +79,7 @@ type Supervisor struct {
 	ctx      context.Context
 	sessions map[string]*session
 	wg       sync.WaitGroup
+	authz    authorizations
 }
 
 // NewSupervisor returns a supervisor; Start starts it.

@@ -34,6 +34,7 @@ func PluginDir(t testing.TB) string {
 		}
 		cmd := exec.Command("go", "build", "-o", buildDir+string(os.PathSeparator),
 			"./plugins/basic/cmd/mailintake-auth-basic",
+			"./plugins/o365/cmd/mailintake-auth-o365",
 			"./internal/fakes/fakeprovider/cmd/mailintake-auth-fake")
 		cmd.Dir = ModuleRoot()
 		out, err := cmd.CombinedOutput()

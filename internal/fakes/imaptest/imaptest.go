@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
 )
 
 // Server is a running test IMAP server.
@@ -32,14 +34,18 @@ type Server struct {
 
 	// BodyFetches counts FETCH commands that asked for a body section.
 	BodyFetches atomic.Int64
-	// Logins counts successful logins; FailedLogins refused ones.
-	Logins, FailedLogins atomic.Int64
+	// Logins counts successful logins; FailedLogins refused ones; TokenLogins successful
+	// XOAUTH2/OAUTHBEARER logins.
+	Logins, FailedLogins, TokenLogins atomic.Int64
 }
 
 // Options configure Start.
 type Options struct {
 	// TLS, when set, makes the listener implicit TLS.
 	TLS *tls.Config
+	// ValidateToken, when set, enables SASL XOAUTH2 and OAUTHBEARER: it says whether an access
+	// token is valid for a user (e.g. the fake identity platform's Valid).
+	ValidateToken func(token, user string) bool
 }
 
 // Start starts a server that stops when the test ends.
@@ -204,4 +210,77 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		s.srv.BodyFetches.Add(1)
 	}
 	return s.UserSession.Fetch(w, numSet, options)
+}
+
+// AuthenticateMechanisms implements imapserver.SessionSASL.
+func (s *session) AuthenticateMechanisms() []string {
+	if s.srv.opts.ValidateToken != nil {
+		return []string{"PLAIN", "XOAUTH2", "OAUTHBEARER"}
+	}
+	return []string{"PLAIN"}
+}
+
+// Authenticate implements imapserver.SessionSASL.
+func (s *session) Authenticate(mech string) (sasl.Server, error) {
+	switch mech {
+	case "PLAIN":
+		return sasl.NewPlainServer(func(_, username, password string) error { return s.Login(username, password) }), nil
+	case "XOAUTH2":
+		if s.srv.opts.ValidateToken != nil {
+			return &xoauth2Server{sess: s}, nil
+		}
+	case "OAUTHBEARER":
+		if s.srv.opts.ValidateToken != nil {
+			return sasl.NewOAuthBearerServer(func(o sasl.OAuthBearerOptions) *sasl.OAuthBearerError {
+				if !s.tokenLogin(o.Username, o.Token) {
+					return &sasl.OAuthBearerError{Status: "invalid_token", Schemes: "bearer"}
+				}
+				return nil
+			}), nil
+		}
+	}
+	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "unsupported mechanism"}
+}
+
+func (s *session) tokenLogin(user, token string) bool {
+	s.srv.mu.Lock()
+	u := s.srv.users[user]
+	s.srv.mu.Unlock()
+	if u == nil || !s.srv.opts.ValidateToken(token, user) {
+		s.srv.FailedLogins.Add(1)
+		return false
+	}
+	s.srv.TokenLogins.Add(1)
+	s.UserSession = imapmemserver.NewUserSession(u)
+	return true
+}
+
+// xoauth2Server is the server side of XOAUTH2 as Gmail and Dovecot implement it: a bad token gets
+// a JSON error challenge, the client answers it with an empty response, then the login fails.
+type xoauth2Server struct {
+	sess   *session
+	failed bool
+}
+
+func (x *xoauth2Server) Next(response []byte) ([]byte, bool, error) {
+	if x.failed {
+		return nil, true, imapserver.ErrAuthFailed
+	}
+	if response == nil {
+		return []byte{}, false, nil
+	}
+	var user, token string
+	for _, kv := range strings.Split(string(response), "\x01") {
+		switch {
+		case strings.HasPrefix(kv, "user="):
+			user = strings.TrimPrefix(kv, "user=")
+		case strings.HasPrefix(kv, "auth=Bearer "):
+			token = strings.TrimPrefix(kv, "auth=Bearer ")
+		}
+	}
+	if !x.sess.tokenLogin(user, token) {
+		x.failed = true
+		return []byte(`{"status":"401","schemes":"bearer","scope":"mail"}`), false, nil
+	}
+	return nil, true, nil
 }
