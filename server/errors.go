@@ -78,11 +78,6 @@ func permission(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errPermission, fmt.Sprintf(format, args...))
 }
 
-// unimplemented marks an RPC whose behaviour arrives in a later release.
-func unimplemented(method, what string) error {
-	return status.Errorf(codes.Unimplemented, "%s is not implemented by this server yet (%s)", method, what)
-}
-
 // toStatus maps an error to the status the client receives.
 func toStatus(ctx context.Context, log *slog.Logger, method string, err error) error {
 	if err == nil {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/grpc/codes"
 
 	"github.com/mailintake/mailintake/internal/fakes/idp"
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
@@ -209,7 +209,9 @@ func TestO365DeviceCode(t *testing.T) {
 			strings.Contains(g.GetAuthorization().GetFailure().GetMessage(), "signed in as "+otherO365User)
 	})
 	// A basic mailbox has no interactive sign-in.
-	_ = fieldmaskpb.FieldMask{}
+	basic := e.create(e.admin, validMailbox("acme"))
+	_, err = e.provs.BeginAuthorization(as(e.admin), &mailintakev1.BeginAuthorizationRequest{MailboxId: basic.GetId()})
+	wantCode(t, "BeginAuthorization of a basic mailbox", err, codes.FailedPrecondition)
 }
 
 func TestO365ErrorsReachTheAdmin(t *testing.T) {

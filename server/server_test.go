@@ -434,7 +434,7 @@ func TestProviders(t *testing.T) {
 	mb := e.create(tok, validMailbox(""))
 	ctx := as(tok)
 	_, err = e.provs.BeginAuthorization(ctx, &mailintakev1.BeginAuthorizationRequest{MailboxId: mb.GetId()})
-	wantCode(t, "BeginAuthorization", err, codes.Unimplemented)
+	wantCode(t, "BeginAuthorization of a basic mailbox", err, codes.FailedPrecondition)
 }
 
 // TestPasswordNeverLeaks creates, reads, lists, updates and fails with a known password, then

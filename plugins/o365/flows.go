@@ -243,4 +243,3 @@ func (p Provider) PollAuthorization(ctx context.Context, req authplugin.Request,
 	now := time.Now().UTC()
 	return authplugin.PollResult{Done: true, State: state{RefreshToken: tr.RefreshToken, Account: acct, RefreshIssued: now, FirstSignIn: now}.bytes()}, nil
 }
-
