@@ -668,21 +668,72 @@ func (a *app) mailboxTest(ctx context.Context, args []string) error {
 }
 
 func (a *app) mailboxAuthorize(ctx context.Context, args []string) error {
-	pos, err := a.oneID("authorize", args)
+	fs := a.newFlags("mailbox authorize", "mailbox authorize ID [--no-wait]")
+	noWait := fs.Bool("no-wait", false, "print the sign-in instructions and return without waiting")
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
+	}
+	if len(pos) != 1 {
+		return usagef("mailbox authorize takes one mailbox ID")
 	}
 	cl, err := a.connect()
 	if err != nil {
 		return err
 	}
 	rctx, cancel := a.rpcCtx(ctx)
-	defer cancel()
 	resp, err := cl.Providers.BeginAuthorization(rctx, &mailintakev1.BeginAuthorizationRequest{MailboxId: pos[0]})
+	cancel()
 	if err != nil {
 		return err
 	}
-	return a.printJSON(resp.GetAuthorization())
+	auth := resp.GetAuthorization()
+	if a.g.json {
+		if err := a.printJSON(auth); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(a.stdout, auth.GetMessage())
+		fmt.Fprintf(a.stdout, "  URL:  %s\n  code: %s\n", auth.GetVerificationUri(), auth.GetUserCode())
+		if auth.GetExpireTime() != nil {
+			fmt.Fprintf(a.stdout, "  the code expires at %s\n", auth.GetExpireTime().AsTime().Local().Format("15:04:05"))
+		}
+	}
+	if *noWait {
+		return nil
+	}
+	if !a.g.json {
+		fmt.Fprintln(a.stderr, "waiting for the sign-in (Ctrl-C stops waiting; the server keeps polling)…")
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		rctx, cancel := a.rpcCtx(ctx)
+		g, err := cl.Providers.GetAuthorization(rctx, &mailintakev1.GetAuthorizationRequest{MailboxId: pos[0]})
+		cancel()
+		if err != nil {
+			return err
+		}
+		auth = g.GetAuthorization()
+		switch auth.GetState() {
+		case mailintakev1.AuthorizationState_AUTHORIZATION_STATE_COMPLETED:
+			if a.g.json {
+				return a.printJSON(auth)
+			}
+			fmt.Fprintln(a.stdout, "signed in: the mailbox connects now")
+			return nil
+		case mailintakev1.AuthorizationState_AUTHORIZATION_STATE_FAILED, mailintakev1.AuthorizationState_AUTHORIZATION_STATE_EXPIRED:
+			f := auth.GetFailure()
+			msg := "the sign-in did not complete: " + f.GetMessage()
+			if f.GetAction() != "" {
+				msg += "\n  what to do: " + f.GetAction()
+			}
+			return &failure{msg: msg}
+		}
+	}
 }
 
 // printMailbox prints a mailbox as JSON or as an aligned list of its fields.

@@ -41,6 +41,22 @@ func freePort(t testing.TB) int {
 // Start starts Dovecot with users (name → password). It stops when the test ends.
 func Start(t testing.TB, users map[string]string) *Server {
 	t.Helper()
+	return StartWith(t, Options{Users: users})
+}
+
+// Options configure StartWith.
+type Options struct {
+	// Users maps user names to passwords (PLAIN and LOGIN).
+	Users map[string]string
+	// IntrospectionURL, when set, adds Dovecot's oauth2 passdb: XOAUTH2 and OAUTHBEARER tokens are
+	// validated by RFC 7662 introspection at this URL (the fake identity platform's /introspect).
+	IntrospectionURL string
+}
+
+// StartWith starts Dovecot with options. It stops when the test ends.
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	users := opts.Users
 	bin, err := exec.LookPath("dovecot")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/dovecot", "/usr/local/sbin/dovecot"} {
@@ -79,6 +95,21 @@ func Start(t testing.TB, users map[string]string) *Server {
 		must(t, os.MkdirAll(filepath.Join(dir, sub), 0o755))
 	}
 	s.conf = filepath.Join(dir, "dovecot.conf")
+	mechs, oauthPassdb := "plain login", ""
+	if opts.IntrospectionURL != "" {
+		mechs = "plain login xoauth2 oauthbearer"
+		oauthPassdb = fmt.Sprintf("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s/oauth2.conf.ext\n}\n", dir)
+		ext := fmt.Sprintf(`introspection_mode = post
+introspection_url = %s
+username_attribute = username
+username_format = %%Lu
+active_attribute = active
+active_value = true
+send_auth_headers = yes
+timeout_msecs = 5000
+`, opts.IntrospectionURL)
+		must(t, os.WriteFile(filepath.Join(dir, "oauth2.conf.ext"), []byte(ext), 0o644))
+	}
 	conf := fmt.Sprintf(`instance_name = mailintake-%d
 base_dir = %[2]s/run
 state_dir = %[2]s/state
@@ -89,15 +120,17 @@ ssl = yes
 ssl_cert = <%[2]s/cert.pem
 ssl_key = <%[2]s/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = %[5]s
 auth_username_format = %%Lu
 auth_failure_delay = 0
 auth_cache_size = 0
 mail_location = maildir:~/Maildir
 passdb {
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%%Lu %[2]s/passwd
 }
+%[6]s
 userdb {
   driver = passwd-file
   args = username_format=%%Lu %[2]s/users
@@ -121,7 +154,7 @@ service anvil {
 protocol imap {
   mail_max_userip_connections = 200
 }
-`, time.Now().UnixNano(), dir, s.IMAPPort, s.IMAPSPort)
+`, time.Now().UnixNano(), dir, s.IMAPPort, s.IMAPSPort, mechs, oauthPassdb)
 	must(t, os.WriteFile(s.conf, []byte(conf), 0o644))
 	s.start(bin)
 	t.Cleanup(s.Stop)

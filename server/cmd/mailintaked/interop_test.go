@@ -5,6 +5,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
+	"github.com/mailintake/mailintake/internal/fakes/idp"
 )
 
 // The interop suite runs the real binaries against a real Dovecot (make test-interop).
@@ -239,5 +241,105 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestInteropO365 runs the o365 provider against Dovecot, which validates the fake identity
+// platform's tokens by introspection (its oauth2 passdb).
+func TestInteropO365(t *testing.T) {
+	const (
+		tenant = "11111111-2222-3333-4444-555555555555"
+		public = "aaaaaaaa-0000-0000-0000-000000000001"
+		conf   = "aaaaaaaa-0000-0000-0000-000000000002"
+		secret = "app-secret~1"
+		user   = "help@contoso.onmicrosoft.com"
+		appBox = "app@contoso.onmicrosoft.com"
+		devBox = "dev@contoso.onmicrosoft.com"
+		m365pw = "M365-pw-1"
+	)
+	p := idp.New(tenant, "contoso.onmicrosoft.com")
+	p.AddUser(idp.User{UPN: user, Password: m365pw})
+	p.AddUser(idp.User{UPN: devBox, Password: "unused"})
+	p.AddApp(idp.App{ClientID: public, PublicFlows: true})
+	p.AddApp(idp.App{ClientID: conf, Secret: secret, AppOnlyUsers: []string{appBox}})
+	hs := httptest.NewServer(p)
+	defer hs.Close()
+	dv := dovecot.StartWith(t, dovecot.Options{
+		Users:            map[string]string{user: "dovecot-side-unused", appBox: "unused", devBox: "unused"},
+		IntrospectionURL: hs.URL + "/introspect",
+	})
+	for _, u := range []string{user, appBox, devBox} {
+		dv.Deliver(t, u, "INBOX", interopMail(1, "hello "+u))
+	}
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	add := func(username, stdin string, extra ...string) string {
+		args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", username, "--host", "127.0.0.1",
+			"--port", strconv.Itoa(dv.IMAPSPort), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", username,
+			"--provider", "o365", "--config", "tenant_id="+tenant, "--config", "authority="+hs.URL, "--start-from", "all", "--json")
+		code, out, errs := cli(t, stdin, append(args, extra...)...)
+		if code != 0 {
+			t.Fatalf("mailbox add %s: %s", username, errs)
+		}
+		var mb struct {
+			ID string `json:"id"`
+		}
+		jsonUnmarshal(out, &mb)
+		return mb.ID
+	}
+
+	// ROPC, as the PSA screen asks: username, password, client id, tenant id.
+	p.SetAccessTTL(4 * time.Second)
+	ropc := add(user, m365pw, "--config", "client_id="+public, "--password-stdin")
+	if s, _ := tailLines(t, g, "--mailbox", ropc, "--ack", "--limit", "1"); len(s) != 1 {
+		t.Fatalf("ropc: %v", s)
+	}
+	time.Sleep(6 * time.Second) // the access token expires mid-session
+	dv.Deliver(t, user, "INBOX", interopMail(2, "after the token expired"))
+	if s, _ := tailLines(t, g, "--mailbox", ropc, "--ack", "--limit", "1"); len(s) != 1 || s[0] != "after the token expired" {
+		t.Fatalf("after expiry: %v", s)
+	}
+	if n := p.Count("password"); n != 1 {
+		t.Errorf("the password was used %d times, want once (refresh tokens afterwards)", n)
+	}
+	if p.Count("introspect") == 0 {
+		t.Errorf("Dovecot never introspected a token")
+	}
+	code, out, _ := cli(t, "", append(g, "mailbox", "status", ropc)...)
+	if code != 0 || !strings.Contains(out, "token expires") {
+		t.Errorf("status: %d\n%s", code, out)
+	}
+
+	// Client credentials: app-only, no user password.
+	p.SetAccessTTL(time.Hour)
+	app := add(appBox, secret, "--config", "client_id="+conf, "--config", "flow=client_credentials", "--secret-stdin")
+	if s, _ := tailLines(t, g, "--mailbox", app, "--ack", "--limit", "1"); len(s) != 1 {
+		t.Fatalf("client credentials: %v", s)
+	}
+
+	// Device code: authorize, sign in (the fake approves), then mail flows.
+	dev := add(devBox, "", "--config", "client_id="+public, "--config", "flow=device_code")
+	code, out, errs := cli(t, "", append(g, "mailbox", "authorize", dev, "--no-wait", "--json")...)
+	if code != 0 {
+		t.Fatalf("authorize: %s", errs)
+	}
+	var auth struct {
+		UserCode string `json:"userCode"`
+	}
+	jsonUnmarshal(out, &auth)
+	if err := p.Approve(auth.UserCode, devBox); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := tailLines(t, g, "--mailbox", dev, "--ack", "--limit", "1", "--timeout", "30s"); len(s) != 1 {
+		t.Fatalf("device code: %v", s)
+	}
+
+	// A wrong token is refused by Dovecot: mailbox test says so at the auth step.
+	code, out, _ = cli(t, "wrong-password", append(append([]string{}, g...), "mailbox", "test", "--tenant", "acme", "--host", "127.0.0.1",
+		"--port", strconv.Itoa(dv.IMAPSPort), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user,
+		"--provider", "o365", "--config", "client_id="+public, "--config", "tenant_id="+tenant, "--config", "authority="+hs.URL, "--password-stdin")...)
+	if code != 1 || !strings.Contains(out, "AADSTS50126") && !strings.Contains(out, "rejected the username or password") {
+		t.Errorf("test with a wrong M365 password: exit %d\n%s", code, out)
 	}
 }

@@ -38,7 +38,7 @@ func bins(t *testing.T) string {
 		if binErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./server/cmd/mailintaked", "./client/cmd/mailintake", "./plugins/basic/cmd/mailintake-auth-basic")
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./server/cmd/mailintaked", "./client/cmd/mailintake", "./plugins/basic/cmd/mailintake-auth-basic", "./plugins/o365/cmd/mailintake-auth-o365")
 		cmd.Dir = testutil.ModuleRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("%v: %s", err, out)
