@@ -34,6 +34,10 @@ run: build ## Build, then serve on $(LISTEN) with the embedded store in $(DATA_D
 test: ## Run the unit and integration tests (with the race detector).
 	$(GO) test -race -count=1 ./...
 
+.PHONY: dev-idp
+dev-idp: ## Serve the fake Microsoft identity platform on 127.0.0.1:7470 for trying the o365 provider.
+	$(GO) run ./internal/fakes/idp/cmd/mailintake-dev-idp
+
 .PHONY: test-interop
 test-interop: ## Run the interop suite against a private Dovecot (needs dovecot-imapd installed).
 	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/

@@ -315,3 +315,22 @@ func TestDisableEnableTakesEffectAtOnce(t *testing.T) {
 	_, err := e.mailbox.GetMailboxStatus(as(e.admin), &mailintakev1.GetMailboxStatusRequest{Id: mb.GetId()})
 	wantCode(t, "status of a deleted mailbox", err, codes.NotFound)
 }
+
+// TestThirdPartyProviderDelivers uses the example provider (its own module) for a mailbox.
+func TestThirdPartyProviderDelivers(t *testing.T) {
+	e := newEnv(t)
+	srv := imaptest.Start(t, imaptest.Options{ValidateToken: func(token, user string) bool { return token == "tok-3rd-party" && user == imapUser }})
+	srv.AddUser(t, imapUser, imapPass)
+	srv.Append(t, imapUser, "INBOX", []byte(fmt.Sprintf(withAttachment, 7)))
+	mb := imapMailbox(srv, "acme")
+	mb.AuthProvider = "statictoken"
+	mb.AuthSecrets = map[string]string{"token": "tok-3rd-party"}
+	e.create(e.admin, mb)
+	next := e.stream(t, e.admin)
+	if m := next(); m.GetEnvelope().GetSubject() != "printer 7" {
+		t.Fatalf("got %q", m.GetEnvelope().GetSubject())
+	}
+	if srv.TokenLogins.Load() == 0 {
+		t.Errorf("no token login")
+	}
+}

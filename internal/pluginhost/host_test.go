@@ -77,8 +77,8 @@ func TestDiscoverAndDescribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(names, ",") != "basic,fake,o365" {
-		t.Fatalf("Discover = %v, want [basic fake o365]", names)
+	if strings.Join(names, ",") != "basic,fake,o365,statictoken" {
+		t.Fatalf("Discover = %v, want [basic fake o365 statictoken]", names)
 	}
 	infos, err := h.Providers(context.Background())
 	if err != nil {
@@ -275,5 +275,31 @@ func TestPinnedSHA256(t *testing.T) {
 	}
 	if h2.Pid("basic") != 0 {
 		t.Errorf("a plugin with a mismatched pin is running")
+	}
+}
+
+// TestThirdPartyExample builds the example provider from its own module, pins it and uses it.
+func TestThirdPartyExample(t *testing.T) {
+	dir := testutil.CopyPlugins(t, "statictoken")
+	sum, err := fileSHA256(filepath.Join(dir, "mailintake-auth-statictoken"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ := newHost(t, Options{Dir: dir, Pins: map[string]string{"statictoken": sum}})
+	infos, err := h.Providers(context.Background())
+	if err != nil || len(infos) != 1 || infos[0].Name != "statictoken" || infos[0].SHA256 != sum {
+		t.Fatalf("Providers = %+v, %v", infos, err)
+	}
+	a := authplugin.Account{MailboxID: "m1", Username: "u@example.com", Config: map[string]string{"lifetime": "1h"}, Secrets: map[string]string{"token": "tok-123"}}
+	if err := h.Validate(context.Background(), "statictoken", a); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.Credential(context.Background(), "statictoken", a, false)
+	if err != nil || c.Mechanism != "XOAUTH2" || c.Secret != "tok-123" || c.Expiry.IsZero() {
+		t.Fatalf("Credential = %+v, %v", c, err)
+	}
+	h2, _, _ := newHost(t, Options{Dir: dir, Pins: map[string]string{"statictoken": strings.Repeat("1", 64)}})
+	if _, err := h2.Describe(context.Background(), "statictoken"); !errors.Is(err, ErrPinMismatch) {
+		t.Errorf("a wrong pin: %v", err)
 	}
 }

@@ -23,7 +23,8 @@ func ModuleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// PluginDir builds the provider plugins (basic and the test fake) once per test binary and
+// PluginDir builds the provider plugins (basic, o365, the test fake and the example third-party
+// statictoken) once per test binary and
 // returns the directory holding them. Tests that use it run real plugin subprocesses.
 func PluginDir(t testing.TB) string {
 	t.Helper()
@@ -39,6 +40,13 @@ func PluginDir(t testing.TB) string {
 		cmd.Dir = ModuleRoot()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
+			buildErr = &buildError{err: err, out: strings.TrimSpace(string(out))}
+			return
+		}
+		// The example third-party provider is its own module: it builds from its directory.
+		cmd = exec.Command("go", "build", "-o", filepath.Join(buildDir, "mailintake-auth-statictoken"), ".")
+		cmd.Dir = filepath.Join(ModuleRoot(), "plugins", "examples", "statictoken")
+		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = &buildError{err: err, out: strings.TrimSpace(string(out))}
 		}
 	})

@@ -76,6 +76,7 @@ type defFlags struct {
 	config                                                                                               kvFlag
 	passwordStdin, secretStdin, disabled, skipVerify                                                     bool
 	maxMessageBytes                                                                                      uint64
+	secretField                                                                                          string
 }
 
 type kvFlag []string
@@ -92,7 +93,8 @@ func (d *defFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.provider, "provider", "", "auth provider, e.g. basic or o365 (see 'mailintake providers')")
 	fs.Var(&d.config, "config", "provider field as key=value (repeatable)")
 	fs.BoolVar(&d.passwordStdin, "password-stdin", false, "read the password from standard input")
-	fs.BoolVar(&d.secretStdin, "secret-stdin", false, "read the client secret from standard input")
+	fs.BoolVar(&d.secretStdin, "secret-stdin", false, "read the client secret (or the secret named by --secret-field) from standard input")
+	fs.StringVar(&d.secretField, "secret-field", "client_secret", "the provider's secret field --secret-stdin fills")
 	fs.StringVar(&d.caFile, "ca-file", "", "PEM CA certificates to trust for the mail server")
 	fs.BoolVar(&d.skipVerify, "insecure-skip-verify", false, "do not verify the mail server's certificate (testing only)")
 	fs.StringVar(&d.folder, "folder", "", "folder to watch (default INBOX)")
@@ -206,7 +208,7 @@ func (d *defFlags) build(fs *flag.FlagSet, a *app, forCreate bool) (*mailintakev
 		}
 		key := "password"
 		if d.secretStdin {
-			key = "client_secret"
+			key = d.secretField
 		}
 		mb.AuthSecrets = map[string]string{key: v}
 	}
