@@ -334,3 +334,31 @@ func TestThirdPartyProviderDelivers(t *testing.T) {
 		t.Errorf("no token login")
 	}
 }
+
+// TestOAuthBearerAndXOAuth2Refusals checks both token mechanisms against the in-process server,
+// including the error exchanges (XOAUTH2's JSON challenge, OAUTHBEARER's %x01 reply).
+func TestOAuthBearerAndXOAuth2Refusals(t *testing.T) {
+	e := newEnv(t)
+	srv := imaptest.Start(t, imaptest.Options{ValidateToken: func(token, user string) bool { return token == "good" && user == imapUser }})
+	srv.AddUser(t, imapUser, imapPass)
+	for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
+		for _, tok := range []string{"good", "bad"} {
+			mb := imapMailbox(srv, "acme")
+			mb.AuthProvider = "statictoken"
+			mb.AuthConfig = map[string]string{"mechanism": mech}
+			mb.AuthSecrets = map[string]string{"token": tok}
+			resp, err := e.mailbox.TestConnection(as(e.admin), &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: mb}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			auth := stepResults(resp)[mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH]
+			if tok == "good" && !resp.GetOk() {
+				t.Errorf("%s with a good token: %v", mech, resp)
+			}
+			if tok == "bad" && (resp.GetOk() || !strings.Contains(auth.GetError(), "token rejected") ||
+				auth.GetAuthFailure().GetReason() != mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_CONFIG_INVALID) {
+				t.Errorf("%s with a bad token: auth step %v", mech, auth)
+			}
+		}
+	}
+}

@@ -120,8 +120,8 @@ func TestO365ROPCRefreshAndFallback(t *testing.T) {
 		t.Errorf("refresh grants = %d, want at least 1", n)
 	}
 	st, _ := e.mailbox.GetMailboxStatus(as(e.admin), &mailintakev1.GetMailboxStatusRequest{Id: mb.GetId()})
-	if st.GetStatus().GetTokenHealth().GetAccessTokenExpireTime() == nil {
-		t.Errorf("no token health in the status: %v", st.GetStatus())
+	if th := st.GetStatus().GetTokenHealth(); th.GetAccessTokenExpireTime() == nil || th.GetStateRotateTime() == nil || th.GetLastRefreshTime() == nil {
+		t.Errorf("token health in the status: %v", st.GetStatus())
 	}
 	// A revoked refresh token: the stored password gets a new one, once.
 	w.idp.RevokeRefreshTokens(o365User)
@@ -139,10 +139,17 @@ func TestO365ClientCredentials(t *testing.T) {
 	e := newEnv(t)
 	w := newO365World(t)
 	w.imap.Append(t, o365User, "INBOX", note(1, "app-only"))
-	e.create(e.admin, w.mailbox("client_credentials", confidential, map[string]string{"client_secret": appSecret}))
+	cc := w.mailbox("client_credentials", confidential, map[string]string{"client_secret": appSecret})
+	cc.AuthConfig["client_secret_expires"] = time.Now().Add(10 * 24 * time.Hour).Format("2006-01-02")
+	mb := e.create(e.admin, cc)
 	next := e.stream(t, e.admin)
 	if m := next(); m.GetEnvelope().GetSubject() != "app-only" {
 		t.Fatalf("got %q", m.GetEnvelope().GetSubject())
+	}
+	// The status warns well before the client secret lapses.
+	st, _ := e.mailbox.GetMailboxStatus(as(e.admin), &mailintakev1.GetMailboxStatusRequest{Id: mb.GetId()})
+	if w := st.GetStatus().GetTokenHealth().GetWarnings(); len(w) != 1 || !strings.Contains(w[0], "client secret expires") {
+		t.Errorf("token health warnings = %v", w)
 	}
 	if w.idp.Count("client_credentials") < 1 || w.idp.Count("password") != 0 {
 		t.Errorf("grants: cc %d password %d", w.idp.Count("client_credentials"), w.idp.Count("password"))

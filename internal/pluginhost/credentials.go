@@ -20,6 +20,26 @@ type cacheEntry struct {
 	fingerprint [32]byte
 	cred        authplugin.Credential
 	refreshAt   time.Time // zero: valid until invalidated
+	issued      time.Time
+	health      *authplugin.Health
+}
+
+// Health is what the host knows of a mailbox's credential lifecycle.
+type Health struct {
+	Issued time.Time          // when the cached credential was issued
+	Expiry time.Time          // when it expires (zero: it does not)
+	Token  *authplugin.Health // what the provider reported, or nil
+}
+
+// Health returns a mailbox's credential lifecycle, from the cache.
+func (h *Host) Health(mailboxID string) (Health, bool) {
+	h.cacheMu.Lock()
+	defer h.cacheMu.Unlock()
+	e, ok := h.cache[mailboxID]
+	if !ok {
+		return Health{}, false
+	}
+	return Health{Issued: e.issued, Expiry: e.cred.Expiry, Token: e.health}, true
 }
 
 // fingerprint identifies what a credential was issued for, so a changed config, secret or
@@ -103,7 +123,7 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 		}
 	}
 	now := h.opts.Now()
-	entry := &cacheEntry{fingerprint: fp, cred: res.Credential}
+	entry := &cacheEntry{fingerprint: fp, cred: res.Credential, issued: now, health: res.Health}
 	if !res.Credential.Expiry.IsZero() {
 		margin := min(RefreshMargin, res.Credential.Expiry.Sub(now)/2)
 		entry.refreshAt = res.Credential.Expiry.Add(-margin)

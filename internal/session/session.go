@@ -191,7 +191,9 @@ func (s *session) serve(ctx context.Context, force bool) error {
 		return err
 	}
 	defer conn.Logout()
-	s.status.token(expiry)
+	if h, ok := s.sup.plugins.Health(s.id); ok {
+		s.status.token(h)
+	}
 	// A token-authenticated connection is renewed a little before its token lapses: a minute
 	// before, or a quarter of its lifetime for short-lived tokens.
 	var renewAt time.Time

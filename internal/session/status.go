@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailintake/mailintake/internal/pluginhost"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -57,14 +58,20 @@ func (s *status) synced() {
 	s.st.LastSyncTime = timestamppb.Now()
 }
 
-func (s *status) token(expiry time.Time) {
+// token records the health of the credential a connection signed in with.
+func (s *status) token(h pluginhost.Health) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if expiry.IsZero() {
+	if h.Expiry.IsZero() && h.Token == nil {
 		s.st.TokenHealth = nil
 		return
 	}
-	s.st.TokenHealth = &mailintakev1.TokenHealth{AccessTokenExpireTime: ts(expiry), LastRefreshTime: timestamppb.Now()}
+	th := &mailintakev1.TokenHealth{AccessTokenExpireTime: ts(h.Expiry), LastRefreshTime: ts(h.Issued)}
+	if h.Token != nil {
+		th.StateRotateTime = ts(h.Token.RefreshTokenIssued)
+		th.Warnings = h.Token.Warnings
+	}
+	s.st.TokenHealth = th
 }
 
 func (s *status) snapshot() *mailintakev1.MailboxStatus {

@@ -48,11 +48,15 @@ func (c *Client) IssueCredential(ctx context.Context, req Request) (IssueResult,
 	if err != nil {
 		return IssueResult{}, statusToError(err)
 	}
-	return IssueResult{
+	res := IssueResult{
 		Credential:   credentialFromProto(resp.GetCredential()),
 		State:        resp.GetState(),
 		StateChanged: resp.GetStateChanged(),
-	}, nil
+	}
+	if h := resp.GetHealth(); h != nil {
+		res.Health = &Health{RefreshTokenIssued: timeFromProto(h.GetRefreshTokenIssueTime()), Warnings: h.GetWarnings()}
+	}
+	return res, nil
 }
 
 // BeginAuthorization implements [Authorizer].

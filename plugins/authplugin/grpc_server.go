@@ -52,11 +52,15 @@ func (s *grpcServer) IssueCredential(ctx context.Context, req *authpluginv1.Issu
 	if err != nil {
 		return nil, errorToStatus(err)
 	}
-	return &authpluginv1.IssueCredentialResponse{
+	resp := &authpluginv1.IssueCredentialResponse{
 		Credential:   credentialToProto(res.Credential),
 		State:        res.State,
 		StateChanged: res.StateChanged,
-	}, nil
+	}
+	if h := res.Health; h != nil {
+		resp.Health = &authpluginv1.TokenHealth{RefreshTokenIssueTime: timeToProto(h.RefreshTokenIssued), Warnings: h.Warnings}
+	}
+	return resp, nil
 }
 
 func (s *grpcServer) BeginAuthorization(ctx context.Context, req *authpluginv1.BeginAuthorizationRequest) (*authpluginv1.BeginAuthorizationResponse, error) {

@@ -100,6 +100,14 @@ type IssueResult struct {
 	// it uses the credential.
 	State        []byte
 	StateChanged bool
+	// Health, when set, tells the admin about the credential's lifecycle (shown in the status).
+	Health *Health
+}
+
+// Health describes a token-based credential's lifecycle.
+type Health struct {
+	RefreshTokenIssued time.Time // when the refresh token in use was issued
+	Warnings           []string  // what to act on before the mailbox stops
 }
 
 // Authorization tells the user how to complete an interactive sign-in.

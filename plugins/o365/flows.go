@@ -131,7 +131,7 @@ func (p Provider) IssueCredential(ctx context.Context, req authplugin.Request) (
 		if err != nil {
 			return authplugin.IssueResult{}, convert(err)
 		}
-		return authplugin.IssueResult{Credential: credential(s, fromOAuth2(tok))}, nil
+		return authplugin.IssueResult{Credential: credential(s, fromOAuth2(tok)), Health: s.health(st)}, nil
 
 	case FlowDeviceCode:
 		if st.RefreshToken == "" {
@@ -168,6 +168,7 @@ func (p Provider) refresh(ctx context.Context, s *settings, st state) (authplugi
 		st.RefreshIssued = time.Now().UTC()
 		res.State, res.StateChanged = st.bytes(), true
 	}
+	res.Health = s.health(st)
 	return res, nil
 }
 
@@ -190,6 +191,7 @@ func (p Provider) password(ctx context.Context, s *settings, st state) (authplug
 		}
 		res.State, res.StateChanged = st.bytes(), true
 	}
+	res.Health = s.health(st)
 	return res, nil
 }
 

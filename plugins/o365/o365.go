@@ -34,6 +34,7 @@ const (
 	FieldAuthority    = "authority"
 	FieldScopes       = "scopes"
 	FieldPassword     = "password"
+	FieldSecretExpiry = "client_secret_expires"
 )
 
 // Flows.
@@ -81,6 +82,7 @@ func (Provider) Describe(context.Context) (authplugin.Description, error) {
 			{Name: FieldAuthority, Label: "Authority", Type: authplugin.FieldURL, Default: DefaultAuthority,
 				Help: "The identity platform: https://login.microsoftonline.us (US Government), https://login.partner.microsoftonline.cn (China)."},
 			{Name: FieldScopes, Label: "Scopes", Help: "Space-separated; empty for the defaults of the protocol and flow."},
+			{Name: FieldSecretExpiry, Label: "Client secret expires", Help: "The secret's expiry date (YYYY-MM-DD, the 'Expires' column in Entra ID): the status warns 30 days before."},
 		},
 		SASLMechanisms: []string{"XOAUTH2"},
 		Protocols:      []string{"imap", "pop3", "smtp"},
@@ -91,6 +93,27 @@ func (Provider) Describe(context.Context) (authplugin.Description, error) {
 type settings struct {
 	clientID, tenant, flow, secret, authority, password, username string
 	scopes                                                        []string
+	secretExpires                                                 time.Time
+}
+
+// health reports the credential's lifecycle: the refresh token's age and the client secret's
+// expiry, with warnings well before either stops the mailbox.
+func (s *settings) health(st state) *authplugin.Health {
+	h := &authplugin.Health{RefreshTokenIssued: st.RefreshIssued}
+	if !st.RefreshIssued.IsZero() && time.Since(st.RefreshIssued) > 14*24*time.Hour {
+		h.Warnings = append(h.Warnings, fmt.Sprintf("the refresh token has not rotated since %s: Microsoft ends it after 90 days without use",
+			st.RefreshIssued.Format("2006-01-02")))
+	}
+	if !s.secretExpires.IsZero() {
+		days := int(time.Until(s.secretExpires).Hours() / 24)
+		switch {
+		case days < 0:
+			h.Warnings = append(h.Warnings, fmt.Sprintf("the client secret expired on %s: create a new one in the app registration and save it for the mailbox", s.secretExpires.Format("2006-01-02")))
+		case days <= 30:
+			h.Warnings = append(h.Warnings, fmt.Sprintf("the client secret expires on %s (in %d days): create a new one in the app registration and save it for the mailbox", s.secretExpires.Format("2006-01-02"), days))
+		}
+	}
+	return h
 }
 
 func flowOf(cfg map[string]string) string {
@@ -123,7 +146,7 @@ func parseSettings(a authplugin.Account) (*settings, error) {
 	if s.authority == "" {
 		s.authority = DefaultAuthority
 	}
-	known := map[string]bool{FieldClientID: true, FieldTenantID: true, FieldFlow: true, FieldAuthority: true, FieldScopes: true}
+	known := map[string]bool{FieldClientID: true, FieldTenantID: true, FieldFlow: true, FieldAuthority: true, FieldScopes: true, FieldSecretExpiry: true}
 	for k := range cfg {
 		if !known[k] {
 			v.Add(k, "is not a field of the o365 provider")
@@ -181,6 +204,13 @@ func parseSettings(a authplugin.Account) (*settings, error) {
 	}
 	if a.Username == "" {
 		v.Add("username", "is required: the mailbox address")
+	}
+	if d := cfg[FieldSecretExpiry]; d != "" {
+		t, err := time.Parse("2006-01-02", d)
+		if err != nil {
+			v.Add(FieldSecretExpiry, "must be a date like 2027-06-30, not %q", d)
+		}
+		s.secretExpires = t
 	}
 	if sc := strings.Fields(cfg[FieldScopes]); len(sc) > 0 {
 		s.scopes = sc

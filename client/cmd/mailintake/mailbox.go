@@ -509,6 +509,8 @@ func (a *app) mailboxStatus(ctx context.Context, args []string) error {
 	line("next retry", when(st.GetNextRetryTime(), st.GetNextRetryTime() != nil))
 	if th := st.GetTokenHealth(); th != nil {
 		line("token expires", when(th.GetAccessTokenExpireTime(), th.GetAccessTokenExpireTime() != nil))
+		line("token issued", when(th.GetLastRefreshTime(), th.GetLastRefreshTime() != nil))
+		line("refresh token", when(th.GetStateRotateTime(), th.GetStateRotateTime() != nil))
 		for _, warn := range th.GetWarnings() {
 			line("warning", warn)
 		}

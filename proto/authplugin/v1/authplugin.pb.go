@@ -832,7 +832,9 @@ type IssueCredentialResponse struct {
 	// The new state, when state_changed is set. The host stores it at once.
 	State []byte `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	// Whether state replaces the stored state.
-	StateChanged  bool `protobuf:"varint,3,opt,name=state_changed,json=stateChanged,proto3" json:"state_changed,omitempty"`
+	StateChanged bool `protobuf:"varint,3,opt,name=state_changed,json=stateChanged,proto3" json:"state_changed,omitempty"`
+	// What the admin should know about the credential's lifecycle.
+	Health        *TokenHealth `protobuf:"bytes,4,opt,name=health,proto3" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -888,6 +890,68 @@ func (x *IssueCredentialResponse) GetStateChanged() bool {
 	return false
 }
 
+func (x *IssueCredentialResponse) GetHealth() *TokenHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+// TokenHealth describes a token-based credential's lifecycle, for the mailbox status.
+type TokenHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the refresh token in use was issued (it rotates at every refresh).
+	RefreshTokenIssueTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=refresh_token_issue_time,json=refreshTokenIssueTime,proto3" json:"refresh_token_issue_time,omitempty"`
+	// Warnings to act on before the mailbox stops (e.g. a client secret about to expire).
+	Warnings      []string `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenHealth) Reset() {
+	*x = TokenHealth{}
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenHealth) ProtoMessage() {}
+
+func (x *TokenHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenHealth.ProtoReflect.Descriptor instead.
+func (*TokenHealth) Descriptor() ([]byte, []int) {
+	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TokenHealth) GetRefreshTokenIssueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefreshTokenIssueTime
+	}
+	return nil
+}
+
+func (x *TokenHealth) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
 // BeginAuthorizationRequest is the request of BeginAuthorization.
 type BeginAuthorizationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -901,7 +965,7 @@ type BeginAuthorizationRequest struct {
 
 func (x *BeginAuthorizationRequest) Reset() {
 	*x = BeginAuthorizationRequest{}
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[10]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +977,7 @@ func (x *BeginAuthorizationRequest) String() string {
 func (*BeginAuthorizationRequest) ProtoMessage() {}
 
 func (x *BeginAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[10]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +990,7 @@ func (x *BeginAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*BeginAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{10}
+	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BeginAuthorizationRequest) GetAccount() *Account {
@@ -964,7 +1028,7 @@ type BeginAuthorizationResponse struct {
 
 func (x *BeginAuthorizationResponse) Reset() {
 	*x = BeginAuthorizationResponse{}
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[11]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1040,7 @@ func (x *BeginAuthorizationResponse) String() string {
 func (*BeginAuthorizationResponse) ProtoMessage() {}
 
 func (x *BeginAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[11]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1053,7 @@ func (x *BeginAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*BeginAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{11}
+	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BeginAuthorizationResponse) GetVerificationUri() string {
@@ -1049,7 +1113,7 @@ type PollAuthorizationRequest struct {
 
 func (x *PollAuthorizationRequest) Reset() {
 	*x = PollAuthorizationRequest{}
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[12]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1125,7 @@ func (x *PollAuthorizationRequest) String() string {
 func (*PollAuthorizationRequest) ProtoMessage() {}
 
 func (x *PollAuthorizationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[12]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1138,7 @@ func (x *PollAuthorizationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollAuthorizationRequest.ProtoReflect.Descriptor instead.
 func (*PollAuthorizationRequest) Descriptor() ([]byte, []int) {
-	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{12}
+	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PollAuthorizationRequest) GetAccount() *Account {
@@ -1113,7 +1177,7 @@ type PollAuthorizationResponse struct {
 
 func (x *PollAuthorizationResponse) Reset() {
 	*x = PollAuthorizationResponse{}
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[13]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1125,7 +1189,7 @@ func (x *PollAuthorizationResponse) String() string {
 func (*PollAuthorizationResponse) ProtoMessage() {}
 
 func (x *PollAuthorizationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[13]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1138,7 +1202,7 @@ func (x *PollAuthorizationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PollAuthorizationResponse.ProtoReflect.Descriptor instead.
 func (*PollAuthorizationResponse) Descriptor() ([]byte, []int) {
-	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{13}
+	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PollAuthorizationResponse) GetDone() bool {
@@ -1183,7 +1247,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[14]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1259,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_authplugin_v1_authplugin_proto_msgTypes[14]
+	mi := &file_authplugin_v1_authplugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1272,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{14}
+	return file_authplugin_v1_authplugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Error) GetReason() Reason {
@@ -1311,13 +1375,17 @@ const file_authplugin_v1_authplugin_proto_rawDesc = "" +
 	"\x16IssueCredentialRequest\x120\n" +
 	"\aaccount\x18\x01 \x01(\v2\x16.authplugin.v1.AccountR\aaccount\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\x12#\n" +
-	"\rforce_refresh\x18\x03 \x01(\bR\fforceRefresh\"\x8f\x01\n" +
+	"\rforce_refresh\x18\x03 \x01(\bR\fforceRefresh\"\xc3\x01\n" +
 	"\x17IssueCredentialResponse\x129\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\v2\x19.authplugin.v1.CredentialR\n" +
 	"credential\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\x12#\n" +
-	"\rstate_changed\x18\x03 \x01(\bR\fstateChanged\"c\n" +
+	"\rstate_changed\x18\x03 \x01(\bR\fstateChanged\x122\n" +
+	"\x06health\x18\x04 \x01(\v2\x1a.authplugin.v1.TokenHealthR\x06health\"~\n" +
+	"\vTokenHealth\x12S\n" +
+	"\x18refresh_token_issue_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x15refreshTokenIssueTime\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"c\n" +
 	"\x19BeginAuthorizationRequest\x120\n" +
 	"\aaccount\x18\x01 \x01(\v2\x16.authplugin.v1.AccountR\aaccount\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\"\x8a\x02\n" +
@@ -1390,7 +1458,7 @@ func file_authplugin_v1_authplugin_proto_rawDescGZIP() []byte {
 }
 
 var file_authplugin_v1_authplugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_authplugin_v1_authplugin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_authplugin_v1_authplugin_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_authplugin_v1_authplugin_proto_goTypes = []any{
 	(FieldType)(0),                     // 0: authplugin.v1.FieldType
 	(Reason)(0),                        // 1: authplugin.v1.Reason
@@ -1404,50 +1472,53 @@ var file_authplugin_v1_authplugin_proto_goTypes = []any{
 	(*Credential)(nil),                 // 9: authplugin.v1.Credential
 	(*IssueCredentialRequest)(nil),     // 10: authplugin.v1.IssueCredentialRequest
 	(*IssueCredentialResponse)(nil),    // 11: authplugin.v1.IssueCredentialResponse
-	(*BeginAuthorizationRequest)(nil),  // 12: authplugin.v1.BeginAuthorizationRequest
-	(*BeginAuthorizationResponse)(nil), // 13: authplugin.v1.BeginAuthorizationResponse
-	(*PollAuthorizationRequest)(nil),   // 14: authplugin.v1.PollAuthorizationRequest
-	(*PollAuthorizationResponse)(nil),  // 15: authplugin.v1.PollAuthorizationResponse
-	(*Error)(nil),                      // 16: authplugin.v1.Error
-	nil,                                // 17: authplugin.v1.Account.ConfigEntry
-	nil,                                // 18: authplugin.v1.Account.SecretsEntry
-	nil,                                // 19: authplugin.v1.Error.SupportIdsEntry
-	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 21: google.protobuf.Duration
+	(*TokenHealth)(nil),                // 12: authplugin.v1.TokenHealth
+	(*BeginAuthorizationRequest)(nil),  // 13: authplugin.v1.BeginAuthorizationRequest
+	(*BeginAuthorizationResponse)(nil), // 14: authplugin.v1.BeginAuthorizationResponse
+	(*PollAuthorizationRequest)(nil),   // 15: authplugin.v1.PollAuthorizationRequest
+	(*PollAuthorizationResponse)(nil),  // 16: authplugin.v1.PollAuthorizationResponse
+	(*Error)(nil),                      // 17: authplugin.v1.Error
+	nil,                                // 18: authplugin.v1.Account.ConfigEntry
+	nil,                                // 19: authplugin.v1.Account.SecretsEntry
+	nil,                                // 20: authplugin.v1.Error.SupportIdsEntry
+	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 22: google.protobuf.Duration
 }
 var file_authplugin_v1_authplugin_proto_depIdxs = []int32{
 	0,  // 0: authplugin.v1.Field.type:type_name -> authplugin.v1.FieldType
 	2,  // 1: authplugin.v1.DescribeResponse.fields:type_name -> authplugin.v1.Field
-	17, // 2: authplugin.v1.Account.config:type_name -> authplugin.v1.Account.ConfigEntry
-	18, // 3: authplugin.v1.Account.secrets:type_name -> authplugin.v1.Account.SecretsEntry
+	18, // 2: authplugin.v1.Account.config:type_name -> authplugin.v1.Account.ConfigEntry
+	19, // 3: authplugin.v1.Account.secrets:type_name -> authplugin.v1.Account.SecretsEntry
 	5,  // 4: authplugin.v1.ValidateConfigRequest.account:type_name -> authplugin.v1.Account
 	6,  // 5: authplugin.v1.ValidateConfigResponse.violations:type_name -> authplugin.v1.FieldViolation
-	20, // 6: authplugin.v1.Credential.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 6: authplugin.v1.Credential.expire_time:type_name -> google.protobuf.Timestamp
 	5,  // 7: authplugin.v1.IssueCredentialRequest.account:type_name -> authplugin.v1.Account
 	9,  // 8: authplugin.v1.IssueCredentialResponse.credential:type_name -> authplugin.v1.Credential
-	5,  // 9: authplugin.v1.BeginAuthorizationRequest.account:type_name -> authplugin.v1.Account
-	20, // 10: authplugin.v1.BeginAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 11: authplugin.v1.BeginAuthorizationResponse.interval:type_name -> google.protobuf.Duration
-	5,  // 12: authplugin.v1.PollAuthorizationRequest.account:type_name -> authplugin.v1.Account
-	21, // 13: authplugin.v1.PollAuthorizationResponse.interval:type_name -> google.protobuf.Duration
-	1,  // 14: authplugin.v1.Error.reason:type_name -> authplugin.v1.Reason
-	19, // 15: authplugin.v1.Error.support_ids:type_name -> authplugin.v1.Error.SupportIdsEntry
-	21, // 16: authplugin.v1.Error.retry_after:type_name -> google.protobuf.Duration
-	3,  // 17: authplugin.v1.ProviderService.Describe:input_type -> authplugin.v1.DescribeRequest
-	7,  // 18: authplugin.v1.ProviderService.ValidateConfig:input_type -> authplugin.v1.ValidateConfigRequest
-	10, // 19: authplugin.v1.ProviderService.IssueCredential:input_type -> authplugin.v1.IssueCredentialRequest
-	12, // 20: authplugin.v1.ProviderService.BeginAuthorization:input_type -> authplugin.v1.BeginAuthorizationRequest
-	14, // 21: authplugin.v1.ProviderService.PollAuthorization:input_type -> authplugin.v1.PollAuthorizationRequest
-	4,  // 22: authplugin.v1.ProviderService.Describe:output_type -> authplugin.v1.DescribeResponse
-	8,  // 23: authplugin.v1.ProviderService.ValidateConfig:output_type -> authplugin.v1.ValidateConfigResponse
-	11, // 24: authplugin.v1.ProviderService.IssueCredential:output_type -> authplugin.v1.IssueCredentialResponse
-	13, // 25: authplugin.v1.ProviderService.BeginAuthorization:output_type -> authplugin.v1.BeginAuthorizationResponse
-	15, // 26: authplugin.v1.ProviderService.PollAuthorization:output_type -> authplugin.v1.PollAuthorizationResponse
-	22, // [22:27] is the sub-list for method output_type
-	17, // [17:22] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	12, // 9: authplugin.v1.IssueCredentialResponse.health:type_name -> authplugin.v1.TokenHealth
+	21, // 10: authplugin.v1.TokenHealth.refresh_token_issue_time:type_name -> google.protobuf.Timestamp
+	5,  // 11: authplugin.v1.BeginAuthorizationRequest.account:type_name -> authplugin.v1.Account
+	21, // 12: authplugin.v1.BeginAuthorizationResponse.expire_time:type_name -> google.protobuf.Timestamp
+	22, // 13: authplugin.v1.BeginAuthorizationResponse.interval:type_name -> google.protobuf.Duration
+	5,  // 14: authplugin.v1.PollAuthorizationRequest.account:type_name -> authplugin.v1.Account
+	22, // 15: authplugin.v1.PollAuthorizationResponse.interval:type_name -> google.protobuf.Duration
+	1,  // 16: authplugin.v1.Error.reason:type_name -> authplugin.v1.Reason
+	20, // 17: authplugin.v1.Error.support_ids:type_name -> authplugin.v1.Error.SupportIdsEntry
+	22, // 18: authplugin.v1.Error.retry_after:type_name -> google.protobuf.Duration
+	3,  // 19: authplugin.v1.ProviderService.Describe:input_type -> authplugin.v1.DescribeRequest
+	7,  // 20: authplugin.v1.ProviderService.ValidateConfig:input_type -> authplugin.v1.ValidateConfigRequest
+	10, // 21: authplugin.v1.ProviderService.IssueCredential:input_type -> authplugin.v1.IssueCredentialRequest
+	13, // 22: authplugin.v1.ProviderService.BeginAuthorization:input_type -> authplugin.v1.BeginAuthorizationRequest
+	15, // 23: authplugin.v1.ProviderService.PollAuthorization:input_type -> authplugin.v1.PollAuthorizationRequest
+	4,  // 24: authplugin.v1.ProviderService.Describe:output_type -> authplugin.v1.DescribeResponse
+	8,  // 25: authplugin.v1.ProviderService.ValidateConfig:output_type -> authplugin.v1.ValidateConfigResponse
+	11, // 26: authplugin.v1.ProviderService.IssueCredential:output_type -> authplugin.v1.IssueCredentialResponse
+	14, // 27: authplugin.v1.ProviderService.BeginAuthorization:output_type -> authplugin.v1.BeginAuthorizationResponse
+	16, // 28: authplugin.v1.ProviderService.PollAuthorization:output_type -> authplugin.v1.PollAuthorizationResponse
+	24, // [24:29] is the sub-list for method output_type
+	19, // [19:24] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_authplugin_v1_authplugin_proto_init() }
@@ -1461,7 +1532,7 @@ func file_authplugin_v1_authplugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authplugin_v1_authplugin_proto_rawDesc), len(file_authplugin_v1_authplugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,12 @@ func bins(t *testing.T) string {
 		cmd.Dir = testutil.ModuleRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("%v: %s", err, out)
+			return
+		}
+		cmd = exec.Command("go", "build", "-o", filepath.Join(binDir, "mailintake-auth-statictoken"), ".")
+		cmd.Dir = filepath.Join(testutil.ModuleRoot(), "plugins", "examples", "statictoken")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("%v: %s", err, out)
 		}
 	})
 	if binErr != nil {
