@@ -42,6 +42,10 @@ dev-idp: ## Serve the fake Microsoft identity platform on 127.0.0.1:7470 for try
 test-interop: ## Run the interop suite against a private Dovecot (needs dovecot-imapd installed).
 	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
 
+.PHONY: corpus-check
+corpus-check: ## Run the parser over a real-world corpus: make corpus-check CORPUS=../shared/corpus [V=1].
+	$(GO) run ./internal/tools/corpuscheck -corpus $(CORPUS) $(if $(V),-v)
+
 .PHONY: proto
 proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regenerate the protobuf and gRPC code.
 	$(TOOLS)/buf generate

@@ -91,7 +91,11 @@ func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.
 			msg.Raw = raw
 		}
 	}()
-	e, err := message.Read(bytes.NewReader(raw))
+	readable, repaired := repairHeader(raw)
+	for _, r := range repaired {
+		msg.Problems = append(msg.Problems, problem(path, "header", r))
+	}
+	e, err := message.Read(bytes.NewReader(readable))
 	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 		msg.Problems = append(msg.Problems, problem(path, "structure", "the message header cannot be read: "+err.Error()))
 		msg.Raw = raw
@@ -109,6 +113,10 @@ func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.
 		msg.TextFromHtml = true
 	}
 	signals(h, msg, p.opts.TicketPattern)
+	if msg.TextBody != "" {
+		r := SplitReply(msg.TextBody)
+		msg.Reply = &mailintakev1.Reply{NewText: r.NewText, QuotedText: r.Quoted, Signature: r.Signature}
+	}
 	return msg
 }
 
@@ -174,10 +182,16 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 	}
 	ct, ctParams, err := e.Header.ContentType()
 	if err != nil {
-		msg.Problems = append(msg.Problems, problem(where, "header", "Content-Type: "+err.Error()+"; read as text/plain"))
-		ct = "text/plain"
+		ct, ctParams = lenientMediaType(e.Header.Get("Content-Type"))
+		if ct == "" || !strings.Contains(ct, "/") {
+			msg.Problems = append(msg.Problems, problem(where, "header", "Content-Type: "+err.Error()+"; read as text/plain"))
+			ct = "text/plain"
+		}
 	}
-	disp, dParams, _ := e.Header.ContentDisposition()
+	disp, dParams, err := e.Header.ContentDisposition()
+	if err != nil && e.Header.Get("Content-Disposition") != "" {
+		disp, dParams = lenientMediaType(e.Header.Get("Content-Disposition"))
+	}
 	filename := dParams["filename"]
 	if filename == "" {
 		filename = ctParams["name"]
@@ -221,8 +235,12 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 	} else {
 		a.Data = body
 	}
-	if ct == "message/rfc822" || ct == "message/global" {
+	switch ct {
+	case "message/rfc822", "message/global":
 		a.Message = p.message(body, where, depth+1)
+	case "message/delivery-status", "message/global-delivery-status":
+		msg.Signals.Bounce = true
+		msg.Signals.BounceRecipients = append(msg.Signals.BounceRecipients, deliveryStatus(body)...)
 	}
 	msg.Attachments = append(msg.Attachments, a)
 }
@@ -247,7 +265,8 @@ func addresses(h mail.Header, key, part string, problems *[]*mailintakev1.ParseP
 	}
 	list, err := h.AddressList(key)
 	if err != nil {
-		*problems = append(*problems, problem(part, "address", key+": "+err.Error()))
+		*problems = append(*problems, problem(part, "address", key+": "+err.Error()+"; read leniently"))
+		list = lenientAddresses(h.Get(key))
 	}
 	var out []*mailintakev1.Address
 	for _, a := range list {
