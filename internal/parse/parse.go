@@ -158,6 +158,16 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 		msg.Problems = append(msg.Problems, problem(where, "limit", fmt.Sprintf("nested deeper than %d levels; not read", p.opts.MaxDepth)))
 		return
 	}
+	if _, _, err := e.Header.ContentType(); err != nil {
+		// A Content-Type the strict grammar refuses may still name a multipart boundary (an
+		// unquoted "=" is common): rewrite it so the parts are found.
+		if mt, params := lenientMediaType(e.Header.Get("Content-Type")); strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
+			e.Header.Set("Content-Type", mime.FormatMediaType(mt, params))
+			if ne, _ := message.New(e.Header, e.Body); ne != nil {
+				e = ne
+			}
+		}
+	}
 	if mr := e.MultipartReader(); mr != nil {
 		for i := 1; ; i++ {
 			part, err := mr.NextPart()
@@ -193,8 +203,11 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 		disp, dParams = lenientMediaType(e.Header.Get("Content-Disposition"))
 	}
 	filename := dParams["filename"]
-	if filename == "" {
-		filename = ctParams["name"]
+	for _, alt := range []string{ctParams["name"], ctParams["filename"], dParams["name"], ctParams["file"]} {
+		// Clients put the name in several places; "file" is a non-standard one seen in the wild.
+		if filename == "" {
+			filename = alt
+		}
 	}
 	if dec, err := wordDecoder.DecodeHeader(filename); err == nil {
 		filename = dec
@@ -211,6 +224,11 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 	}
 	attachment := disp == "attachment" || (filename != "" && disp != "inline" && !strings.HasPrefix(ct, "text/"))
 	switch {
+	case ct == "text/plain" && !attachment && filename == "":
+		// Clients split one body around inline images (Apple Mail): later inline text parts
+		// continue it rather than become attachments.
+		msg.TextBody = joinBody(msg.TextBody, string(body))
+		return
 	case ct == "text/plain" && !attachment && msg.TextBody == "":
 		msg.TextBody = string(body)
 		return
@@ -385,4 +403,15 @@ func findPart(e *message.Entity, path, id string, depth int) (*mailintakev1.Atta
 		name = dec
 	}
 	return &mailintakev1.Attachment{Id: id, Filename: name, ContentType: ct, ContentId: strings.Trim(e.Header.Get("Content-Id"), "<> ")}, e.Body, nil
+}
+
+// joinBody appends a later inline text part to the body, on a new line.
+func joinBody(body, part string) string {
+	if body == "" {
+		return part
+	}
+	if !strings.HasSuffix(body, "\n") {
+		body += "\n"
+	}
+	return body + part
 }

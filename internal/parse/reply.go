@@ -6,65 +6,109 @@ import (
 )
 
 // Reply is a reply's text split into what the sender wrote, the quoted history and the signature.
-// Nothing is dropped: NewText + Signature + Quoted hold every line of the input.
+// Nothing is dropped: Body (NewText and Signature as written) and Quoted hold every line.
 type Reply struct {
-	NewText   string
-	Quoted    string
-	Signature string
+	NewText   string // the new text without the signature
+	Signature string // the sender's signature
+	Quoted    string // the quoted history, with any answers written inline between quoted lines
+	Body      string // the text before the quoted history, signature included, as written
 }
 
-// No library does this well for the mail a service desk receives (several languages, Outlook's
-// header blocks, inline answers), so the heuristics live here, each with the client it comes from.
+// No library does this well for the mail a service desk receives (many languages, Outlook's header
+// blocks, mobile clients), so the heuristics live here, each with the clients it comes from.
 var (
-	// "On Tue, 3 Mar 2026 at 10:15, Alice <a@example.com> wrote:" and its translations; the
-	// header may wrap over up to three lines, so it is matched on a joined window.
-	onWrote = regexp.MustCompile(`(?is)^\s*(` +
-		`on\b.{0,300}\bwrote\s*:` + // English (Gmail, Apple Mail, Thunderbird)
-		`|am\b.{0,300}\bschrieb\b.{0,100}:` + // German
-		`|le\b.{0,300}\ba\s+écrit\s*:` + // French
-		`|el\b.{0,300}\bescribió\s*:` + // Spanish
-		`|op\b.{0,300}\bschreef\b.{0,100}:` + // Dutch
-		`|il\b.{0,300}\bha\s+scritto\s*:` + // Italian
-		`|em\b.{0,300}\bescreveu\s*:` + // Portuguese
-		`|den\b.{0,300}\bskrev\b.{0,100}:` + // Swedish, Danish, Norwegian
-		`|w\s+dniu\b.{0,300}\bnapisał.{0,30}:` + // Polish
-		`|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}.{0,200}\b(wrote|schrieb|a écrit|escribió)\s*:` + // dates first
-		`)\s*$`)
+	// Verbs of "… wrote:" headers: English, German, French, Spanish, Portuguese, Italian, Dutch,
+	// Scandinavian, Finnish, Polish, Russian, Vietnamese, Czech, Turkish.
+	wroteVerb = `(wrote|sent|schrieb|a écrit|escribió|escreveu|ha scritto|schreef|het volgende geschreven|skrev|kirjoitti|napisał\(a\)|napisał|napisała|написал\(а\)|написал|написала|đã viết|napsal|yazdı)`
+	// A header that ends with the verb, with or without a colon.
+	endsWithVerb = regexp.MustCompile(`(?i)\b` + wroteVerb + `\s*:?\s*$`)
+	// A header line that names the verb anywhere: "tir. 18. apr. 2017 kl. 13:09 skrev Test <t@e.com".
+	hasVerb = regexp.MustCompile(`(?i)(^|\s)` + wroteVerb + `(\s|:|$)`)
+	hasDigit = regexp.MustCompile(`\d`)
+	hasEmail = regexp.MustCompile(`[^\s<>()"]+@[^\s<>()"]+`)
+	// "2011/4/7 Nathan <support@example.com>" (Gmail in some locales).
+	startsWithDate = regexp.MustCompile(`^\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b`)
 	// "---- John Smith wrote ----" (Android).
-	androidWrote = regexp.MustCompile(`(?i)^-{2,}\s*.{1,200}\s(wrote|schrieb|a écrit|escribió)\s*-{2,}\s*$`)
-	// Outlook's and others' separators.
-	originalMessage = regexp.MustCompile(`(?i)^\s*[-_*=]{2,}\s*(original message|ursprüngliche nachricht|message d'origine|mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado)\s*[-_*=]{2,}\s*$`)
-	underscores     = regexp.MustCompile(`^\s*_{20,}\s*$`)
-	// The first line of an Outlook header block: "From: …", "Von: …", "De : …", "De: …".
-	headerFrom = regexp.MustCompile(`(?i)^\s*\*?(from|von|de|da|van|från|od)\s*:\*?\s*\S`)
-	// The other lines of such a block.
-	headerField = regexp.MustCompile(`(?i)^\s*\*?(sent|date|to|cc|subject|gesendet|datum|an|betreff|envoyé|date|à|objet|enviado|fecha|para|asunto|inviato|oggetto|a|verzonden|aan|onderwerp|skickat|till|ämne)\s*:\*?`)
-	// Signatures: the "-- " delimiter (RFC 3676 4.3), and what mobile clients append.
-	sigDelimiter = regexp.MustCompile(`^--\s*$`)
-	mobileSig    = regexp.MustCompile(`(?i)^\s*(sent from my (iphone|ipad|blackberry|android|mobile device|samsung|galaxy|windows phone)\b.*` +
-		`|sent from (outlook|mail) for (ios|android|windows).*|get outlook for (ios|android).*` +
-		`|von meinem (iphone|ipad|smartphone|samsung).*gesendet.*|envoyé de mon (iphone|ipad|smartphone).*|enviado desde mi (iphone|ipad|smartphone).*` +
-		`|sent (with|via|using) .{1,40}$|sent from .{1,40}\bmobile\b.*)$`)
+	androidWrote = regexp.MustCompile(`(?i)^-{2,}.{1,200}\s` + wroteVerb + `\s*-{2,}\s*$`)
+	// Outlook's and other clients' separators before the quoted message.
+	originalMessage = regexp.MustCompile(`(?i)^\s*[-_*=]{2,}\s*(original message|ursprüngliche nachricht|originalnachricht|message d'origine|mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|oprindelig besked|opprinnelig melding|ursprungligt meddelande|alkuperäinen viesti|wiadomość oryginalna)\s*[-_*=]{2,}\s*$`)
+	// Forwarded messages are content, not history: nothing after the marker is cut.
+	forwarded = regexp.MustCompile(`(?i)^\s*[-_*=>]{2,}\s*(forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado|messaggio inoltrato|doorgestuurd bericht|videresendt meddelelse|vidarebefordrat meddelande|begin forwarded message)\s*:?\s*[-_*=]*\s*$|^\s*begin forwarded message:\s*$`)
+	separatorOnly = regexp.MustCompile(`^\s*[-_=*~]{3,}\s*$`)
+	// The first line of an Outlook-style header block and its other lines, in several languages.
+	headerStart = regexp.MustCompile(`(?i)^\s*\*?(from|date|sent|von|datum|gesendet|de|envoyé|message du|da|data|fecha|enviado|van|verzonden|fra|dato|sendt|från|skickat|od|lähettäjä|päivämäärä|от|отправлено)\s*:\*?\s*\S`)
+	headerField = regexp.MustCompile(`(?i)^\s*\*?(from|sent|date|to|cc|bcc|subject|reply-to|von|gesendet|datum|an|betreff|envoyé|à|a|objet|copie à|sujet|de|enviado|fecha|para|asunto|inviato|oggetto|da|verzonden|aan|onderwerp|van|fra|sendt|dato|til|emne|kopi|skickat|till|ämne|från|lähettäjä|vastaanottaja|aihe|od|do|temat|от|кому|тема|отправлено|message du)\s*:\*?`)
+	// "reply On Wed, Apr 4, 2012 at 3:59 PM, bob@example.com wrote:" on one line.
+	sharedLine = regexp.MustCompile(`(?i)^(.*?\S)\s*-*\s*(on\s.{5,250}\s` + wroteVerb + `\s*:)\s*$`)
+	// Signatures: the "-- " delimiter (RFC 3676 4.3) and mailing-list footers ("__").
+	sigDelimiter = regexp.MustCompile(`^(--|__+)\s*$`)
+	// What mobile clients append: "Sent from my iPhone", "Gesendet von Outlook für Android".
+	mobileSig = regexp.MustCompile(`(?i)^\s*(sent (from|with|via|using)|get outlook for|gesendet (von|mit|vom)|von meinem|envoyé (de|depuis|à partir de|avec)|enviado (desde|de|con)|inviato da|verzonden (met|vanaf|van)|skickat från|sendt fra)\s.{1,70}$`)
+	// Valedictions that start a signature block at the end of the new text.
+	valediction = regexp.MustCompile(`(?i)^\s*(regards|best regards|kind regards|warm regards|many thanks|thanks|thank you|cheers|best|sincerely|yours sincerely|mit freundlichen grüßen|viele grüße|beste grüße|liebe grüße|grüße|cordialement|bien cordialement|salutations|saludos|un saludo|atentamente|cordiali saluti|saluti|met vriendelijke groet|groeten|med venlig hilsen|vennlig hilsen|med vänliga hälsningar|ystävällisin terveisin)\s*[,.!]?\s*(\S.{0,40})?$`)
 )
 
 // SplitReply splits a plain-text reply. The new text ends at the first line that starts the
-// quoted history: an "On … wrote:" header (in several languages, possibly wrapped), an Outlook
-// separator or header block, an Android "---- X wrote ----" line, or a block of "> " lines.
-// Everything from there on, including answers written inline between quoted lines, is Quoted.
+// quoted history: an "… wrote:" header (in many languages, possibly wrapped over several lines),
+// an Outlook separator or header block, an Android "---- X wrote ----" line, a mobile client's
+// "Sent from …" line followed by more text, or a block of "> " lines. A reply that starts with
+// the quote (bottom-posting, inline answers) has the unquoted lines as its new text.
 func SplitReply(text string) Reply {
 	text = strings.ReplaceAll(strings.ReplaceAll(text, "\r\n", "\n"), "\r", "\n")
-	lines := strings.Split(text, "\n")
+	lines := splitSharedLine(strings.Split(text, "\n"))
 	cut := len(lines)
 	for i := 0; i < len(lines); i++ {
+		if forwarded.MatchString(lines[i]) {
+			break // a forward: what follows is the content
+		}
 		if quoteStart(lines, i) {
 			cut = i
 			break
 		}
 	}
-	newLines := lines[:cut]
-	quoted := strings.Join(lines[cut:], "\n")
-	body, sig := splitSignature(newLines)
-	return Reply{NewText: strings.TrimSpace(strings.Join(body, "\n")), Quoted: strings.TrimSpace(quoted), Signature: strings.TrimSpace(strings.Join(sig, "\n"))}
+	// Blank and separator-only lines just before the history belong to it.
+	for cut > 0 && cut < len(lines) && (strings.TrimSpace(lines[cut-1]) == "" || separatorOnly.MatchString(lines[cut-1])) {
+		cut--
+	}
+	before := lines[:cut]
+	quoted := strings.TrimSpace(strings.Join(lines[cut:], "\n"))
+	if strings.TrimSpace(strings.Join(before, "\n")) == "" && quoted != "" {
+		// The reply starts with the quote: the new text is what is not quoted.
+		var own []string
+		for _, l := range lines {
+			if !strings.HasPrefix(strings.TrimSpace(l), ">") && !quoteHeaderAt(lines, l) {
+				own = append(own, l)
+			}
+		}
+		before = own
+	}
+	body, sig := splitSignature(before)
+	return Reply{
+		NewText:   strings.TrimSpace(strings.Join(body, "\n")),
+		Signature: strings.TrimSpace(strings.Join(sig, "\n")),
+		Quoted:    quoted,
+		Body:      strings.TrimSpace(strings.Join(before, "\n")),
+	}
+}
+
+// quoteHeaderAt reports whether l is an "… wrote:" header line.
+func quoteHeaderAt(lines []string, l string) bool {
+	t := strings.TrimSpace(l)
+	return t != "" && (endsWithVerb.MatchString(t) && (hasEmail.MatchString(t) || hasDigit.MatchString(t)))
+}
+
+// splitSharedLine breaks "reply On … wrote:" into the reply and the header.
+func splitSharedLine(lines []string) []string {
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		if m := sharedLine.FindStringSubmatch(l); m != nil && !strings.HasPrefix(strings.TrimSpace(l), ">") &&
+			!strings.EqualFold(strings.TrimSpace(m[1]), "") && len(strings.Fields(m[1])) <= 12 && (hasEmail.MatchString(m[2]) || hasDigit.MatchString(m[2])) {
+			out = append(out, strings.TrimRight(strings.TrimRight(m[1], "-"), " "), m[2])
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 // quoteStart reports whether line i starts the quoted history.
@@ -74,52 +118,75 @@ func quoteStart(lines []string, i int) bool {
 		return false
 	}
 	if strings.HasPrefix(l, ">") {
-		// A quote block: this line and the next non-empty one are quoted, or it ends the text.
+		// A quote block: this line and the next non-empty one are quoted, or it ends the text,
+		// or the text starts with it (answers written below or between quoted lines).
+		if strings.TrimSpace(strings.Join(lines[:i], "")) == "" {
+			return true
+		}
 		for j := i + 1; j < len(lines); j++ {
-			n := strings.TrimSpace(lines[j])
-			if n == "" {
-				continue
+			if n := strings.TrimSpace(lines[j]); n != "" {
+				return strings.HasPrefix(n, ">")
 			}
-			return strings.HasPrefix(n, ">")
 		}
 		return true
 	}
 	if originalMessage.MatchString(l) || androidWrote.MatchString(l) {
 		return true
 	}
-	if underscores.MatchString(l) {
-		for j := i + 1; j < len(lines) && j <= i+3; j++ {
-			if headerFrom.MatchString(lines[j]) {
+	if mobileSig.MatchString(l) && !strings.Contains(l, ",") {
+		// "Sent from my phone" followed by more text: the rest is the history.
+		for j := i + 1; j < len(lines); j++ {
+			if strings.TrimSpace(lines[j]) != "" {
 				return true
 			}
 		}
+		return false
 	}
-	if headerFrom.MatchString(l) {
-		// An Outlook header block: From: followed by two more header fields.
+	if headerStart.MatchString(l) {
+		// An Outlook-style header block: From:/Date: and at least one more field right after.
 		n := 0
 		for j := i + 1; j < len(lines) && j <= i+6; j++ {
 			if headerField.MatchString(lines[j]) {
 				n++
 			}
 		}
-		if n >= 2 {
+		if n >= 1 && (n >= 2 || headerField.MatchString(lines[min(i+1, len(lines)-1)])) {
 			return true
 		}
 	}
-	// "On … wrote:" on this line, or wrapped over the next two.
-	window := l
-	for j := i; j < len(lines) && j < i+3; j++ {
-		if j > i {
-			window += " " + strings.TrimSpace(lines[j])
+	if startsWithDate.MatchString(l) && hasEmail.MatchString(l) && len(l) < 200 {
+		return true
+	}
+	if hasVerb.MatchString(l) && hasEmail.MatchString(l) && hasDigit.MatchString(l) && len(l) < 250 {
+		return true
+	}
+	// "… wrote:" on this line, or wrapped over the next few (blank lines and a split <address>
+	// included). Such a header starts with a date, a time or an address.
+	if !hasDigit.MatchString(l) && !strings.ContainsAny(l, "@<") {
+		return false
+	}
+	window := ""
+	for j, used := i, 0; j < len(lines) && used < 6; j++ {
+		t := strings.TrimSpace(lines[j])
+		if t == "" {
+			continue
 		}
-		if len(window) > 400 {
+		if len(t) > 250 || strings.HasSuffix(t, ".") || strings.HasSuffix(t, "!") || strings.HasSuffix(t, "?") {
+			break // a sentence, not part of a header
+		}
+		used++
+		if window != "" {
+			window += " "
+		}
+		window += t
+		if len(window) > 500 {
 			break
 		}
-		if onWrote.MatchString(window) {
-			// The header must end on a line of its own: "wrote:" at the end of line j.
-			if strings.HasSuffix(strings.TrimSpace(lines[j]), ":") {
-				return true
-			}
+		if endsWithVerb.MatchString(t) && (hasEmail.MatchString(window) || hasDigit.MatchString(window)) {
+			return true
+		}
+		if strings.HasSuffix(t, ":") && hasEmail.MatchString(window) && hasDigit.MatchString(window) {
+			return true
 		}
 	}
 	return false
@@ -127,18 +194,19 @@ func quoteStart(lines []string, i int) bool {
 
 // splitSignature separates a trailing signature from the new text.
 func splitSignature(lines []string) (body, sig []string) {
-	// Trailing empty lines belong to nothing.
 	end := len(lines)
 	for end > 0 && strings.TrimSpace(lines[end-1]) == "" {
 		end--
 	}
 	lines = lines[:end]
-	for i := len(lines) - 1; i >= 0; i-- {
+	for i := len(lines) - 1; i >= 0 && len(lines)-i <= 15; i-- {
 		l := lines[i]
-		if sigDelimiter.MatchString(l) && len(lines)-i <= 15 {
+		switch {
+		case sigDelimiter.MatchString(l):
 			return lines[:i], lines[i:]
-		}
-		if mobileSig.MatchString(l) && len(lines)-i <= 3 {
+		case mobileSig.MatchString(l) && !strings.Contains(l, ",") && len(lines)-i <= 2:
+			return lines[:i], lines[i:]
+		case valediction.MatchString(l) && len(lines)-i <= 5 && i > 0:
 			return lines[:i], lines[i:]
 		}
 	}

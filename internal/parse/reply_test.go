@@ -1,0 +1,42 @@
+package parse
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSplitReply(t *testing.T) {
+	cases := []struct {
+		name, in, newText, sig string
+		quotedHas              string
+	}{
+		{"gmail en", "Thanks, that fixed it.\n\nOn Tue, 3 Mar 2026 at 10:15, Help Desk <help@example.com> wrote:\n> Please restart the printer.\n", "Thanks, that fixed it.", "", "Please restart"},
+		{"gmail wrapped", "Works now.\n\nOn Tue, Mar 3, 2026 at 10:15 AM Help Desk <\nhelp@example.com> wrote:\n\n> Please restart.\n", "Works now.", "", "Please restart"},
+		{"apple mail de", "Danke, es geht wieder.\n\nAm 03.03.2026 um 10:15 schrieb Help Desk <help@example.com>:\n\n> Bitte neu starten.\n", "Danke, es geht wieder.", "", "Bitte"},
+		{"gmail fr", "Merci, c'est réparé.\n\nLe mar. 3 mars 2026 à 10:15, Help Desk <help@example.com> a écrit :\n> Redémarrez.\n", "Merci, c'est réparé.", "", "Redémarrez"},
+		{"gmail es", "Gracias, ya funciona.\n\nEl mar, 3 mar 2026 a las 10:15, Help Desk (<help@example.com>) escribió:\n> Reinicie.\n", "Gracias, ya funciona.", "", "Reinicie"},
+		{"outlook en", "It works.\n\nJohn\n\nFrom: Help Desk <help@example.com>\nSent: Tuesday, March 3, 2026 10:15 AM\nTo: John <john@example.net>\nSubject: RE: [#421] Printer\n\nPlease restart.\n", "It works.\n\nJohn", "", "Please restart"},
+		{"outlook de", "Geht wieder.\n\nVon: Help Desk <help@example.com>\nGesendet: Dienstag, 3. März 2026 10:15\nAn: John <john@example.net>\nBetreff: AW: Drucker\n\nBitte neu starten.\n", "Geht wieder.", "", "Bitte"},
+		{"outlook fr", "C'est bon.\n\nDe : Help Desk <help@example.com>\nEnvoyé : mardi 3 mars 2026 10:15\nÀ : John <john@example.net>\nObjet : RE: Imprimante\n", "C'est bon.", "", "Objet"},
+		{"outlook es", "Listo.\n\nDe: Help Desk <help@example.com>\nEnviado: martes, 3 de marzo de 2026 10:15\nPara: John <john@example.net>\nAsunto: RE: Impresora\n", "Listo.", "", "Asunto"},
+		{"outlook separator", "Done.\n\n-----Original Message-----\nFrom: Help Desk\nSent: today\n", "Done.", "", "Original Message"},
+		{"signature", "See attached.\n\n-- \nJohn Doe\nACME Corp\n", "See attached.", "-- \nJohn Doe\nACME Corp", ""},
+		{"mobile", "On my way.\n\nSent from my iPhone", "On my way.", "Sent from my iPhone", ""},
+		{"inline answers kept", "> Is it on?\nYes.\n> Plugged in?\nNo.\n", "Yes.\nNo.", "", "Plugged in?\nNo."},
+		{"forward is content", "FYI\n\n---------- Forwarded message ---------\nFrom: a@example.com\nDate: today\nSubject: x\nTo: b@example.com\n\nThe text.\n", "FYI\n\n---------- Forwarded message ---------\nFrom: a@example.com\nDate: today\nSubject: x\nTo: b@example.com\n\nThe text.", "", ""},
+		{"no quote", "Just a question.\n", "Just a question.", "", ""},
+	}
+	for _, c := range cases {
+		r := SplitReply(c.in)
+		if r.NewText != c.newText {
+			t.Errorf("%s: NewText = %q, want %q", c.name, r.NewText, c.newText)
+		}
+		if c.sig != "" && r.Signature != c.sig {
+			t.Errorf("%s: Signature = %q, want %q", c.name, r.Signature, c.sig)
+		}
+		if c.quotedHas != "" && !strings.Contains(r.Quoted, c.quotedHas) {
+			t.Errorf("%s: Quoted = %q lacks %q", c.name, r.Quoted, c.quotedHas)
+		}
+	}
+}
+
