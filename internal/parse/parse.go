@@ -107,10 +107,13 @@ func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.
 	h := mail.Header{Header: e.Header}
 	msg.Headers = headers(h, path, &msg.Problems)
 	msg.Envelope = envelope(h, path, &msg.Problems)
-	p.walk(e, msg, path, "", depth)
+	p.walk(e, msg, path, "", depth, false)
 	if msg.TextBody == "" && msg.HtmlBody != "" {
 		msg.TextBody = HTMLToText(msg.HtmlBody)
 		msg.TextFromHtml = true
+	}
+	if msg.HtmlBody != "" {
+		msg.HtmlBody = SanitizeHTML(msg.HtmlBody)
 	}
 	signals(h, msg, p.opts.TicketPattern)
 	if msg.TextBody != "" {
@@ -142,7 +145,7 @@ func joinPath(base string, i int) string {
 }
 
 // walk visits an entity; path is its IMAP part number ("" for the top level).
-func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path string, depth int) {
+func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path string, depth int, inAlternative bool) {
 	where := path
 	if base != "" && path != "" {
 		where = base + "/" + path
@@ -169,6 +172,8 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 		}
 	}
 	if mr := e.MultipartReader(); mr != nil {
+		mt, _, _ := e.Header.ContentType()
+		alt := mt == "multipart/alternative"
 		for i := 1; ; i++ {
 			part, err := mr.NextPart()
 			if errors.Is(err, io.EOF) {
@@ -181,7 +186,7 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 			if err != nil {
 				msg.Problems = append(msg.Problems, problem(joinPath(path, i), codeOf(err), err.Error()))
 			}
-			p.walk(part, msg, base, joinPath(path, i), depth+1)
+			p.walk(part, msg, base, joinPath(path, i), depth+1, alt)
 		}
 	}
 	if path == "" {
@@ -224,7 +229,7 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 	}
 	attachment := disp == "attachment" || (filename != "" && disp != "inline" && !strings.HasPrefix(ct, "text/"))
 	switch {
-	case ct == "text/plain" && !attachment && filename == "":
+	case ct == "text/plain" && !attachment && filename == "" && (!inAlternative || msg.TextBody == ""):
 		// Clients split one body around inline images (Apple Mail): later inline text parts
 		// continue it rather than become attachments.
 		msg.TextBody = joinBody(msg.TextBody, string(body))
@@ -254,6 +259,14 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 		a.Data = body
 	}
 	switch ct {
+	case "text/calendar":
+		m := strings.ToUpper(ctParams["method"])
+		if sm := calendarMethod.FindSubmatch(body); m == "" && sm != nil {
+			m = string(sm[1])
+		}
+		if msg.Signals.CalendarMethod == "" {
+			msg.Signals.CalendarMethod = m
+		}
 	case "message/rfc822", "message/global":
 		a.Message = p.message(body, where, depth+1)
 	case "message/delivery-status", "message/global-delivery-status":
@@ -327,16 +340,31 @@ func envelope(h mail.Header, part string, problems *[]*mailintakev1.ParseProblem
 	return env
 }
 
+// outOfOffice matches the subjects of out-of-office replies in common languages.
+var outOfOffice = regexp.MustCompile(`(?i)^\s*(auto(matic)?\s*(reply|response|antwort|réponse|respuesta)\b|out of (the )?office|abwesenheit|absence|abwesend|réponse automatique|respuesta automática|fuori sede|afwezig|automatisch antwoord|frånvaro|fravær|poza biurem|ausente|i am (currently )?(out|away))`)
+
 // signals reads the service-desk signals from the header.
 func signals(h mail.Header, msg *mailintakev1.Message, ticket *regexp.Regexp) {
 	s := msg.Signals
 	auto := strings.ToLower(strings.TrimSpace(h.Get("Auto-Submitted")))
 	prec := strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
+	suppress := strings.ToLower(h.Get("X-Auto-Response-Suppress"))
+	subject := ""
+	if msg.Envelope != nil {
+		subject = msg.Envelope.Subject
+	}
 	switch {
-	case h.Has("X-Autoreply"), h.Has("X-Autorespond"), auto == "auto-replied", prec == "auto_reply":
+	case outOfOffice.MatchString(subject), h.Has("X-Autoreply") && outOfOffice.MatchString(subject):
+		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_OUT_OF_OFFICE
+	case h.Has("X-Autoreply"), h.Has("X-Autorespond"), h.Has("X-Auto-Reply"), auto == "auto-replied", prec == "auto_reply",
+		strings.Contains(suppress, "all") || strings.Contains(suppress, "oof") && strings.Contains(suppress, "autoreply"):
+		// RFC 3834 and the vendor headers of Exchange, cPanel and others.
 		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_AUTO_GENERATED
 	case auto != "" && auto != "no":
 		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_AUTO_GENERATED
+	}
+	if ct := strings.ToLower(h.Get("Content-Type")); strings.HasPrefix(ct, "multipart/report") && strings.Contains(ct, "delivery-status") {
+		s.Bounce = true
 	}
 	s.MailingList = h.Has("List-Id") || h.Has("List-Unsubscribe") || h.Has("List-Post")
 	s.Bulk = prec == "bulk" || prec == "list" || prec == "junk"

@@ -64,7 +64,7 @@ JVBERi0xLjQK
 	if strings.TrimSpace(m.TextBody) != "Der Drucker im Büro ist kaputt." {
 		t.Errorf("TextBody = %q", m.TextBody)
 	}
-	if !strings.Contains(m.HtmlBody, "B&uuml;ro") || m.TextFromHtml {
+	if !strings.Contains(m.HtmlBody, "Büro") || m.TextFromHtml {
 		t.Errorf("HtmlBody = %q, from html %v", m.HtmlBody, m.TextFromHtml)
 	}
 	if len(m.Attachments) != 1 {
@@ -159,5 +159,45 @@ func TestLimits(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no limit problem reported: %v", m.Problems)
+	}
+}
+
+func TestSanitizedHTMLAndSignals(t *testing.T) {
+	raw := crlf(`From: a@example.com
+Subject: Out of Office: Re: printer
+Auto-Submitted: auto-replied
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/html
+
+<p onclick="steal()">Hi<script>alert(1)</script><img src="https://tracker.example/p.gif"><img src="cid:logo@x"><a href="javascript:alert(1)">x</a></p>
+--b
+Content-Type: text/calendar; charset=utf-8
+
+BEGIN:VCALENDAR
+METHOD:REQUEST
+END:VCALENDAR
+--b--
+`)
+	m := Parse(raw, Options{})
+	for _, bad := range []string{"onclick", "<script", "tracker.example", "javascript:"} {
+		if strings.Contains(m.HtmlBody, bad) {
+			t.Errorf("sanitised HTML keeps %q: %s", bad, m.HtmlBody)
+		}
+	}
+	if !strings.Contains(m.HtmlBody, `src="cid:logo@x"`) {
+		t.Errorf("inline cid: image dropped: %s", m.HtmlBody)
+	}
+	if m.Signals.CalendarMethod != "REQUEST" || m.Signals.AutoReply != 1 {
+		t.Errorf("signals = %v", m.Signals)
+	}
+	dsn := Parse(crlf("From: MAILER-DAEMON@example.com\nContent-Type: multipart/report; report-type=delivery-status; boundary=r\n\n--r\nContent-Type: text/plain\n\nDelivery failed.\n--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.com\n\nFinal-Recipient: rfc822; gone@example.net\nAction: failed\nStatus: 5.1.1 (user unknown)\nDiagnostic-Code: smtp; 550 5.1.1 no such user\n--r--\n"), Options{})
+	if !dsn.Signals.Bounce || len(dsn.Signals.BounceRecipients) != 1 {
+		t.Fatalf("bounce = %v", dsn.Signals)
+	}
+	r := dsn.Signals.BounceRecipients[0]
+	if r.Address != "gone@example.net" || r.Action != "failed" || r.Status != "5.1.1" || !strings.Contains(r.Diagnostic, "550") {
+		t.Errorf("bounce recipient = %v", r)
 	}
 }
