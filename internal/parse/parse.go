@@ -116,6 +116,9 @@ func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.
 		msg.HtmlBody = SanitizeHTML(msg.HtmlBody)
 	}
 	signals(h, msg, p.opts.TicketPattern)
+	if fixUTF8(msg.ProtoReflect()) {
+		msg.Problems = append(msg.Problems, problem(path, "charset", "text without a declared charset (or not in it) was read as Windows-1252"))
+	}
 	if msg.TextBody != "" {
 		r := SplitReply(msg.TextBody)
 		msg.Reply = &mailintakev1.Reply{NewText: r.NewText, QuotedText: r.Quoted, Signature: r.Signature}
@@ -187,6 +190,9 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 				msg.Problems = append(msg.Problems, problem(joinPath(path, i), codeOf(err), err.Error()))
 			}
 			p.walk(part, msg, base, joinPath(path, i), depth+1, alt)
+			if p.parts > p.opts.MaxParts || p.decoded >= p.opts.MaxDecodedBytes {
+				return // limits reached: stop reading parts (a broken multipart may never end)
+			}
 		}
 	}
 	if path == "" {

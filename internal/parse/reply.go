@@ -23,7 +23,7 @@ var (
 	// A header that ends with the verb, with or without a colon.
 	endsWithVerb = regexp.MustCompile(`(?i)\b` + wroteVerb + `\s*:?\s*$`)
 	// A header line that names the verb anywhere: "tir. 18. apr. 2017 kl. 13:09 skrev Test <t@e.com".
-	hasVerb = regexp.MustCompile(`(?i)(^|\s)` + wroteVerb + `(\s|:|$)`)
+	hasVerb  = regexp.MustCompile(`(?i)(^|\s)` + wroteVerb + `(\s|:|$)`)
 	hasDigit = regexp.MustCompile(`\d`)
 	hasEmail = regexp.MustCompile(`[^\s<>()"]+@[^\s<>()"]+`)
 	// "2011/4/7 Nathan <support@example.com>" (Gmail in some locales).
@@ -33,7 +33,7 @@ var (
 	// Outlook's and other clients' separators before the quoted message.
 	originalMessage = regexp.MustCompile(`(?i)^\s*[-_*=]{2,}\s*(original message|ursprüngliche nachricht|originalnachricht|message d'origine|mensaje original|messaggio originale|oorspronkelijk bericht|mensagem original|oprindelig besked|opprinnelig melding|ursprungligt meddelande|alkuperäinen viesti|wiadomość oryginalna)\s*[-_*=]{2,}\s*$`)
 	// Forwarded messages are content, not history: nothing after the marker is cut.
-	forwarded = regexp.MustCompile(`(?i)^\s*[-_*=>]{2,}\s*(forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado|messaggio inoltrato|doorgestuurd bericht|videresendt meddelelse|vidarebefordrat meddelande|begin forwarded message)\s*:?\s*[-_*=]*\s*$|^\s*begin forwarded message:\s*$`)
+	forwarded     = regexp.MustCompile(`(?i)^\s*[-_*=>]{2,}\s*(forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado|messaggio inoltrato|doorgestuurd bericht|videresendt meddelelse|vidarebefordrat meddelande|begin forwarded message)\s*:?\s*[-_*=]*\s*$|^\s*begin forwarded message:\s*$`)
 	separatorOnly = regexp.MustCompile(`^\s*[-_=*~]{3,}\s*$`)
 	// The first line of an Outlook-style header block and its other lines, in several languages.
 	headerStart = regexp.MustCompile(`(?i)^\s*\*?(from|date|sent|von|datum|gesendet|de|envoyé|message du|da|data|fecha|enviado|van|verzonden|fra|dato|sendt|från|skickat|od|lähettäjä|päivämäärä|от|отправлено)\s*:\*?\s*\S`)
@@ -120,7 +120,7 @@ func quoteStart(lines []string, i int) bool {
 	if strings.HasPrefix(l, ">") {
 		// A quote block: this line and the next non-empty one are quoted, or it ends the text,
 		// or the text starts with it (answers written below or between quoted lines).
-		if strings.TrimSpace(strings.Join(lines[:i], "")) == "" {
+		if firstNonBlank(lines) == i {
 			return true
 		}
 		for j := i + 1; j < len(lines); j++ {
@@ -211,4 +211,14 @@ func splitSignature(lines []string) (body, sig []string) {
 		}
 	}
 	return lines, nil
+}
+
+// firstNonBlank returns the index of the first line with text, or -1.
+func firstNonBlank(lines []string) int {
+	for i, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			return i
+		}
+	}
+	return -1
 }

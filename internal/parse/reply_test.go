@@ -39,4 +39,3 @@ func TestSplitReply(t *testing.T) {
 		}
 	}
 }
-
