@@ -42,6 +42,14 @@ dev-idp: ## Serve the fake Microsoft identity platform on 127.0.0.1:7470 for try
 test-interop: ## Run the interop suite against a private Dovecot (needs dovecot-imapd installed).
 	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
 
+.PHONY: bench
+bench: ## Go benchmarks (the parser against go-message's bare walk); not part of make test.
+	$(GO) test -run XXX -bench . -benchmem ./internal/parse/
+
+.PHONY: fuzz
+fuzz: ## Run each parser fuzz target for FUZZTIME (default 10m).
+	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
+
 .PHONY: corpus-check
 corpus-check: ## Run the parser over a real-world corpus: make corpus-check CORPUS=../shared/corpus [V=1].
 	$(GO) run ./internal/tools/corpuscheck -corpus $(CORPUS) $(if $(V),-v)

@@ -1,0 +1,87 @@
+package parse
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/emersion/go-message"
+)
+
+// benchCorpus generates attachment-heavy service-desk mail: text and HTML bodies and 1–3
+// base64 attachments of 50 KB–500 KB each, seeded so runs compare.
+func benchCorpus() ([][]byte, int64) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var out [][]byte
+	var total int64
+	for i := range 40 {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "From: Customer %d <c%d@example.net>\r\nTo: help@desk.example\r\nSubject: Ticket %d\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n", i, i, i)
+		b.WriteString("--B\r\nContent-Type: multipart/alternative; boundary=A\r\n\r\n--A\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello, the printer is broken again.\r\n\r\nOn Mon, 2 Mar 2026 at 10:00, Help <help@desk.example> wrote:\r\n> restart it\r\n--A\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Hello, the printer is <b>broken</b> again.</p>\r\n--A--\r\n")
+		for a := range 1 + r.IntN(3) {
+			data := make([]byte, 50_000+r.IntN(450_000))
+			for j := range data {
+				data[j] = byte(r.IntN(256))
+			}
+			fmt.Fprintf(&b, "--B\r\nContent-Type: application/octet-stream; name=\"file%d.bin\"\r\nContent-Disposition: attachment; filename=\"file%d.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n", a, a)
+			enc := base64.StdEncoding.EncodeToString(data)
+			for len(enc) > 76 {
+				b.WriteString(enc[:76] + "\r\n")
+				enc = enc[76:]
+			}
+			b.WriteString(enc + "\r\n")
+		}
+		b.WriteString("--B--\r\n")
+		out = append(out, b.Bytes())
+		total += int64(b.Len())
+	}
+	return out, total
+}
+
+// BenchmarkParse parses the corpus (the whole parser: decoding, bodies, attachments with their
+// SHA-256, signals, reply split, sanitising, UTF-8 checks).
+func BenchmarkParse(b *testing.B) {
+	corpus, total := benchCorpus()
+	b.SetBytes(total)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for _, raw := range corpus {
+			Parse(raw, Options{})
+		}
+	}
+}
+
+// BenchmarkGoMessageWalk is the floor: go-message reading every part's decoded bytes and
+// discarding them.
+func BenchmarkGoMessageWalk(b *testing.B) {
+	corpus, total := benchCorpus()
+	b.SetBytes(total)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		for _, raw := range corpus {
+			e, err := message.Read(bytes.NewReader(raw))
+			if err != nil {
+				b.Fatal(err)
+			}
+			walkDiscard(e)
+		}
+	}
+}
+
+func walkDiscard(e *message.Entity) {
+	if mr := e.MultipartReader(); mr != nil {
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				return
+			}
+			walkDiscard(p)
+		}
+	}
+	io.Copy(io.Discard, e.Body)
+}
