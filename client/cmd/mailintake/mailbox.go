@@ -566,23 +566,13 @@ func (a *app) mailboxDryRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	req := &mailintakev1.PreviewFirstSyncRequest{}
-	switch len(pos) {
-	case 1:
-		req.Target = &mailintakev1.PreviewFirstSyncRequest_Id{Id: pos[0]}
-	case 0:
-		mb, _, err := d.build(fs, a, true)
-		if err != nil {
-			return err
-		}
-		if !d.passwordStdin && !d.secretStdin {
-			if err := a.promptSecrets(ctx, mb); err != nil {
-				return err
-			}
-		}
+	id, mb, err := a.idOrDefinition(ctx, "dry-run", fs, &d, pos)
+	if err != nil {
+		return err
+	}
+	req := &mailintakev1.PreviewFirstSyncRequest{Target: &mailintakev1.PreviewFirstSyncRequest_Id{Id: id}}
+	if mb != nil {
 		req.Target = &mailintakev1.PreviewFirstSyncRequest_Mailbox{Mailbox: mb}
-	default:
-		return usagef("mailbox dry-run takes one mailbox ID, or the mailbox add flags")
 	}
 	cl, err := a.connect()
 	if err != nil {
@@ -615,23 +605,13 @@ func (a *app) mailboxTest(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	req := &mailintakev1.TestConnectionRequest{}
-	switch {
-	case len(pos) == 1:
-		req.Target = &mailintakev1.TestConnectionRequest_Id{Id: pos[0]}
-	case len(pos) == 0:
-		mb, _, err := d.build(fs, a, true)
-		if err != nil {
-			return err
-		}
-		if !d.passwordStdin && !d.secretStdin {
-			if err := a.promptSecrets(ctx, mb); err != nil {
-				return err
-			}
-		}
+	id, mb, err := a.idOrDefinition(ctx, "test", fs, &d, pos)
+	if err != nil {
+		return err
+	}
+	req := &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: id}}
+	if mb != nil {
 		req.Target = &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: mb}
-	default:
-		return usagef("mailbox test takes one mailbox ID, or the mailbox add flags")
 	}
 	cl, err := a.connect()
 	if err != nil {
@@ -781,4 +761,25 @@ func (a *app) printMailbox(mb *mailintakev1.Mailbox) error {
 		line("created", mb.GetCreateTime().AsTime().Format("2006-01-02 15:04:05 MST"))
 	}
 	return w.Flush()
+}
+
+// idOrDefinition reads the target of test and dry-run: a saved mailbox's id, or an unsaved
+// definition from the add flags (with its secrets).
+func (a *app) idOrDefinition(ctx context.Context, cmd string, fs *flag.FlagSet, d *defFlags, pos []string) (string, *mailintakev1.Mailbox, error) {
+	switch len(pos) {
+	case 1:
+		return pos[0], nil, nil
+	case 0:
+		mb, _, err := d.build(fs, a, true)
+		if err != nil {
+			return "", nil, err
+		}
+		if !d.passwordStdin && !d.secretStdin {
+			if err := a.promptSecrets(ctx, mb); err != nil {
+				return "", nil, err
+			}
+		}
+		return "", mb, nil
+	}
+	return "", nil, usagef("mailbox %s takes one mailbox ID, or the mailbox add flags", cmd)
 }
