@@ -39,7 +39,7 @@ var (
 	headerStart = regexp.MustCompile(`(?i)^\s*\*?(from|date|sent|von|datum|gesendet|de|envoyé|message du|da|data|fecha|enviado|van|verzonden|fra|dato|sendt|från|skickat|od|lähettäjä|päivämäärä|от|отправлено)\s*:\*?\s*\S`)
 	headerField = regexp.MustCompile(`(?i)^\s*\*?(from|sent|date|to|cc|bcc|subject|reply-to|von|gesendet|datum|an|betreff|envoyé|à|a|objet|copie à|sujet|de|enviado|fecha|para|asunto|inviato|oggetto|da|verzonden|aan|onderwerp|van|fra|sendt|dato|til|emne|kopi|skickat|till|ämne|från|lähettäjä|vastaanottaja|aihe|od|do|temat|от|кому|тема|отправлено|message du)\s*:\*?`)
 	// "reply On Wed, Apr 4, 2012 at 3:59 PM, bob@example.com wrote:" on one line.
-	sharedLine = regexp.MustCompile(`(?i)^(.*?\S)\s*-*\s*(on\s.{5,250}\s` + wroteVerb + `\s*:)\s*$`)
+	sharedLine = regexp.MustCompile(`(?i)^(.*?\S)(?:\s+|\s*-{2,}\s*)(on\s.{5,250}\s` + wroteVerb + `\s*:)\s*$`)
 	// Signatures: the "-- " delimiter (RFC 3676 4.3) and mailing-list footers ("__").
 	sigDelimiter = regexp.MustCompile(`^(--|__+)\s*$`)
 	// What mobile clients append: "Sent from my iPhone", "Gesendet von Outlook für Android".
@@ -103,7 +103,7 @@ func splitSharedLine(lines []string) []string {
 	for _, l := range lines {
 		if m := sharedLine.FindStringSubmatch(l); m != nil && !strings.HasPrefix(strings.TrimSpace(l), ">") &&
 			!strings.EqualFold(strings.TrimSpace(m[1]), "") && len(strings.Fields(m[1])) <= 12 && (hasEmail.MatchString(m[2]) || hasDigit.MatchString(m[2])) {
-			out = append(out, strings.TrimRight(strings.TrimRight(m[1], "-"), " "), m[2])
+			out = append(out, m[1], m[2])
 			continue
 		}
 		out = append(out, l)
