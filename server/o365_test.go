@@ -2,12 +2,16 @@ package server
 
 import (
 	"fmt"
+	"io/fs"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/mailintake/mailintake/internal/fakes/idp"
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
@@ -133,6 +137,41 @@ func TestO365ROPCRefreshAndFallback(t *testing.T) {
 	if n := w.idp.Count("password"); n != 2 {
 		t.Errorf("password grants after revocation = %d, want 2", n)
 	}
+	// No access token, refresh token or password appears in the logs (every level), in any
+	// response, or in plain text in the data directory.
+	secrets := append(w.idp.Issued(), o365Password)
+	if len(secrets) < 4 {
+		t.Fatalf("only %d tokens issued", len(secrets))
+	}
+	logs := e.logs.String()
+	e.mu.Lock()
+	var responses strings.Builder
+	for _, m := range e.seen {
+		b, _ := protojson.Marshal(m)
+		responses.Write(b)
+	}
+	e.mu.Unlock()
+	files := dirContents(t, e.dir)
+	for _, sec := range secrets {
+		for where, text := range map[string]string{"logs": logs, "responses": responses.String(), "data directory": files} {
+			if strings.Contains(text, sec) {
+				t.Errorf("a secret (%.12s…) appears in the %s", sec, where)
+			}
+		}
+	}
+}
+
+// dirContents concatenates every file under dir.
+func dirContents(t *testing.T, dir string) string {
+	var b strings.Builder
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			data, _ := os.ReadFile(path)
+			b.Write(data)
+		}
+		return nil
+	})
+	return b.String()
 }
 
 func TestO365ClientCredentials(t *testing.T) {

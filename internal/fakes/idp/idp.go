@@ -465,3 +465,18 @@ func (p *IdP) introspect(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(resp)
 }
+
+// Issued returns every access and refresh token issued so far (tests scan logs and files for
+// them).
+func (p *IdP) Issued() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for t := range p.access {
+		out = append(out, t)
+	}
+	for t := range p.refreshes {
+		out = append(out, t)
+	}
+	return out
+}
