@@ -493,7 +493,7 @@ func (a *app) mailboxStatus(ctx context.Context, args []string) error {
 		return t.Format("2006-01-02 15:04:05") + " (" + humanSince(t) + ")"
 	}
 	line("state", strings.ToLower(strings.TrimPrefix(st.GetState().String(), "MAILBOX_STATE_")))
-	line("", st.GetMessage())
+	line("detail", st.GetMessage())
 	line("since", when(st.GetStateTime(), st.GetStateTime() != nil))
 	line("last sync", when(st.GetLastSyncTime(), st.GetLastSyncTime() != nil))
 	if af := st.GetAuthFailure(); af != nil {
