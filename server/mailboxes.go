@@ -36,14 +36,6 @@ func present(mb *store.Mailbox) *mailintakev1.Mailbox {
 	return out
 }
 
-func revealAll(m map[string]secrets.Secret) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v.Reveal()
-	}
-	return out
-}
-
 func sealAll(m map[string]string) map[string]secrets.Secret {
 	out := make(map[string]secrets.Secret, len(m))
 	for k, v := range m {
@@ -203,7 +195,7 @@ func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.Up
 		return nil, err
 	}
 	next := proto.CloneOf(cur.Spec)
-	sec := revealAll(cur.Secrets)
+	sec := cur.RevealedSecrets()
 	for _, p := range paths {
 		updatable[p](next, in)
 	}
@@ -257,7 +249,7 @@ func (m *mailboxService) target(ctx context.Context, id string, def *mailintakev
 		if err != nil {
 			return nil, nil, err
 		}
-		return mb.Spec, revealAll(mb.Secrets), nil
+		return mb.Spec, mb.RevealedSecrets(), nil
 	}
 	if def == nil {
 		return nil, nil, violations{{Field: "target", Description: "give a mailbox id or a mailbox definition"}}.err()

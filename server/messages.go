@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailintake/mailintake/internal/delivery"
+	"github.com/mailintake/mailintake/internal/imapconn"
 	"github.com/mailintake/mailintake/internal/parse"
 	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/store"
@@ -140,17 +141,19 @@ func (c *chunker) flush() error {
 	return err
 }
 
+// fetchError maps a failure to fetch a message from the mail server: a message that is gone
+// (expunged, or its folder recreated) is NotFound; anything else is a connection problem.
 func fetchError(err error) error {
-	switch {
-	case errors.Is(err, session.ErrStaleMessage):
-		return status.Error(codes.NotFound, err.Error())
-	case err != nil && errors.Is(err, errNotFoundPart):
+	if errors.Is(err, session.ErrStaleMessage) || errors.Is(err, imapconn.ErrGone) {
 		return status.Error(codes.NotFound, err.Error())
 	}
 	return connectionFailed(err)
 }
 
-var errNotFoundPart = parse.ErrNoSuchPart
+// pipeClosed reports whether a fetch ended only because its reader stopped reading.
+func pipeClosed(err error) bool {
+	return err == nil || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, context.Canceled)
+}
 
 func (m *messageService) GetRawMessage(req *mailintakev1.GetRawMessageRequest, stream mailintakev1.MessageService_GetRawMessageServer) error {
 	ctx := stream.Context()
@@ -187,11 +190,18 @@ func (m *messageService) GetAttachment(req *mailintakev1.GetAttachmentRequest, s
 		pw.CloseWithError(err)
 		fetched <- err
 	}()
+	// stop ends the fetch and returns its error, if it failed on its own.
+	stop := func() error {
+		pr.Close()
+		cancel()
+		if ferr := <-fetched; !pipeClosed(ferr) {
+			return ferr
+		}
+		return nil
+	}
 	att, body, err := parse.OpenPart(pr, req.GetAttachmentId())
 	if err != nil {
-		pr.CloseWithError(err)
-		cancel()
-		if ferr := <-fetched; ferr != nil && !errors.Is(ferr, io.ErrClosedPipe) && !errors.Is(ferr, context.Canceled) && !errors.Is(ferr, parse.ErrNoSuchPart) {
+		if ferr := stop(); ferr != nil {
 			return fetchError(ferr)
 		}
 		if errors.Is(err, parse.ErrNoSuchPart) {
@@ -207,7 +217,11 @@ func (m *messageService) GetAttachment(req *mailintakev1.GetAttachmentRequest, s
 		}
 		return stream.Send(resp)
 	}}
-	if _, err := io.Copy(c, body); err != nil {
+	_, err = io.Copy(c, body)
+	if ferr := stop(); ferr != nil {
+		return fetchError(ferr)
+	}
+	if err != nil {
 		return fetchError(err)
 	}
 	if err := c.flush(); err != nil {
@@ -216,7 +230,6 @@ func (m *messageService) GetAttachment(req *mailintakev1.GetAttachmentRequest, s
 	if first {
 		return stream.Send(&mailintakev1.GetAttachmentResponse{Attachment: att})
 	}
-	pr.Close()
 	return nil
 }
 

@@ -112,6 +112,16 @@ func TestStreamAckRawAndAttachmentOverGRPC(t *testing.T) {
 		_, err = r2.Recv()
 	}
 	wantCode(t, "raw message of another tenant", err, codes.NotFound)
+	gone, err := e.msgs.GetRawMessage(as(acme), &mailintakev1.GetRawMessageRequest{MessageId: fmt.Sprintf("%s:%d:999", mb.GetId(), m.GetUidValidity())})
+	if err == nil {
+		_, err = gone.Recv()
+	}
+	wantCode(t, "raw message no longer on the server", err, codes.NotFound)
+	gone2, err := e.msgs.GetAttachment(as(acme), &mailintakev1.GetAttachmentRequest{MessageId: fmt.Sprintf("%s:%d:999", mb.GetId(), m.GetUidValidity()), AttachmentId: "2"})
+	if err == nil {
+		_, err = gone2.Recv()
+	}
+	wantCode(t, "attachment of a message no longer on the server", err, codes.NotFound)
 
 	// Acks: another tenant's ack is unknown and changes nothing; the owner's counts.
 	ids := []string{got[0].GetId(), got[1].GetId(), got[2].GetId()}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/plugins/authplugin"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -154,7 +155,7 @@ func (s *Server) validateMailbox(ctx context.Context, prefix string, mb *mailint
 // validateProvider lets the provider check its fields and maps its violations onto request
 // field paths. It returns an error only when the provider could not be asked.
 func (s *Server) validateProvider(ctx context.Context, prefix string, mb *mailintakev1.Mailbox, secrets map[string]string, v *violations) error {
-	err := s.plugins.Validate(ctx, mb.AuthProvider, account(mb, secrets))
+	err := s.plugins.Validate(ctx, mb.AuthProvider, session.Account(mb, secrets))
 	var verr *authplugin.ValidationError
 	switch {
 	case err == nil:
@@ -190,18 +191,6 @@ func isSecretField(name string, secrets, config map[string]string) bool {
 		return false
 	}
 	return strings.Contains(name, "password") || strings.Contains(name, "secret")
-}
-
-// account is what the provider sees of a mailbox.
-func account(mb *mailintakev1.Mailbox, secrets map[string]string) authplugin.Account {
-	proto := "imap"
-	if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 {
-		proto = "pop3"
-	}
-	return authplugin.Account{
-		MailboxID: mb.Id, Protocol: proto, Host: mb.Host, Port: int(mb.Port),
-		Username: mb.Username, Config: mb.AuthConfig, Secrets: secrets,
-	}
 }
 
 func checkPEM(text string) error {

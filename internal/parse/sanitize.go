@@ -2,7 +2,6 @@ package parse
 
 import (
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/microcosm-cc/bluemonday"
@@ -32,5 +31,3 @@ var htmlPolicy = func() *bluemonday.Policy {
 func SanitizeHTML(html string) string {
 	return htmlPolicy.Sanitize(html)
 }
-
-var calendarMethod = regexp.MustCompile(`(?im)^METHOD:\s*([A-Z-]+)\s*$`)

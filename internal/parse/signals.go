@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"net/textproto"
+	"regexp"
 	"strings"
 
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
+
+// calendarMethod finds the iTIP method in a text/calendar body (RFC 5546).
+var calendarMethod = regexp.MustCompile(`(?im)^METHOD:\s*([A-Z-]+)\s*$`)
 
 // deliveryStatus reads the per-recipient fields of a message/delivery-status part (RFC 3464
 // section 2.3): blocks of header fields separated by blank lines, the first one per message.

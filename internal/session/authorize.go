@@ -43,7 +43,7 @@ func (a *authorization) finish(state mailintakev1.AuthorizationState, failure *m
 // the provider in the background, at the interval the identity platform asks for; when the user
 // has signed in, the provider's new state is stored and the mailbox's session starts over.
 func (s *Supervisor) BeginAuthorization(ctx context.Context, mb *store.Mailbox) (*mailintakev1.Authorization, error) {
-	acct := Account(mb.Spec, revealAll(mb))
+	acct := Account(mb.Spec, mb.RevealedSecrets())
 	res, err := s.plugins.BeginAuthorization(ctx, mb.Spec.GetAuthProvider(), acct)
 	if err != nil {
 		return nil, err

@@ -98,7 +98,7 @@ var ErrStaleMessage = errors.New("the folder was recreated since this message wa
 // StreamRaw writes a message's raw bytes to w, fetched on a connection of its own so the
 // mailbox's session is not disturbed.
 func (s *Supervisor) StreamRaw(ctx context.Context, mb *store.Mailbox, key delivery.Key, w io.Writer) (int64, error) {
-	conn, sel, _, err := s.connect(ctx, mb.Spec, revealAll(mb), false, nil)
+	conn, sel, _, err := s.connect(ctx, mb.Spec, mb.RevealedSecrets(), false, nil)
 	if err != nil {
 		return 0, err
 	}

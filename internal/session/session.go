@@ -180,7 +180,7 @@ func authFailure(err error) *mailintakev1.AuthFailure {
 // serve runs one connection: connect, catch up, deliver, idle, until an error or ctx ends.
 func (s *session) serve(ctx context.Context, force bool) error {
 	s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, "connecting to "+s.mb.Spec.GetHost())
-	conn, sel, expiry, err := s.sup.connect(ctx, s.mb.Spec, revealAll(s.mb), force, nil)
+	conn, sel, expiry, err := s.sup.connect(ctx, s.mb.Spec, s.mb.RevealedSecrets(), force, nil)
 	if err != nil {
 		if imapconn.IsAuthError(err) && !force {
 			// The cached credential may be stale (a rotated password, an expired token): try

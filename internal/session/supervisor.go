@@ -213,14 +213,6 @@ func Account(mb *mailintakev1.Mailbox, secrets map[string]string) authplugin.Acc
 		Username: mb.GetUsername(), Config: mb.GetAuthConfig(), Secrets: secrets}
 }
 
-func revealAll(mb *store.Mailbox) map[string]string {
-	out := make(map[string]string, len(mb.Secrets))
-	for k, v := range mb.Secrets {
-		out[k] = v.Reveal()
-	}
-	return out
-}
-
 // connect dials, authenticates and selects the folder of a mailbox, reporting each step.
 func (s *Supervisor) connect(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string, force bool, report func(imapconn.Step, *authplugin.Error)) (*imapconn.Conn, imapconn.Selected, time.Time, error) {
 	if report == nil {

@@ -80,3 +80,12 @@ type Store interface {
 	// Close releases the store.
 	Close() error
 }
+
+// RevealedSecrets returns the mailbox's secrets as plain strings, for the provider.
+func (m *Mailbox) RevealedSecrets() map[string]string {
+	out := make(map[string]string, len(m.Secrets))
+	for k, v := range m.Secrets {
+		out[k] = v.Reveal()
+	}
+	return out
+}
