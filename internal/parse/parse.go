@@ -247,6 +247,9 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 		msg.HtmlBody = string(body)
 		return
 	}
+	if isTNEF(ct, filename, body) && p.unpackTNEF(msg, path, where, body) {
+		return // the winmail.dat's files and body replace it; GetAttachment still serves it by id
+	}
 	a := &mailintakev1.Attachment{
 		Id: path, Filename: filename, ContentType: ct, Size: uint64(len(body)),
 		ContentId: strings.Trim(e.Header.Get("Content-Id"), "<> "),
@@ -396,11 +399,22 @@ var ErrNoSuchPart = errors.New("the message has no such part")
 // OpenPart finds the part with an attachment id (Attachment.id) in a raw message read from r,
 // streaming: it returns the part's description and a reader of its decoded bytes, which must be
 // read before r is used again. Parts inside forwarded messages are not addressed (they travel in
-// Attachment.message).
+// Attachment.message); files unpacked from a winmail.dat ("PART:N") are.
 func OpenPart(r io.Reader, id string) (*mailintakev1.Attachment, io.Reader, error) {
 	e, err := message.Read(r)
 	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 		return nil, nil, err
+	}
+	if partID, n, ok := strings.Cut(id, ":"); ok {
+		i, err := strconv.Atoi(n)
+		if err != nil {
+			return nil, nil, ErrNoSuchPart
+		}
+		_, body, err := findPart(e, "", partID, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		return openTNEFPart(body, id, i)
 	}
 	return findPart(e, "", id, 0)
 }

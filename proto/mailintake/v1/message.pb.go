@@ -431,7 +431,8 @@ func (x *Envelope) GetBcc() []*Address {
 // Attachment is a non-body part of the message.
 type Attachment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The part's position in the MIME tree, e.g. "2" or "1.2", stable for GetAttachment.
+	// The part's position in the MIME tree, e.g. "2" or "1.2", stable for GetAttachment. A file
+	// unpacked from a TNEF winmail.dat part has the part's id and its position in it, e.g. "2:1".
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The file name, RFC 2231 / RFC 2047 decoded.
 	Filename string `protobuf:"bytes,2,opt,name=filename,proto3" json:"filename,omitempty"`
