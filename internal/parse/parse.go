@@ -95,7 +95,7 @@ func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.
 	for _, r := range repaired {
 		msg.Problems = append(msg.Problems, problem(path, "header", r))
 	}
-	e, err := message.Read(bytes.NewReader(readable))
+	e, b64, err := readEntity(bytes.NewReader(readable))
 	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 		msg.Problems = append(msg.Problems, problem(path, "structure", "the message header cannot be read: "+err.Error()))
 		msg.Raw = raw
@@ -107,7 +107,7 @@ func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.
 	h := mail.Header{Header: e.Header}
 	msg.Headers = headers(h, path, &msg.Problems)
 	msg.Envelope = envelope(h, path, &msg.Problems)
-	p.walk(e, msg, path, "", depth, false)
+	p.walk(e, b64, msg, path, "", depth, false)
 	if msg.TextBody == "" && msg.HtmlBody != "" {
 		msg.TextBody = HTMLToText(msg.HtmlBody)
 		msg.TextFromHtml = true
@@ -147,8 +147,9 @@ func joinPath(base string, i int) string {
 	return base + "." + strconv.Itoa(i)
 }
 
-// walk visits an entity; path is its IMAP part number ("" for the top level).
-func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path string, depth int, inAlternative bool) {
+// walk visits an entity; path is its IMAP part number ("" for the top level), b64 its base64
+// decoder if it has one.
+func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Message, base, path string, depth int, inAlternative bool) {
 	where := path
 	if base != "" && path != "" {
 		where = base + "/" + path
@@ -174,11 +175,11 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 			}
 		}
 	}
-	if mr := e.MultipartReader(); mr != nil {
+	if mr := newMultipartReader(e); mr != nil {
 		mt, _, _ := e.Header.ContentType()
 		alt := mt == "multipart/alternative"
 		for i := 1; ; i++ {
-			part, err := mr.NextPart()
+			part, partB64, err := mr.NextPart()
 			if errors.Is(err, io.EOF) {
 				return
 			}
@@ -189,7 +190,7 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 			if err != nil {
 				msg.Problems = append(msg.Problems, problem(joinPath(path, i), codeOf(err), err.Error()))
 			}
-			p.walk(part, msg, base, joinPath(path, i), depth+1, alt)
+			p.walk(part, partB64, msg, base, joinPath(path, i), depth+1, alt)
 			if p.parts > p.opts.MaxParts || p.decoded >= p.opts.MaxDecodedBytes {
 				return // limits reached: stop reading parts (a broken multipart may never end)
 			}
@@ -232,6 +233,11 @@ func (p *parser) walk(e *message.Entity, msg *mailintakev1.Message, base, path s
 	p.decoded += int64(len(body))
 	if err != nil {
 		msg.Problems = append(msg.Problems, problem(where, "encoding", "body: "+err.Error()))
+	}
+	if b64 != nil {
+		if pr := b64.problem(); pr != "" {
+			msg.Problems = append(msg.Problems, problem(where, "encoding", "base64: "+pr))
+		}
 	}
 	attachment := disp == "attachment" || (filename != "" && disp != "inline" && !strings.HasPrefix(ct, "text/"))
 	switch {
@@ -401,7 +407,7 @@ var ErrNoSuchPart = errors.New("the message has no such part")
 // read before r is used again. Parts inside forwarded messages are not addressed (they travel in
 // Attachment.message); files unpacked from a winmail.dat ("PART:N") are.
 func OpenPart(r io.Reader, id string) (*mailintakev1.Attachment, io.Reader, error) {
-	e, err := message.Read(r)
+	e, _, err := readEntity(r)
 	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 		return nil, nil, err
 	}
@@ -423,9 +429,9 @@ func findPart(e *message.Entity, path, id string, depth int) (*mailintakev1.Atta
 	if depth > DefaultMaxDepth {
 		return nil, nil, ErrNoSuchPart
 	}
-	if mr := e.MultipartReader(); mr != nil {
+	if mr := newMultipartReader(e); mr != nil {
 		for i := 1; ; i++ {
-			part, err := mr.NextPart()
+			part, _, err := mr.NextPart()
 			if err != nil && part == nil {
 				return nil, nil, ErrNoSuchPart
 			}

@@ -1,0 +1,199 @@
+package parse
+
+import (
+	"bufio"
+	"encoding/base64"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
+)
+
+// go-message decodes transfer encodings itself, with encoding/base64, which stops at the first
+// malformed quantum: a body whose padding is missing or broken (common from mailers that wrap
+// or cut base64 by hand) loses its last bytes. The entities here are built with go-message's
+// header, multipart and charset code but with a lenient base64 decoder, and with the
+// Content-Transfer-Encoding value trimmed and lower-cased (" Base64" is seen in the wild).
+
+// maxHeaderBytes bounds a header section, as go-message's reader does.
+const maxHeaderBytes = 1 << 20
+
+// readEntity reads a message from r.
+func readEntity(r io.Reader) (*message.Entity, *base64Reader, error) {
+	lr := &io.LimitedReader{R: r, N: maxHeaderBytes}
+	br := bufio.NewReader(lr)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	lr.N = 1 << 62
+	return newEntity(message.Header{Header: h}, br)
+}
+
+// newEntity is message.New with the lenient transfer decoding; the returned base64Reader (nil
+// unless the part is base64) reports what it had to repair once the body has been read.
+func newEntity(h message.Header, body io.Reader) (*message.Entity, *base64Reader, error) {
+	mt, _, _ := h.ContentType()
+	raw := h.Get("Content-Transfer-Encoding")
+	enc := strings.ToLower(strings.TrimSpace(raw))
+	if strings.HasPrefix(mt, "multipart/") || enc == raw && enc != "base64" {
+		e, err := message.New(h, body)
+		return e, nil, err
+	}
+	decoded := h.Copy()
+	var b64 *base64Reader
+	if enc == "base64" {
+		decoded.Del("Content-Transfer-Encoding")
+		b64 = newBase64Reader(body)
+		body = b64
+	} else {
+		decoded.Set("Content-Transfer-Encoding", enc)
+	}
+	e, err := message.New(decoded, body)
+	if e != nil {
+		e.Header = h
+	}
+	return e, b64, err
+}
+
+// multipartReader reads the parts of a multipart entity, or returns nil for another entity.
+type multipartReader struct {
+	r *textproto.MultipartReader
+}
+
+func newMultipartReader(e *message.Entity) *multipartReader {
+	mt, params, err := e.Header.ContentType()
+	if err != nil || !strings.HasPrefix(mt, "multipart/") {
+		return nil
+	}
+	return &multipartReader{textproto.NewMultipartReader(e.Body, params["boundary"])}
+}
+
+// NextPart returns the next part, io.EOF after the last.
+func (r *multipartReader) NextPart() (*message.Entity, *base64Reader, error) {
+	p, err := r.r.NextPart()
+	if err != nil {
+		return nil, nil, err
+	}
+	return newEntity(message.Header{Header: p.Header}, p)
+}
+
+// base64Reader decodes base64 leniently: characters outside the alphabet (line breaks, spaces,
+// stray punctuation) are skipped, padding may be missing, wrong or in the middle (two encoded
+// blocks glued together), and the URL-safe alphabet is accepted. A final partial quantum
+// yields the bytes it holds.
+type base64Reader struct {
+	r       io.Reader
+	in      []byte // read buffer
+	pend    []byte // clean characters not yet decoded (fewer than 4 between reads)
+	outBuf  []byte
+	out     []byte // decoded bytes not yet returned
+	err     error
+	skipped int  // characters outside the alphabet, other than white space and padding
+	dropped bool // a lone character at the end of a quantum could not be decoded
+	padding bool // the end had no padding
+}
+
+func newBase64Reader(r io.Reader) *base64Reader {
+	return &base64Reader{r: r, in: make([]byte, 32<<10)}
+}
+
+// base64Value maps a character to its standard-alphabet character, 1 for white space, '=' for
+// padding and 0 for anything else.
+var base64Value = func() (t [256]byte) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=" {
+		t[c] = byte(c)
+	}
+	t['-'], t['_'] = '+', '/'
+	for _, c := range " \t\r\n\f\v" {
+		t[c] = 1
+	}
+	return t
+}()
+
+func (b *base64Reader) Read(p []byte) (int, error) {
+	for len(b.out) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		n, err := b.r.Read(b.in)
+		b.out = b.outBuf[:0]
+		b.decode(b.in[:n])
+		if err != nil {
+			b.finish()
+			b.err = err
+		}
+		b.outBuf = b.out[:0]
+	}
+	n := copy(p, b.out)
+	b.out = b.out[n:]
+	return n, nil
+}
+
+// decode appends the bytes of chunk to out.
+func (b *base64Reader) decode(chunk []byte) {
+	for _, c := range chunk {
+		switch v := base64Value[c]; v {
+		case 0:
+			b.skipped++
+		case 1:
+		case '=':
+			b.partial()
+		default:
+			b.pend = append(b.pend, v)
+		}
+	}
+	full := len(b.pend) / 4 * 4
+	b.out = appendDecoded(b.out, base64.StdEncoding, b.pend[:full])
+	b.pend = append(b.pend[:0], b.pend[full:]...)
+}
+
+// partial decodes what is pending at padding or at the end: whole quanta, then the bytes of a
+// partial one.
+func (b *base64Reader) partial() {
+	full := len(b.pend) / 4 * 4
+	b.out = appendDecoded(b.out, base64.StdEncoding, b.pend[:full])
+	switch rest := b.pend[full:]; len(rest) {
+	case 1:
+		b.dropped = true
+	case 2, 3:
+		b.out = appendDecoded(b.out, base64.RawStdEncoding, rest)
+	}
+	b.pend = b.pend[:0]
+}
+
+func (b *base64Reader) finish() {
+	if len(b.pend) > 0 {
+		b.padding = true
+		b.partial()
+	}
+}
+
+func appendDecoded(dst []byte, enc *base64.Encoding, src []byte) []byte {
+	if len(src) == 0 {
+		return dst
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, enc.DecodedLen(len(src)))[:n+enc.DecodedLen(len(src))]
+	// src holds only alphabet characters in whole quanta (or a raw partial one): it cannot fail.
+	m, _ := enc.Decode(dst[n:], src)
+	return dst[:n+m]
+}
+
+// problem describes what the decoder had to repair, or "".
+func (b *base64Reader) problem() string {
+	var what []string
+	if b.skipped > 0 {
+		what = append(what, strconv.Itoa(b.skipped)+" characters outside the base64 alphabet were skipped")
+	}
+	if b.padding {
+		what = append(what, "the padding at the end was missing")
+	}
+	if b.dropped {
+		what = append(what, "a lone character at the end of a quantum was dropped")
+	}
+	return strings.Join(what, "; ")
+}

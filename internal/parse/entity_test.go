@@ -1,0 +1,98 @@
+package parse
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func TestLenientBase64(t *testing.T) {
+	for _, c := range []struct {
+		in, want, problem string
+	}{
+		{"SGVsbG8gd29ybGQ=", "Hello world", ""},
+		{"SGVsbG8g\r\nd29y bGQ=\r\n", "Hello world", ""},
+		{"SGVsbG8gd29ybGQ", "Hello world", "padding"},         // padding missing
+		{"SGVsbG8gd29ybA==", "Hello worl", ""},                // two pad characters
+		{"SGVsbG8gd29ybA=", "Hello worl", ""},                 // one too few
+		{"SGVsbG8gd29ybA===", "Hello worl", ""},               // one too many
+		{"SGVsbG8=d29ybGQ=", "Helloworld", ""},                // "Hello" padded, then another block
+		{"SGVs!bG8*gd29ybGQ=", "Hello world", "2 characters"}, // junk in the middle
+		{"SGVsbG8gd29ybGQ=A", "Hello world", "lone"},          // a stray character after the end
+		{"-_-_", "\xfb\xff\xbf", ""},                          // URL-safe alphabet
+		{"", "", ""},
+	} {
+		r := newBase64Reader(iotest.OneByteReader(strings.NewReader(c.in)))
+		got, err := io.ReadAll(r)
+		if err != nil || string(got) != c.want {
+			t.Errorf("%q: got %q, %v; want %q", c.in, got, err, c.want)
+		}
+		if p := r.problem(); (c.problem == "") != (p == "") || !strings.Contains(p, c.problem) {
+			t.Errorf("%q: problem %q, want one with %q", c.in, p, c.problem)
+		}
+	}
+}
+
+// On well-formed input the lenient decoder gives exactly what encoding/base64 gives, whatever
+// the read sizes.
+func TestLenientBase64MatchesStandard(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, size := range []int{1, 2, 3, 57, 1000, 100_003} {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(rng.IntN(256))
+		}
+		enc := base64.StdEncoding.EncodeToString(data)
+		var wrapped strings.Builder
+		for len(enc) > 76 {
+			wrapped.WriteString(enc[:76] + "\r\n")
+			enc = enc[76:]
+		}
+		wrapped.WriteString(enc + "\r\n")
+		for _, rd := range []io.Reader{strings.NewReader(wrapped.String()), iotest.HalfReader(strings.NewReader(wrapped.String()))} {
+			r := newBase64Reader(rd)
+			got, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(got, data) || r.problem() != "" {
+				t.Fatalf("size %d: %d bytes, %v, problem %q", size, len(got), err, r.problem())
+			}
+		}
+	}
+}
+
+// A truncated base64 attachment keeps all its bytes, and GetAttachment serves the same ones.
+func TestBrokenBase64AttachmentKeepsItsTail(t *testing.T) {
+	raw := crlf(`From: a@example.com
+Subject: log
+Content-Type: multipart/mixed; boundary=b
+
+--b
+Content-Type: text/plain
+
+see log
+--b
+Content-Type: text/plain; name=log.txt
+Content-Disposition: attachment; filename=log.txt
+Content-Transfer-Encoding: Base64 
+
+bGluZSBvbmUKbGluZSB0d28KbGluZSB0aHJlZQ
+--b--
+`)
+	m := Parse(raw, Options{})
+	if len(m.Attachments) != 1 || string(m.Attachments[0].Data) != "line one\nline two\nline three" {
+		t.Fatalf("attachments = %v", m.Attachments)
+	}
+	if len(m.Problems) != 1 || !strings.Contains(m.Problems[0].Message, "padding") || m.Problems[0].Part != "2" {
+		t.Errorf("problems = %v", m.Problems)
+	}
+	_, r, err := OpenPart(bytes.NewReader(raw), "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(r); string(got) != "line one\nline two\nline three" {
+		t.Errorf("OpenPart = %q", got)
+	}
+}
