@@ -13,22 +13,29 @@ var blockTags = map[string]bool{
 }
 
 // HTMLToText renders HTML as readable plain text: text content with line breaks at block
-// elements, without scripts and styles.
+// elements, without scripts and styles, bold text as *bold* (as mail clients write the text
+// part of an HTML mail).
 func HTMLToText(s string) string {
 	z := html.NewTokenizer(strings.NewReader(s))
-	var b strings.Builder
+	var b []byte
 	skip := 0
+	bold, openStar := 0, false // openStar: a "*" waits for the bold element's first text
 	for {
 		switch z.Next() {
 		case html.ErrorToken:
-			return tidy(b.String())
+			return tidy(string(b))
 		case html.StartTagToken, html.SelfClosingTagToken:
 			name, _ := z.TagName()
 			switch t := string(name); {
 			case t == "script" || t == "style" || t == "head":
 				skip++
 			case blockTags[t]:
-				b.WriteString("\n")
+				b = append(b, "\n"...)
+			case (t == "b" || t == "strong") && skip == 0:
+				if bold == 0 {
+					openStar = true
+				}
+				bold++
 			}
 		case html.EndTagToken:
 			name, _ := z.TagName()
@@ -38,23 +45,40 @@ func HTMLToText(s string) string {
 					skip--
 				}
 			case blockTags[t]:
-				b.WriteString("\n")
+				b = append(b, "\n"...)
+			case (t == "b" || t == "strong") && bold > 0:
+				if bold--; bold == 0 {
+					if openStar {
+						openStar = false // no text inside
+						break
+					}
+					// "*bold* " rather than "*bold *"
+					n := len(b)
+					for n > 0 && b[n-1] == ' ' {
+						n--
+					}
+					b = append(append(b[:n], '*'), strings.Repeat(" ", len(b)-n)...)
+				}
 			}
 		case html.TextToken:
 			if skip == 0 {
 				t := html.UnescapeString(string(z.Raw()))
 				if strings.TrimSpace(t) == "" {
 					if t != "" {
-						b.WriteString(" ")
+						b = append(b, " "...)
 					}
 					continue
 				}
 				if isSpace(t[0]) {
-					b.WriteString(" ")
+					b = append(b, " "...)
 				}
-				b.WriteString(strings.Join(strings.Fields(t), " "))
+				if openStar {
+					b = append(b, "*"...)
+					openStar = false
+				}
+				b = append(b, strings.Join(strings.Fields(t), " ")...)
 				if isSpace(t[len(t)-1]) {
-					b.WriteString(" ")
+					b = append(b, " "...)
 				}
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/charmap"
@@ -104,6 +105,10 @@ func lenientAddresses(v string) []*mail.Address {
 			out = append(out, &mail.Address{Name: name, Address: entry[m[2]:m[3]]})
 			continue
 		}
+		if !strings.Contains(entry, "<") {
+			// An entry without an angle address is an addr-spec: "jdoe@test . example".
+			entry = spaceAroundAddrSep.ReplaceAllString(entry, "$1")
+		}
 		for _, a := range bareAddr.FindAllString(entry, -1) {
 			out = append(out, &mail.Address{Address: strings.Trim(a, ".")})
 		}
@@ -141,4 +146,100 @@ func splitAddressList(v string) []string {
 		cur.WriteByte(c)
 	}
 	return append(out, cur.String())
+}
+
+// stripComments removes RFC 5322 comments ("(...)", nested, with quoted-pairs) outside quoted
+// strings and replaces each with a space. The obsolete syntax allows comments almost anywhere:
+// inside addresses, message ids and dates.
+func stripComments(v string) string {
+	if !strings.Contains(v, "(") {
+		return v
+	}
+	var b strings.Builder
+	depth, quote := 0, false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\\' && (quote || depth > 0) && i+1 < len(v):
+			if depth == 0 {
+				b.WriteByte(c)
+				b.WriteByte(v[i+1])
+			}
+			i++
+			continue
+		case c == '"' && depth == 0:
+			quote = !quote
+		case c == '(' && !quote:
+			if depth == 0 {
+				b.WriteByte(' ')
+			}
+			depth++
+			continue
+		case c == ')' && !quote && depth > 0:
+			depth--
+			continue
+		}
+		if depth == 0 {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+var (
+	// spaceAroundAddrSep matches white space around "@" and "." in an addr-spec (obs-local-part,
+	// obs-domain).
+	spaceAroundAddrSep = regexp.MustCompile(`\s*([@.])\s*`)
+	// obsRoute matches an obsolete source route at the start of an angle address: "<@a,@b:".
+	obsRoute = regexp.MustCompile(`<\s*(?:@[^<>:,]*,?\s*)+:`)
+)
+
+// cleanAddressList rewrites the obsolete syntax of RFC 5322 section 4.4 that net/mail refuses
+// into the modern form: comments dropped, source routes dropped, white space inside an angle
+// address removed.
+func cleanAddressList(v string) string {
+	v = obsRoute.ReplaceAllString(stripComments(v), "<")
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(v, '<')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(v[i:], '>')
+		if j < 0 {
+			break
+		}
+		b.WriteString(v[:i+1])
+		b.WriteString(spaceAroundAddrSep.ReplaceAllString(strings.TrimSpace(v[i+1:i+j]), "$1"))
+		v = v[i+j:]
+	}
+	b.WriteString(v)
+	return b.String()
+}
+
+// parseAddressList parses an address list with net/mail, RFC 2047 words in any charset.
+func parseAddressList(v string) ([]*mail.Address, error) {
+	return (&mail.AddressParser{WordDecoder: wordDecoder}).ParseList(v)
+}
+
+// lenientMsgID reads a message id with the obsolete syntax: comments and white space inside it.
+func lenientMsgID(v string) string {
+	v = stripComments(v)
+	i := strings.IndexByte(v, '<')
+	j := strings.LastIndexByte(v, '>')
+	if i < 0 || j < i {
+		return ""
+	}
+	return strings.Join(strings.Fields(v[i+1:j]), "")
+}
+
+// spaceAroundColon matches white space around the colons of a time of day.
+var spaceAroundColon = regexp.MustCompile(`(\d)\s*:\s*(\d)`)
+
+// lenientDate parses a Date with the obsolete syntax net/mail refuses: comments inside it and
+// white space around the colons of the time.
+func lenientDate(v string) (time.Time, error) {
+	v = strings.Join(strings.Fields(stripComments(v)), " ")
+	v = spaceAroundColon.ReplaceAllString(v, "$1:$2")
+	return mail.ParseDate(v)
 }

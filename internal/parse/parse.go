@@ -311,8 +311,15 @@ func addresses(h mail.Header, key, part string, problems *[]*mailintakev1.ParseP
 	}
 	list, err := h.AddressList(key)
 	if err != nil {
-		*problems = append(*problems, problem(part, "address", key+": "+err.Error()+"; read leniently"))
-		list = lenientAddresses(h.Get(key))
+		// The obsolete syntax (comments and routes inside addresses) is valid; anything else
+		// that net/mail refuses is read leniently and reported.
+		cleaned := cleanAddressList(h.Get(key))
+		if l, err2 := parseAddressList(cleaned); err2 == nil {
+			list = l
+		} else {
+			*problems = append(*problems, problem(part, "address", key+": "+err.Error()+"; read leniently"))
+			list = lenientAddresses(cleaned)
+		}
 	}
 	var out []*mailintakev1.Address
 	for _, a := range list {
@@ -325,7 +332,9 @@ func envelope(h mail.Header, part string, problems *[]*mailintakev1.ParseProblem
 	env := &mailintakev1.Envelope{}
 	var err error
 	if env.MessageId, err = h.MessageID(); err != nil {
-		*problems = append(*problems, problem(part, "header", "Message-Id: "+err.Error()))
+		if env.MessageId = lenientMsgID(h.Get("Message-Id")); env.MessageId == "" {
+			*problems = append(*problems, problem(part, "header", "Message-Id: "+err.Error()))
+		}
 	}
 	if env.InReplyTo, err = h.MsgIDList("In-Reply-To"); err != nil {
 		*problems = append(*problems, problem(part, "header", "In-Reply-To: "+err.Error()))
@@ -333,12 +342,16 @@ func envelope(h mail.Header, part string, problems *[]*mailintakev1.ParseProblem
 	if env.References, err = h.MsgIDList("References"); err != nil {
 		*problems = append(*problems, problem(part, "header", "References: "+err.Error()))
 	}
-	if env.Subject, err = h.Subject(); err != nil {
-		env.Subject = h.Get("Subject")
+	if env.Subject, err = subject(h); err != nil {
 		*problems = append(*problems, problem(part, "header", "Subject: "+err.Error()))
 	}
 	if h.Has("Date") {
-		if d, err := h.Date(); err != nil {
+		d, err := h.Date()
+		if err != nil {
+			// The obsolete syntax (comments, spaces around the colons) must be accepted too.
+			d, err = lenientDate(h.Get("Date"))
+		}
+		if err != nil {
 			*problems = append(*problems, problem(part, "header", "Date: "+err.Error()))
 		} else {
 			env.Date = timestamppb.New(d)
@@ -353,6 +366,24 @@ func envelope(h mail.Header, part string, problems *[]*mailintakev1.ParseProblem
 	env.Cc = addresses(h, "Cc", part, problems)
 	env.Bcc = addresses(h, "Bcc", part, problems)
 	return env
+}
+
+// subject returns the Subject unfolded as RFC 5322 section 2.2.3 says (only the line breaks
+// are removed; the white space of a fold stays) and RFC 2047 decoded. On a decoding error it
+// returns the undecoded value.
+func subject(h mail.Header) (string, error) {
+	raw, err := h.Raw("Subject")
+	if err != nil || raw == nil {
+		return h.Subject()
+	}
+	_, v, _ := bytes.Cut(raw, []byte(":"))
+	v = bytes.ReplaceAll(bytes.ReplaceAll(v, []byte("\r\n"), nil), []byte("\n"), nil)
+	text := strings.Trim(string(v), " \t\r")
+	dec, err := wordDecoder.DecodeHeader(text)
+	if err != nil {
+		return text, err
+	}
+	return dec, nil
 }
 
 // outOfOffice matches the subjects of out-of-office replies in common languages.

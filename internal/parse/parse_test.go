@@ -103,7 +103,7 @@ inner body
 --x--
 `)
 	m := Parse(raw, Options{})
-	if m.TextBody != "Hello world\n\nBye" || !m.TextFromHtml {
+	if m.TextBody != "Hello *world*\n\nBye" || !m.TextFromHtml {
 		t.Errorf("TextBody = %q (from html %v)", m.TextBody, m.TextFromHtml)
 	}
 	if len(m.Attachments) != 1 || m.Attachments[0].Message == nil || m.Attachments[0].Message.Envelope.Subject != "inner" ||
@@ -199,5 +199,18 @@ END:VCALENDAR
 	r := dsn.Signals.BounceRecipients[0]
 	if r.Address != "gone@example.net" || r.Action != "failed" || r.Status != "5.1.1" || !strings.Contains(r.Diagnostic, "550") {
 		t.Errorf("bounce recipient = %v", r)
+	}
+}
+
+func TestHTMLToTextBold(t *testing.T) {
+	for in, want := range map[string]string{
+		"<p>This is <strong>a</strong> <b>test</b> <i>mailing</i></p>": "This is *a* *test* mailing",
+		"<b>Phone: </b>123":                          "*Phone:* 123",
+		"<b><strong>nested</strong></b> and <b></b>x": "*nested* and x",
+		"<script><b>no</b></script>ok":                "ok",
+	} {
+		if got := HTMLToText(in); got != want {
+			t.Errorf("HTMLToText(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
