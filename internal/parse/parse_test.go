@@ -205,7 +205,7 @@ END:VCALENDAR
 func TestHTMLToTextBold(t *testing.T) {
 	for in, want := range map[string]string{
 		"<p>This is <strong>a</strong> <b>test</b> <i>mailing</i></p>": "This is *a* *test* mailing",
-		"<b>Phone: </b>123":                          "*Phone:* 123",
+		"<b>Phone: </b>123":                           "*Phone:* 123",
 		"<b><strong>nested</strong></b> and <b></b>x": "*nested* and x",
 		"<script><b>no</b></script>ok":                "ok",
 	} {
