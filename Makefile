@@ -42,6 +42,10 @@ dev-idp: ## Serve the fake Microsoft identity platform on 127.0.0.1:7470 for try
 test-interop: ## Run the interop suite against a private Dovecot (needs dovecot-imapd installed).
 	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
 
+.PHONY: test-faults
+test-faults: ## Run the fault-injection suite against a private Dovecot (needs dovecot-imapd installed).
+	$(GO) test -count=1 -tags faults -run Fault -timeout 15m ./server/cmd/mailintaked/ $(if $(V),-v)
+
 .PHONY: bench
 bench: ## Go benchmarks (the parser against go-message's bare walk); not part of make test.
 	$(GO) test -run XXX -bench . -benchmem ./internal/parse/
@@ -62,7 +66,9 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regene
 .PHONY: lint
 lint: $(TOOLS)/buf $(TOOLS)/staticcheck proto ## go vet, staticcheck, buf lint, and a check that generated code is current.
 	$(GO) vet ./...
+	$(GO) vet -tags interop,faults ./server/cmd/mailintaked/
 	$(TOOLS)/staticcheck ./...
+	$(TOOLS)/staticcheck -tags interop,faults ./server/cmd/mailintaked/
 	$(TOOLS)/buf lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@git diff --exit-code -- proto || { echo "generated code is out of date: run 'make proto' and commit"; exit 1; }
