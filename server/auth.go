@@ -139,6 +139,7 @@ func (s *Server) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 	var resp any
 	if err == nil {
 		resp, err = handler(ctx, req)
+		s.noteStore(err)
 		err = toStatus(ctx, s.log, info.FullMethod, err)
 	}
 	s.logRPC(ctx, info.FullMethod, start, err)
@@ -158,6 +159,7 @@ func (s *Server) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	ctx, err := s.authenticate(ss.Context(), info.FullMethod)
 	if err == nil {
 		err = handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		s.noteStore(err)
 		err = toStatus(ctx, s.log, info.FullMethod, err)
 	}
 	s.logRPC(ctx, info.FullMethod, start, err)

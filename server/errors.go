@@ -114,6 +114,10 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		return status.Error(codes.FailedPrecondition, "the mail server: "+err.Error())
 	case errors.Is(err, authplugin.ErrNotInteractive):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, store.ErrUnavailable):
+		// The disk is full, read-only or failing: the client may retry once the admin fixed it.
+		log.ErrorContext(ctx, "store unavailable", "method", method, "request_id", requestID(ctx), "err", err, "cause", lastCause(err))
+		return status.Error(codes.Unavailable, err.Error()+"; nothing was recorded: retry once this is fixed")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
@@ -122,6 +126,25 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		id := requestID(ctx)
 		log.ErrorContext(ctx, "internal error", "method", method, "request_id", id, "err", err)
 		return status.Errorf(codes.Internal, "internal error (request id %s); the server log has the details", id)
+	}
+}
+
+// lastCause follows an error's chain to its last cause (the driver's error behind a store one).
+func lastCause(err error) error {
+	for {
+		var next error
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			if l := u.Unwrap(); len(l) > 0 {
+				next = l[len(l)-1]
+			}
+		case interface{ Unwrap() error }:
+			next = u.Unwrap()
+		}
+		if next == nil {
+			return err
+		}
+		err = next
 	}
 }
 

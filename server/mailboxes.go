@@ -305,6 +305,11 @@ func (m *mailboxService) GetMailboxStatus(ctx context.Context, req *mailintakev1
 	if st == nil {
 		st = &mailintakev1.MailboxStatus{MailboxId: mb.Spec.Id, State: mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, Message: "starting"}
 	}
+	if msg, at := m.s.storeFailure(); msg != "" && (st.GetLastErrorTime() == nil || at.After(st.GetLastErrorTime().AsTime())) {
+		// The server's own store failed (e.g. the disk is full): acknowledgements cannot be
+		// recorded, whatever the mailbox's session is doing.
+		st.LastError, st.LastErrorTime = msg, timestamppb.New(at)
+	}
 	return &mailintakev1.GetMailboxStatusResponse{Status: st}, nil
 }
 

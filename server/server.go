@@ -5,6 +5,7 @@
 package server
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -44,6 +45,30 @@ type Server struct {
 	health   *health.Server
 	closing  chan struct{}
 	once     sync.Once
+
+	storeMu      sync.Mutex
+	storeErr     string    // the last store failure an RPC met, for GetMailboxStatus
+	storeErrTime time.Time // when
+}
+
+// noteStore remembers a store failure an RPC met, so that every mailbox's status shows it.
+func (s *Server) noteStore(err error) {
+	if !errors.Is(err, store.ErrUnavailable) {
+		return
+	}
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	s.storeErr, s.storeErrTime = err.Error(), s.now()
+}
+
+// storeFailure returns the last store failure of the past ten minutes, if any.
+func (s *Server) storeFailure() (string, time.Time) {
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	if s.storeErr == "" || s.now().Sub(s.storeErrTime) > 10*time.Minute {
+		return "", time.Time{}
+	}
+	return s.storeErr, s.storeErrTime
 }
 
 // New returns a Server.

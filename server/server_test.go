@@ -33,6 +33,7 @@ import (
 	"github.com/mailintake/mailintake/internal/pluginhost"
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/session"
+	"github.com/mailintake/mailintake/internal/store"
 	"github.com/mailintake/mailintake/internal/store/sqlite"
 	"github.com/mailintake/mailintake/internal/testutil"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -484,5 +485,14 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 	st := status.Convert(err)
 	if st.Code() != codes.Internal || strings.Contains(st.Message(), "/secret/path") || !strings.Contains(st.Message(), "rid-1") {
 		t.Errorf("internal error = %v", st)
+	}
+}
+
+func TestStoreFailuresAreUnavailable(t *testing.T) {
+	err := toStatus(context.Background(), slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), "/x",
+		fmt.Errorf("recording acknowledgements: %w", fmt.Errorf("%w: the data directory's disk is full: free space on it", store.ErrUnavailable)))
+	st := status.Convert(err)
+	if st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "disk is full") || !strings.Contains(st.Message(), "retry") {
+		t.Errorf("store failure = %v", st)
 	}
 }

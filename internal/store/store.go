@@ -19,6 +19,10 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("already exists")
+	// ErrUnavailable wraps a failure of the storage itself (disk full, read-only, I/O error,
+	// locked): nothing was written, and the same call can succeed once the storage recovers.
+	// Its text says what the admin must fix.
+	ErrUnavailable = errors.New("the store is unavailable")
 )
 
 // Mailbox is a stored mailbox: its definition and its secrets.

@@ -107,7 +107,7 @@ func Open(ctx context.Context, dir string, box *secrets.Box) (*Store, error) {
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	s := &Store{db: db, box: box}
 	if err := s.migrate(ctx); err != nil {
@@ -120,12 +120,12 @@ func Open(ctx context.Context, dir string, box *secrets.Box) (*Store, error) {
 func (s *Store) migrate(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	defer tx.Rollback()
 	var v int
 	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
-		return err
+		return wrap(err)
 	}
 	if v > len(migrations) {
 		return fmt.Errorf("database schema version %d is newer than this server (%d)", v, len(migrations))
@@ -136,9 +136,9 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
-		return err
+		return wrap(err)
 	}
-	return tx.Commit()
+	return wrap(tx.Commit())
 }
 
 // Close implements store.Store.
@@ -154,6 +154,41 @@ func specBytes(spec *mailintakev1.Mailbox) ([]byte, error) {
 	c.AuthSecretsSet = nil
 	return proto.MarshalOptions{Deterministic: true}.Marshal(c)
 }
+
+// wrap turns a failure of the storage itself into store.ErrUnavailable with what the admin must
+// do; other errors pass unchanged.
+func wrap(err error) error {
+	var se *sqlite.Error
+	if err == nil || !errors.As(err, &se) {
+		return err
+	}
+	var what string
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL:
+		what = "the data directory's disk is full: free space on it"
+	case sqlite3.SQLITE_READONLY:
+		what = "the data directory is read-only: make it writable"
+	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
+		what = "the database file cannot be read or written (I/O error): check the data directory's disk"
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+		what = "the database is locked by another process: is a second server using the same data directory?"
+	case sqlite3.SQLITE_NOMEM:
+		what = "the server is out of memory"
+	default:
+		return err
+	}
+	return &unavailableError{what: what, cause: err}
+}
+
+// unavailableError is store.ErrUnavailable with what to do; its text leaves out the driver's
+// message (which can name files), which stays reachable with errors.As for the log.
+type unavailableError struct {
+	what  string
+	cause error
+}
+
+func (e *unavailableError) Error() string   { return store.ErrUnavailable.Error() + ": " + e.what }
+func (e *unavailableError) Unwrap() []error { return []error{store.ErrUnavailable, e.cause} }
 
 func isConstraint(err error) bool {
 	var se *sqlite.Error
@@ -173,12 +208,12 @@ func (s *Store) UpdateMailbox(ctx context.Context, mb *store.Mailbox) error {
 func (s *Store) writeMailbox(ctx context.Context, mb *store.Mailbox, create bool) error {
 	spec, err := specBytes(mb.Spec)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	id := mb.Spec.GetId()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	defer tx.Rollback()
 	if create {
@@ -188,35 +223,35 @@ func (s *Store) writeMailbox(ctx context.Context, mb *store.Mailbox, create bool
 			return store.ErrConflict
 		}
 		if err != nil {
-			return err
+			return wrap(err)
 		}
 	} else {
 		res, err := tx.ExecContext(ctx, `UPDATE mailboxes SET tenant = ?, spec = ?, updated_at = ? WHERE id = ?`,
 			mb.Spec.GetTenant(), spec, mb.Spec.GetUpdateTime().AsTime().UnixNano(), id)
 		if err != nil {
-			return err
+			return wrap(err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return store.ErrNotFound
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM mailbox_secrets WHERE mailbox_id = ?`, id); err != nil {
-			return err
+			return wrap(err)
 		}
 	}
 	for name, v := range mb.Secrets {
 		sealed := s.box.Seal([]byte(v.Reveal()), secretOwner(id, name))
 		if _, err := tx.ExecContext(ctx, `INSERT INTO mailbox_secrets (mailbox_id, name, sealed) VALUES (?, ?, ?)`, id, name, sealed); err != nil {
-			return err
+			return wrap(err)
 		}
 	}
-	return tx.Commit()
+	return wrap(tx.Commit())
 }
 
 // GetMailbox implements store.Store.
 func (s *Store) GetMailbox(ctx context.Context, id string) (*store.Mailbox, error) {
 	mbs, err := s.queryMailboxes(ctx, `WHERE id = ?`, id)
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	if len(mbs) == 0 {
 		return nil, store.ErrNotFound
@@ -250,7 +285,7 @@ func (s *Store) ListMailboxes(ctx context.Context, q store.MailboxQuery) ([]*sto
 func (s *Store) queryMailboxes(ctx context.Context, clause string, args ...any) ([]*store.Mailbox, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, spec FROM mailboxes `+clause, args...)
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	var out []*store.Mailbox
 	byID := map[string]*store.Mailbox{}
@@ -259,7 +294,7 @@ func (s *Store) queryMailboxes(ctx context.Context, clause string, args ...any) 
 		var spec []byte
 		if err := rows.Scan(&id, &spec); err != nil {
 			rows.Close()
-			return nil, err
+			return nil, wrap(err)
 		}
 		mb := &store.Mailbox{Spec: &mailintakev1.Mailbox{}, Secrets: map[string]secrets.Secret{}}
 		if err := proto.Unmarshal(spec, mb.Spec); err != nil {
@@ -271,11 +306,11 @@ func (s *Store) queryMailboxes(ctx context.Context, clause string, args ...any) 
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	for id, mb := range byID {
 		if err := s.loadSecrets(ctx, id, mb); err != nil {
-			return nil, err
+			return nil, wrap(err)
 		}
 	}
 	return out, nil
@@ -284,14 +319,14 @@ func (s *Store) queryMailboxes(ctx context.Context, clause string, args ...any) 
 func (s *Store) loadSecrets(ctx context.Context, id string, mb *store.Mailbox) error {
 	rows, err := s.db.QueryContext(ctx, `SELECT name, sealed FROM mailbox_secrets WHERE mailbox_id = ?`, id)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name string
 		var sealed []byte
 		if err := rows.Scan(&name, &sealed); err != nil {
-			return err
+			return wrap(err)
 		}
 		pt, err := s.box.Open(sealed, secretOwner(id, name))
 		if err != nil {
@@ -299,14 +334,14 @@ func (s *Store) loadSecrets(ctx context.Context, id string, mb *store.Mailbox) e
 		}
 		mb.Secrets[name] = secrets.Secret(pt)
 	}
-	return rows.Err()
+	return wrap(rows.Err())
 }
 
 // DeleteMailbox implements store.Store.
 func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM mailboxes WHERE id = ?`, id)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return store.ErrNotFound
@@ -322,7 +357,7 @@ func (s *Store) ProviderState(ctx context.Context, mailboxID string) ([]byte, er
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	return s.box.Open(sealed, stateOwner(mailboxID))
 }
@@ -331,12 +366,12 @@ func (s *Store) ProviderState(ctx context.Context, mailboxID string) ([]byte, er
 func (s *Store) SetProviderState(ctx context.Context, mailboxID string, state []byte) error {
 	if state == nil {
 		_, err := s.db.ExecContext(ctx, `DELETE FROM provider_state WHERE mailbox_id = ?`, mailboxID)
-		return err
+		return wrap(err)
 	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO provider_state (mailbox_id, sealed, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
 		mailboxID, s.box.Seal(state, stateOwner(mailboxID)), time.Now().UnixNano())
-	return err
+	return wrap(err)
 }
 
 // CreateToken implements store.Store.
@@ -346,7 +381,7 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	if isConstraint(err) {
 		return store.ErrConflict
 	}
-	return err
+	return wrap(err)
 }
 
 const tokenColumns = `id, name, tenant, admin, hash, created_at, revoked_at`
@@ -356,7 +391,7 @@ func scanToken(sc interface{ Scan(...any) error }) (*store.Token, error) {
 	var created int64
 	var revoked sql.NullInt64
 	if err := sc.Scan(&t.ID, &t.Name, &t.Tenant, &t.Admin, &t.Hash, &created, &revoked); err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	t.CreateTime = time.Unix(0, created).UTC()
 	if revoked.Valid {
@@ -371,7 +406,7 @@ func (s *Store) TokenByID(ctx context.Context, id string) (*store.Token, error) 
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
-	return t, err
+	return t, wrap(err)
 }
 
 // ListTokens implements store.Store.
@@ -382,25 +417,25 @@ func (s *Store) ListTokens(ctx context.Context, includeRevoked bool) ([]*store.T
 	}
 	rows, err := s.db.QueryContext(ctx, q+` ORDER BY created_at, id`)
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	defer rows.Close()
 	var out []*store.Token
 	for rows.Next() {
 		t, err := scanToken(rows)
 		if err != nil {
-			return nil, err
+			return nil, wrap(err)
 		}
 		out = append(out, t)
 	}
-	return out, rows.Err()
+	return out, wrap(rows.Err())
 }
 
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, at.UnixNano(), id)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return store.ErrNotFound

@@ -20,7 +20,7 @@ func (s *Store) SyncState(ctx context.Context, mailboxID string) (*store.SyncSta
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	st.UpdateTime = time.Unix(0, updated).UTC()
 	return st, nil
@@ -33,7 +33,7 @@ func (s *Store) SaveSyncState(ctx context.Context, st *store.SyncState) error {
 		ON CONFLICT (mailbox_id) DO UPDATE SET uid_validity = excluded.uid_validity, acked_through = excluded.acked_through,
 			baseline = excluded.baseline, resync_below = excluded.resync_below, updated_at = excluded.updated_at`,
 		st.MailboxID, st.UIDValidity, st.AckedThrough, st.Baseline, st.ResyncBelow, time.Now().UnixNano())
-	return err
+	return wrap(err)
 }
 
 // RecordAcks implements store.SyncStore.
@@ -43,27 +43,27 @@ func (s *Store) RecordAcks(ctx context.Context, mailboxID string, acks []store.A
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	defer tx.Rollback()
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO acks (mailbox_id, uid_validity, uid, sha256, acked_at, applied) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	defer stmt.Close()
 	for _, a := range acks {
 		if _, err := stmt.ExecContext(ctx, mailboxID, a.UIDValidity, a.UID, a.SHA256, a.AckTime.UnixNano(), a.Applied); err != nil {
-			return err
+			return wrap(err)
 		}
 	}
-	return tx.Commit()
+	return wrap(tx.Commit())
 }
 
 func (s *Store) queryAcks(ctx context.Context, q string, args ...any) ([]store.Ack, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT uid_validity, uid, sha256, acked_at, applied FROM acks `+q, args...)
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	defer rows.Close()
 	var out []store.Ack
@@ -71,12 +71,12 @@ func (s *Store) queryAcks(ctx context.Context, q string, args ...any) ([]store.A
 		var a store.Ack
 		var at int64
 		if err := rows.Scan(&a.UIDValidity, &a.UID, &a.SHA256, &at, &a.Applied); err != nil {
-			return nil, err
+			return nil, wrap(err)
 		}
 		a.AckTime = time.Unix(0, at).UTC()
 		out = append(out, a)
 	}
-	return out, rows.Err()
+	return out, wrap(rows.Err())
 }
 
 // Acks implements store.SyncStore.
@@ -93,15 +93,15 @@ func (s *Store) UnappliedAcks(ctx context.Context, mailboxID string) ([]store.Ac
 func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity uint32, uids []uint32) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	defer tx.Rollback()
 	for _, u := range uids {
 		if _, err := tx.ExecContext(ctx, `UPDATE acks SET applied = 1 WHERE mailbox_id = ? AND uid_validity = ? AND uid = ?`, mailboxID, uidValidity, u); err != nil {
-			return err
+			return wrap(err)
 		}
 	}
-	return tx.Commit()
+	return wrap(tx.Commit())
 }
 
 // AckedHash implements store.SyncStore.
@@ -111,14 +111,14 @@ func (s *Store) AckedHash(ctx context.Context, mailboxID, sha256 string) (bool, 
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
-	return err == nil, err
+	return err == nil, wrap(err)
 }
 
 // PruneAcks implements store.SyncStore.
 func (s *Store) PruneAcks(ctx context.Context, mailboxID string, uidValidity, ackedThrough uint32, olderThan time.Time) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM acks WHERE mailbox_id = ? AND applied = 1 AND acked_at < ?
 		AND (uid_validity != ? OR uid <= ?)`, mailboxID, olderThan.UnixNano(), uidValidity, ackedThrough)
-	return err
+	return wrap(err)
 }
 
 // Quarantine implements store.SyncStore.
@@ -135,7 +135,7 @@ func (s *Store) Quarantine(ctx context.Context, q *store.Quarantined) error {
 			headers = excluded.headers, state = excluded.state
 		RETURNING id`,
 		q.MailboxID, q.UIDValidity, q.UID, q.Reason, q.Size, q.Headers, string(q.State), q.CreateTime.UnixNano()).Scan(&q.ID)
-	return err
+	return wrap(err)
 }
 
 const quarantineColumns = `id, mailbox_id, uid_validity, uid, reason, size, headers, state, created_at`
@@ -145,7 +145,7 @@ func scanQuarantined(sc interface{ Scan(...any) error }) (*store.Quarantined, er
 	var st string
 	var at int64
 	if err := sc.Scan(&q.ID, &q.MailboxID, &q.UIDValidity, &q.UID, &q.Reason, &q.Size, &q.Headers, &st, &at); err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	q.State = store.QuarantineState(st)
 	q.CreateTime = time.Unix(0, at).UTC()
@@ -156,18 +156,18 @@ func scanQuarantined(sc interface{ Scan(...any) error }) (*store.Quarantined, er
 func (s *Store) ListQuarantine(ctx context.Context, mailboxID string) ([]*store.Quarantined, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+quarantineColumns+` FROM quarantine WHERE mailbox_id = ? ORDER BY id`, mailboxID)
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	defer rows.Close()
 	var out []*store.Quarantined
 	for rows.Next() {
 		q, err := scanQuarantined(rows)
 		if err != nil {
-			return nil, err
+			return nil, wrap(err)
 		}
 		out = append(out, q)
 	}
-	return out, rows.Err()
+	return out, wrap(rows.Err())
 }
 
 // GetQuarantined implements store.SyncStore.
@@ -176,7 +176,7 @@ func (s *Store) GetQuarantined(ctx context.Context, id int64) (*store.Quarantine
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
-	return q, err
+	return q, wrap(err)
 }
 
 // SetQuarantineState implements store.SyncStore.
@@ -192,7 +192,7 @@ func (s *Store) DeleteQuarantined(ctx context.Context, id int64) error {
 func (s *Store) execOne(ctx context.Context, q string, args ...any) error {
 	res, err := s.db.ExecContext(ctx, q, args...)
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return store.ErrNotFound
@@ -212,14 +212,14 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 	res, err := s.db.ExecContext(ctx, `INSERT INTO events (mailbox_id, at, kind, message) VALUES (?, ?, ?, ?)`,
 		e.MailboxID, e.Time.UnixNano(), e.Kind, strings.ToValidUTF8(msg, "?"))
 	if err != nil {
-		return err
+		return wrap(err)
 	}
 	id, _ := res.LastInsertId()
 	if id%50 == 0 {
 		_, err = s.db.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND id <= (
 			SELECT id FROM events WHERE mailbox_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.MailboxID, e.MailboxID, store.MaxEventsPerMailbox)
 	}
-	return err
+	return wrap(err)
 }
 
 // ListEvents implements store.SyncStore.
@@ -233,7 +233,7 @@ func (s *Store) ListEvents(ctx context.Context, mailboxID string, beforeID int64
 	rows, err := s.db.QueryContext(ctx, `SELECT id, at, kind, message FROM events WHERE mailbox_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
 		mailboxID, beforeID, limit)
 	if err != nil {
-		return nil, err
+		return nil, wrap(err)
 	}
 	defer rows.Close()
 	var out []store.Event
@@ -241,10 +241,10 @@ func (s *Store) ListEvents(ctx context.Context, mailboxID string, beforeID int64
 		e := store.Event{MailboxID: mailboxID}
 		var at int64
 		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.Message); err != nil {
-			return nil, err
+			return nil, wrap(err)
 		}
 		e.Time = time.Unix(0, at).UTC()
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	return out, wrap(rows.Err())
 }

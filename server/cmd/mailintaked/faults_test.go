@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
@@ -43,6 +46,9 @@ type ledger struct {
 	ackSent    map[string]bool   // an ack was sent (its reply may have been lost in a crash)
 	confirmed  map[string]bool   // the server confirmed the ack
 	violations []string
+	ackErrors  []string // AckMessages calls that failed
+	// idsMayChange is set when the test changes UIDVALIDITY: a message then has a new id.
+	idsMayChange bool
 }
 
 func newLedger() *ledger {
@@ -100,6 +106,9 @@ func (l *ledger) check(t *testing.T) {
 	for _, v := range l.violations {
 		t.Error(v)
 	}
+	if l.idsMayChange {
+		return
+	}
 	bySubject := map[string][]string{}
 	for id, s := range l.subject {
 		bySubject[s] = append(bySubject[s], id)
@@ -126,43 +135,88 @@ func adminClient(t *testing.T, d *daemon, data string) *client.Client {
 }
 
 // consume follows a stream until ctx ends or the stream breaks, acknowledging each message
-// with probability ackP (in batches of up to batch ids).
+// with probability ackP, in batches of up to batch ids (never more than the stream's window),
+// flushed at least every 20 ms.
 func consume(ctx context.Context, c *client.Client, req *mailintakev1.StreamMessagesRequest, l *ledger, rng *rand.Rand, ackP float64, batch int) error {
+	if w := int(req.GetMaxInFlight()); w > 0 && batch > w {
+		batch = w
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stream, err := c.Messages.StreamMessages(ctx, req)
 	if err != nil {
 		return err
 	}
+	ids := make(chan string)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			l.deliver(resp.GetMessage())
+			select {
+			case ids <- resp.GetMessage().GetId():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	var pending []string
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
 		}
-		ids := pending
+		batch := pending
 		pending = nil
-		l.sent(ids)
-		resp, err := c.Messages.AckMessages(ctx, &mailintakev1.AckMessagesRequest{MessageIds: ids})
+		l.sent(batch)
+		resp, err := c.Messages.AckMessages(ctx, &mailintakev1.AckMessagesRequest{MessageIds: batch})
 		if err != nil {
+			l.mu.Lock()
+			l.ackErrors = append(l.ackErrors, err.Error())
+			l.mu.Unlock()
 			return err
 		}
 		l.confirm(resp.GetAcknowledgedIds())
 		return nil
 	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			flush()
-			return err
-		}
-		l.deliver(resp.GetMessage())
-		if rng.Float64() < ackP {
-			pending = append(pending, resp.GetMessage().GetId())
-		}
-		if len(pending) >= batch || rng.IntN(3) == 0 {
+		select {
+		case id := <-ids:
+			if rng.Float64() < ackP {
+				pending = append(pending, id)
+			}
+			if len(pending) >= batch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case <-tick.C:
 			if err := flush(); err != nil {
 				return err
 			}
+		case err := <-recvErr:
+			flush()
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
+}
+
+// deliveriesOf returns how many times each subject was delivered.
+func (l *ledger) deliveriesOf() map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]int{}
+	for id, s := range l.subject {
+		out[s] += l.delivered[id]
+	}
+	return out
 }
 
 // drain consumes and acknowledges everything until no message has come for quiet.
@@ -454,4 +508,359 @@ func TestFaultConnectionCut(t *testing.T) {
 	})
 	eventually(t, "every message \\Seen", func() bool { _, u := dv.Status(t, dvUser, "INBOX"); return u == 0 })
 	t.Logf("cut %d connections mid-FETCH and one mid-IDLE", cutsMidFetch)
+}
+
+// TestFaultUIDValidityChange recreates the watched folder under the server (its UIDVALIDITY
+// changes) with the same messages in it plus new ones: the server resynchronises, does not
+// deliver again what was acknowledged (recognised by content hash), and skips nothing.
+func TestFaultUIDValidityChange(t *testing.T) {
+	dv := dovecot.Start(t, map[string]string{dvUser: dvPass})
+	if out, err := dv.Doveadm(nil, "mailbox", "create", "-u", dvUser, "Support"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	raws, subjects := faultMails(10, "uidvalidity")
+	for _, r := range raws {
+		dv.Deliver(t, dvUser, "Support", r)
+	}
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	addDovecotMailbox(t, g, dv, dvUser, "--folder", "Support", "--start-from", "all", "--after-ack", "keep")
+	c := adminClient(t, d, data)
+	l := newLedger()
+	l.idsMayChange = true
+
+	// Acknowledge the first six, leave four delivered but unacknowledged.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	stream, err := c.Messages.StreamMessages(ctx, &mailintakev1.StreamMessagesRequest{MaxInFlight: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	for range 10 {
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := resp.GetMessage()
+		l.deliver(m)
+		if s := m.GetEnvelope().GetSubject(); s < subjects[6] {
+			r, err := c.Messages.AckMessages(ctx, &mailintakev1.AckMessagesRequest{MessageIds: []string{m.GetId()}})
+			if err != nil || len(r.GetAcknowledgedIds()) != 1 {
+				t.Fatalf("ack: %v %v", r, err)
+			}
+			l.confirm(r.GetAcknowledgedIds())
+			acked[s] = true
+		}
+	}
+	cancel()
+	if len(acked) != 6 {
+		t.Fatalf("acknowledged %d, want 6", len(acked))
+	}
+
+	// Recreate the folder with the same ten messages and three new ones.
+	dv.RecreateFolder(t, dvUser, "Support")
+	newRaws, newSubjects := faultMails(3, "uidvalidity new")
+	for _, r := range append(raws, newRaws...) {
+		dv.Deliver(t, dvUser, "Support", r)
+	}
+	drain(t, c, l, 4*time.Second, time.Minute)
+	checkAll(t, l, append(subjects, newSubjects...))
+	counts := l.deliveriesOf()
+	for _, s := range subjects[:6] {
+		if counts[s] != 1 {
+			t.Errorf("%q (acknowledged before the change) delivered %d times", s, counts[s])
+		}
+	}
+	for _, s := range subjects[6:] {
+		if counts[s] != 2 {
+			t.Errorf("%q (unacknowledged at the change) delivered %d times, want 2", s, counts[s])
+		}
+	}
+	if n, _ := dv.Status(t, dvUser, "Support"); n != 13 {
+		t.Errorf("Support holds %d messages, want 13 (after_ack keep)", n)
+	}
+}
+
+func rssKB(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestFaultUnrulyConsumers runs badly behaved consumers next to 50 good ones on one mailbox:
+// one disconnects with messages in flight, one never acknowledges (a short ack deadline), one
+// acknowledges ids that are unknown or another tenant's. At-least-once holds, the bad acks
+// change nothing, and the server's memory stays bounded.
+func TestFaultUnrulyConsumers(t *testing.T) {
+	dv := dovecot.Start(t, map[string]string{dvUser: dvPass, "other@example.com": dvPass})
+	const n = 500
+	raws, subjects := faultMails(n, "unruly")
+	dv.DeliverMany(t, dvUser, raws)
+	otherRaws, otherSubjects := faultMails(5, "other tenant")
+	dv.DeliverMany(t, "other@example.com", otherRaws)
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	rssStart := rssKB(t, d.cmd.Process.Pid)
+	addDovecotMailbox(t, g, dv, dvUser, "--start-from", "all", "--after-ack", "mark-seen")
+	code, out, errs := cli(t, "", append(g, "token", "create", "--tenant", "globex")...)
+	if code != 0 {
+		t.Fatalf("token create: %s", errs)
+	}
+	globexToken := strings.TrimSpace(out)
+	code, _, errs = cli(t, dvPass, append(g, "mailbox", "add", "--tenant", "globex", "--name", "Globex", "--host", "127.0.0.1",
+		"--port", strconv.Itoa(dv.IMAPSPort), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", "other@example.com",
+		"--provider", "basic", "--password-stdin", "--start-from", "all")...)
+	if code != 0 {
+		t.Fatalf("mailbox add: %s", errs)
+	}
+	c := adminClient(t, d, data)
+	globex, err := client.Dial(d.addr, client.Options{Token: globexToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer globex.Close()
+	l := newLedger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// The other tenant's consumer takes its own five messages and holds them unacknowledged.
+	gl := newLedger()
+	gstream, err := globex.Messages.StreamMessages(ctx, &mailintakev1.StreamMessagesRequest{MaxInFlight: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var globexIDs []string
+	for range 5 {
+		resp, err := gstream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gl.deliver(resp.GetMessage())
+		globexIDs = append(globexIDs, resp.GetMessage().GetId())
+	}
+
+	// A consumer that disconnects with 20 messages in flight.
+	dctx, dcancel := context.WithCancel(ctx)
+	ds, err := c.Messages.StreamMessages(dctx, &mailintakev1.StreamMessagesRequest{MaxInFlight: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dropped []string
+	for range 20 {
+		resp, err := ds.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.deliver(resp.GetMessage())
+		dropped = append(dropped, resp.GetMessage().GetId())
+	}
+	dcancel()
+
+	// A consumer that never acknowledges, with a two-second ack deadline.
+	go func() {
+		s, err := c.Messages.StreamMessages(ctx, &mailintakev1.StreamMessagesRequest{MaxInFlight: 10, AckDeadline: durationpb.New(2 * time.Second)})
+		if err != nil {
+			return
+		}
+		for {
+			resp, err := s.Recv()
+			if err != nil {
+				return
+			}
+			l.deliver(resp.GetMessage())
+		}
+	}()
+
+	// A consumer that acknowledges garbage and ids of messages that do not exist; and the other
+	// tenant acknowledging acme's messages.
+	k, _ := strings.CutSuffix(dropped[0], ":1")
+	bad := []string{"garbage", "x:y:z", "00000000-0000-0000-0000-000000000000:1:1", strings.Repeat("9", 300), k + "7:1", k + ":99999"}
+	r, err := c.Messages.AckMessages(ctx, &mailintakev1.AckMessagesRequest{MessageIds: bad})
+	if err != nil || len(r.GetAcknowledgedIds()) != 0 || len(r.GetUnknownIds()) != len(bad) {
+		t.Errorf("bogus acks: %v, %v; want every id unknown", r, err)
+	}
+	r2, err := globex.Messages.AckMessages(ctx, &mailintakev1.AckMessagesRequest{MessageIds: dropped})
+	if err != nil || len(r2.GetAcknowledgedIds()) != 0 || len(r2.GetUnknownIds()) != len(dropped) {
+		t.Errorf("another tenant acknowledged acme's messages: %v, %v", r2, err)
+	}
+
+	// Fifty good consumers.
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 9))
+			for ctx.Err() == nil {
+				consume(ctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: uint32(1 + rng.IntN(8))}, l, rng, 1, 1+rng.IntN(4))
+			}
+		}()
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		_, acked := l.subjects()
+		if len(acked) >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			delivered, _ := l.subjects()
+			counts := l.deliveriesOf()
+			var missing []string
+			for _, s := range subjects {
+				if !acked[s] {
+					missing = append(missing, fmt.Sprintf("%s×%d", s, counts[s]))
+				}
+			}
+			t.Fatalf("after 2 minutes %d of %d delivered, %d acknowledged; unacknowledged: %v", len(delivered), n, len(acked), missing)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	rssEnd := rssKB(t, d.cmd.Process.Pid)
+	cancel()
+	wg.Wait()
+	checkAll(t, l, subjects)
+	counts := l.deliveriesOf()
+	for _, id := range dropped {
+		l.mu.Lock()
+		s := l.subject[id]
+		l.mu.Unlock()
+		if counts[s] < 2 {
+			t.Errorf("%q was in flight on the dropped stream and not delivered again", s)
+		}
+	}
+	// The other tenant's messages were acknowledged by nobody: they are still unseen.
+	if _, u := dv.Status(t, "other@example.com", "INBOX"); u != len(otherSubjects) {
+		t.Errorf("the other tenant's INBOX has %d unseen, want %d", u, len(otherSubjects))
+	}
+	eventually(t, "every acme message \\Seen", func() bool { _, u := dv.Status(t, dvUser, "INBOX"); return u == 0 })
+	t.Logf("RSS %d KB at start, %d KB with 53 streams after %d messages", rssStart, rssEnd, n)
+	if rssEnd > 512*1024 {
+		t.Errorf("RSS %d KB: memory is not bounded", rssEnd)
+	}
+}
+
+// tmpfsDir mounts a small tmpfs for the server's data directory, so the test can fill the disk
+// under a running server. It needs root (CI runs as root); without it
+// the test fails and says so.
+func tmpfsDir(t *testing.T, size string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mailintake-tmpfs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mounting a tmpfs for the data directory needs root: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		exec.Command("umount", "-l", dir).Run()
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// TestFaultDiskFull fills the server's disk while mail arrives and consumers acknowledge:
+// acknowledgements that cannot be recorded are refused (not confirmed), nothing is lost, the
+// status says what is wrong, and the server recovers by itself when space is freed. (A
+// read-only remount cannot be injected under a running server: Linux refuses it while files are
+// open for writing.)
+func TestFaultDiskFull(t *testing.T) {
+	dv := dovecot.Start(t, map[string]string{dvUser: dvPass})
+	data := tmpfsDir(t, "64m")
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	id := addDovecotMailbox(t, g, dv, dvUser, "--start-from", "all", "--after-ack", "mark-seen")
+	c := adminClient(t, d, data)
+	l := newLedger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		rng := rand.New(rand.NewPCG(3, 3))
+		for ctx.Err() == nil {
+			consume(ctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 8}, l, rng, 1, 4)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	var all []string
+	batch := func(prefix string) {
+		raws, subjects := faultMails(10, prefix)
+		for _, r := range raws {
+			dv.Deliver(t, dvUser, "INBOX", r)
+		}
+		all = append(all, subjects...)
+	}
+	allAcked := func() bool {
+		_, acked := l.subjects()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		confirmed := map[string]bool{}
+		for id := range l.confirmed {
+			confirmed[l.subject[id]] = true
+		}
+		for _, s := range all {
+			if !acked[s] || !confirmed[s] {
+				return false
+			}
+		}
+		return true
+	}
+	batch("before")
+	eventually(t, "the first mail acknowledged", allAcked)
+
+	filler := filepath.Join(data, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break // ENOSPC: the disk is full
+		}
+	}
+	f.Close()
+	// Mail keeps arriving until an acknowledgement cannot be recorded (SQLite's write-ahead
+	// log may have room for a few).
+	bit := false
+	for i := 0; i < 20 && !bit; i++ {
+		batch(fmt.Sprintf("during %02d", i))
+		time.Sleep(500 * time.Millisecond)
+		l.mu.Lock()
+		bit = len(l.ackErrors) > 0
+		l.mu.Unlock()
+	}
+	if !bit {
+		t.Fatal("the full disk never refused an acknowledgement: the fault did not bite")
+	}
+	l.mu.Lock()
+	ackErr := l.ackErrors[0]
+	l.mu.Unlock()
+	if !strings.Contains(ackErr, "code = Unavailable") || !strings.Contains(ackErr, "disk is full") {
+		t.Errorf("an ack on a full disk failed with %q, want Unavailable saying the disk is full", ackErr)
+	}
+	st := mailboxState(t, c, id)
+	if !strings.Contains(st.GetLastError(), "disk is full") {
+		t.Errorf("status while the disk is full: %s %q, last error %q; want the full disk named", st.GetState(), st.GetMessage(), st.GetLastError())
+	}
+	t.Logf("disk full: ack refused with %q; status last error %q", ackErr, st.GetLastError())
+	os.Remove(filler)
+	batch("after")
+	eventually(t, "recovery after the disk was full", allAcked)
+	cancel()
+	checkAll(t, l, all)
+	eventually(t, "every message \\Seen", func() bool { _, u := dv.Status(t, dvUser, "INBOX"); return u == 0 })
+	if d.cmd.ProcessState != nil {
+		t.Fatalf("the server exited: %s", d.logs.String())
+	}
 }
