@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,13 +98,12 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 	f.Lock()
 	defer f.Unlock()
 
-	if !force {
-		h.cacheMu.Lock()
-		e, ok := h.cache[acct.MailboxID]
-		h.cacheMu.Unlock()
-		if ok && e.fingerprint == fp && (e.refreshAt.IsZero() || h.opts.Now().Before(e.refreshAt)) {
-			return e.cred, nil
-		}
+	h.cacheMu.Lock()
+	cached, haveCached := h.cache[acct.MailboxID]
+	h.cacheMu.Unlock()
+	haveCached = haveCached && cached.fingerprint == fp
+	if !force && haveCached && (cached.refreshAt.IsZero() || h.opts.Now().Before(cached.refreshAt)) {
+		return cached.cred, nil
 	}
 
 	var res authplugin.IssueResult
@@ -113,7 +115,17 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 		res, err = p.IssueCredential(ctx, authplugin.Request{Account: acct, State: state, ForceRefresh: force})
 		return err
 	})
+	if err == nil {
+		err = usable(provider, res.Credential, h.opts.Now())
+	}
 	if err != nil {
+		if !force && haveCached && errors.Is(err, ErrPluginFailed) && !cached.cred.Expiry.IsZero() && h.opts.Now().Before(cached.cred.Expiry) {
+			// The refresh failed because the plugin did, not because the provider refused: the
+			// credential in hand is still valid, so sessions keep working until it lapses.
+			h.opts.Logger.Warn("auth provider failed; using the cached credential until it expires",
+				"provider", provider, "mailbox_id", acct.MailboxID, "expires", cached.cred.Expiry, "err", err)
+			return cached.cred, nil
+		}
 		h.Invalidate(acct.MailboxID)
 		return authplugin.Credential{}, err
 	}
@@ -134,6 +146,29 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 		h.cacheMu.Unlock()
 	}
 	return res.Credential, nil
+}
+
+// Mechanisms are the SASL mechanisms a credential may name: those the mail connections speak.
+var Mechanisms = []string{"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"}
+
+// usable checks a credential a provider issued before anything uses it: a provider that answers
+// garbage is a plugin failure with a clear reason, not a mail server error later. The secret is
+// never part of the reason.
+func usable(provider string, c authplugin.Credential, now time.Time) error {
+	var why string
+	switch {
+	case !slices.Contains(Mechanisms, c.Mechanism):
+		why = fmt.Sprintf("SASL mechanism %.40q is not one of %s", c.Mechanism, strings.Join(Mechanisms, ", "))
+	case c.Identity == "":
+		why = "it has no identity"
+	case c.Secret == "":
+		why = "it has no secret"
+	case !c.Expiry.IsZero() && !c.Expiry.After(now):
+		why = "it expired at " + c.Expiry.UTC().Format(time.RFC3339)
+	default:
+		return nil
+	}
+	return fmt.Errorf("%w: %s issued an unusable credential: %s", ErrPluginFailed, provider, why)
 }
 
 // Invalidate drops a mailbox's cached credential.

@@ -303,3 +303,43 @@ func TestThirdPartyExample(t *testing.T) {
 		t.Errorf("a wrong pin: %v", err)
 	}
 }
+
+func TestGarbageCredentialsAreRefused(t *testing.T) {
+	h, _, _ := newHost(t, Options{})
+	_, err := h.Credential(context.Background(), "fake", acct("m1", map[string]string{"behavior": "garbage"}), false)
+	if !errors.Is(err, ErrPluginFailed) || !strings.Contains(err.Error(), "unusable credential") {
+		t.Errorf("garbage: err = %v, want ErrPluginFailed naming an unusable credential", err)
+	}
+}
+
+// A refresh that fails because the plugin does (not because the provider refused) keeps
+// serving the cached credential until it expires.
+func TestCachedCredentialOutlivesAFailingPlugin(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	h, _, _ := newHost(t, Options{CallTimeout: 2 * time.Second, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	control := filepath.Join(t.TempDir(), "behavior")
+	a := acct("m1", map[string]string{"ttl": "10m", "control": control})
+	b := acct("m2", map[string]string{"ttl": "10m", "control": control})
+	c1, err := h.Credential(context.Background(), "fake", a, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Credential(context.Background(), "fake", b, false); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(control, []byte("crash"), 0o644)
+	advance(9 * time.Minute) // past the refresh point, before the expiry
+	c2, err := h.Credential(context.Background(), "fake", a, false)
+	if err != nil || c2.Secret != c1.Secret {
+		t.Errorf("refresh with a crashing plugin: %q, %v; want the cached credential", c2.Secret, err)
+	}
+	if _, err := h.Credential(context.Background(), "fake", a, true); !errors.Is(err, ErrPluginFailed) {
+		t.Errorf("a forced refresh (the server refused the credential) = %v, want the plugin failure", err)
+	}
+	os.WriteFile(control, []byte("fail"), 0o644)
+	if _, err := h.Credential(context.Background(), "fake", b, false); errors.Is(err, ErrPluginFailed) || err == nil {
+		t.Errorf("a provider's refusal = %v, want it passed on, not hidden by the cache", err)
+	}
+}

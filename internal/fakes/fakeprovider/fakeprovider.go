@@ -1,6 +1,10 @@
 // Package fakeprovider is an auth provider for tests: its config tells it to succeed, fail with a
-// typed error, crash, hang, or issue expiring credentials whose serial number lives in the
-// provider state, so tests can watch the host's cache, restart and state handling.
+// typed error, crash, hang, answer garbage, or issue expiring credentials whose serial number
+// lives in the provider state, so tests can watch the host's cache, restart and state handling.
+// With "control" set to a file, the file's content (when it exists) overrides "behavior" at
+// every call, so a test can change the provider's behaviour under a running server. With
+// "login_password" set, the credential is PLAIN with that password, so it can sign in to a real
+// server.
 package fakeprovider
 
 import (
@@ -8,6 +12,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mailintake/mailintake/plugins/authplugin"
@@ -21,9 +26,11 @@ func (Provider) Describe(context.Context) (authplugin.Description, error) {
 	return authplugin.Description{
 		Name: "fake", Version: "0.0.1", DisplayName: "Fake (tests only)",
 		Fields: []authplugin.Field{
-			{Name: "behavior", Type: authplugin.FieldEnum, Options: []string{"ok", "fail", "error", "crash", "hang"}},
+			{Name: "behavior", Type: authplugin.FieldEnum, Options: []string{"ok", "fail", "error", "crash", "hang", "garbage"}},
 			{Name: "ttl", Help: "credential lifetime, a Go duration"},
 			{Name: "password", Secret: true},
+			{Name: "login_password", Secret: true, Help: "the credential's secret, to sign in to a real server"},
+			{Name: "control", Help: "a file whose content, when it exists, overrides behavior"},
 		},
 		SASLMechanisms: []string{"PLAIN"},
 		Protocols:      []string{"imap"},
@@ -43,8 +50,14 @@ func (Provider) ValidateConfig(_ context.Context, a authplugin.Account) error {
 
 // IssueCredential implements authplugin.Provider.
 func (Provider) IssueCredential(ctx context.Context, req authplugin.Request) (authplugin.IssueResult, error) {
-	authplugin.Logger().Info("issuing credential", "mailbox", req.Account.MailboxID, "behavior", req.Account.Config["behavior"])
-	switch req.Account.Config["behavior"] {
+	behavior := req.Account.Config["behavior"]
+	if f := req.Account.Config["control"]; f != "" {
+		if b, err := os.ReadFile(f); err == nil {
+			behavior = strings.TrimSpace(string(b))
+		}
+	}
+	authplugin.Logger().Info("issuing credential", "mailbox", req.Account.MailboxID, "behavior", behavior)
+	switch behavior {
 	case "fail":
 		return authplugin.IssueResult{}, &authplugin.Error{
 			Reason: authplugin.ReasonInvalidCredentials, Code: "FAKE42",
@@ -57,6 +70,8 @@ func (Provider) IssueCredential(ctx context.Context, req authplugin.Request) (au
 		os.Exit(3)
 	case "hang":
 		select {} // ignores the deadline on purpose
+	case "garbage":
+		return authplugin.IssueResult{Credential: authplugin.Credential{Mechanism: "X-GARBAGE\x00", Expiry: time.Unix(1, 0)}}, nil
 	}
 	serial := 0
 	if len(req.State) > 0 {
@@ -64,6 +79,9 @@ func (Provider) IssueCredential(ctx context.Context, req authplugin.Request) (au
 	}
 	serial++
 	cred := authplugin.Credential{Mechanism: "PLAIN", Identity: req.Account.Username, Secret: "token-" + strconv.Itoa(serial)}
+	if pw := req.Account.Secrets["login_password"]; pw != "" {
+		cred.Secret = pw
+	}
 	if ttl, err := time.ParseDuration(req.Account.Config["ttl"]); err == nil {
 		cred.Expiry = time.Now().Add(ttl)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
+	"github.com/mailintake/mailintake/internal/testutil"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -914,5 +915,143 @@ func TestFaultDiskFull(t *testing.T) {
 	eventually(t, "every message \\Seen", func() bool { _, u := dv.Status(t, dvUser, "INBOX"); return u == 0 })
 	if d.cmd.ProcessState != nil {
 		t.Fatalf("the server exited: %s", d.logs.String())
+	}
+}
+
+var fakeOnce sync.Once
+
+// faultBins builds the binaries and adds the fake auth provider to the plugin directory.
+func faultBins(t *testing.T) string {
+	t.Helper()
+	dir := bins(t)
+	var err error
+	fakeOnce.Do(func() {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "mailintake-auth-fake"), "./internal/fakes/fakeprovider/cmd/mailintake-auth-fake")
+		cmd.Dir = testutil.ModuleRoot()
+		if out, e := cmd.CombinedOutput(); e != nil {
+			err = fmt.Errorf("%v: %s", e, out)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// addMailbox adds a Dovecot mailbox for user at port with the given provider flags.
+func addMailbox(t *testing.T, g []string, dv *dovecot.Server, user string, port int, extra ...string) string {
+	t.Helper()
+	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", user, "--host", "127.0.0.1",
+		"--port", strconv.Itoa(port), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user,
+		"--json", "--start-from", "all")
+	code, out, errs := cli(t, dvPass, append(args, extra...)...)
+	if code != 0 {
+		t.Fatalf("mailbox add %s: %s", user, errs)
+	}
+	var mb struct {
+		ID string `json:"id"`
+	}
+	if err := jsonUnmarshal(out, &mb); err != nil {
+		t.Fatal(err)
+	}
+	return mb.ID
+}
+
+// TestFaultPlugin makes the auth provider crash, hang past its deadline and answer garbage
+// under a running server. A mailbox whose cached credential is still valid keeps working (even
+// across a reconnection); one that needs a new credential shows the reason; a mailbox of
+// another provider is unaffected; and when the provider behaves again, the host restarts it
+// and the mailbox recovers by itself.
+func TestFaultPlugin(t *testing.T) {
+	faultBins(t)
+	users := map[string]string{"cached@example.com": dvPass, "fresh@example.com": dvPass, "basic@example.com": dvPass}
+	dv := dovecot.Start(t, users)
+	proxy := newCutProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(dv.IMAPSPort)))
+	data := t.TempDir()
+	control := filepath.Join(t.TempDir(), "behavior")
+	d := startDaemon(t, data, "--plugin-timeout", "2s")
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	fake := []string{"--provider", "fake", "--secret-stdin", "--secret-field", "login_password", "--config", "control=" + control}
+	cached := addMailbox(t, g, dv, "cached@example.com", proxy.port(), append(fake, "--config", "ttl=1h")...)
+	fresh := addMailbox(t, g, dv, "fresh@example.com", dv.IMAPSPort, append(fake, "--config", "ttl=4s")...)
+	basic := addMailbox(t, g, dv, "basic@example.com", dv.IMAPSPort, "--provider", "basic", "--password-stdin")
+	c := adminClient(t, d, data)
+	l := newLedger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		rng := rand.New(rand.NewPCG(5, 5))
+		for ctx.Err() == nil {
+			consume(ctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 8}, l, rng, 1, 1)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	var all []string
+	send := func(user, what string) string {
+		raws, subjects := faultMails(1, what+" to "+user)
+		dv.Deliver(t, user, "INBOX", raws[0])
+		all = append(all, subjects...)
+		return subjects[0]
+	}
+	arrived := func(subjects ...string) func() bool {
+		return func() bool {
+			acked := l.confirmedSubjects()
+			for _, s := range subjects {
+				if !acked[s] {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	for u := range users {
+		send(u, "first")
+	}
+	eventually(t, "the first mail of every mailbox", arrived(all...))
+
+	for _, fault := range []string{"crash", "hang", "garbage"} {
+		if err := os.WriteFile(control, []byte(fault), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The mailbox with a valid cached credential keeps working, even after its connection
+		// drops and it signs in again.
+		proxy.cut()
+		a := send("cached@example.com", fault)
+		b := send("basic@example.com", fault)
+		eventually(t, "mail with a cached credential while the provider is broken ("+fault+")", arrived(a, b))
+		if cs := mailboxState(t, c, cached); cs.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_ERROR || cs.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED {
+			t.Errorf("provider %s: the mailbox with a cached credential is %s %q", fault, cs.GetState(), cs.GetLastError())
+		}
+		// The mailbox that needs a new credential says why it cannot get one.
+		var st *mailintakev1.MailboxStatus
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st = mailboxState(t, c, fresh)
+			if st.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_ERROR || st.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("provider %s: the mailbox needing a new credential stayed %s %q", fault, st.GetState(), st.GetMessage())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("provider %s: status %s %q, last error %q", fault, st.GetState(), st.GetMessage(), st.GetLastError())
+		if st.GetLastError() == "" && st.GetMessage() == "" {
+			t.Errorf("provider %s: no reason shown", fault)
+		}
+		if bs := mailboxState(t, c, basic); bs.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_ERROR || bs.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED {
+			t.Errorf("provider %s broke the basic mailbox too: %s %q", fault, bs.GetState(), bs.GetLastError())
+		}
+		// The provider behaves again: the host restarts it and the mailbox recovers by itself.
+		if err := os.WriteFile(control, []byte("ok"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f := send("fresh@example.com", "after "+fault)
+		eventually(t, "recovery after the provider's "+fault, arrived(f))
+	}
+	cancel()
+	checkAll(t, l, all)
+	if n := strings.Count(d.logs.String(), `msg="auth provider plugin started" component=pluginhost provider=fake`); n < 2 {
+		t.Errorf("the fake provider was started %d times; a crash or hang should restart it", n)
 	}
 }
