@@ -289,3 +289,29 @@ func (s *Server) RecreateFolder(t testing.TB, user, folder string) {
 		t.Fatalf("doveadm mailbox create: %v: %s", err, out)
 	}
 }
+
+// SetPassword changes a user's password (Dovecot rereads its passwd-file when it changes).
+func (s *Server) SetPassword(t testing.TB, user, password string) {
+	t.Helper()
+	path := filepath.Join(s.Dir, "passwd")
+	b, err := os.ReadFile(path)
+	must(t, err)
+	var out strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if name, _, _ := strings.Cut(line, ":"); name == strings.ToLower(user) {
+			line = fmt.Sprintf("%s:{PLAIN}%s", name, password)
+		}
+		out.WriteString(line + "\n")
+	}
+	must(t, os.WriteFile(path, []byte(out.String()), 0o644))
+	future := time.Now().Add(2 * time.Second) // a new mtime even within the same second
+	must(t, os.Chtimes(path, future, future))
+}
+
+// AuthFailures counts the failed sign-ins in Dovecot's log so far.
+func (s *Server) AuthFailures(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "dovecot.log"))
+	must(t, err)
+	return strings.Count(string(b), "auth failed")
+}

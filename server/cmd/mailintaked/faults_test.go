@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
+	"github.com/mailintake/mailintake/internal/fakes/idp"
 	"github.com/mailintake/mailintake/internal/testutil"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -1054,4 +1056,134 @@ func TestFaultPlugin(t *testing.T) {
 	if n := strings.Count(d.logs.String(), `msg="auth provider plugin started" component=pluginhost provider=fake`); n < 2 {
 		t.Errorf("the fake provider was started %d times; a crash or hang should restart it", n)
 	}
+}
+
+// TestFaultAuth: access tokens that expire mid-session, a revoked refresh token (the stored
+// password gets a new one), then a password changed at the identity provider; and for a basic
+// mailbox, a password changed on the mail server. Mail keeps flowing while recovery is
+// possible; otherwise the status says precisely what failed and the server does not hammer
+// the account (a bounded number of failed sign-ins, then a long wait).
+func TestFaultAuth(t *testing.T) {
+	const (
+		tenant = "11111111-2222-3333-4444-555555555555"
+		app    = "aaaaaaaa-0000-0000-0000-000000000001"
+		m365   = "help@contoso.onmicrosoft.com"
+		m365pw = "M365-pw-1"
+		local  = "local@example.com"
+	)
+	p := idp.New(tenant, "contoso.onmicrosoft.com")
+	p.AddUser(idp.User{UPN: m365, Password: m365pw})
+	p.AddApp(idp.App{ClientID: app, PublicFlows: true})
+	hs := httptest.NewServer(p)
+	defer hs.Close()
+	dv := dovecot.StartWith(t, dovecot.Options{Users: map[string]string{m365: "unused", local: dvPass}, IntrospectionURL: hs.URL + "/introspect"})
+	proxy := newCutProxy(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(dv.IMAPSPort)))
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	p.SetAccessTTL(3 * time.Second)
+	ropc := addMailboxWithStdin(t, g, dv, m365, m365pw, dv.IMAPSPort, "--provider", "o365", "--password-stdin", "--config", "tenant_id="+tenant,
+		"--config", "authority="+hs.URL, "--config", "client_id="+app)
+	basic := addMailboxWithStdin(t, g, dv, local, dvPass, proxy.port(), "--provider", "basic", "--password-stdin")
+	c := adminClient(t, d, data)
+	l := newLedger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		rng := rand.New(rand.NewPCG(6, 6))
+		for ctx.Err() == nil {
+			consume(ctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 8}, l, rng, 1, 1)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	var all []string
+	send := func(user, what string) string {
+		raws, subjects := faultMails(1, what)
+		dv.Deliver(t, user, "INBOX", raws[0])
+		all = append(all, subjects...)
+		return subjects[0]
+	}
+	arrived := func(s string) func() bool { return func() bool { return l.confirmedSubjects()[s] } }
+
+	// Access tokens of 3 s expire again and again mid-session: mail keeps arriving.
+	for i := range 4 {
+		eventually(t, "mail across token expiries", arrived(send(m365, fmt.Sprintf("m365 %d", i))))
+		time.Sleep(2 * time.Second)
+	}
+	if n := p.Count("password"); n != 1 {
+		t.Errorf("the password was used %d times across expiries, want once (then refresh tokens)", n)
+	}
+	// A revoked refresh token: the stored password gets a new one, once.
+	p.RevokeRefreshTokens(m365)
+	time.Sleep(4 * time.Second)
+	eventually(t, "mail after the refresh token was revoked", arrived(send(m365, "m365 after revocation")))
+	if n := p.Count("password"); n != 2 {
+		t.Errorf("after the revocation the password was used %d times in all, want 2", n)
+	}
+	// The password changed at Microsoft, and the refresh token revoked: nothing can sign in.
+	p.SetPassword(m365, "changed-by-the-user")
+	p.RevokeRefreshTokens(m365)
+	before := p.Count("password")
+	var st *mailintakev1.MailboxStatus
+	eventually(t, "auth_failed after the M365 password changed", func() bool {
+		st = mailboxState(t, c, ropc)
+		return st.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED
+	})
+	time.Sleep(10 * time.Second)
+	if n := p.Count("password") - before; n > 2 {
+		t.Errorf("%d password sign-ins within 10 s of the failure: the account would be locked", n)
+	}
+	st = mailboxState(t, c, ropc)
+	af := st.GetAuthFailure()
+	t.Logf("o365 after the password change: %s %q, %s %q; action %q; next retry %s", st.GetState(), st.GetMessage(), af.GetProviderCode(), af.GetMessage(), af.GetAction(), st.GetNextRetryTime().AsTime().Format(time.RFC3339))
+	if af.GetProviderCode() != "AADSTS50126" || af.GetAction() == "" || af.GetReason() != mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_INVALID_CREDENTIALS {
+		t.Errorf("auth failure = %v; want AADSTS50126 (invalid credentials) with an action", af)
+	}
+	if next := st.GetNextRetryTime().AsTime(); time.Until(next) < 10*time.Minute {
+		t.Errorf("next retry at %s: too soon for a refused password", next)
+	}
+
+	// Basic: the password changed on the mail server; the connection drops and the server
+	// must sign in again.
+	eventually(t, "basic mail", arrived(send(local, "basic before")))
+	dv.SetPassword(t, local, "changed-on-the-server")
+	logBefore := dv.AuthFailures(t)
+	proxy.cut()
+	eventually(t, "auth_failed after the server-side password change", func() bool {
+		return mailboxState(t, c, basic).GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED
+	})
+	time.Sleep(10 * time.Second)
+	if n := dv.AuthFailures(t) - logBefore; n < 1 || n > 2 {
+		t.Errorf("%d failed sign-ins on the mail server within 10 s, want 1 or 2", n)
+	}
+	bs := mailboxState(t, c, basic)
+	t.Logf("basic after the password change: %s %q, %q; next retry %s", bs.GetState(), bs.GetMessage(), bs.GetAuthFailure().GetMessage(), bs.GetNextRetryTime().AsTime().Format(time.RFC3339))
+	if bs.GetAuthFailure().GetReason() != mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_INVALID_CREDENTIALS || bs.GetAuthFailure().GetAction() == "" {
+		t.Errorf("basic auth failure = %v", bs.GetAuthFailure())
+	}
+	// The admin enters the new password: the mailbox recovers at once.
+	code, _, errs := cli(t, "changed-on-the-server", append(g, "mailbox", "update", basic, "--password-stdin")...)
+	if code != 0 {
+		t.Fatalf("mailbox update: %s", errs)
+	}
+	eventually(t, "basic mail after the new password", arrived(send(local, "basic after")))
+	cancel()
+	l.check(t)
+}
+
+func addMailboxWithStdin(t *testing.T, g []string, dv *dovecot.Server, user, stdin string, port int, extra ...string) string {
+	t.Helper()
+	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", user, "--host", "127.0.0.1",
+		"--port", strconv.Itoa(port), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user, "--json", "--start-from", "all")
+	code, out, errs := cli(t, stdin, append(args, extra...)...)
+	if code != 0 {
+		t.Fatalf("mailbox add %s: %s", user, errs)
+	}
+	var mb struct {
+		ID string `json:"id"`
+	}
+	if err := jsonUnmarshal(out, &mb); err != nil {
+		t.Fatal(err)
+	}
+	return mb.ID
 }
