@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1186,4 +1188,121 @@ func addMailboxWithStdin(t *testing.T, g []string, dv *dovecot.Server, user, std
 		t.Fatal(err)
 	}
 	return mb.ID
+}
+
+// TestFaultSecretsNeverLeak runs o365 (password and client-secret flows, tokens that expire and
+// rotate, a revoked refresh token) and basic mailboxes (one with a wrong password) through the
+// real binaries at the debug log level, then makes the plugins and the server dump their
+// goroutines (SIGQUIT, as a crash does), and scans for every known secret value: passwords,
+// the client secret, every access and refresh token the identity platform issued, and the API
+// tokens. They must not appear in the logs, in any CLI output (responses, errors, status, the
+// event log) or anywhere in the data directory (the database and its journal).
+func TestFaultSecretsNeverLeak(t *testing.T) {
+	const (
+		tenant   = "11111111-2222-3333-4444-555555555555"
+		public   = "aaaaaaaa-0000-0000-0000-000000000001"
+		conf     = "aaaaaaaa-0000-0000-0000-000000000002"
+		secret   = "Client~Secret~Value~0123456789"
+		m365     = "help@contoso.onmicrosoft.com"
+		appBox   = "app@contoso.onmicrosoft.com"
+		m365pw   = "M365-Password-Value-98765"
+		local    = "local@example.com"
+		localPw  = "Dovecot-Password-Value-24680"
+		wrongPw  = "Wrong-Password-Value-13579"
+		wrongBox = "wrong@example.com"
+	)
+	p := idp.New(tenant, "contoso.onmicrosoft.com")
+	p.AddUser(idp.User{UPN: m365, Password: m365pw})
+	p.AddApp(idp.App{ClientID: public, PublicFlows: true})
+	p.AddApp(idp.App{ClientID: conf, Secret: secret, AppOnlyUsers: []string{appBox}})
+	hs := httptest.NewServer(p)
+	defer hs.Close()
+	dv := dovecot.StartWith(t, dovecot.Options{Users: map[string]string{m365: "unused", appBox: "unused", local: localPw, wrongBox: localPw}, IntrospectionURL: hs.URL + "/introspect"})
+	data := t.TempDir()
+	d := startDaemon(t, data) // --log-level debug
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	var outputs strings.Builder
+	run := func(stdin string, args ...string) {
+		_, out, errs := cli(t, stdin, append(append([]string{}, g...), args...)...)
+		outputs.WriteString(out + errs)
+	}
+	p.SetAccessTTL(3 * time.Second)
+	o365 := []string{"--provider", "o365", "--config", "tenant_id=" + tenant, "--config", "authority=" + hs.URL}
+	ids := []string{
+		addMailboxWithStdin(t, g, dv, m365, m365pw, dv.IMAPSPort, append(o365, "--config", "client_id="+public, "--password-stdin")...),
+		addMailboxWithStdin(t, g, dv, appBox, secret, dv.IMAPSPort, append(o365, "--config", "client_id="+conf, "--config", "flow=client_credentials", "--secret-stdin")...),
+		addMailboxWithStdin(t, g, dv, local, localPw, dv.IMAPSPort, "--provider", "basic", "--password-stdin"),
+		addMailboxWithStdin(t, g, dv, wrongBox, wrongPw, dv.IMAPSPort, "--provider", "basic", "--password-stdin"),
+	}
+	for _, u := range []string{m365, appBox, local, wrongBox} {
+		raws, _ := faultMails(1, "for "+u)
+		dv.Deliver(t, u, "INBOX", raws[0])
+	}
+	_, tok, _ := cli(t, "", append(g, "token", "create", "--tenant", "acme")...)
+	apiToken := strings.TrimSpace(tok)
+	run("", "tail", "--ack", "--limit", "3", "--timeout", "20s")
+	time.Sleep(7 * time.Second) // tokens expire and are refreshed
+	p.RevokeRefreshTokens(m365)
+	time.Sleep(4 * time.Second) // the stored password gets a new refresh token
+	// Every read an admin or a PSA makes, including errors.
+	run("", "mailbox", "list", "--json")
+	for _, id := range ids {
+		run("", "mailbox", "get", id, "--json")
+		run("", "mailbox", "status", id, "--json")
+		run("", "mailbox", "events", id, "--json")
+		run("", "mailbox", "test", id)
+	}
+	run(wrongPw, "mailbox", "test", "--host", "127.0.0.1", "--port", strconv.Itoa(dv.IMAPSPort), "--ca-file", dv.CACertFile(t),
+		"--username", wrongBox, "--provider", "basic", "--password-stdin")
+	run("", "providers")
+	run("", "token", "list")
+
+	// Crash output: the plugins and the server dump every goroutine's stack.
+	for _, line := range strings.Split(d.logs.String(), "\n") {
+		if i := strings.Index(line, "msg=\"auth provider plugin started\""); i >= 0 {
+			if _, after, ok := strings.Cut(line, " pid="); ok {
+				pid, _ := strconv.Atoi(strings.Fields(after)[0])
+				if pid > 0 {
+					syscall.Kill(pid, syscall.SIGQUIT)
+				}
+			}
+		}
+	}
+	time.Sleep(time.Second)
+	d.cmd.Process.Signal(syscall.SIGQUIT)
+	d.cmd.Wait()
+	logs := d.logs.String()
+	if !strings.Contains(logs, "goroutine ") {
+		t.Fatalf("no goroutine dump in the server's output: the crash was not exercised")
+	}
+
+	issued := p.Issued()
+	if len(issued) < 6 {
+		t.Fatalf("the identity platform issued only %d tokens", len(issued))
+	}
+	admin, _ := os.ReadFile(filepath.Join(data, "admin.token"))
+	known := map[string]string{"M365 password": m365pw, "client secret": secret, "mail server password": localPw,
+		"wrong password": wrongPw, "API token": apiToken, "admin token": strings.TrimSpace(string(admin))}
+	for i, tok := range issued {
+		known[fmt.Sprintf("OAuth token %d", i)] = tok
+	}
+	var dataFiles strings.Builder
+	filepath.WalkDir(data, func(path string, de fs.DirEntry, err error) error {
+		if err == nil && !de.IsDir() && filepath.Base(path) != "admin.token" {
+			b, _ := os.ReadFile(path)
+			dataFiles.Write(b)
+		}
+		return nil
+	})
+	for what, value := range known {
+		if value == "" {
+			t.Fatalf("%s is empty", what)
+		}
+		for where, text := range map[string]string{"server and plugin logs (debug) and crash dumps": logs, "CLI output": outputs.String(), "data directory": dataFiles.String()} {
+			if strings.Contains(text, value) {
+				t.Errorf("the %s appears in the %s", what, where)
+			}
+		}
+	}
+	t.Logf("scanned %d known secrets over %d KB of logs, %d KB of CLI output and %d KB of data files", len(known), len(logs)/1024, outputs.Len()/1024, dataFiles.Len()/1024)
 }
