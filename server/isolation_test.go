@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/mailintake/mailintake/internal/fakes/fakeprovider"
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -203,5 +205,65 @@ func TestTenantIsolationEveryRPC(t *testing.T) {
 	q, err := e.msgs.ListQuarantinedMessages(as(acme), &mailintakev1.ListQuarantinedMessagesRequest{MailboxId: id})
 	if err != nil || len(q.GetMessages()) != 1 {
 		t.Errorf("acme's quarantine after the matrix: %v, %v", q, err)
+	}
+}
+
+// TestPluginsReceiveOnlyTheirMailbox: each credential request carries the account of the one
+// mailbox it is for (its username, config and secrets), never another mailbox's.
+func TestPluginsReceiveOnlyTheirMailbox(t *testing.T) {
+	e := newEnv(t)
+	srv := imaptest.Start(t, imaptest.Options{})
+	type box struct{ user, marker, secret, id string }
+	boxes := []*box{{"a@example.com", "marker-a", "secret-a-111", ""}, {"b@example.com", "marker-b", "secret-b-222", ""}}
+	for _, b := range boxes {
+		srv.AddUser(t, b.user, b.secret)
+		mb := &mailintakev1.Mailbox{
+			Tenant: "t-" + b.marker, DisplayName: b.marker, Enabled: true, Host: srv.Host, Port: uint32(srv.Port),
+			Security: mailintakev1.Security_SECURITY_NONE, Username: b.user, AuthProvider: "fake",
+			AuthConfig: map[string]string{"behavior": "ok", "ttl": "1h", "marker": b.marker}, AuthSecrets: map[string]string{"login_password": b.secret},
+		}
+		b.id = e.create(e.admin, mb).GetId()
+	}
+	type received struct {
+		Msg      string `json:"msg"`
+		Mailbox  string `json:"mailbox"`
+		Username string `json:"username"`
+		Config   string `json:"config"`
+		Secrets  string `json:"secrets"`
+	}
+	var got []received
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got = got[:0]
+		for _, line := range strings.Split(e.logs.String(), "\n") {
+			var r received
+			if json.Unmarshal([]byte(line), &r) == nil && r.Msg == "account received" {
+				got = append(got, r)
+			}
+		}
+		seen := map[string]bool{}
+		for _, r := range got {
+			seen[r.Mailbox] = true
+		}
+		if seen[boxes[0].id] && seen[boxes[1].id] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fake provider was not asked for both mailboxes: %v", got)
+		}
+	}
+	for _, r := range got {
+		for _, b := range boxes {
+			if r.Mailbox != b.id {
+				continue
+			}
+			if r.Username != b.user || !strings.Contains(r.Config, b.marker) || r.Secrets != fakeprovider.SecretsFingerprint(map[string]string{"login_password": b.secret}) {
+				t.Errorf("the request for %s carried %+v", b.marker, r)
+			}
+			for _, o := range boxes {
+				if o != b && (strings.Contains(r.Config, o.marker) || r.Username == o.user) {
+					t.Errorf("the request for %s carried the other mailbox's account: %+v", b.marker, r)
+				}
+			}
+		}
 	}
 }

@@ -9,8 +9,12 @@ package fakeprovider
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +61,10 @@ func (Provider) IssueCredential(ctx context.Context, req authplugin.Request) (au
 		}
 	}
 	authplugin.Logger().Info("issuing credential", "mailbox", req.Account.MailboxID, "behavior", behavior)
+	// What the host sent, so tests can check a plugin gets only its mailbox's account: the
+	// non-secret config as is, the secrets as a fingerprint.
+	authplugin.Logger().Debug("account received", "mailbox", req.Account.MailboxID, "username", req.Account.Username,
+		"config", fmt.Sprint(req.Account.Config), "secrets", SecretsFingerprint(req.Account.Secrets))
 	switch behavior {
 	case "fail":
 		return authplugin.IssueResult{}, &authplugin.Error{
@@ -86,6 +94,21 @@ func (Provider) IssueCredential(ctx context.Context, req authplugin.Request) (au
 		cred.Expiry = time.Now().Add(ttl)
 	}
 	return authplugin.IssueResult{Credential: cred, State: []byte(strconv.Itoa(serial)), StateChanged: true}, nil
+}
+
+// SecretsFingerprint is a short hash of a secrets map, for tests that check which secrets a
+// plugin received without logging them.
+func SecretsFingerprint(secrets map[string]string) string {
+	keys := make([]string, 0, len(secrets))
+	for k := range secrets {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\x00", k, secrets[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 var _ authplugin.Provider = Provider{}
