@@ -75,6 +75,7 @@ type Step struct {
 // Conn is an IMAP connection.
 type Conn struct {
 	c        *imapclient.Client
+	raw      net.Conn // the TCP connection under c, to abort a command from inside it
 	target   Target
 	timeout  time.Duration
 	updates  chan struct{}
@@ -164,7 +165,7 @@ func Dial(ctx context.Context, t Target, report func(Step)) (*Conn, error) {
 	}
 	report(Step{Kind: StepTCP, Duration: time.Since(start), Detail: raw.RemoteAddr().String()})
 
-	c := &Conn{target: t, timeout: t.CommandTimeout, updates: make(chan struct{}, 1), closed: make(chan struct{})}
+	c := &Conn{raw: raw, target: t, timeout: t.CommandTimeout, updates: make(chan struct{}, 1), closed: make(chan struct{})}
 	opts := &imapclient.Options{
 		TLSConfig: &tls.Config{ServerName: t.Host, RootCAs: t.RootCAs, InsecureSkipVerify: t.SkipVerify, MinVersion: tls.VersionTLS12},
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{

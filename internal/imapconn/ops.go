@@ -1,6 +1,7 @@
 package imapconn
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -223,28 +224,92 @@ func metaOf(m *imapclient.FetchMessageBuffer) Meta {
 // ErrGone is returned when a message is no longer in the folder.
 var ErrGone = errors.New("the message is no longer in the folder")
 
-// FetchRaw fetches a message's bytes with BODY.PEEK[] (the \Seen flag is not set).
-func (c *Conn) FetchRaw(ctx context.Context, uid uint32) ([]byte, Meta, error) {
+// TooLargeError is returned by FetchRaw when the server sends a body larger than the limit,
+// whatever size it announced before. The connection is closed (a literal cannot be abandoned
+// half read); Head holds the body's first bytes, enough for its header in most cases.
+type TooLargeError struct {
+	UID   uint32
+	Size  int64 // the size of the literal the server announced
+	Limit int64
+	Head  []byte
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the server sent a body of %d bytes for UID %d, over the limit of %d bytes", e.Size, e.UID, e.Limit)
+}
+
+// abort ends a command whose response is being read: the connection is closed under the
+// client (go-imap's Close would wait for the response to be read to its end), then the rest of
+// the response is drained, which fails fast, so the client's reader stops.
+func (c *Conn) abort(cmd *imapclient.FetchCommand) {
+	c.raw.Close()
+	cmd.Close()
+	c.c.Close()
+}
+
+// headBytes is how much of an oversized body TooLargeError keeps.
+const headBytes = 64 << 10
+
+// FetchRaw fetches a message's bytes with BODY.PEEK[] (the \Seen flag is not set), reading at
+// most limit bytes: the body streams from the connection into one buffer of its announced
+// size, so a server that lies about sizes or sends a huge literal cannot make the client
+// allocate more than the limit.
+func (c *Conn) FetchRaw(ctx context.Context, uid uint32, limit int64) ([]byte, Meta, error) {
 	var raw []byte
 	var meta Meta
 	found := false
+	var tooLarge *TooLargeError
 	err := c.guard(ctx, 10*time.Minute, "UID FETCH BODY.PEEK[]", func() error {
-		msgs, err := c.c.Fetch(uidSet([]uint32{uid}), &imap.FetchOptions{
+		cmd := c.c.Fetch(uidSet([]uint32{uid}), &imap.FetchOptions{
 			UID: true, RFC822Size: true, InternalDate: true, Flags: true,
 			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
-		}).Collect()
-		for _, m := range msgs {
-			if uint32(m.UID) != uid {
-				continue
+		})
+		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
+			var m Meta
+			var body []byte
+			for item := msg.Next(); item != nil; item = msg.Next() {
+				switch it := item.(type) {
+				case imapclient.FetchItemDataUID:
+					m.UID = uint32(it.UID)
+				case imapclient.FetchItemDataRFC822Size:
+					m.Size = it.Size
+				case imapclient.FetchItemDataInternalDate:
+					m.InternalDate = it.Time
+				case imapclient.FetchItemDataFlags:
+					for _, f := range it.Flags {
+						m.Flags = append(m.Flags, string(f))
+					}
+				case imapclient.FetchItemDataBodySection:
+					if it.Literal == nil {
+						continue
+					}
+					if size := it.Literal.Size(); size > limit {
+						head, _ := io.ReadAll(io.LimitReader(it.Literal, headBytes))
+						tooLarge = &TooLargeError{UID: uid, Size: size, Limit: limit, Head: head}
+						c.abort(cmd)
+						return tooLarge
+					}
+					buf := bytes.NewBuffer(make([]byte, 0, it.Literal.Size()))
+					if _, err := buf.ReadFrom(io.LimitReader(it.Literal, limit)); err != nil {
+						c.abort(cmd)
+						return err
+					}
+					body = buf.Bytes()
+				}
 			}
-			found = true
-			meta = metaOf(m)
-			for _, b := range m.BodySection {
-				raw = b.Bytes
+			if m.UID != uid {
+				continue // a response for a message that was not asked for
+			}
+			found, meta = true, m
+			if body != nil {
+				raw = body
 			}
 		}
-		return err
+		return cmd.Close()
 	})
+	if tooLarge != nil {
+		return nil, meta, tooLarge
+	}
 	if err != nil {
 		return nil, meta, err
 	}

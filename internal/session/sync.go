@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -313,10 +314,21 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 		s.fill(msg, d.st, meta)
 		return msg, nil
 	}
-	raw, fmeta, err := d.conn.FetchRaw(ctx, uid)
+	raw, fmeta, err := d.conn.FetchRaw(ctx, uid, s.maxSize)
+	var tooLarge *imapconn.TooLargeError
 	switch {
 	case errors.Is(err, imapconn.ErrGone):
 		return nil, nil
+	case errors.As(err, &tooLarge):
+		// The server announced a smaller size than it sent. The connection is gone (the
+		// literal was abandoned); quarantine with the header from the bytes read, then
+		// reconnect.
+		reason := fmt.Sprintf("%v (it announced %d bytes)", tooLarge, meta.Size)
+		meta.Size = tooLarge.Size
+		if qerr := d.keep(ctx, meta, reason, headerOf(tooLarge.Head)); qerr != nil {
+			return nil, qerr
+		}
+		return nil, fmt.Errorf("reconnecting after an oversized body: %w", err)
 	case err != nil:
 		var ie *imap.Error
 		if errors.As(err, &ie) {
@@ -344,7 +356,6 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 
 // quarantine keeps a message that cannot be delivered, with its header when it can be read.
 func (d *deliverer) quarantine(ctx context.Context, meta imapconn.Meta, reason string) error {
-	s := d.s
 	hdr, err := d.conn.FetchHeader(ctx, meta.UID)
 	if err != nil {
 		var ie *imap.Error
@@ -352,6 +363,24 @@ func (d *deliverer) quarantine(ctx context.Context, meta imapconn.Meta, reason s
 			return err
 		}
 	}
+	return d.keep(ctx, meta, reason, hdr)
+}
+
+// headerOf returns the header section at the start of a message's bytes (all of them if the
+// blank line is not among them).
+func headerOf(b []byte) []byte {
+	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+		return b[:i+4]
+	}
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+		return b[:i+2]
+	}
+	return b
+}
+
+// keep records a quarantined message with the header given.
+func (d *deliverer) keep(ctx context.Context, meta imapconn.Meta, reason string, hdr []byte) error {
+	s := d.s
 	q := &store.Quarantined{MailboxID: s.id, UIDValidity: d.st.UIDValidity, UID: meta.UID, Reason: reason, Size: meta.Size, Headers: string(hdr)}
 	if err := s.sup.store.Quarantine(ctx, q); err != nil {
 		return err

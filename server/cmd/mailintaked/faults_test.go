@@ -26,6 +26,7 @@ import (
 	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
 	"github.com/mailintake/mailintake/internal/fakes/idp"
+	"github.com/mailintake/mailintake/internal/fakes/imapscript"
 	"github.com/mailintake/mailintake/internal/testutil"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -1305,4 +1306,94 @@ func TestFaultSecretsNeverLeak(t *testing.T) {
 		}
 	}
 	t.Logf("scanned %d known secrets over %d KB of logs, %d KB of CLI output and %d KB of data files", len(known), len(logs)/1024, outputs.Len()/1024, dataFiles.Len()/1024)
+}
+
+// TestFaultHostileIMAP points mailboxes at IMAP servers that misbehave on purpose (truncated
+// and huge literals, a body far larger than its announced size, wrong UIDs, floods of
+// unsolicited and malformed responses, garbage): the server must not crash, must not grow
+// without bound, and must keep serving its other mailboxes.
+func TestFaultHostileIMAP(t *testing.T) {
+	dv := dovecot.Start(t, map[string]string{dvUser: dvPass})
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	good := addDovecotMailbox(t, g, dv, dvUser, "--start-from", "all")
+	c := adminClient(t, d, data)
+	ids := map[imapscript.Mode]string{}
+	servers := map[imapscript.Mode]*imapscript.Server{}
+	for _, mode := range imapscript.Modes {
+		s := imapscript.Start(t, mode)
+		servers[mode] = s
+		code, out, errs := cli(t, "pw", append(g, "mailbox", "add", "--tenant", "acme", "--name", string(mode), "--host", s.Host,
+			"--port", strconv.Itoa(s.Port), "--security", "none", "--username", "u", "--provider", "basic", "--password-stdin",
+			"--start-from", "all", "--json")...)
+		if code != 0 {
+			t.Fatalf("mailbox add %s: %s", mode, errs)
+		}
+		var mb struct {
+			ID string `json:"id"`
+		}
+		jsonUnmarshal(out, &mb)
+		ids[mode] = mb.ID
+	}
+	l := newLedger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		rng := rand.New(rand.NewPCG(8, 8))
+		for ctx.Err() == nil {
+			consume(ctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 8}, l, rng, 1, 1)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	peak := 0
+	for range 40 { // 20 s of hostility
+		time.Sleep(500 * time.Millisecond)
+		if d.cmd.ProcessState != nil || syscall.Kill(d.cmd.Process.Pid, 0) != nil {
+			t.Fatalf("the server died:\n%s", tail(d.logs.String(), 40))
+		}
+		peak = max(peak, rssKB(t, d.cmd.Process.Pid))
+	}
+	// The well-behaved mailbox still works.
+	raws, subjects := faultMails(1, "next to hostile servers")
+	dv.Deliver(t, dvUser, "INBOX", raws[0])
+	eventually(t, "mail on the good mailbox", func() bool { return l.confirmedSubjects()[subjects[0]] })
+	for _, mode := range imapscript.Modes {
+		st := mailboxState(t, c, ids[mode])
+		q, _ := c.Messages.ListQuarantinedMessages(context.Background(), &mailintakev1.ListQuarantinedMessagesRequest{MailboxId: ids[mode]})
+		t.Logf("%-17s %s %q, last error %.160q; %d quarantined; %d body bytes sent", mode, st.GetState(), st.GetMessage(), st.GetLastError(), len(q.GetMessages()), servers[mode].BodyBytesSent())
+		switch mode {
+		case imapscript.HugeLiteral, imapscript.LyingSize:
+			// Bodies over the limit, whatever size was announced, are quarantined with the reason.
+			if len(q.GetMessages()) != 3 || !strings.Contains(q.GetMessages()[0].GetReason(), "over the limit") {
+				t.Errorf("%s: quarantine %v, want the 3 oversized messages", mode, q.GetMessages())
+			}
+		case imapscript.TruncatedLiteral, imapscript.Unsolicited, imapscript.Garbage:
+			if st.GetLastError() == "" {
+				t.Errorf("%s: no error in the status", mode)
+			}
+		}
+	}
+	l.mu.Lock()
+	for id, subject := range l.subject {
+		if strings.HasSuffix(id, ":1001") || strings.HasSuffix(id, ":4000000000") || strings.HasSuffix(id, ":0") {
+			t.Errorf("a message under a UID the server was not asked for was delivered: %s %q", id, subject)
+		}
+	}
+	l.mu.Unlock()
+	if gs := mailboxState(t, c, good); gs.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_ERROR {
+		t.Errorf("the good mailbox is in error: %q", gs.GetLastError())
+	}
+	if strings.Contains(d.logs.String(), "panic") {
+		t.Errorf("a panic in the server's log:\n%s", tail(d.logs.String(), 40))
+	}
+	t.Logf("peak RSS %d KB", peak)
+	if peak > 400*1024 {
+		t.Errorf("peak RSS %d KB: hostile servers made the server's memory grow without bound", peak)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
