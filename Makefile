@@ -51,9 +51,10 @@ bench: ## Go benchmarks (the parser against go-message's bare walk); not part of
 	$(GO) test -run XXX -bench . -benchmem ./internal/parse/
 
 .PHONY: fuzz
-fuzz: ## Run each parser and TNEF fuzz target for FUZZTIME (default 10m).
+fuzz: ## Run each fuzz target (parser, TNEF, API requests) for FUZZTIME (default 10m).
 	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(or $(FUZZTIME),10m) ./internal/tnef/
+	$(GO) test -run XXX -fuzz FuzzRequests -fuzztime $(or $(FUZZTIME),10m) ./server/
 
 .PHONY: corpus-check
 corpus-check: ## Run the parser over a real-world corpus: make corpus-check CORPUS=../shared/corpus [V=1].

@@ -60,7 +60,7 @@ func (l *logBuffer) String() string {
 
 // env is a server on bufconn with the real interceptors, store and plugins.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	logs    *logBuffer
 	conn    *grpc.ClientConn
@@ -74,7 +74,7 @@ type env struct {
 	msgs    mailintakev1.MessageServiceClient
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, dir: t.TempDir(), logs: &logBuffer{}}
