@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,6 +260,9 @@ func (s *Server) Status(t testing.TB, user, folder string) (messages, unseen int
 // CACertFile writes the CA that signed Dovecot's certificate and returns its path.
 func (s *Server) CACertFile(t testing.TB) string { return s.CA.CAFile(t) }
 
+// deliverySeq makes Maildir file names unique within the process.
+var deliverySeq atomic.Int64
+
 // DeliverMany drops messages into a user's INBOX as Maildir files (Dovecot's own delivery
 // format), much faster than one doveadm call each; Dovecot assigns their UIDs when a client
 // next looks (not necessarily in the slice's order).
@@ -269,9 +273,8 @@ func (s *Server) DeliverMany(t testing.TB, user string, raws [][]byte) {
 		must(t, os.MkdirAll(filepath.Join(maildir, sub), 0o700))
 		must(t, os.Chown(filepath.Join(maildir, sub), 65534, 65534))
 	}
-	base := time.Now().Unix()
-	for i, raw := range raws {
-		name := fmt.Sprintf("%d.M%06dP%d.mailintake", base, i, os.Getpid())
+	for _, raw := range raws {
+		name := fmt.Sprintf("%d.M%dP%d.mailintake", time.Now().Unix(), deliverySeq.Add(1), os.Getpid())
 		tmp := filepath.Join(maildir, "tmp", name)
 		must(t, os.WriteFile(tmp, raw, 0o600))
 		must(t, os.Chown(tmp, 65534, 65534))

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -1396,4 +1397,114 @@ func TestFaultHostileIMAP(t *testing.T) {
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// TestFaultSustainedLoad: 100 mailboxes receive mail steadily for two minutes
+// (MAILINTAKE_FAULT_LOAD_SECONDS) while 5 consumers take it: every message is delivered and
+// acknowledged, and the server's RSS is flat after the warm-up.
+func TestFaultSustainedLoad(t *testing.T) {
+	const boxes = 100
+	seconds := envInt("MAILINTAKE_FAULT_LOAD_SECONDS", 120)
+	users := map[string]string{}
+	for i := range boxes {
+		users[fmt.Sprintf("load%03d@example.com", i)] = dvPass
+	}
+	dv := dovecot.Start(t, users)
+	data := t.TempDir()
+	d := startDaemon(t, data, "--log-level", "info")
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	for u := range users {
+		addDovecotMailbox(t, g, dv, u, "--start-from", "all", "--after-ack", "mark-seen")
+	}
+	c := adminClient(t, d, data)
+	l := newLedger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 5 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 11))
+			for ctx.Err() == nil {
+				consume(ctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 16}, l, rng, 1, 8)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+	var all []string
+	userOf := map[string]string{}
+	rng := rand.New(rand.NewPCG(12, 12))
+	var samples []int
+	start := time.Now()
+	next := 0
+	for time.Since(start) < time.Duration(seconds)*time.Second {
+		u := fmt.Sprintf("load%03d@example.com", rng.IntN(boxes))
+		raws, subjects := faultMails(1+rng.IntN(3), fmt.Sprintf("load %05d", next))
+		next++
+		dv.DeliverMany(t, u, raws)
+		all = append(all, subjects...)
+		for _, s := range subjects {
+			userOf[s] = u
+		}
+		time.Sleep(100 * time.Millisecond)
+		if len(samples) < int(time.Since(start)/time.Second) {
+			samples = append(samples, rssKB(t, d.cmd.Process.Pid))
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		acked := l.confirmedSubjects()
+		missing := 0
+		for _, s := range all {
+			if !acked[s] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			counts := l.deliveriesOf()
+			var which []string
+			for _, s := range all {
+				if !acked[s] {
+					which = append(which, fmt.Sprintf("%s (%s, delivered %d times)", s, userOf[s], counts[s]))
+				}
+			}
+			ids := map[string]string{}
+			_, out, _ := cli(t, "", append(g, "mailbox", "list", "--json")...)
+			for _, line := range strings.Split(out, "\n") {
+				var mb struct {
+					ID       string `json:"id"`
+					Username string `json:"username"`
+				}
+				if jsonUnmarshal(line, &mb) == nil {
+					ids[mb.Username] = mb.ID
+				}
+			}
+			var detail strings.Builder
+			for _, w := range which[:min(3, len(which))] {
+				u := userOf[strings.Split(w, " (")[0]]
+				_, st, _ := cli(t, "", append(g, "mailbox", "status", ids[u])...)
+				_, ev, _ := cli(t, "", append(g, "mailbox", "events", ids[u])...)
+				m, un := dv.Status(t, u, "INBOX")
+				fmt.Fprintf(&detail, "\n%s: dovecot %d messages, %d unseen\n%s\n%s", u, m, un, st, tail(ev, 12))
+			}
+			t.Fatalf("%d of %d messages not acknowledged a minute after the load ended: %v%s", missing, len(all), which, detail.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	latency := time.Since(start) - time.Duration(seconds)*time.Second
+	cancel()
+	checkAll(t, l, all)
+	median := func(xs []int) int {
+		s := append([]int(nil), xs...)
+		sort.Ints(s)
+		return s[len(s)/2]
+	}
+	n := len(samples)
+	warm, end := median(samples[n/6:n/3]), median(samples[n*5/6:])
+	t.Logf("%d mailboxes, %d messages in %d s (%.1f/s); drained %s after the load; RSS median %d KB after warm-up, %d KB at the end, peak %d KB",
+		boxes, len(all), seconds, float64(len(all))/float64(seconds), latency.Round(time.Millisecond), warm, end, slices.Max(samples))
+	if end > warm*3/2 {
+		t.Errorf("RSS grew from %d KB to %d KB under steady load: not flat", warm, end)
+	}
 }
