@@ -25,6 +25,11 @@ func TestSplitReply(t *testing.T) {
 		{"inline answers kept", "> Is it on?\nYes.\n> Plugged in?\nNo.\n", "Yes.\nNo.", "", "Plugged in?\nNo."},
 		{"forward is content", "FYI\n\n---------- Forwarded message ---------\nFrom: a@example.com\nDate: today\nSubject: x\nTo: b@example.com\n\nThe text.\n", "FYI\n\n---------- Forwarded message ---------\nFrom: a@example.com\nDate: today\nSubject: x\nTo: b@example.com\n\nThe text.", "", ""},
 		{"no quote", "Just a question.\n", "Just a question.", "", ""},
+		{"apple mail en", "Works.\n\nOn 3 Mar 2026, at 10:15, Help Desk <help@example.com> wrote:\n\n> Please restart.\n", "Works.", "", "Please restart"},
+		{"apple mail fr", "Ça marche.\n\nLe 3 mars 2026 à 10:15, Help Desk <help@example.com> a écrit :\n\n> Redémarrez.\n", "Ça marche.", "", "Redémarrez"},
+		{"apple mail es", "Funciona.\n\nEl 3 mar 2026, a las 10:15, Help Desk <help@example.com> escribió:\n\n> Reinicie.\n", "Funciona.", "", "Reinicie"},
+		{"gmail de", "Geht wieder.\n\nAm Di., 3. März 2026 um 10:15 Uhr schrieb Help Desk <help@example.com>:\n> Bitte neu starten.\n", "Geht wieder.", "", "Bitte"},
+		{"apple mail mobile es", "Listo.\n\nEnviado desde mi iPhone\n\nEl 3 mar 2026, a las 10:15, Help Desk <help@example.com> escribió:\n\n> Reinicie.\n", "Listo.", "", "Reinicie"},
 	}
 	for _, c := range cases {
 		r := SplitReply(c.in)
