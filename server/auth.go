@@ -55,7 +55,7 @@ func newRequestID() string {
 }
 
 // NewToken creates and stores a token and returns its value, which is never stored.
-func NewToken(ctx context.Context, st store.Store, name, tenant string, admin bool, now time.Time) (*store.Token, string, error) {
+func NewToken(ctx context.Context, st store.Store, name, tenant string, admin bool, now time.Time, ttl time.Duration) (*store.Token, string, error) {
 	var idb [8]byte
 	var secret [32]byte
 	rand.Read(idb[:])
@@ -64,6 +64,9 @@ func NewToken(ctx context.Context, st store.Store, name, tenant string, admin bo
 	value := TokenPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(secret[:])
 	sum := sha256.Sum256([]byte(value))
 	t := &store.Token{ID: id, Name: name, Tenant: tenant, Admin: admin, Hash: sum[:], CreateTime: now}
+	if ttl > 0 {
+		t.ExpireTime = now.Add(ttl)
+	}
 	if err := st.CreateToken(ctx, t); err != nil {
 		return nil, "", err
 	}
@@ -73,7 +76,7 @@ func NewToken(ctx context.Context, st store.Store, name, tenant string, admin bo
 var errBadToken = errors.New("invalid API token")
 
 // VerifyToken returns the principal of a token value.
-func VerifyToken(ctx context.Context, st store.Store, value string) (Principal, error) {
+func VerifyToken(ctx context.Context, st store.Store, value string, now time.Time) (Principal, error) {
 	rest, ok := strings.CutPrefix(value, TokenPrefix)
 	if !ok {
 		return Principal{}, errBadToken
@@ -95,6 +98,9 @@ func VerifyToken(ctx context.Context, st store.Store, value string) (Principal, 
 	}
 	if !t.RevokeTime.IsZero() {
 		return Principal{}, fmt.Errorf("%w: revoked", errBadToken)
+	}
+	if !t.ExpireTime.IsZero() && !now.Before(t.ExpireTime) {
+		return Principal{}, fmt.Errorf("%w: it expired at %s; ask the admin for a new one", errBadToken, t.ExpireTime.UTC().Format(time.RFC3339))
 	}
 	return Principal{TokenID: t.ID, Tenant: t.Tenant, Admin: t.Admin}, nil
 }
@@ -122,7 +128,7 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 	if !ok {
 		return ctx, status.Error(codes.Unauthenticated, "the authorization header must be 'Bearer <token>'")
 	}
-	p, err := VerifyToken(ctx, s.store, strings.TrimSpace(value))
+	p, err := VerifyToken(ctx, s.store, strings.TrimSpace(value), s.now())
 	if errors.Is(err, errBadToken) {
 		return ctx, status.Error(codes.Unauthenticated, err.Error())
 	}

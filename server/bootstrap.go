@@ -22,7 +22,7 @@ func EnsureAdminToken(ctx context.Context, st store.Store, path string, now time
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		p, verr := VerifyToken(ctx, st, strings.TrimSpace(string(data)))
+		p, verr := VerifyToken(ctx, st, strings.TrimSpace(string(data)), now)
 		if verr == nil && p.Admin {
 			return false, nil
 		}
@@ -43,7 +43,7 @@ func EnsureAdminToken(ctx context.Context, st store.Store, path string, now time
 			}
 		}
 	}
-	_, value, err := NewToken(ctx, st, "admin", "", true, now)
+	_, value, err := NewToken(ctx, st, "admin", "", true, now, 0)
 	if err != nil {
 		return false, err
 	}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/mailintake/mailintake/internal/delivery"
@@ -494,5 +495,31 @@ func TestStoreFailuresAreUnavailable(t *testing.T) {
 	st := status.Convert(err)
 	if st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "disk is full") || !strings.Contains(st.Message(), "retry") {
 		t.Errorf("store failure = %v", st)
+	}
+}
+
+func TestExpiringTokens(t *testing.T) {
+	e := newEnv(t)
+	resp, err := e.tokens.CreateToken(as(e.admin), &mailintakev1.CreateTokenRequest{Tenant: "acme", Name: "short", Ttl: durationpb.New(time.Hour)})
+	if err != nil || resp.GetToken().GetExpireTime() == nil {
+		t.Fatalf("CreateToken with a ttl: %v, %v", resp, err)
+	}
+	if _, err := e.mailbox.ListMailboxes(as(resp.GetSecret()), &mailintakev1.ListMailboxesRequest{}); err != nil {
+		t.Fatalf("a fresh token: %v", err)
+	}
+	real := e.srv.now
+	e.srv.now = func() time.Time { return real().Add(61 * time.Minute) }
+	_, err = e.mailbox.ListMailboxes(as(resp.GetSecret()), &mailintakev1.ListMailboxesRequest{})
+	wantCode(t, "an expired token", err, codes.Unauthenticated)
+	if !strings.Contains(status.Convert(err).Message(), "expired") {
+		t.Errorf("the refusal does not say the token expired: %v", err)
+	}
+	e.srv.now = real
+	for _, ttl := range []*durationpb.Duration{durationpb.New(time.Second), durationpb.New(-time.Hour), durationpb.New(100 * 365 * 24 * time.Hour)} {
+		_, err := e.tokens.CreateToken(as(e.admin), &mailintakev1.CreateTokenRequest{Tenant: "acme", Ttl: ttl})
+		wantCode(t, "ttl "+ttl.AsDuration().String(), err, codes.InvalidArgument)
+		if f := badFields(err); len(f) != 1 || f[0] != "ttl" {
+			t.Errorf("ttl %s: fields %v", ttl.AsDuration(), f)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"regexp"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -23,6 +24,9 @@ func tokenToProto(t *store.Token) *mailintakev1.ApiToken {
 	if !t.RevokeTime.IsZero() {
 		p.RevokeTime = timestamppb.New(t.RevokeTime)
 	}
+	if !t.ExpireTime.IsZero() {
+		p.ExpireTime = timestamppb.New(t.ExpireTime)
+	}
 	return p
 }
 
@@ -37,10 +41,17 @@ func (ts *tokenService) CreateToken(ctx context.Context, req *mailintakev1.Creat
 	if len(req.GetName()) > 200 {
 		v.add("name", "must be at most 200 characters")
 	}
+	var ttl time.Duration
+	if req.Ttl != nil {
+		ttl = req.GetTtl().AsDuration()
+		if err := req.GetTtl().CheckValid(); err != nil || ttl < time.Minute || ttl > 10*365*24*time.Hour {
+			v.add("ttl", "must be between 1 minute and 10 years (or unset for a token valid until revoked)")
+		}
+	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	t, value, err := NewToken(ctx, ts.s.store, req.GetName(), req.GetTenant(), false, ts.s.now())
+	t, value, err := NewToken(ctx, ts.s.store, req.GetName(), req.GetTenant(), false, ts.s.now(), ttl)
 	if err != nil {
 		return nil, err
 	}

@@ -50,6 +50,7 @@ type Token struct {
 	Hash       []byte
 	CreateTime time.Time
 	RevokeTime time.Time // zero while valid
+	ExpireTime time.Time // zero for a token valid until revoked
 }
 
 // Store is the server's persistence.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/mailintake/mailintake/internal/parse"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -177,16 +178,18 @@ func (a *app) providers(ctx context.Context, args []string) error {
 
 func (a *app) tokenCmd(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("token needs a subcommand: create --tenant T [--name N], list, revoke ID")
+		return usagef("token needs a subcommand: create --tenant T [--name N] [--expires-in D], list, revoke ID")
 	}
 	sub, rest := args[0], args[1:]
-	fs := a.newFlags("token "+sub, "token create --tenant T [--name N] | token list [--all] | token revoke ID")
+	fs := a.newFlags("token "+sub, "token create --tenant T [--name N] [--expires-in D] | token list [--all] | token revoke ID")
 	var tenant, name *string
 	var all *bool
+	var expiresIn *time.Duration
 	switch sub {
 	case "create":
 		tenant = fs.String("tenant", "", "the tenant the token is scoped to")
 		name = fs.String("name", "", "a name for the token")
+		expiresIn = fs.Duration("expires-in", 0, "how long the token is valid, e.g. 2160h (default: until revoked)")
 	case "list":
 		all = fs.Bool("all", false, "include revoked tokens")
 	case "revoke":
@@ -211,7 +214,11 @@ func (a *app) tokenCmd(ctx context.Context, args []string) error {
 		if *tenant == "" {
 			return usagef("token create needs --tenant")
 		}
-		resp, err := cl.Tokens.CreateToken(rctx, &mailintakev1.CreateTokenRequest{Tenant: *tenant, Name: *name})
+		req := &mailintakev1.CreateTokenRequest{Tenant: *tenant, Name: *name}
+		if *expiresIn != 0 {
+			req.Ttl = durationpb.New(*expiresIn)
+		}
+		resp, err := cl.Tokens.CreateToken(rctx, req)
 		if err != nil {
 			return err
 		}
@@ -219,7 +226,11 @@ func (a *app) tokenCmd(ctx context.Context, args []string) error {
 			return a.printJSON(resp)
 		}
 		fmt.Fprintln(a.stdout, resp.GetSecret())
-		fmt.Fprintf(a.stderr, "token %s for tenant %s; this is the only time it is shown\n", resp.GetToken().GetId(), resp.GetToken().GetTenant())
+		expiry := "valid until revoked"
+		if e := resp.GetToken().GetExpireTime(); e != nil {
+			expiry = "expires " + e.AsTime().Format(time.RFC3339)
+		}
+		fmt.Fprintf(a.stderr, "token %s for tenant %s (%s); this is the only time it is shown\n", resp.GetToken().GetId(), resp.GetToken().GetTenant(), expiry)
 		return nil
 	case "list":
 		resp, err := cl.Tokens.ListTokens(rctx, &mailintakev1.ListTokensRequest{IncludeRevoked: *all})
@@ -230,14 +241,17 @@ func (a *app) tokenCmd(ctx context.Context, args []string) error {
 			return a.printJSON(resp)
 		}
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tTENANT\tADMIN\tCREATED\tREVOKED")
+		fmt.Fprintln(tw, "ID\tNAME\tTENANT\tADMIN\tCREATED\tEXPIRES\tREVOKED")
 		for _, t := range resp.GetTokens() {
-			revoked := ""
+			revoked, expires := "", "never"
 			if t.GetRevokeTime() != nil {
 				revoked = t.GetRevokeTime().AsTime().Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", t.GetId(), t.GetName(), t.GetTenant(), t.GetAdmin(),
-				t.GetCreateTime().AsTime().Format(time.RFC3339), revoked)
+			if t.GetExpireTime() != nil {
+				expires = t.GetExpireTime().AsTime().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", t.GetId(), t.GetName(), t.GetTenant(), t.GetAdmin(),
+				t.GetCreateTime().AsTime().Format(time.RFC3339), expires, revoked)
 		}
 		return tw.Flush()
 	default:

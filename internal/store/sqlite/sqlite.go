@@ -93,6 +93,7 @@ var migrations = []string{
 		message    TEXT NOT NULL
 	);
 	CREATE INDEX events_mailbox ON events (mailbox_id, id);`,
+	`ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;`,
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -376,26 +377,33 @@ func (s *Store) SetProviderState(ctx context.Context, mailboxID string, state []
 
 // CreateToken implements store.Store.
 func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_tokens (id, name, tenant, admin, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		t.ID, t.Name, t.Tenant, t.Admin, t.Hash, t.CreateTime.UnixNano())
+	var expires sql.NullInt64
+	if !t.ExpireTime.IsZero() {
+		expires = sql.NullInt64{Int64: t.ExpireTime.UnixNano(), Valid: true}
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_tokens (id, name, tenant, admin, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Name, t.Tenant, t.Admin, t.Hash, t.CreateTime.UnixNano(), expires)
 	if isConstraint(err) {
 		return store.ErrConflict
 	}
 	return wrap(err)
 }
 
-const tokenColumns = `id, name, tenant, admin, hash, created_at, revoked_at`
+const tokenColumns = `id, name, tenant, admin, hash, created_at, revoked_at, expires_at`
 
 func scanToken(sc interface{ Scan(...any) error }) (*store.Token, error) {
 	var t store.Token
 	var created int64
-	var revoked sql.NullInt64
-	if err := sc.Scan(&t.ID, &t.Name, &t.Tenant, &t.Admin, &t.Hash, &created, &revoked); err != nil {
+	var revoked, expires sql.NullInt64
+	if err := sc.Scan(&t.ID, &t.Name, &t.Tenant, &t.Admin, &t.Hash, &created, &revoked, &expires); err != nil {
 		return nil, wrap(err)
 	}
 	t.CreateTime = time.Unix(0, created).UTC()
 	if revoked.Valid {
 		t.RevokeTime = time.Unix(0, revoked.Int64).UTC()
+	}
+	if expires.Valid {
+		t.ExpireTime = time.Unix(0, expires.Int64).UTC()
 	}
 	return &t, nil
 }

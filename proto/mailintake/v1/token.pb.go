@@ -9,6 +9,7 @@ package mailintakev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -36,7 +37,9 @@ type ApiToken struct {
 	// When the token was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the token was revoked; unset while valid.
-	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	// When the token stops working; unset for a token valid until revoked.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,13 +116,22 @@ func (x *ApiToken) GetRevokeTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ApiToken) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 // CreateTokenRequest is the request of CreateToken.
 type CreateTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The tenant the token is scoped to. Required.
 	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	// A human name.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// How long the token is valid, from 1 minute to 10 years; unset means until revoked.
+	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -166,6 +178,13 @@ func (x *CreateTokenRequest) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *CreateTokenRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
 }
 
 // CreateTokenResponse is the response of CreateToken.
@@ -402,7 +421,7 @@ var File_mailintake_v1_token_proto protoreflect.FileDescriptor
 
 const file_mailintake_v1_token_proto_rawDesc = "" +
 	"\n" +
-	"\x19mailintake/v1/token.proto\x12\rmailintake.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n" +
+	"\x19mailintake/v1/token.proto\x12\rmailintake.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n" +
 	"\bApiToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -411,10 +430,13 @@ const file_mailintake_v1_token_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vrevoke_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTime\"@\n" +
+	"revokeTime\x12;\n" +
+	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"m\n" +
 	"\x12CreateTokenRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\\\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\\\n" +
 	"\x13CreateTokenResponse\x12-\n" +
 	"\x05token\x18\x01 \x01(\v2\x17.mailintake.v1.ApiTokenR\x05token\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"<\n" +
@@ -453,23 +475,26 @@ var file_mailintake_v1_token_proto_goTypes = []any{
 	(*RevokeTokenRequest)(nil),    // 5: mailintake.v1.RevokeTokenRequest
 	(*RevokeTokenResponse)(nil),   // 6: mailintake.v1.RevokeTokenResponse
 	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_mailintake_v1_token_proto_depIdxs = []int32{
 	7, // 0: mailintake.v1.ApiToken.create_time:type_name -> google.protobuf.Timestamp
 	7, // 1: mailintake.v1.ApiToken.revoke_time:type_name -> google.protobuf.Timestamp
-	0, // 2: mailintake.v1.CreateTokenResponse.token:type_name -> mailintake.v1.ApiToken
-	0, // 3: mailintake.v1.ListTokensResponse.tokens:type_name -> mailintake.v1.ApiToken
-	1, // 4: mailintake.v1.TokenService.CreateToken:input_type -> mailintake.v1.CreateTokenRequest
-	3, // 5: mailintake.v1.TokenService.ListTokens:input_type -> mailintake.v1.ListTokensRequest
-	5, // 6: mailintake.v1.TokenService.RevokeToken:input_type -> mailintake.v1.RevokeTokenRequest
-	2, // 7: mailintake.v1.TokenService.CreateToken:output_type -> mailintake.v1.CreateTokenResponse
-	4, // 8: mailintake.v1.TokenService.ListTokens:output_type -> mailintake.v1.ListTokensResponse
-	6, // 9: mailintake.v1.TokenService.RevokeToken:output_type -> mailintake.v1.RevokeTokenResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	7, // 2: mailintake.v1.ApiToken.expire_time:type_name -> google.protobuf.Timestamp
+	8, // 3: mailintake.v1.CreateTokenRequest.ttl:type_name -> google.protobuf.Duration
+	0, // 4: mailintake.v1.CreateTokenResponse.token:type_name -> mailintake.v1.ApiToken
+	0, // 5: mailintake.v1.ListTokensResponse.tokens:type_name -> mailintake.v1.ApiToken
+	1, // 6: mailintake.v1.TokenService.CreateToken:input_type -> mailintake.v1.CreateTokenRequest
+	3, // 7: mailintake.v1.TokenService.ListTokens:input_type -> mailintake.v1.ListTokensRequest
+	5, // 8: mailintake.v1.TokenService.RevokeToken:input_type -> mailintake.v1.RevokeTokenRequest
+	2, // 9: mailintake.v1.TokenService.CreateToken:output_type -> mailintake.v1.CreateTokenResponse
+	4, // 10: mailintake.v1.TokenService.ListTokens:output_type -> mailintake.v1.ListTokensResponse
+	6, // 11: mailintake.v1.TokenService.RevokeToken:output_type -> mailintake.v1.RevokeTokenResponse
+	9, // [9:12] is the sub-list for method output_type
+	6, // [6:9] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_token_proto_init() }
