@@ -455,7 +455,7 @@ func mailboxState(t *testing.T, c *client.Client, id string) *mailintakev1.Mailb
 }
 
 // TestFaultConnectionCut cuts the IMAP connection in the middle of FETCHes (large messages
-// streaming) and in the middle of IDLE, and checks that the session recovers by itself, loses
+// streaming) and in the middle of IDLE, then stops and starts Dovecot, and checks that the session recovers by itself, loses
 // nothing and redelivers nothing acknowledged.
 func TestFaultConnectionCut(t *testing.T) {
 	dv := dovecot.Start(t, map[string]string{dvUser: dvPass})
@@ -523,8 +523,23 @@ func TestFaultConnectionCut(t *testing.T) {
 		}
 		return true
 	})
+	// Dovecot stopped and started: every connection drops and logins fail for a while.
+	dv.Stop()
+	time.Sleep(2 * time.Second)
+	dv.Restart()
+	restarted, restartedSubjects := faultMails(3, "after the restart")
+	dv.DeliverMany(t, dvUser, restarted)
+	eventually(t, "mail after Dovecot restarted", func() bool {
+		acked := l.confirmedSubjects()
+		for _, s := range restartedSubjects {
+			if !acked[s] {
+				return false
+			}
+		}
+		return true
+	})
 	cancel2()
-	checkAll(t, l, append(subjects, lateSubjects...))
+	checkAll(t, l, append(append(subjects, lateSubjects...), restartedSubjects...))
 	eventually(t, "idle again", func() bool {
 		return mailboxState(t, c, id).GetState() == mailintakev1.MailboxState_MAILBOX_STATE_IDLE
 	})
@@ -1042,8 +1057,9 @@ func TestFaultPlugin(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		t.Logf("provider %s: status %s %q, last error %q", fault, st.GetState(), st.GetMessage(), st.GetLastError())
-		if st.GetLastError() == "" && st.GetMessage() == "" {
-			t.Errorf("provider %s: no reason shown", fault)
+		want := map[string]string{"crash": "plugin failed", "hang": "did not answer within", "garbage": "unusable credential"}[fault]
+		if !strings.Contains(st.GetLastError(), want) {
+			t.Errorf("provider %s: last error %q does not say %q", fault, st.GetLastError(), want)
 		}
 		if bs := mailboxState(t, c, basic); bs.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_ERROR || bs.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED {
 			t.Errorf("provider %s broke the basic mailbox too: %s %q", fault, bs.GetState(), bs.GetLastError())
