@@ -47,7 +47,12 @@ test-faults: ## Run the fault-injection suite against a private Dovecot (needs d
 	$(GO) test -count=1 -tags faults -run Fault -timeout 15m ./server/cmd/mailintaked/ $(if $(V),-v)
 
 .PHONY: bench
-bench: ## Go benchmarks (the parser against go-message's bare walk); not part of make test.
+bench: ## Measure: the raw IMAP floor, end to end, the peers, push latency, idle scale and parsing, on a private Dovecot; writes BENCHMARKS.md. Not part of make test.
+	@command -v dovecot >/dev/null || { echo "make bench needs Dovecot: apt-get install dovecot-imapd (and isync getmail6 fetchmail offlineimap for the peers)"; exit 1; }
+	$(GO) test -count=1 -tags bench -run TestBench -timeout 90m -v ./internal/bench/
+
+.PHONY: bench-parse
+bench-parse: ## Go benchmarks of the parser against go-message's bare walk.
 	$(GO) test -run XXX -bench . -benchmem ./internal/parse/
 
 .PHONY: fuzz
@@ -68,8 +73,10 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regene
 lint: $(TOOLS)/buf $(TOOLS)/staticcheck proto ## go vet, staticcheck, buf lint, and a check that generated code is current.
 	$(GO) vet ./...
 	$(GO) vet -tags interop,faults ./server/cmd/mailintaked/
+	$(GO) vet -tags bench ./internal/bench/
 	$(TOOLS)/staticcheck ./...
 	$(TOOLS)/staticcheck -tags interop,faults ./server/cmd/mailintaked/
+	$(TOOLS)/staticcheck -tags bench ./internal/bench/
 	$(TOOLS)/buf lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@git diff --exit-code -- proto || { echo "generated code is out of date: run 'make proto' and commit"; exit 1; }

@@ -51,12 +51,21 @@ type Options struct {
 // Start starts a server that stops when the test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s := &Server{mem: imapmemserver.New(), users: map[string]*imapmemserver.User{}, opts: opts}
-	if err := s.listen("127.0.0.1:0"); err != nil {
+	s, err := Listen("127.0.0.1:0", opts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Stop() })
 	return s
+}
+
+// Listen starts a server on addr outside a test (the benchmarks' separate server process).
+func Listen(addr string, opts Options) (*Server, error) {
+	s := &Server{mem: imapmemserver.New(), users: map[string]*imapmemserver.User{}, opts: opts}
+	if err := s.listen(addr); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *Server) listen(addr string) error {
@@ -114,14 +123,22 @@ func (discardLogger) Printf(string, ...any) {}
 // AddUser adds a user with an INBOX.
 func (s *Server) AddUser(t testing.TB, username, password string) {
 	t.Helper()
+	if err := s.Add(username, password); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Add adds a user with an INBOX (AddUser outside a test).
+func (s *Server) Add(username, password string) error {
 	u := imapmemserver.NewUser(username, password)
 	if err := u.Create("INBOX", nil); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	s.mem.AddUser(u)
 	s.mu.Lock()
 	s.users[username] = u
 	s.mu.Unlock()
+	return nil
 }
 
 func (s *Server) user(t testing.TB, username string) *imapmemserver.User {
