@@ -42,6 +42,8 @@ type Config struct {
 	LogFormat     string
 	PluginTimeout time.Duration
 	MetricsListen string
+	// Pprof also serves Go's profiler at /debug/pprof/ on the metrics listener.
+	Pprof bool
 	// PluginPins maps a provider name to the SHA-256 its executable must have.
 	PluginPins map[string]string
 }
@@ -64,6 +66,7 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (*Config, 
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&c.PluginTimeout, "plugin-timeout", 30*time.Second, "deadline of each auth plugin call")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (e.g. 127.0.0.1:7466); empty: off")
+	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on --metrics-listen (keep that address private)")
 	fs.Usage = func() {
 		fmt.Fprintf(usage, "Usage: mailintaked [flags]\n\nServes the mailintake gRPC API. Every flag can also be set with the environment\nvariable MAILINTAKE_<FLAG> (e.g. MAILINTAKE_DATA_DIR) or in the --config file.\n\n")
 		fs.PrintDefaults()
@@ -151,6 +154,9 @@ func (c *Config) validate() error {
 	}
 	if c.ClientCA != "" && c.TLSCert == "" {
 		return errors.New("--client-ca needs --tls-cert and --tls-key")
+	}
+	if c.Pprof && c.MetricsListen == "" {
+		return errors.New("--pprof needs --metrics-listen")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

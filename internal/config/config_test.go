@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -57,5 +58,15 @@ func TestErrors(t *testing.T) {
 	os.WriteFile(file, []byte(`colour = "blue"`), 0o600)
 	if _, err := Load([]string{"--config", file}, none, io.Discard); err == nil {
 		t.Errorf("an unknown config key was accepted")
+	}
+}
+
+func TestPprofNeedsTheMetricsListener(t *testing.T) {
+	if _, err := Load([]string{"--pprof"}, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "--metrics-listen") {
+		t.Errorf("--pprof alone: %v", err)
+	}
+	c, err := Load([]string{"--pprof", "--metrics-listen", "127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
+	if err != nil || !c.Pprof {
+		t.Errorf("--pprof with --metrics-listen: %v, %v", c, err)
 	}
 }
