@@ -239,7 +239,7 @@ func TestBench(t *testing.T) {
 	var peers []peer
 	for _, p := range []struct {
 		name, bin string
-		run      func(dir string) *exec.Cmd
+		run       func(dir string) *exec.Cmd
 	}{
 		{"mbsync (isync)", "mbsync", func(dir string) *exec.Cmd { return mbsync(t, dir, dv) }},
 		{"getmail6", "getmail", func(dir string) *exec.Cmd { return getmail(t, dir, dv) }},
