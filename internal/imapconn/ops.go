@@ -1,7 +1,6 @@
 package imapconn
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -289,12 +288,13 @@ func (c *Conn) FetchRaw(ctx context.Context, uid uint32, limit int64) ([]byte, M
 						c.abort(cmd)
 						return tooLarge
 					}
-					buf := bytes.NewBuffer(make([]byte, 0, it.Literal.Size()))
-					if _, err := buf.ReadFrom(io.LimitReader(it.Literal, limit)); err != nil {
+					// One buffer of the announced size, filled in place (a bytes.Buffer would grow
+					// and copy it again near its end).
+					body = make([]byte, it.Literal.Size())
+					if _, err := io.ReadFull(it.Literal, body); err != nil {
 						c.abort(cmd)
 						return err
 					}
-					body = buf.Bytes()
 				}
 			}
 			if m.UID != uid {

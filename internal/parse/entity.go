@@ -135,16 +135,27 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 
 // decode appends the bytes of chunk to out.
 func (b *base64Reader) decode(chunk []byte) {
-	for _, c := range chunk {
-		switch v := base64Value[c]; v {
+	for len(chunk) > 0 {
+		// Runs of standard-alphabet characters (the bulk of every line) are taken at once; the
+		// byte that ends a run is looked at alone.
+		n := 0
+		for n < len(chunk) && base64Value[chunk[n]] == chunk[n] && chunk[n] != '=' {
+			n++
+		}
+		b.pend = append(b.pend, chunk[:n]...)
+		if n == len(chunk) {
+			break
+		}
+		switch v := base64Value[chunk[n]]; v {
 		case 0:
 			b.skipped++
 		case 1:
 		case '=':
 			b.partial()
 		default:
-			b.pend = append(b.pend, v)
+			b.pend = append(b.pend, v) // the URL-safe alphabet
 		}
+		chunk = chunk[n+1:]
 	}
 	full := len(b.pend) / 4 * 4
 	b.out = appendDecoded(b.out, base64.StdEncoding, b.pend[:full])

@@ -15,7 +15,7 @@ func repairHeader(raw []byte) ([]byte, []string) {
 	head := raw[:end]
 	var out bytes.Buffer
 	var problems []string
-	out.Grow(len(raw))
+	out.Grow(end) // the body is added only when something was dropped
 	first, haveField := true, false
 	for len(head) > 0 {
 		i := bytes.IndexByte(head, '\n')

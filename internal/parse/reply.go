@@ -101,6 +101,11 @@ func quoteHeaderAt(lines []string, l string) bool {
 func splitSharedLine(lines []string) []string {
 	out := make([]string, 0, len(lines))
 	for _, l := range lines {
+		if !strings.HasSuffix(strings.TrimRight(l, " \t"), ":") {
+			// The pattern ends with "wrote:"; checking that first spares the regexp most lines.
+			out = append(out, l)
+			continue
+		}
 		if m := sharedLine.FindStringSubmatch(l); m != nil && !strings.HasPrefix(strings.TrimSpace(l), ">") &&
 			!strings.EqualFold(strings.TrimSpace(m[1]), "") && len(strings.Fields(m[1])) <= 12 && (hasEmail.MatchString(m[2]) || hasDigit.MatchString(m[2])) {
 			out = append(out, m[1], m[2])
@@ -130,7 +135,7 @@ func quoteStart(lines []string, i int) bool {
 		}
 		return true
 	}
-	if originalMessage.MatchString(l) || androidWrote.MatchString(l) {
+	if strings.ContainsRune("-_*=", rune(l[0])) && (originalMessage.MatchString(l) || androidWrote.MatchString(l)) {
 		return true
 	}
 	if mobileSig.MatchString(l) && !strings.Contains(l, ",") {
@@ -154,10 +159,12 @@ func quoteStart(lines []string, i int) bool {
 			return true
 		}
 	}
-	if startsWithDate.MatchString(l) && hasEmail.MatchString(l) && len(l) < 200 {
+	// Cheap tests first: the patterns below need an "@" (hasEmail) and a digit.
+	at := strings.Contains(l, "@")
+	if at && len(l) < 200 && startsWithDate.MatchString(l) && hasEmail.MatchString(l) {
 		return true
 	}
-	if hasVerb.MatchString(l) && hasEmail.MatchString(l) && hasDigit.MatchString(l) && len(l) < 250 {
+	if at && len(l) < 250 && strings.ContainsAny(l, "0123456789") && hasEmail.MatchString(l) && hasVerb.MatchString(l) {
 		return true
 	}
 	// "… wrote:" on this line, or wrapped over the next few (blank lines and a split <address>
@@ -182,10 +189,25 @@ func quoteStart(lines []string, i int) bool {
 		if len(window) > 500 {
 			break
 		}
-		if endsWithVerb.MatchString(t) && (hasEmail.MatchString(window) || hasDigit.MatchString(window)) {
+		if endsWithWroteVerb(t) && endsWithVerb.MatchString(t) && (hasEmail.MatchString(window) || hasDigit.MatchString(window)) {
 			return true
 		}
 		if strings.HasSuffix(t, ":") && hasEmail.MatchString(window) && hasDigit.MatchString(window) {
+			return true
+		}
+	}
+	return false
+}
+
+// wroteVerbs are wroteVerb's alternatives, for a cheap test before the regexp.
+var wroteVerbs = strings.Split(strings.NewReplacer(`\(`, "(", `\)`, ")").Replace(strings.Trim(wroteVerb, "()")), "|")
+
+// endsWithWroteVerb reports whether a line ends with one of the verbs (and an optional colon):
+// a necessary condition of endsWithVerb that costs no regexp.
+func endsWithWroteVerb(t string) bool {
+	t = strings.ToLower(strings.TrimRight(t, " \t:"))
+	for _, v := range wroteVerbs {
+		if strings.HasSuffix(t, v) {
 			return true
 		}
 	}
