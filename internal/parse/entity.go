@@ -139,7 +139,7 @@ func (b *base64Reader) decode(chunk []byte) {
 		// Runs of standard-alphabet characters (the bulk of every line) are taken at once; the
 		// byte that ends a run is looked at alone.
 		n := 0
-		for n < len(chunk) && base64Value[chunk[n]] == chunk[n] && chunk[n] != '=' {
+		for n < len(chunk) && base64Value[chunk[n]] == chunk[n] && chunk[n] > 1 && chunk[n] != '=' {
 			n++
 		}
 		b.pend = append(b.pend, chunk[:n]...)

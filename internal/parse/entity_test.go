@@ -24,6 +24,7 @@ func TestLenientBase64(t *testing.T) {
 		{"SGVs!bG8*gd29ybGQ=", "Hello world", "2 characters"}, // junk in the middle
 		{"SGVsbG8gd29ybGQ=A", "Hello world", "lone"},          // a stray character after the end
 		{"-_-_", "\xfb\xff\xbf", ""},                          // URL-safe alphabet
+		{"SGVs\x00bG8\x01=", "Hello", "2 characters"},         // control bytes are junk too
 		{"", "", ""},
 	} {
 		r := newBase64Reader(iotest.OneByteReader(strings.NewReader(c.in)))
