@@ -222,6 +222,19 @@ func (s *session) Login(username, password string) error {
 	return nil
 }
 
+// Idle reports the updates queued before the IDLE command first, as real servers (Dovecot) do:
+// go-imap's SessionTracker.Idle only reports updates that arrive while idling, so mail appended
+// between a client's last command and its IDLE would otherwise wait for the next update.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	if s.UserSession == nil {
+		return nil
+	}
+	if err := s.UserSession.Poll(w, true); err != nil {
+		return err
+	}
+	return s.UserSession.Idle(w, stop)
+}
+
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	if len(options.BodySection) > 0 {
 		s.srv.BodyFetches.Add(1)
