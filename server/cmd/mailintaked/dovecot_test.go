@@ -25,15 +25,22 @@ func interopMail(i int, subject string) []byte {
 		i, i, dvUser, subject, i, time.Now().UnixNano(), i))
 }
 
-// addDovecotMailbox adds a mailbox over implicit TLS, trusting the test CA.
+// addDovecotMailbox adds a basic mailbox for user over implicit TLS, trusting the test CA.
 func addDovecotMailbox(t *testing.T, g []string, dv *dovecot.Server, user string, extra ...string) string {
 	t.Helper()
+	return addMailboxAt(t, g, dv, user, dv.IMAPSPort, dvPass, append([]string{"--provider", "basic", "--password-stdin"}, extra...)...)
+}
+
+// addMailboxAt adds a mailbox of tenant acme for user on Dovecot reached at port (its implicit
+// TLS port, or a proxy in front of it), trusting the test CA. stdin feeds the provider flags'
+// --password-stdin or --secret-stdin. It returns the mailbox id.
+func addMailboxAt(t *testing.T, g []string, dv *dovecot.Server, user string, port int, stdin string, extra ...string) string {
+	t.Helper()
 	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", "Help "+user, "--host", "127.0.0.1",
-		"--port", strconv.Itoa(dv.IMAPSPort), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user,
-		"--provider", "basic", "--password-stdin", "--json")
-	code, out, errs := cli(t, dvPass, append(args, extra...)...)
+		"--port", strconv.Itoa(port), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user, "--json")
+	code, out, errs := cli(t, stdin, append(args, extra...)...)
 	if code != 0 {
-		t.Fatalf("mailbox add: %s", errs)
+		t.Fatalf("mailbox add %s: %s", user, errs)
 	}
 	var mb struct {
 		ID string `json:"id"`

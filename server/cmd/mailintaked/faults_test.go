@@ -426,24 +426,6 @@ func (p *cutProxy) cut() int {
 	return n
 }
 
-// addProxiedMailbox adds a Dovecot mailbox reached through a proxy (implicit TLS passes through).
-func addProxiedMailbox(t *testing.T, g []string, dv *dovecot.Server, port int, extra ...string) string {
-	t.Helper()
-	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", "proxied", "--host", "127.0.0.1",
-		"--port", strconv.Itoa(port), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", dvUser,
-		"--provider", "basic", "--password-stdin", "--json")
-	code, out, errs := cli(t, dvPass, append(args, extra...)...)
-	if code != 0 {
-		t.Fatalf("mailbox add: %s", errs)
-	}
-	var mb struct {
-		ID string `json:"id"`
-	}
-	if err := jsonUnmarshal(out, &mb); err != nil {
-		t.Fatal(err)
-	}
-	return mb.ID
-}
 
 func mailboxState(t *testing.T, c *client.Client, id string) *mailintakev1.MailboxStatus {
 	t.Helper()
@@ -470,7 +452,7 @@ func TestFaultConnectionCut(t *testing.T) {
 	data := t.TempDir()
 	d := startDaemon(t, data)
 	g := []string{"--addr", d.addr, "--data-dir", data}
-	id := addProxiedMailbox(t, g, dv, proxy.port(), "--start-from", "all", "--after-ack", "mark-seen")
+	id := addMailboxAt(t, g, dv, dvUser, proxy.port(), dvPass, "--provider", "basic", "--password-stdin", "--start-from", "all", "--after-ack", "mark-seen")
 	c := adminClient(t, d, data)
 	l := newLedger()
 
@@ -959,24 +941,6 @@ func faultBins(t *testing.T) string {
 	return dir
 }
 
-// addMailbox adds a Dovecot mailbox for user at port with the given provider flags.
-func addMailbox(t *testing.T, g []string, dv *dovecot.Server, user string, port int, extra ...string) string {
-	t.Helper()
-	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", user, "--host", "127.0.0.1",
-		"--port", strconv.Itoa(port), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user,
-		"--json", "--start-from", "all")
-	code, out, errs := cli(t, dvPass, append(args, extra...)...)
-	if code != 0 {
-		t.Fatalf("mailbox add %s: %s", user, errs)
-	}
-	var mb struct {
-		ID string `json:"id"`
-	}
-	if err := jsonUnmarshal(out, &mb); err != nil {
-		t.Fatal(err)
-	}
-	return mb.ID
-}
 
 // TestFaultPlugin makes the auth provider crash, hang past its deadline and answer garbage
 // under a running server. A mailbox whose cached credential is still valid keeps working (even
@@ -993,9 +957,9 @@ func TestFaultPlugin(t *testing.T) {
 	d := startDaemon(t, data, "--plugin-timeout", "2s")
 	g := []string{"--addr", d.addr, "--data-dir", data}
 	fake := []string{"--provider", "fake", "--secret-stdin", "--secret-field", "login_password", "--config", "control=" + control}
-	cached := addMailbox(t, g, dv, "cached@example.com", proxy.port(), append(fake, "--config", "ttl=1h")...)
-	fresh := addMailbox(t, g, dv, "fresh@example.com", dv.IMAPSPort, append(fake, "--config", "ttl=4s")...)
-	basic := addMailbox(t, g, dv, "basic@example.com", dv.IMAPSPort, "--provider", "basic", "--password-stdin")
+	cached := addMailboxAt(t, g, dv, "cached@example.com", proxy.port(), dvPass, append(fake, "--config", "ttl=1h", "--start-from", "all")...)
+	fresh := addMailboxAt(t, g, dv, "fresh@example.com", dv.IMAPSPort, dvPass, append(fake, "--config", "ttl=4s", "--start-from", "all")...)
+	basic := addMailboxAt(t, g, dv, "basic@example.com", dv.IMAPSPort, dvPass, "--start-from", "all", "--provider", "basic", "--password-stdin")
 	c := adminClient(t, d, data)
 	l := newLedger()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -1102,9 +1066,9 @@ func TestFaultAuth(t *testing.T) {
 	d := startDaemon(t, data)
 	g := []string{"--addr", d.addr, "--data-dir", data}
 	p.SetAccessTTL(3 * time.Second)
-	ropc := addMailboxWithStdin(t, g, dv, m365, m365pw, dv.IMAPSPort, "--provider", "o365", "--password-stdin", "--config", "tenant_id="+tenant,
+	ropc := addMailboxAt(t, g, dv, m365, dv.IMAPSPort, m365pw, "--start-from", "all", "--provider", "o365", "--password-stdin", "--config", "tenant_id="+tenant,
 		"--config", "authority="+hs.URL, "--config", "client_id="+app)
-	basic := addMailboxWithStdin(t, g, dv, local, dvPass, proxy.port(), "--provider", "basic", "--password-stdin")
+	basic := addMailboxAt(t, g, dv, local, proxy.port(), dvPass, "--start-from", "all", "--provider", "basic", "--password-stdin")
 	c := adminClient(t, d, data)
 	l := newLedger()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -1191,22 +1155,6 @@ func TestFaultAuth(t *testing.T) {
 	l.check(t)
 }
 
-func addMailboxWithStdin(t *testing.T, g []string, dv *dovecot.Server, user, stdin string, port int, extra ...string) string {
-	t.Helper()
-	args := append(append([]string{}, g...), "mailbox", "add", "--tenant", "acme", "--name", user, "--host", "127.0.0.1",
-		"--port", strconv.Itoa(port), "--security", "tls", "--ca-file", dv.CACertFile(t), "--username", user, "--json", "--start-from", "all")
-	code, out, errs := cli(t, stdin, append(args, extra...)...)
-	if code != 0 {
-		t.Fatalf("mailbox add %s: %s", user, errs)
-	}
-	var mb struct {
-		ID string `json:"id"`
-	}
-	if err := jsonUnmarshal(out, &mb); err != nil {
-		t.Fatal(err)
-	}
-	return mb.ID
-}
 
 // TestFaultSecretsNeverLeak runs o365 (password and client-secret flows, tokens that expire and
 // rotate, a revoked refresh token) and basic mailboxes (one with a wrong password) through the
@@ -1247,10 +1195,10 @@ func TestFaultSecretsNeverLeak(t *testing.T) {
 	p.SetAccessTTL(3 * time.Second)
 	o365 := []string{"--provider", "o365", "--config", "tenant_id=" + tenant, "--config", "authority=" + hs.URL}
 	ids := []string{
-		addMailboxWithStdin(t, g, dv, m365, m365pw, dv.IMAPSPort, append(o365, "--config", "client_id="+public, "--password-stdin")...),
-		addMailboxWithStdin(t, g, dv, appBox, secret, dv.IMAPSPort, append(o365, "--config", "client_id="+conf, "--config", "flow=client_credentials", "--secret-stdin")...),
-		addMailboxWithStdin(t, g, dv, local, localPw, dv.IMAPSPort, "--provider", "basic", "--password-stdin"),
-		addMailboxWithStdin(t, g, dv, wrongBox, wrongPw, dv.IMAPSPort, "--provider", "basic", "--password-stdin"),
+		addMailboxAt(t, g, dv, m365, dv.IMAPSPort, m365pw, append(o365, "--config", "client_id="+public, "--password-stdin", "--start-from", "all")...),
+		addMailboxAt(t, g, dv, appBox, dv.IMAPSPort, secret, append(o365, "--config", "client_id="+conf, "--config", "flow=client_credentials", "--secret-stdin", "--start-from", "all")...),
+		addMailboxAt(t, g, dv, local, dv.IMAPSPort, localPw, "--start-from", "all", "--provider", "basic", "--password-stdin"),
+		addMailboxAt(t, g, dv, wrongBox, dv.IMAPSPort, wrongPw, "--start-from", "all", "--provider", "basic", "--password-stdin"),
 	}
 	for _, u := range []string{m365, appBox, local, wrongBox} {
 		raws, _ := faultMails(1, "for "+u)
