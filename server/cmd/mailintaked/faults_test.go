@@ -426,7 +426,6 @@ func (p *cutProxy) cut() int {
 	return n
 }
 
-
 func mailboxState(t *testing.T, c *client.Client, id string) *mailintakev1.MailboxStatus {
 	t.Helper()
 	st, err := c.Mailboxes.GetMailboxStatus(context.Background(), &mailintakev1.GetMailboxStatusRequest{Id: id})
@@ -941,7 +940,6 @@ func faultBins(t *testing.T) string {
 	return dir
 }
 
-
 // TestFaultPlugin makes the auth provider crash, hang past its deadline and answer garbage
 // under a running server. A mailbox whose cached credential is still valid keeps working (even
 // across a reconnection); one that needs a new credential shows the reason; a mailbox of
@@ -1154,7 +1152,6 @@ func TestFaultAuth(t *testing.T) {
 	cancel()
 	l.check(t)
 }
-
 
 // TestFaultSecretsNeverLeak runs o365 (password and client-secret flows, tokens that expire and
 // rotate, a revoked refresh token) and basic mailboxes (one with a wrong password) through the
