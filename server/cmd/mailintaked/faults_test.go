@@ -28,7 +28,6 @@ import (
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
 	"github.com/mailintake/mailintake/internal/fakes/idp"
 	"github.com/mailintake/mailintake/internal/fakes/imapscript"
-	"github.com/mailintake/mailintake/internal/testutil"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -920,22 +919,20 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 }
 
-var fakeOnce sync.Once
+var (
+	fakeOnce sync.Once
+	fakeErr  error
+)
 
 // faultBins builds the binaries and adds the fake auth provider to the plugin directory.
 func faultBins(t *testing.T) string {
 	t.Helper()
 	dir := bins(t)
-	var err error
 	fakeOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "mailintake-auth-fake"), "./internal/fakes/fakeprovider/cmd/mailintake-auth-fake")
-		cmd.Dir = testutil.ModuleRoot()
-		if out, e := cmd.CombinedOutput(); e != nil {
-			err = fmt.Errorf("%v: %s", e, out)
-		}
+		fakeErr = goBuild("", "-o", filepath.Join(dir, "mailintake-auth-fake"), "./internal/fakes/fakeprovider/cmd/mailintake-auth-fake")
 	})
-	if err != nil {
-		t.Fatal(err)
+	if fakeErr != nil {
+		t.Fatal(fakeErr)
 	}
 	return dir
 }

@@ -38,22 +38,25 @@ func bins(t *testing.T) string {
 		if binErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./server/cmd/mailintaked", "./client/cmd/mailintake", "./plugins/basic/cmd/mailintake-auth-basic", "./plugins/o365/cmd/mailintake-auth-o365")
-		cmd.Dir = testutil.ModuleRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("%v: %s", err, out)
+		if binErr = goBuild("", "-o", binDir+"/", "./server/cmd/mailintaked", "./client/cmd/mailintake", "./plugins/basic/cmd/mailintake-auth-basic", "./plugins/o365/cmd/mailintake-auth-o365"); binErr != nil {
 			return
 		}
-		cmd = exec.Command("go", "build", "-o", filepath.Join(binDir, "mailintake-auth-statictoken"), ".")
-		cmd.Dir = filepath.Join(testutil.ModuleRoot(), "plugins", "examples", "statictoken")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("%v: %s", err, out)
-		}
+		binErr = goBuild(filepath.Join("plugins", "examples", "statictoken"), "-o", filepath.Join(binDir, "mailintake-auth-statictoken"), ".")
 	})
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
 	return binDir
+}
+
+// goBuild runs "go build args..." in a directory of the module.
+func goBuild(dir string, args ...string) error {
+	cmd := exec.Command("go", append([]string{"build"}, args...)...)
+	cmd.Dir = filepath.Join(testutil.ModuleRoot(), dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %v: %v: %s", args, err, out)
+	}
+	return nil
 }
 
 func TestMain(m *testing.M) {
