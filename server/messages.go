@@ -307,7 +307,7 @@ func (m *messageService) ReleaseQuarantinedMessage(ctx context.Context, req *mai
 		return nil, err
 	}
 	// Released: treated as acknowledged, so the after-ack action applies to it.
-	if err := m.s.store.RecordAcks(ctx, q.MailboxID, []store.Ack{{UIDValidity: q.UIDValidity, UID: q.UID, AckTime: time.Now()}}); err != nil {
+	if err := m.s.store.RecordAcks(ctx, map[string][]store.Ack{q.MailboxID: {{UIDValidity: q.UIDValidity, UID: q.UID, AckTime: time.Now()}}}); err != nil {
 		return nil, err
 	}
 	if err := m.s.store.DeleteQuarantined(ctx, q.ID); err != nil {

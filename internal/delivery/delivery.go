@@ -63,7 +63,7 @@ func ParseKey(id string) (Key, error) {
 
 // AckRecorder stores acknowledgements durably.
 type AckRecorder interface {
-	RecordAcks(ctx context.Context, mailboxID string, acks []store.Ack) error
+	RecordAcks(ctx context.Context, acks map[string][]store.Ack) error
 }
 
 // Broker connects sessions and streams. It is safe for concurrent use.
@@ -375,10 +375,10 @@ func (b *Broker) Ack(ctx context.Context, ids []string, visible func(tenant stri
 	for _, r := range recs {
 		byMailbox[r.key.MailboxID] = append(byMailbox[r.key.MailboxID], r.ack)
 	}
-	for mb, acks := range byMailbox {
-		if err := b.rec.RecordAcks(ctx, mb, acks); err != nil {
-			return AckResult{}, fmt.Errorf("recording acknowledgements: %w", err)
-		}
+	// One transaction for the whole call: an error means none was recorded, so a consumer that
+	// retries a failed call never leaves a message acknowledged without having been told so.
+	if err := b.rec.RecordAcks(ctx, byMailbox); err != nil {
+		return AckResult{}, fmt.Errorf("recording acknowledgements: %w", err)
 	}
 
 	b.mu.Lock()

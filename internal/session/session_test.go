@@ -453,7 +453,7 @@ func TestQuarantineOversizedReplayAndRelease(t *testing.T) {
 	}
 	c.ack(r)
 	// Release: the other one is acknowledged without delivery; MARK_SEEN applies.
-	if err := h.st.RecordAcks(context.Background(), mb.Id, []store.Ack{{UIDValidity: qs[1].UIDValidity, UID: qs[1].UID, AckTime: time.Now()}}); err != nil {
+	if err := h.st.RecordAcks(context.Background(), map[string][]store.Ack{mb.Id: {{UIDValidity: qs[1].UIDValidity, UID: qs[1].UID, AckTime: time.Now()}}}); err != nil {
 		t.Fatal(err)
 	}
 	h.st.DeleteQuarantined(context.Background(), qs[1].ID)

@@ -342,7 +342,7 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 		if seen, err := s.sup.store.AckedHash(ctx, s.id, sum); err != nil {
 			return nil, err
 		} else if seen {
-			err := s.sup.store.RecordAcks(ctx, s.id, []store.Ack{{UIDValidity: d.st.UIDValidity, UID: uid, SHA256: sum, AckTime: time.Now(), Applied: true}})
+			err := s.sup.store.RecordAcks(ctx, map[string][]store.Ack{s.id: {{UIDValidity: d.st.UIDValidity, UID: uid, SHA256: sum, AckTime: time.Now(), Applied: true}}})
 			return nil, err
 		}
 	}

@@ -70,8 +70,9 @@ type SyncStore interface {
 	SyncState(ctx context.Context, mailboxID string) (*SyncState, error)
 	// SaveSyncState writes the checkpoint.
 	SaveSyncState(ctx context.Context, s *SyncState) error
-	// RecordAcks stores acknowledgements durably (idempotent).
-	RecordAcks(ctx context.Context, mailboxID string, acks []Ack) error
+	// RecordAcks stores the acknowledgements of one or more mailboxes (keyed by mailbox id)
+	// durably, all of them or, on error, none (idempotent).
+	RecordAcks(ctx context.Context, acks map[string][]Ack) error
 	// Acks returns the acknowledgements of a UIDVALIDITY above a UID.
 	Acks(ctx context.Context, mailboxID string, uidValidity, aboveUID uint32) ([]Ack, error)
 	// UnappliedAcks returns acknowledgements whose after_ack was not applied yet.

@@ -97,8 +97,15 @@ var migrations = []string{
 }
 
 // Store is the SQLite implementation of store.Store.
+//
+// Writes go through a pool of one connection, so concurrent writers (every mailbox's session,
+// acknowledgements, the API) wait their turn in the server, in order, instead of competing for
+// SQLite's lock, where a writer backing off in the busy handler can miss its turn again and
+// again under load and fail after the busy timeout. Reads use their own pool; in WAL mode they
+// never wait for the writer.
 type Store struct {
-	db  *sql.DB
+	db  *sql.DB // reads
+	w   *sql.DB // writes: one connection
 	box *secrets.Box
 }
 
@@ -106,20 +113,27 @@ type Store struct {
 func Open(ctx context.Context, dir string, box *secrets.Box) (*Store, error) {
 	dsn := "file:" + filepath.Join(dir, FileName) +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, wrap(err)
 	}
-	s := &Store{db: db, box: box}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	s := &Store{w: w, box: box}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		w.Close()
 		return nil, fmt.Errorf("migrating %s: %w", filepath.Join(dir, FileName), err)
+	}
+	// The read pool opens after the migration, so it never sees an older schema.
+	if s.db, err = sql.Open("sqlite", dsn); err != nil {
+		w.Close()
+		return nil, wrap(err)
 	}
 	return s, nil
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(err)
 	}
@@ -143,7 +157,7 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // Close implements store.Store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.db.Close(), s.w.Close()) }
 
 func secretOwner(mailboxID, name string) string { return "mailbox/" + mailboxID + "/secret/" + name }
 func stateOwner(mailboxID string) string        { return "mailbox/" + mailboxID + "/provider-state" }
@@ -212,7 +226,7 @@ func (s *Store) writeMailbox(ctx context.Context, mb *store.Mailbox, create bool
 		return wrap(err)
 	}
 	id := mb.Spec.GetId()
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(err)
 	}
@@ -340,7 +354,7 @@ func (s *Store) loadSecrets(ctx context.Context, id string, mb *store.Mailbox) e
 
 // DeleteMailbox implements store.Store.
 func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM mailboxes WHERE id = ?`, id)
+	res, err := s.w.ExecContext(ctx, `DELETE FROM mailboxes WHERE id = ?`, id)
 	if err != nil {
 		return wrap(err)
 	}
@@ -366,10 +380,10 @@ func (s *Store) ProviderState(ctx context.Context, mailboxID string) ([]byte, er
 // SetProviderState implements store.Store.
 func (s *Store) SetProviderState(ctx context.Context, mailboxID string, state []byte) error {
 	if state == nil {
-		_, err := s.db.ExecContext(ctx, `DELETE FROM provider_state WHERE mailbox_id = ?`, mailboxID)
+		_, err := s.w.ExecContext(ctx, `DELETE FROM provider_state WHERE mailbox_id = ?`, mailboxID)
 		return wrap(err)
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO provider_state (mailbox_id, sealed, updated_at) VALUES (?, ?, ?)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO provider_state (mailbox_id, sealed, updated_at) VALUES (?, ?, ?)
 		ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
 		mailboxID, s.box.Seal(state, stateOwner(mailboxID)), time.Now().UnixNano())
 	return wrap(err)
@@ -381,7 +395,7 @@ func (s *Store) CreateToken(ctx context.Context, t *store.Token) error {
 	if !t.ExpireTime.IsZero() {
 		expires = sql.NullInt64{Int64: t.ExpireTime.UnixNano(), Valid: true}
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_tokens (id, name, tenant, admin, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.w.ExecContext(ctx, `INSERT INTO api_tokens (id, name, tenant, admin, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Name, t.Tenant, t.Admin, t.Hash, t.CreateTime.UnixNano(), expires)
 	if isConstraint(err) {
 		return store.ErrConflict
@@ -441,7 +455,7 @@ func (s *Store) ListTokens(ctx context.Context, includeRevoked bool) ([]*store.T
 
 // RevokeToken implements store.Store.
 func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, at.UnixNano(), id)
+	res, err := s.w.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, at.UnixNano(), id)
 	if err != nil {
 		return wrap(err)
 	}

@@ -179,3 +179,40 @@ func TestTokens(t *testing.T) {
 		t.Errorf("revoke missing = %v", err)
 	}
 }
+
+// An acknowledgement call spanning mailboxes is recorded whole or not at all, so a failed call
+// never leaves acknowledgements the consumer was not told about.
+func TestRecordAcksAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	if err := s.CreateMailbox(ctx, mailbox("mb-a", "acme")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateMailbox(ctx, mailbox("mb-b", "acme")); err != nil {
+		t.Fatal(err)
+	}
+	ack := func(uid uint32) store.Ack {
+		return store.Ack{UIDValidity: 7, UID: uid, SHA256: "h", AckTime: time.Unix(1700000000, 0)}
+	}
+	// mb-gone does not exist: the foreign key fails the whole call.
+	err := s.RecordAcks(ctx, map[string][]store.Ack{"mb-a": {ack(1), ack(2)}, "mb-gone": {ack(3)}})
+	if err == nil {
+		t.Fatal("acknowledging a message of a missing mailbox succeeded")
+	}
+	if got, err := s.UnappliedAcks(ctx, "mb-a"); err != nil || len(got) != 0 {
+		t.Fatalf("after a failed call, mb-a has acks %v (err %v); want none", got, err)
+	}
+	if err := s.RecordAcks(ctx, map[string][]store.Ack{"mb-a": {ack(1), ack(2)}, "mb-b": {ack(3)}}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := s.UnappliedAcks(ctx, "mb-a")
+	b, _ := s.UnappliedAcks(ctx, "mb-b")
+	if len(a) != 2 || len(b) != 1 || b[0].UID != 3 {
+		t.Fatalf("recorded %v and %v; want UIDs 1, 2 and 3", a, b)
+	}
+	// Idempotent: the same call again changes nothing and does not fail.
+	if err := s.RecordAcks(ctx, map[string][]store.Ack{"mb-a": {ack(1)}}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -28,7 +28,7 @@ func (s *Store) SyncState(ctx context.Context, mailboxID string) (*store.SyncSta
 
 // SaveSyncState implements store.SyncStore.
 func (s *Store) SaveSyncState(ctx context.Context, st *store.SyncState) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sync_state (mailbox_id, uid_validity, acked_through, baseline, resync_below, updated_at)
+	_, err := s.w.ExecContext(ctx, `INSERT INTO sync_state (mailbox_id, uid_validity, acked_through, baseline, resync_below, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (mailbox_id) DO UPDATE SET uid_validity = excluded.uid_validity, acked_through = excluded.acked_through,
 			baseline = excluded.baseline, resync_below = excluded.resync_below, updated_at = excluded.updated_at`,
@@ -37,11 +37,11 @@ func (s *Store) SaveSyncState(ctx context.Context, st *store.SyncState) error {
 }
 
 // RecordAcks implements store.SyncStore.
-func (s *Store) RecordAcks(ctx context.Context, mailboxID string, acks []store.Ack) error {
+func (s *Store) RecordAcks(ctx context.Context, acks map[string][]store.Ack) error {
 	if len(acks) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(err)
 	}
@@ -52,9 +52,11 @@ func (s *Store) RecordAcks(ctx context.Context, mailboxID string, acks []store.A
 		return wrap(err)
 	}
 	defer stmt.Close()
-	for _, a := range acks {
-		if _, err := stmt.ExecContext(ctx, mailboxID, a.UIDValidity, a.UID, a.SHA256, a.AckTime.UnixNano(), a.Applied); err != nil {
-			return wrap(err)
+	for mailboxID, list := range acks {
+		for _, a := range list {
+			if _, err := stmt.ExecContext(ctx, mailboxID, a.UIDValidity, a.UID, a.SHA256, a.AckTime.UnixNano(), a.Applied); err != nil {
+				return wrap(err)
+			}
 		}
 	}
 	return wrap(tx.Commit())
@@ -91,7 +93,7 @@ func (s *Store) UnappliedAcks(ctx context.Context, mailboxID string) ([]store.Ac
 
 // MarkApplied implements store.SyncStore.
 func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity uint32, uids []uint32) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(err)
 	}
@@ -116,7 +118,7 @@ func (s *Store) AckedHash(ctx context.Context, mailboxID, sha256 string) (bool, 
 
 // PruneAcks implements store.SyncStore.
 func (s *Store) PruneAcks(ctx context.Context, mailboxID string, uidValidity, ackedThrough uint32, olderThan time.Time) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM acks WHERE mailbox_id = ? AND applied = 1 AND acked_at < ?
+	_, err := s.w.ExecContext(ctx, `DELETE FROM acks WHERE mailbox_id = ? AND applied = 1 AND acked_at < ?
 		AND (uid_validity != ? OR uid <= ?)`, mailboxID, olderThan.UnixNano(), uidValidity, ackedThrough)
 	return wrap(err)
 }
@@ -129,7 +131,7 @@ func (s *Store) Quarantine(ctx context.Context, q *store.Quarantined) error {
 	if q.CreateTime.IsZero() {
 		q.CreateTime = time.Now()
 	}
-	err := s.db.QueryRowContext(ctx, `INSERT INTO quarantine (mailbox_id, uid_validity, uid, reason, size, headers, state, created_at)
+	err := s.w.QueryRowContext(ctx, `INSERT INTO quarantine (mailbox_id, uid_validity, uid, reason, size, headers, state, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (mailbox_id, uid_validity, uid) DO UPDATE SET reason = excluded.reason, size = excluded.size,
 			headers = excluded.headers, state = excluded.state
@@ -190,7 +192,7 @@ func (s *Store) DeleteQuarantined(ctx context.Context, id int64) error {
 }
 
 func (s *Store) execOne(ctx context.Context, q string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, q, args...)
+	res, err := s.w.ExecContext(ctx, q, args...)
 	if err != nil {
 		return wrap(err)
 	}
@@ -209,14 +211,14 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 	if len(msg) > 2000 {
 		msg = msg[:2000] + "…"
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO events (mailbox_id, at, kind, message) VALUES (?, ?, ?, ?)`,
+	res, err := s.w.ExecContext(ctx, `INSERT INTO events (mailbox_id, at, kind, message) VALUES (?, ?, ?, ?)`,
 		e.MailboxID, e.Time.UnixNano(), e.Kind, strings.ToValidUTF8(msg, "?"))
 	if err != nil {
 		return wrap(err)
 	}
 	id, _ := res.LastInsertId()
 	if id%50 == 0 {
-		_, err = s.db.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND id <= (
+		_, err = s.w.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND id <= (
 			SELECT id FROM events WHERE mailbox_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.MailboxID, e.MailboxID, store.MaxEventsPerMailbox)
 	}
 	return wrap(err)

@@ -1429,14 +1429,17 @@ func TestFaultSustainedLoad(t *testing.T) {
 			}
 			ids := map[string]string{}
 			_, out, _ := cli(t, "", append(g, "mailbox", "list", "--json")...)
-			for _, line := range strings.Split(out, "\n") {
-				var mb struct {
+			var list struct {
+				Mailboxes []struct {
 					ID       string `json:"id"`
 					Username string `json:"username"`
-				}
-				if jsonUnmarshal(line, &mb) == nil {
-					ids[mb.Username] = mb.ID
-				}
+				} `json:"mailboxes"`
+			}
+			if err := jsonUnmarshal(out, &list); err != nil {
+				t.Logf("mailbox list --json: %v", err)
+			}
+			for _, mb := range list.Mailboxes {
+				ids[mb.Username] = mb.ID
 			}
 			var detail strings.Builder
 			for _, w := range which[:min(3, len(which))] {
@@ -1446,6 +1449,9 @@ func TestFaultSustainedLoad(t *testing.T) {
 				m, un := dv.Status(t, u, "INBOX")
 				fmt.Fprintf(&detail, "\n%s: dovecot %d messages, %d unseen\n%s\n%s", u, m, un, st, tail(ev, 12))
 			}
+			l.mu.Lock()
+			fmt.Fprintf(&detail, "\nfailed AckMessages calls: %d %v; ids answered unknown: %d", len(l.ackErrors), l.ackErrors[:min(3, len(l.ackErrors))], len(l.unknown))
+			l.mu.Unlock()
 			t.Fatalf("%d of %d messages not acknowledged a minute after the load ended: %v%s", missing, len(all), which, detail.String())
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -1453,6 +1459,12 @@ func TestFaultSustainedLoad(t *testing.T) {
 	latency := time.Since(start) - time.Duration(seconds)*time.Second
 	cancel()
 	checkAll(t, l, all)
+	l.mu.Lock()
+	if len(l.ackErrors) > 0 {
+		// No fault is injected here: an acknowledgement refused under steady load is a defect.
+		t.Errorf("%d AckMessages calls failed under steady load, e.g. %v", len(l.ackErrors), l.ackErrors[0])
+	}
+	l.mu.Unlock()
 	median := func(xs []int) int {
 		s := append([]int(nil), xs...)
 		sort.Ints(s)
