@@ -8,7 +8,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +37,10 @@ import (
 // standard output and to BENCHMARKS.md (MAILINTAKE_BENCH_OUT). Sizes: MAILINTAKE_BENCH_N
 // (messages, default 2000), _RUNS (default 3, medians reported), _SCALE (idle mailboxes,
 // default 10000), _PUSH (push latency samples, default 200).
+//
+// For profiling by hand: MAILINTAKE_BENCH_ONLY=e2e measures only the floor and end to end (and
+// writes no BENCHMARKS.md); MAILINTAKE_BENCH_PROFILE=FILE writes a CPU profile of the server
+// during the last end-to-end run.
 
 const (
 	user = "bench@example.com"
@@ -66,12 +72,16 @@ type daemon struct {
 	c    *client.Client
 }
 
-func startDaemon(t *testing.T, bins string) *daemon {
+func freeAddr() string {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func startDaemon(t *testing.T, bins string, args ...string) *daemon {
+	addr := freeAddr()
 	d := &daemon{addr: addr, data: t.TempDir()}
-	d.cmd = exec.Command(filepath.Join(bins, "mailintaked"), "--listen", addr, "--data-dir", d.data, "--log-level", "warn")
+	d.cmd = exec.Command(filepath.Join(bins, "mailintaked"), append([]string{"--listen", addr, "--data-dir", d.data, "--log-level", "warn"}, args...)...)
 	out, _ := d.cmd.StderrPipe()
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -185,9 +195,14 @@ func TestBench(t *testing.T) {
 	runs := envInt("MAILINTAKE_BENCH_RUNS", 3)
 	scaleN := envInt("MAILINTAKE_BENCH_SCALE", 10000)
 	pushN := envInt("MAILINTAKE_BENCH_PUSH", 200)
+	only := os.Getenv("MAILINTAKE_BENCH_ONLY")
+	profile := os.Getenv("MAILINTAKE_BENCH_PROFILE")
 	bins := buildBinaries(t)
 	// The parser's benchmarks first, while nothing else runs on the machine.
-	parseLines := parseBench(t)
+	var parseLines [][2]string
+	if only == "" {
+		parseLines = parseBench(t)
+	}
 
 	corpus := Corpus(1, n)
 	total := 0
@@ -212,13 +227,27 @@ func TestBench(t *testing.T) {
 			t.Fatalf("floor: %d messages, %v", f.Messages, err)
 		}
 		floors = append(floors, f)
-		d := startDaemon(t, bins)
+		var args []string
+		var prof chan error
+		if profile != "" && r == runs-1 {
+			metrics := freeAddr()
+			args = []string{"--metrics-listen", metrics, "--pprof"}
+			prof = make(chan error, 1)
+			go func() { prof <- cpuProfile(metrics, profile) }()
+		}
+		d := startDaemon(t, bins, args...)
 		cpu0, _ := CPUSeconds(d.cmd.Process.Pid)
 		start := time.Now()
 		d.addMailbox(t, dovecotMailbox(dv, t))
 		bytes := 0
 		consume(t, d.c, n, func(m *mailintakev1.Message) { bytes += int(m.GetRawSize()) })
 		res := e2eResult{wall: time.Since(start), count: n, bytes: bytes}
+		if prof != nil {
+			// The profile covers the run; the daemon stays up until it is written.
+			if err := <-prof; err != nil {
+				t.Errorf("CPU profile: %v", err)
+			}
+		}
 		cpu1, _ := CPUSeconds(d.cmd.Process.Pid)
 		res.cpu = cpu1 - cpu0
 		_, res.peakRSS, _ = Memory(d.cmd.Process.Pid)
@@ -229,6 +258,12 @@ func TestBench(t *testing.T) {
 	}
 	floor := median(floors, func(f FloorResult) float64 { return f.Wall.Seconds() })
 	e2e := median(e2es, func(e e2eResult) float64 { return e.wall.Seconds() })
+	if only == "e2e" {
+		for _, e := range e2es {
+			t.Logf("end to end: %s = %.2f× the floor's %s; %.1f CPU s", e.wall.Round(time.Millisecond), e.wall.Seconds()/floor.Wall.Seconds(), floor.Wall.Round(time.Millisecond), e.cpu)
+		}
+		return
+	}
 
 	// Peers.
 	type peer struct {
@@ -607,3 +642,32 @@ readonly = True
 }
 
 var _ = imap.FlagSeen
+
+// cpuProfile waits for the server's profiler on addr, then records a CPU profile until the
+// end-to-end run is over (it records 15 s) into file.
+func cpuProfile(addr, file string) error {
+	var resp *http.Response
+	var err error
+	for range 200 {
+		if resp, err = http.Get("http://" + addr + "/debug/pprof/profile?seconds=15"); err == nil {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profiler: %s", resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

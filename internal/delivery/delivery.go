@@ -210,6 +210,21 @@ func (q *Queue) Demand() bool {
 	return q.pickLocked(false) != nil
 }
 
+// Free returns how many messages of this mailbox the streams could take now: the sum of the
+// free slots of the streams that want it. Streams are shared, so slots may be taken by other
+// mailboxes before this one offers; it bounds how much a session fetches ahead.
+func (q *Queue) Free() int {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	n := 0
+	for _, s := range q.b.streams {
+		if s.wants(q.MailboxID, q.Tenant) {
+			n += max(0, s.free())
+		}
+	}
+	return n
+}
+
 // pickLocked returns a stream with a free slot that wants this mailbox, round-robin.
 func (q *Queue) pickLocked(advance bool) *Stream {
 	ids := make([]uint64, 0, len(q.b.streams))

@@ -249,34 +249,67 @@ func (c *Conn) abort(cmd *imapclient.FetchCommand) {
 // headBytes is how much of an oversized body TooLargeError keeps.
 const headBytes = 64 << 10
 
-// FetchRaw fetches a message's bytes with BODY.PEEK[] (the \Seen flag is not set), reading at
-// most limit bytes: the body streams from the connection into one buffer of its announced
-// size, so a server that lies about sizes or sends a huge literal cannot make the client
-// allocate more than the limit.
+// FetchRaw fetches a message's bytes and meta with UID FETCH (BODY.PEEK[] ...). A body over
+// limit bytes is refused with *TooLargeError (the connection is closed); a message no longer in
+// the folder is ErrGone.
 func (c *Conn) FetchRaw(ctx context.Context, uid uint32, limit int64) ([]byte, Meta, error) {
-	var raw []byte
-	var meta Meta
-	found := false
-	var tooLarge *TooLargeError
+	var got *Fetched
+	err := c.FetchBodies(ctx, []uint32{uid}, limit, func(f Fetched) error {
+		got = &f
+		return nil
+	})
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	if got == nil {
+		return nil, Meta{}, ErrGone
+	}
+	return got.Raw, got.Meta, nil
+}
+
+// Fetched is one message read by FetchBodies.
+type Fetched struct {
+	Meta Meta
+	Raw  []byte
+}
+
+// FetchBodies fetches the bytes and meta of several messages with one UID FETCH and passes each
+// to each as soon as its body has arrived, while the server goes on sending the next: one round
+// trip for the batch instead of one per message, and the caller can parse a message while the
+// next is on the wire. Messages no longer in the folder are left out. A body over limit bytes
+// ends the batch with *TooLargeError, and an error from each ends it with that error; either
+// way the connection is closed, as a literal cannot be abandoned half read.
+//
+// Each body streams from the connection into one buffer of its announced size, so a server
+// that lies about sizes or sends a huge literal cannot make the client allocate more than the
+// limit.
+func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each func(Fetched) error) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	want := make(map[uint32]bool, len(uids))
+	for _, u := range uids {
+		want[u] = true
+	}
+	var stop error // set when the batch was ended on purpose
 	err := c.guard(ctx, 10*time.Minute, "UID FETCH BODY.PEEK[]", func() error {
-		cmd := c.c.Fetch(uidSet([]uint32{uid}), &imap.FetchOptions{
+		cmd := c.c.Fetch(uidSet(uids), &imap.FetchOptions{
 			UID: true, RFC822Size: true, InternalDate: true, Flags: true,
 			BodySection: []*imap.FetchItemBodySection{{Peek: true}},
 		})
 		for msg := cmd.Next(); msg != nil; msg = cmd.Next() {
-			var m Meta
-			var body []byte
+			var f Fetched
 			for item := msg.Next(); item != nil; item = msg.Next() {
 				switch it := item.(type) {
 				case imapclient.FetchItemDataUID:
-					m.UID = uint32(it.UID)
+					f.Meta.UID = uint32(it.UID)
 				case imapclient.FetchItemDataRFC822Size:
-					m.Size = it.Size
+					f.Meta.Size = it.Size
 				case imapclient.FetchItemDataInternalDate:
-					m.InternalDate = it.Time
+					f.Meta.InternalDate = it.Time
 				case imapclient.FetchItemDataFlags:
-					for _, f := range it.Flags {
-						m.Flags = append(m.Flags, string(f))
+					for _, fl := range it.Flags {
+						f.Meta.Flags = append(f.Meta.Flags, string(fl))
 					}
 				case imapclient.FetchItemDataBodySection:
 					if it.Literal == nil {
@@ -284,42 +317,45 @@ func (c *Conn) FetchRaw(ctx context.Context, uid uint32, limit int64) ([]byte, M
 					}
 					if size := it.Literal.Size(); size > limit {
 						head, _ := io.ReadAll(io.LimitReader(it.Literal, headBytes))
-						tooLarge = &TooLargeError{UID: uid, Size: size, Limit: limit, Head: head}
+						// A server may send the UID after the body: then only a batch of one
+						// names the message (UID 0 tells the caller to fetch one at a time).
+						uid := f.Meta.UID
+						if uid == 0 && len(uids) == 1 {
+							uid = uids[0]
+						}
+						stop = &TooLargeError{UID: uid, Size: size, Limit: limit, Head: head}
 						c.abort(cmd)
-						return tooLarge
+						return stop
 					}
 					// One buffer of the announced size, filled in place (a bytes.Buffer would grow
 					// and copy it again near its end).
-					body = make([]byte, it.Literal.Size())
-					if _, err := io.ReadFull(it.Literal, body); err != nil {
+					f.Raw = make([]byte, it.Literal.Size())
+					if _, err := io.ReadFull(it.Literal, f.Raw); err != nil {
 						c.abort(cmd)
 						return err
 					}
 				}
 			}
-			if m.UID != uid {
-				continue // a response for a message that was not asked for
+			if !want[f.Meta.UID] {
+				continue // a response for a message that was not asked for, or a flag update
 			}
-			found, meta = true, m
-			if body != nil {
-				raw = body
+			if f.Raw == nil {
+				c.abort(cmd)
+				return fmt.Errorf("the server returned no body for UID %d", f.Meta.UID)
+			}
+			delete(want, f.Meta.UID) // a second response for the same UID is ignored
+			if err := each(f); err != nil {
+				stop = err
+				c.abort(cmd)
+				return err
 			}
 		}
 		return cmd.Close()
 	})
-	if tooLarge != nil {
-		return nil, meta, tooLarge
+	if stop != nil {
+		return stop
 	}
-	if err != nil {
-		return nil, meta, err
-	}
-	if !found {
-		return nil, meta, ErrGone
-	}
-	if raw == nil {
-		return nil, meta, fmt.Errorf("the server returned no body for UID %d", uid)
-	}
-	return raw, meta, nil
+	return err
 }
 
 // FetchHeader fetches a message's header section with BODY.PEEK[HEADER].

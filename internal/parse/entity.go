@@ -2,6 +2,7 @@ package parse
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"io"
 	"slices"
@@ -135,6 +136,35 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 
 // decode appends the bytes of chunk to out.
 func (b *base64Reader) decode(chunk []byte) {
+	if len(b.pend) > 0 {
+		// A line begun in the previous chunk: finish it character by character.
+		nl := bytes.IndexByte(chunk, '\n')
+		if nl < 0 {
+			b.scan(chunk)
+			return
+		}
+		b.scan(chunk[:nl+1])
+		chunk = chunk[nl+1:]
+	}
+	// The whole lines of the chunk at once: encoding/base64 skips their line breaks and checks
+	// every other character, so well-formed base64 (nearly all of it) is decoded without a
+	// pass of ours over it. Anything it refuses (junk, spaces, padding in the middle, lines
+	// that split quanta) is decoded character by character instead.
+	if last := bytes.LastIndexByte(chunk, '\n'); len(b.pend) == 0 && last >= 0 {
+		n := len(b.out)
+		b.out = slices.Grow(b.out, base64.StdEncoding.DecodedLen(last+1))
+		if m, err := base64.StdEncoding.Decode(b.out[n:cap(b.out)], chunk[:last+1]); err == nil {
+			b.out = b.out[:n+m]
+			chunk = chunk[last+1:]
+		} else {
+			b.out = b.out[:n]
+		}
+	}
+	b.scan(chunk)
+}
+
+// scan decodes chunk character by character, keeping an incomplete quantum pending.
+func (b *base64Reader) scan(chunk []byte) {
 	for len(chunk) > 0 {
 		// Runs of standard-alphabet characters (the bulk of every line) are taken at once; the
 		// byte that ends a run is looked at alone.

@@ -97,3 +97,41 @@ bGluZSBvbmUKbGluZSB0d28KbGluZSB0aHJlZQ
 		t.Errorf("OpenPart = %q", got)
 	}
 }
+
+// Whole lines are decoded by encoding/base64 when it accepts them and character by character
+// otherwise: on any input, in any read sizes, both give the same bytes and the same problems.
+func TestLenientBase64FastPathAgreesWithScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range 3000 {
+		var in strings.Builder
+		width := []int{76, 76, 72, 73, 4, 64}[rng.IntN(6)]
+		for range rng.IntN(400) {
+			for range width {
+				switch r := rng.IntN(2000); {
+				case r == 0:
+					in.WriteByte('=')
+				case r == 1:
+					in.WriteByte(" \t!*-_\x00\xff"[rng.IntN(8)])
+				default:
+					in.WriteByte(alphabet[rng.IntN(64)])
+				}
+			}
+			in.WriteString([]string{"\r\n", "\n", "\r\n"}[rng.IntN(3)])
+		}
+		if rng.IntN(2) == 0 {
+			in.WriteString("QQ==\r\n")
+		}
+		src := in.String()
+		slow := newBase64Reader(iotest.OneByteReader(strings.NewReader(src)))
+		want, _ := io.ReadAll(slow)
+		for _, rd := range []io.Reader{strings.NewReader(src), iotest.HalfReader(strings.NewReader(src)), iotest.DataErrReader(strings.NewReader(src))} {
+			fast := newBase64Reader(rd)
+			got, err := io.ReadAll(fast)
+			if err != nil || !bytes.Equal(got, want) || fast.problem() != slow.problem() {
+				t.Fatalf("input %d (%d bytes, width %d): %d bytes, problem %q; one byte at a time: %d bytes, problem %q",
+					i, len(src), width, len(got), fast.problem(), len(want), slow.problem())
+			}
+		}
+	}
+}
