@@ -24,7 +24,6 @@ var (
 	endsWithVerb = regexp.MustCompile(`(?i)\b` + wroteVerb + `\s*:?\s*$`)
 	// A header line that names the verb anywhere: "tir. 18. apr. 2017 kl. 13:09 skrev Test <t@e.com".
 	hasVerb  = regexp.MustCompile(`(?i)(^|\s)` + wroteVerb + `(\s|:|$)`)
-	hasDigit = regexp.MustCompile(`\d`)
 	hasEmail = regexp.MustCompile(`[^\s<>()"]+@[^\s<>()"]+`)
 	// "2011/4/7 Nathan <support@example.com>" (Gmail in some locales).
 	startsWithDate = regexp.MustCompile(`^\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b`)
@@ -58,7 +57,7 @@ func SplitReply(text string) Reply {
 	lines := splitSharedLine(strings.Split(text, "\n"))
 	cut := len(lines)
 	for i := 0; i < len(lines); i++ {
-		if forwarded.MatchString(lines[i]) {
+		if mayBeForwardLine(lines[i]) && forwarded.MatchString(lines[i]) {
 			break // a forward: what follows is the content
 		}
 		if quoteStart(lines, i) {
@@ -94,7 +93,7 @@ func SplitReply(text string) Reply {
 // quoteHeaderAt reports whether l is an "… wrote:" header line.
 func quoteHeaderAt(lines []string, l string) bool {
 	t := strings.TrimSpace(l)
-	return t != "" && (endsWithVerb.MatchString(t) && (hasEmail.MatchString(t) || hasDigit.MatchString(t)))
+	return t != "" && (endsWithVerb.MatchString(t) && (hasEmail.MatchString(t) || hasDigit(t)))
 }
 
 // splitSharedLine breaks "reply On … wrote:" into the reply and the header.
@@ -107,7 +106,7 @@ func splitSharedLine(lines []string) []string {
 			continue
 		}
 		if m := sharedLine.FindStringSubmatch(l); m != nil && !strings.HasPrefix(strings.TrimSpace(l), ">") &&
-			!strings.EqualFold(strings.TrimSpace(m[1]), "") && len(strings.Fields(m[1])) <= 12 && (hasEmail.MatchString(m[2]) || hasDigit.MatchString(m[2])) {
+			!strings.EqualFold(strings.TrimSpace(m[1]), "") && len(strings.Fields(m[1])) <= 12 && (hasEmail.MatchString(m[2]) || hasDigit(m[2])) {
 			out = append(out, m[1], m[2])
 			continue
 		}
@@ -138,7 +137,7 @@ func quoteStart(lines []string, i int) bool {
 	if strings.ContainsRune("-_*=", rune(l[0])) && (originalMessage.MatchString(l) || androidWrote.MatchString(l)) {
 		return true
 	}
-	if mobileSig.MatchString(l) && !strings.Contains(l, ",") {
+	if mayBeMobileSig(l) && mobileSig.MatchString(l) && !strings.Contains(l, ",") {
 		// "Sent from my phone" followed by more text: the rest is the history.
 		for j := i + 1; j < len(lines); j++ {
 			if strings.TrimSpace(lines[j]) != "" {
@@ -147,7 +146,7 @@ func quoteStart(lines []string, i int) bool {
 		}
 		return false
 	}
-	if headerStart.MatchString(l) {
+	if strings.Contains(l, ":") && headerStart.MatchString(l) {
 		// An Outlook-style header block: From:/Date: and at least one more field right after.
 		n := 0
 		for j := i + 1; j < len(lines) && j <= i+6; j++ {
@@ -169,7 +168,7 @@ func quoteStart(lines []string, i int) bool {
 	}
 	// "… wrote:" on this line, or wrapped over the next few (blank lines and a split <address>
 	// included). Such a header starts with a date, a time or an address.
-	if !hasDigit.MatchString(l) && !strings.ContainsAny(l, "@<") {
+	if !hasDigit(l) && !strings.ContainsAny(l, "@<") {
 		return false
 	}
 	window := ""
@@ -189,10 +188,10 @@ func quoteStart(lines []string, i int) bool {
 		if len(window) > 500 {
 			break
 		}
-		if endsWithWroteVerb(t) && endsWithVerb.MatchString(t) && (hasEmail.MatchString(window) || hasDigit.MatchString(window)) {
+		if endsWithWroteVerb(t) && endsWithVerb.MatchString(t) && (hasEmail.MatchString(window) || hasDigit(window)) {
 			return true
 		}
-		if strings.HasSuffix(t, ":") && hasEmail.MatchString(window) && hasDigit.MatchString(window) {
+		if strings.HasSuffix(t, ":") && hasEmail.MatchString(window) && hasDigit(window) {
 			return true
 		}
 	}
@@ -226,7 +225,7 @@ func splitSignature(lines []string) (body, sig []string) {
 		switch {
 		case sigDelimiter.MatchString(l):
 			return lines[:i], lines[i:]
-		case mobileSig.MatchString(l) && !strings.Contains(l, ",") && len(lines)-i <= 2:
+		case mayBeMobileSig(l) && mobileSig.MatchString(l) && !strings.Contains(l, ",") && len(lines)-i <= 2:
 			return lines[:i], lines[i:]
 		case valediction.MatchString(l) && len(lines)-i <= 5 && i > 0:
 			return lines[:i], lines[i:]
@@ -243,4 +242,24 @@ func firstNonBlank(lines []string) int {
 		}
 	}
 	return -1
+}
+
+// The tests below are necessary conditions of the regexps they guard, checked first because
+// the regexps are run on every line of every reply and cost far more.
+
+// hasDigit reports whether s has an ASCII digit (the regexp \d).
+func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }
+
+// mayBeForwardLine: forwarded matches only lines whose first character after the white space
+// \s skips is one of its separator characters or the "b" of "begin forwarded message".
+func mayBeForwardLine(l string) bool {
+	l = strings.TrimLeft(l, " \t\r\n\f")
+	return l != "" && strings.IndexByte("-_*=>bB", l[0]) >= 0
+}
+
+// mayBeMobileSig: mobileSig's alternatives start with s, g, v, e or i (in any case; a
+// non-ASCII first byte is let through, as case folding maps some letters outside ASCII).
+func mayBeMobileSig(l string) bool {
+	l = strings.TrimLeft(l, " \t\r\n\f")
+	return l != "" && (l[0] >= 0x80 || strings.IndexByte("sSgGvVeEiI", l[0]) >= 0)
 }

@@ -44,3 +44,27 @@ func TestSplitReply(t *testing.T) {
 		}
 	}
 }
+
+// The cheap tests run before the reply regexps never turn away a line the regexp matches.
+func TestReplyPrefiltersAreNecessary(t *testing.T) {
+	lines := []string{
+		"---------- Forwarded message ---------", "  >> Forwarded message", "Begin forwarded message:", "\tbegin forwarded message:",
+		"=== Weitergeleitete Nachricht ===", "Sent from my iPhone", "  sent from my iPad", "Get Outlook for Android",
+		"Gesendet von meinem Telefon", "Von meinem iPhone gesendet", "Envoyé de mon iPhone", "Enviado desde mi iPhone",
+		"Inviato da iPhone", "Verzonden met mijn telefoon", "Skickat från min iPhone", "Sendt fra min iPhone", "ſent from my iPhone",
+		"Hello there", "", " ", "-", "b",
+	}
+	for _, l := range lines {
+		for _, v := range []string{l, " " + l, "\t" + l, strings.ToUpper(l), strings.ToLower(l)} {
+			if forwarded.MatchString(v) && !mayBeForwardLine(v) {
+				t.Errorf("%q: forwarded matches but the prefilter turns it away", v)
+			}
+			if mobileSig.MatchString(v) && !mayBeMobileSig(v) {
+				t.Errorf("%q: mobileSig matches but the prefilter turns it away", v)
+			}
+			if headerStart.MatchString(v) && !strings.Contains(v, ":") {
+				t.Errorf("%q: headerStart matches without a colon", v)
+			}
+		}
+	}
+}
