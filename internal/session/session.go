@@ -30,6 +30,9 @@ type session struct {
 	ticket  *regexp.Regexp
 	maxSize int64
 	inline  int64
+	// oneByOne: the server sent an oversized body before naming its message, so a batch
+	// cannot tell which one to quarantine; messages are fetched one at a time from then on.
+	oneByOne bool
 }
 
 func newSession(sup *Supervisor, mb *store.Mailbox) *session {
@@ -220,7 +223,7 @@ func (s *session) serve(ctx context.Context, force bool) error {
 			// session then. Reconnect with a fresh credential first.
 			return errTokenExpiring
 		}
-		if d.held != nil || d.more {
+		if len(d.held) > 0 || d.more {
 			// Work is waiting for a free consumer slot: wait for the broker only.
 			s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_IDLE, "waiting for a consumer to take more messages")
 		} else {

@@ -412,12 +412,57 @@ func TestMemoryBoundedByMaxInFlight(t *testing.T) {
 	c.take(maxInFlight)
 	time.Sleep(time.Second)
 	// The session fetched what the consumer can hold, plus at most one it keeps ready.
-	if n := srv.BodyFetches.Load(); n > maxInFlight+1 {
+	if n := srv.BodiesAsked.Load(); n > maxInFlight+1 {
 		t.Errorf("the session fetched %d message bodies for a consumer that holds %d", n, maxInFlight)
 	}
 	if m := c.next(200 * time.Millisecond); m != nil {
 		t.Errorf("a consumer at its in-flight limit received another message")
 	}
+}
+
+// Bodies are fetched in batches (one UID FETCH for many messages) and parsed in parallel, yet
+// delivered in UID order; a message the server cannot read fails only itself: the rest of its
+// batch is delivered and it is quarantined with the server's answer.
+func TestBatchedFetchKeepsOrderAndQuarantinesOnlyTheUnreadable(t *testing.T) {
+	srv := newIMAP(t)
+	const n = 80
+	for i := 1; i <= n; i++ {
+		raw := mail(i, fmt.Sprintf("batch %02d", i))
+		if i%7 == 0 {
+			// Some larger messages with an attachment, so parse times differ between workers.
+			raw = append(raw[:len(raw)-2], []byte("\r\n--\r\n"+strings.Repeat("attachment line\r\n", 5000))...)
+		}
+		srv.Append(t, user, "INBOX", raw)
+	}
+	srv.MakeUnreadable(17)
+	h := newHarness(t, srv)
+	mb := h.addMailbox(nil)
+	c := h.consume(1000, 0)
+	got := c.take(n - 1)
+	for i, m := range got {
+		if i > 0 && m.GetUid() <= got[i-1].GetUid() {
+			t.Fatalf("UID %d delivered after UID %d: not in order", m.GetUid(), got[i-1].GetUid())
+		}
+		if m.GetUid() == 17 {
+			t.Fatalf("the unreadable message was delivered")
+		}
+		if want := fmt.Sprintf("batch %02d", m.GetUid()); m.GetEnvelope().GetSubject() != want {
+			t.Fatalf("UID %d carries %q, want %q", m.GetUid(), m.GetEnvelope().GetSubject(), want)
+		}
+	}
+	if f := srv.BodyFetches.Load(); f > 10 {
+		t.Errorf("%d FETCH commands for %d messages: not batched", f, n)
+	}
+	var qs []*store.Quarantined
+	eventually(t, "the unreadable message quarantined", func() bool {
+		qs, _ = h.st.ListQuarantine(context.Background(), mb.Id)
+		return len(qs) == 1
+	})
+	if qs[0].UID != 17 || !strings.Contains(qs[0].Reason, "Internal error") {
+		t.Errorf("quarantined %+v; want UID 17 with the server's answer", qs[0])
+	}
+	c.ack(got...)
+	eventually(t, "all but the unreadable seen", func() bool { _, u := srv.Status(t, user, "INBOX"); return u == 1 })
 }
 
 func TestQuarantineOversizedReplayAndRelease(t *testing.T) {

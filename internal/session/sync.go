@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -20,14 +22,22 @@ import (
 // metaBatch is how many messages' sizes are fetched at once ahead of their bodies.
 const metaBatch = 50
 
+// A batch of bodies fetched with one pipelined UID FETCH holds at most fetchAhead messages and
+// fetchAheadBytes of announced size (a larger message goes alone), and never more messages than
+// the consumers have free slots for.
+const (
+	fetchAhead      = 32
+	fetchAheadBytes = 32 << 20
+)
+
 // deliverer is the state of one connection's synchronisation.
 type deliverer struct {
 	s    *session
 	conn *imapconn.Conn
 	st   *store.SyncState
 	meta map[uint32]imapconn.Meta
-	// held is a message fetched and parsed that no stream could take yet.
-	held *mailintakev1.Message
+	// held are messages fetched and parsed that no stream could take yet, in order.
+	held []*mailintakev1.Message
 	// more is set when messages wait on the server for a free consumer slot.
 	more bool
 	// lastPrune is when acknowledgements were last pruned.
@@ -199,7 +209,10 @@ func (d *deliverer) advance(ctx context.Context, through uint32) error {
 	return nil
 }
 
-// deliver fetches, parses and offers pending messages while a consumer has a free slot.
+// deliver fetches, parses and offers pending messages while consumers have free slots. Bodies
+// are fetched in batches no larger than the free slots, with one pipelined UID FETCH each, and
+// parsed by parallel workers while the next bodies are on the wire; they are offered in UID
+// order.
 func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[uint32]int64) error {
 	s := d.s
 	d.more = false
@@ -212,61 +225,206 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 		_, _, p := s.queue.Counts()
 		s.sup.metrics.Pending.WithLabelValues(s.id).Set(float64(p))
 	}()
-	if d.held != nil {
-		if d.held.GetUidValidity() != d.st.UIDValidity || !slices.Contains(pending, d.held.GetUid()) {
-			d.held = nil // acknowledged meanwhile, or from another UIDVALIDITY
-		} else {
-			switch s.queue.Offer(d.held) {
-			case delivery.Delivered:
-				delivered = append(delivered, d.held.GetUid())
-				d.offered(ctx, d.held.GetUid(), replay)
-			case delivery.NoCapacity:
-				d.more = true
-				return nil
-			}
-			d.held = nil
-		}
-	}
-	for i, uid := range pending {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if s.queue.Busy(uid) {
-			continue
-		}
-		if !s.queue.Demand() {
-			d.more = true
-			return nil
-		}
-		meta, ok := d.meta[uid]
-		if !ok {
-			if err := d.loadMeta(ctx, pending[i:]); err != nil {
-				return err
-			}
-			if meta, ok = d.meta[uid]; !ok {
-				continue // expunged meanwhile
-			}
-		}
-		delete(d.meta, uid)
-		_, replaying := replay[uid]
-		msg, err := d.fetch(ctx, meta, replaying)
-		if err != nil {
-			return err
-		}
-		if msg == nil {
-			continue // quarantined, gone, or recognised as already acknowledged
+	// offer hands a message to a stream. Once one could not be taken, the rest are held behind
+	// it, so the order holds.
+	offer := func(msg *mailintakev1.Message) {
+		if len(d.held) > 0 {
+			d.held = append(d.held, msg)
+			return
 		}
 		switch s.queue.Offer(msg) {
 		case delivery.NoCapacity:
-			d.held = msg
+			d.held = append(d.held, msg)
 			d.more = true
-			return nil
 		case delivery.Delivered:
-			delivered = append(delivered, uid)
-			d.offered(ctx, uid, replay)
+			delivered = append(delivered, msg.GetUid())
+			d.offered(ctx, msg.GetUid(), replay)
 		}
 	}
+	held := d.held
+	d.held = nil
+	for _, msg := range held {
+		// Skipped if acknowledged meanwhile, or from another UIDVALIDITY.
+		if msg.GetUidValidity() == d.st.UIDValidity && slices.Contains(pending, msg.GetUid()) {
+			offer(msg)
+		}
+	}
+	for i := 0; i < len(pending) && len(d.held) == 0; {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		free := s.queue.Free()
+		if free == 0 {
+			d.more = true
+			return nil
+		}
+		var batch []imapconn.Meta
+		var alone *imapconn.Meta
+		var size int64
+		for i < len(pending) && len(batch) < min(free, fetchAhead) {
+			uid := pending[i]
+			if s.queue.Busy(uid) {
+				i++
+				continue
+			}
+			meta, ok := d.meta[uid]
+			if !ok {
+				if err := d.loadMeta(ctx, pending[i:]); err != nil {
+					return err
+				}
+				if meta, ok = d.meta[uid]; !ok {
+					i++
+					continue // expunged meanwhile
+				}
+			}
+			if meta.Size > s.maxSize || s.oneByOne {
+				if len(batch) == 0 {
+					alone = &meta
+					delete(d.meta, uid)
+					i++
+				}
+				break
+			}
+			if len(batch) > 0 && size+meta.Size > fetchAheadBytes {
+				break
+			}
+			delete(d.meta, uid)
+			i++
+			batch = append(batch, meta)
+			size += meta.Size
+		}
+		if alone != nil {
+			_, replaying := replay[alone.UID]
+			msg, err := d.fetch(ctx, *alone, replaying)
+			if err != nil {
+				return err
+			}
+			if msg != nil {
+				offer(msg) // nil: quarantined, gone, or recognised as already acknowledged
+			}
+		}
+		if err := d.fetchBatch(ctx, batch, replay, offer); err != nil {
+			return err
+		}
+	}
+	if len(d.held) > 0 {
+		d.more = true
+	}
 	return nil
+}
+
+// fetchBatch fetches a batch of messages with one UID FETCH. The bodies go to parse workers as
+// they arrive, while the server sends the next; the parsed messages go to offer in the batch's
+// order. At most a few bodies are between the connection and offer at any time.
+func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, replay map[uint32]int64, offer func(*mailintakev1.Message)) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	s := d.s
+	uids := make([]uint32, len(batch))
+	for i, m := range batch {
+		uids[i] = m.UID
+	}
+	type result struct {
+		msg *mailintakev1.Message
+		err error
+	}
+	type job struct {
+		f   imapconn.Fetched
+		res chan result
+	}
+	workers := max(1, min(runtime.GOMAXPROCS(0), len(batch)))
+	jobs := make(chan job, workers)
+	order := make(chan job, workers)
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				msg, err := d.prepare(fctx, j.f.Raw, j.f.Meta)
+				j.res <- result{msg, err}
+			}
+		}()
+	}
+	fetched := make(chan error, 1)
+	go func() {
+		err := d.conn.FetchBodies(fctx, uids, s.maxSize, func(f imapconn.Fetched) error {
+			j := job{f: f, res: make(chan result, 1)}
+			select {
+			case order <- j:
+			case <-fctx.Done():
+				return fctx.Err()
+			}
+			jobs <- j // a worker is free: order's buffer bounds the jobs in flight
+			return nil
+		})
+		close(jobs)
+		close(order)
+		fetched <- err
+	}()
+	got := map[uint32]bool{}
+	var failed error
+	for j := range order {
+		r := <-j.res
+		got[j.f.Meta.UID] = true
+		switch {
+		case failed != nil:
+		case r.err != nil:
+			failed = r.err
+			cancel() // the connection closes; the session reconnects
+		case r.msg != nil:
+			offer(r.msg)
+		}
+	}
+	err := <-fetched
+	wg.Wait()
+	if failed != nil {
+		return failed
+	}
+	var tooLarge *imapconn.TooLargeError
+	var ie *imap.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooLarge):
+		// The server sent a larger body than it announced. The connection is gone (the literal
+		// was abandoned); quarantine with the header from the bytes read, then reconnect.
+		i := slices.IndexFunc(batch, func(m imapconn.Meta) bool { return m.UID == tooLarge.UID })
+		if i < 0 {
+			// The body came before its UID: which message it was is not known.
+			s.oneByOne = true
+			return fmt.Errorf("reconnecting after an oversized body; fetching one message at a time from now on: %w", err)
+		}
+		meta := batch[i]
+		reason := fmt.Sprintf("%v (it announced %d bytes)", tooLarge, meta.Size)
+		meta.Size = tooLarge.Size
+		if qerr := d.keep(ctx, meta, reason, headerOf(tooLarge.Head)); qerr != nil {
+			return qerr
+		}
+		return fmt.Errorf("reconnecting after an oversized body: %w", err)
+	case errors.As(err, &ie):
+		// The server refused the batch (a message it cannot read, say): what it did not send is
+		// fetched one at a time, so only a message that cannot be read is quarantined.
+		for _, m := range batch {
+			if got[m.UID] {
+				continue
+			}
+			_, replaying := replay[m.UID]
+			msg, err := d.fetch(ctx, m, replaying)
+			if err != nil {
+				return err
+			}
+			if msg != nil {
+				offer(msg)
+			}
+		}
+		return nil
+	default:
+		return err
+	}
 }
 
 // offered finishes the delivery of a replayed quarantined message.
@@ -336,20 +494,27 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 		}
 		return nil, err
 	}
-	if uid < d.st.ResyncBelow {
+	if fmeta.UID != 0 {
+		meta = fmeta
+	}
+	return d.prepare(ctx, raw, meta)
+}
+
+// prepare parses a fetched message for delivery. It returns nil, nil for a message recognised as
+// acknowledged before a UIDVALIDITY change. It is safe to call from several goroutines.
+func (d *deliverer) prepare(ctx context.Context, raw []byte, meta imapconn.Meta) (*mailintakev1.Message, error) {
+	s := d.s
+	if meta.UID < d.st.ResyncBelow {
 		// After a UIDVALIDITY change: a message acknowledged before is recognised by its hash.
 		sum := parse.SHA256(raw)
 		if seen, err := s.sup.store.AckedHash(ctx, s.id, sum); err != nil {
 			return nil, err
 		} else if seen {
-			err := s.sup.store.RecordAcks(ctx, map[string][]store.Ack{s.id: {{UIDValidity: d.st.UIDValidity, UID: uid, SHA256: sum, AckTime: time.Now(), Applied: true}}})
+			err := s.sup.store.RecordAcks(ctx, map[string][]store.Ack{s.id: {{UIDValidity: d.st.UIDValidity, UID: meta.UID, SHA256: sum, AckTime: time.Now(), Applied: true}}})
 			return nil, err
 		}
 	}
 	msg := parse.Parse(raw, s.parseOptions())
-	if fmeta.UID != 0 {
-		meta = fmeta
-	}
 	s.fill(msg, d.st, meta)
 	return msg, nil
 }

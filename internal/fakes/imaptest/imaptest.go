@@ -31,9 +31,12 @@ type Server struct {
 	opts  Options
 	mu    sync.Mutex
 	users map[string]*imapmemserver.User
+	// unreadable are UIDs whose body the server cannot read.
+	unreadable map[uint32]bool
 
-	// BodyFetches counts FETCH commands that asked for a body section.
-	BodyFetches atomic.Int64
+	// BodyFetches counts FETCH commands that asked for a body section; BodiesAsked counts the
+	// UIDs they named (explicit UID sets only).
+	BodyFetches, BodiesAsked atomic.Int64
 	// Logins counts successful logins; FailedLogins refused ones; TokenLogins successful
 	// XOAUTH2/OAUTHBEARER logins.
 	Logins, FailedLogins, TokenLogins atomic.Int64
@@ -163,6 +166,25 @@ func (s *Server) Append(t testing.TB, username, folder string, raw []byte, flags
 	return uint32(data.UID)
 }
 
+// MakeUnreadable makes the server fail every FETCH of these UIDs' bodies with NO, as a server
+// does with a damaged message file (the other messages of the command are still sent).
+func (s *Server) MakeUnreadable(uids ...uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unreadable == nil {
+		s.unreadable = map[uint32]bool{}
+	}
+	for _, u := range uids {
+		s.unreadable[u] = true
+	}
+}
+
+func (s *Server) isUnreadable(uid uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unreadable[uid]
+}
+
 // CreateFolder creates a folder.
 func (s *Server) CreateFolder(t testing.TB, username, folder string) {
 	t.Helper()
@@ -236,10 +258,41 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 }
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
-	if len(options.BodySection) > 0 {
-		s.srv.BodyFetches.Add(1)
+	if len(options.BodySection) == 0 {
+		return s.UserSession.Fetch(w, numSet, options)
 	}
-	return s.UserSession.Fetch(w, numSet, options)
+	s.srv.BodyFetches.Add(1)
+	// As Dovecot does with a damaged mail file: the other messages are sent, then the command
+	// fails.
+	set, ok := numSet.(imap.UIDSet)
+	if !ok {
+		return s.UserSession.Fetch(w, numSet, options)
+	}
+	var readable imap.UIDSet
+	failed := false
+	for _, r := range set {
+		if r.Stop == 0 || r.Stop < r.Start || r.Stop-r.Start > 100000 {
+			readable = append(readable, r) // open or huge ranges are served as they are
+			continue
+		}
+		s.srv.BodiesAsked.Add(int64(r.Stop-r.Start) + 1)
+		for u := r.Start; u <= r.Stop; u++ {
+			if s.srv.isUnreadable(uint32(u)) {
+				failed = true
+			} else {
+				readable.AddNum(u)
+			}
+		}
+	}
+	if len(readable) > 0 {
+		if err := s.UserSession.Fetch(w, readable, options); err != nil {
+			return err
+		}
+	}
+	if failed {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error occurred. Refer to server log for more information."}
+	}
+	return nil
 }
 
 // AuthenticateMechanisms implements imapserver.SessionSASL.
