@@ -412,6 +412,13 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 
 func (p *cutProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
 
+// open returns how many connections the proxy holds (including any closed by their ends).
+func (p *cutProxy) open() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns) / 2
+}
+
 // cut closes every connection open now; new ones are accepted.
 func (p *cutProxy) cut() int {
 	p.mu.Lock()
@@ -488,7 +495,12 @@ func TestFaultConnectionCut(t *testing.T) {
 			consume(ctx2, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 4}, l, rng, 1, 1)
 		}
 	}()
-	time.Sleep(time.Second)
+	// A cut of the first phase may have come after the last delivery: the session is then
+	// waiting to reconnect. Cut once it idles on a new connection.
+	eventually(t, "the session idling on a connection", func() bool {
+		st := mailboxState(t, c, id)
+		return proxy.open() > 0 && st.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_IDLE && st.GetMessage() == "watching for new mail"
+	})
 	if proxy.cut() == 0 {
 		t.Fatal("no idle connection to cut")
 	}
