@@ -16,8 +16,10 @@ import (
 	"io"
 	"mime"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-message"
 	"github.com/emersion/go-message/charset"
@@ -71,13 +73,54 @@ type parser struct {
 	opts    Options
 	parts   int
 	decoded int64
+	// scratch receives each part's decoded body; what is kept of it is copied out.
+	scratch []byte
 }
+
+// scratchPool keeps parse buffers between messages, so a part's body is read without growing
+// (and zeroing) a new buffer each time.
+var scratchPool sync.Pool
+
+// maxPooledScratch: larger buffers, grown for a rare huge part, are left to the collector.
+const maxPooledScratch = 16 << 20
 
 // Parse parses raw. It always returns a message.
 func Parse(raw []byte, opts Options) *mailintakev1.Message {
 	opts.defaults()
 	p := &parser{opts: opts}
+	if b, ok := scratchPool.Get().(*[]byte); ok {
+		p.scratch = *b
+	}
+	defer func() {
+		if cap(p.scratch) <= maxPooledScratch {
+			b := p.scratch[:0]
+			scratchPool.Put(&b)
+		}
+	}()
 	return p.message(raw, "", 0)
+}
+
+// readPart reads at most limit bytes of a part's decoded body into the scratch buffer. The bytes
+// are valid until the next readPart: whatever keeps them copies them.
+func (p *parser) readPart(r io.Reader, limit int64) ([]byte, error) {
+	buf := p.scratch[:0]
+	var err error
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(max(cap(buf), 64<<10), int(limit)-len(buf)))
+		}
+		var n int
+		n, err = r.Read(buf[len(buf):min(cap(buf), len(buf)+int(limit-int64(len(buf))))])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			break
+		}
+	}
+	p.scratch = buf
+	if err == io.EOF {
+		err = nil
+	}
+	return buf, err
 }
 
 func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.Message) {
@@ -225,7 +268,7 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 		filename = dec
 	}
 	budget := p.opts.MaxDecodedBytes - p.decoded
-	body, err := io.ReadAll(io.LimitReader(e.Body, budget+1))
+	body, err := p.readPart(e.Body, budget+1)
 	if int64(len(body)) > budget {
 		body = body[:budget]
 		msg.Problems = append(msg.Problems, problem(where, "limit", "decoded size limit reached; the part is truncated"))
@@ -253,8 +296,12 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 		msg.HtmlBody = string(body)
 		return
 	}
-	if isTNEF(ct, filename, body) && p.unpackTNEF(msg, path, where, body) {
-		return // the winmail.dat's files and body replace it; GetAttachment still serves it by id
+	if isTNEF(ct, filename, body) {
+		// The body leaves the scratch buffer: unpacking may parse embedded messages.
+		body = bytes.Clone(body)
+		if p.unpackTNEF(msg, path, where, body) {
+			return // the winmail.dat's files and body replace it; GetAttachment still serves it by id
+		}
 	}
 	a := &mailintakev1.Attachment{
 		Id: path, Filename: filename, ContentType: ct, Size: uint64(len(body)),
@@ -271,7 +318,7 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 	if int64(len(body)) > p.opts.MaxInlineAttachment {
 		a.DataOmitted = true
 	} else {
-		a.Data = body
+		a.Data = bytes.Clone(body)
 	}
 	switch ct {
 	case "text/calendar":
@@ -283,7 +330,11 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 			msg.Signals.CalendarMethod = m
 		}
 	case "message/rfc822", "message/global":
-		a.Message = p.message(body, where, depth+1)
+		own := a.Data // the nested parse reuses the scratch buffer
+		if own == nil {
+			own = bytes.Clone(body)
+		}
+		a.Message = p.message(own, where, depth+1)
 	case "message/delivery-status", "message/global-delivery-status":
 		msg.Signals.Bounce = true
 		msg.Signals.BounceRecipients = append(msg.Signals.BounceRecipients, deliveryStatus(body)...)

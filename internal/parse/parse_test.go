@@ -1,6 +1,8 @@
 package parse
 
 import (
+	"bytes"
+	"encoding/base64"
 	"regexp"
 	"strings"
 	"testing"
@@ -211,6 +213,37 @@ func TestHTMLToTextBold(t *testing.T) {
 	} {
 		if got := HTMLToText(in); got != want {
 			t.Errorf("HTMLToText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// Parts are read through one reused buffer: every kept body (attachment data, a nested
+// message, the text) must be its own copy, untouched by the parts read after it.
+func TestKeptBodiesDoNotShareTheReadBuffer(t *testing.T) {
+	one := bytes.Repeat([]byte("first attachment "), 200)
+	two := bytes.Repeat([]byte("SECOND ATTACHMENT"), 200)
+	inner := "From: x@example.com\nSubject: inner\n\ninner body\n"
+	raw := crlf("From: a@example.com\nSubject: s\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n" +
+		"--b\nContent-Type: text/plain\n\nthe text\n" +
+		"--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=one.bin\nContent-Transfer-Encoding: base64\n\n" +
+		base64.StdEncoding.EncodeToString(one) + "\n" +
+		"--b\nContent-Type: message/rfc822\n\n" + inner +
+		"--b\nContent-Type: application/octet-stream\nContent-Disposition: attachment; filename=two.bin\nContent-Transfer-Encoding: base64\n\n" +
+		base64.StdEncoding.EncodeToString(two) + "\n--b--\n")
+	for range 3 { // the buffer also comes back from the pool between messages
+		m := Parse(raw, Options{})
+		if len(m.GetAttachments()) != 3 {
+			t.Fatalf("attachments: %v", m.GetAttachments())
+		}
+		a, nested, b := m.Attachments[0], m.Attachments[1], m.Attachments[2]
+		if !bytes.Equal(a.GetData(), one) || !bytes.Equal(b.GetData(), two) {
+			t.Errorf("attachment data changed: %.40q / %.40q", a.GetData(), b.GetData())
+		}
+		if nested.GetMessage().GetEnvelope().GetSubject() != "inner" || !strings.Contains(nested.GetMessage().GetTextBody(), "inner body") {
+			t.Errorf("nested message = %v", nested.GetMessage())
+		}
+		if strings.TrimSpace(m.GetTextBody()) != "the text" {
+			t.Errorf("text body = %q", m.GetTextBody())
 		}
 	}
 }
