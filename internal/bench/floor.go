@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -24,10 +26,17 @@ type FloorResult struct {
 // literal to the end without parsing or keeping it. No client can get the mail out faster.
 func Floor(addr, user, password string, cfg *tls.Config) (FloorResult, error) {
 	start := time.Now()
-	c, err := imapclient.DialTLS(addr, &imapclient.Options{TLSConfig: cfg})
+	raw, err := net.Dial("tcp", addr)
 	if err != nil {
 		return FloorResult{}, err
 	}
+	// Large socket reads under TLS, as mailintake's own connections do.
+	tc := tls.Client(&readerConn{Conn: raw, r: bufio.NewReaderSize(raw, 256<<10)}, cfg)
+	if err := tc.Handshake(); err != nil {
+		raw.Close()
+		return FloorResult{}, err
+	}
+	c := imapclient.New(tc, nil)
 	defer c.Close()
 	if err := c.Login(user, password).Wait(); err != nil {
 		return FloorResult{}, err
@@ -58,6 +67,14 @@ func Floor(addr, user, password string, cfg *tls.Config) (FloorResult, error) {
 	c.Logout().Wait()
 	return res, nil
 }
+
+// readerConn reads a connection through a buffer.
+type readerConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // CPUSeconds returns the user+system CPU time a process has used (Linux /proc).
 func CPUSeconds(pid int) (float64, error) {

@@ -181,10 +181,10 @@ func Dial(ctx context.Context, t Target, report func(Step)) (*Conn, error) {
 	defer stopOnCancel()
 
 	// TLS
-	conn := raw
+	var conn net.Conn = &bufferedConn{Conn: raw}
 	if t.Security == TLS {
 		start = time.Now()
-		tc := tls.Client(raw, opts.TLSConfig)
+		tc := tls.Client(conn, opts.TLSConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			err = describeTLS(t, err)
