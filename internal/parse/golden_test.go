@@ -58,3 +58,26 @@ func TestGolden(t *testing.T) {
 		}
 	}
 }
+
+// A parsed message refers to nothing of its input (unless it carries the input as raw), so a
+// caller may reuse the input's buffer once the message is parsed.
+func TestParsedMessageDoesNotShareItsInput(t *testing.T) {
+	files, _ := filepath.Glob("testdata/mail/*.eml")
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := Parse(raw, Options{MaxInlineAttachment: 1 << 30})
+		if m.GetRaw() != nil {
+			continue
+		}
+		before := proto.Clone(m)
+		for i := range raw {
+			raw[i] = 'X'
+		}
+		if !proto.Equal(m, before) {
+			t.Errorf("%s: the parsed message changed when its input was overwritten", f)
+		}
+	}
+}
