@@ -114,6 +114,7 @@ type Queue struct {
 	uidValidity uint32
 	inflight    map[uint32]*flight
 	sent        map[Key]*sent
+	reserved    map[*Stream]int // slots promised to the session's next offers
 	rr          int
 	delivered   uint64
 	acked       uint64
@@ -126,7 +127,7 @@ func (b *Broker) Queue(mailboxID, tenant string) *Queue {
 	q, ok := b.queues[mailboxID]
 	if !ok {
 		q = &Queue{b: b, MailboxID: mailboxID, Tenant: tenant, wake: make(chan struct{}, 1),
-			inflight: map[uint32]*flight{}, sent: map[Key]*sent{}}
+			inflight: map[uint32]*flight{}, sent: map[Key]*sent{}, reserved: map[*Stream]int{}}
 		b.queues[mailboxID] = q
 	}
 	q.Tenant = tenant
@@ -144,6 +145,7 @@ func (b *Broker) Remove(mailboxID string) {
 	for uid, f := range q.inflight {
 		delete(f.stream.inflight, Key{mailboxID, q.uidValidity, uid})
 	}
+	q.releaseLocked()
 	delete(b.queues, mailboxID)
 }
 
@@ -203,26 +205,58 @@ const (
 	Skipped
 )
 
-// Demand reports whether a stream could take a message of this mailbox now.
-func (q *Queue) Demand() bool {
+// Reserve promises up to n free slots of the streams that may receive this mailbox to the
+// queue's next offers, and returns how many it got. Sessions fetch only what they reserved, so
+// sessions that share streams do not all fetch (and hold) messages for the same free slots.
+// Offer uses the reserved slots first; Release gives back those left.
+func (q *Queue) Reserve(n int) int {
 	q.b.mu.Lock()
 	defer q.b.mu.Unlock()
-	return q.pickLocked(false) != nil
+	got := 0
+	for ; got < n; got++ {
+		s := q.pickLocked(true)
+		if s == nil {
+			break
+		}
+		s.reserved++
+		q.reserved[s]++
+	}
+	return got
 }
 
-// Free returns how many messages of this mailbox the streams could take now: the sum of the
-// free slots of the streams that want it. Streams are shared, so slots may be taken by other
-// mailboxes before this one offers; it bounds how much a session fetches ahead.
-func (q *Queue) Free() int {
+// Release gives back the slots Reserve promised that no offer used.
+func (q *Queue) Release() {
 	q.b.mu.Lock()
 	defer q.b.mu.Unlock()
-	n := 0
-	for _, s := range q.b.streams {
-		if s.wants(q.MailboxID, q.Tenant) {
-			n += max(0, s.free())
+	q.releaseLocked()
+}
+
+func (q *Queue) releaseLocked() {
+	for s, k := range q.reserved {
+		s.reserved -= k
+		delete(q.reserved, s)
+		if !s.closed {
+			s.signalCapacity()
 		}
 	}
-	return n
+}
+
+// takeReservedLocked returns a stream with a slot reserved for this queue, and uses the slot.
+func (q *Queue) takeReservedLocked() *Stream {
+	for s, k := range q.reserved {
+		if s.closed {
+			delete(q.reserved, s)
+			continue
+		}
+		s.reserved--
+		if k == 1 {
+			delete(q.reserved, s)
+		} else {
+			q.reserved[s] = k - 1
+		}
+		return s
+	}
+	return nil
 }
 
 // pickLocked returns a stream with a free slot that wants this mailbox, round-robin.
@@ -251,7 +285,10 @@ func (q *Queue) Offer(msg *mailintakev1.Message) OfferResult {
 	if msg.GetUidValidity() != q.uidValidity || q.busyLocked(msg.GetUid()) {
 		return Skipped
 	}
-	s := q.pickLocked(true)
+	s := q.takeReservedLocked()
+	if s == nil {
+		s = q.pickLocked(true)
+	}
 	if s == nil {
 		return NoCapacity
 	}
@@ -288,6 +325,7 @@ type Stream struct {
 	deadline time.Duration
 	out      chan *mailintakev1.Message
 	inflight map[Key]*Queue
+	reserved int // slots promised to sessions (Queue.Reserve), not yet used
 	closed   bool
 }
 
@@ -295,8 +333,11 @@ type Stream struct {
 func (s *Stream) Out() <-chan *mailintakev1.Message { return s.out }
 
 // free is how many more messages the stream can take: its free in-flight slots, bounded by room
-// in its outgoing buffer (messages whose deadline passed may still sit there unread).
-func (s *Stream) free() int { return min(s.capacity-len(s.inflight), cap(s.out)-len(s.out)) }
+// in its outgoing buffer (messages whose deadline passed may still sit there unread), less the
+// slots reserved for sessions.
+func (s *Stream) free() int {
+	return min(s.capacity-len(s.inflight), cap(s.out)-len(s.out)) - s.reserved
+}
 
 func (s *Stream) wants(mailboxID, tenant string) bool {
 	return !s.closed && s.filter(mailboxID, tenant)

@@ -465,6 +465,55 @@ func TestBatchedFetchKeepsOrderAndQuarantinesOnlyTheUnreadable(t *testing.T) {
 	eventually(t, "all but the unreadable seen", func() bool { _, u := srv.Status(t, user, "INBOX"); return u == 1 })
 }
 
+// Sessions sharing a stream fetch only the slots they reserved on it: together, no more
+// messages than the consumer can take, not that many each.
+func TestSessionsSharingAStreamFetchOnlyItsFreeSlots(t *testing.T) {
+	srv := newIMAP(t)
+	const boxes, each, maxInFlight = 6, 100, 8
+	users := make([]string, boxes)
+	for b := range boxes {
+		users[b] = fmt.Sprintf("shared%d@example.com", b)
+		srv.AddUser(t, users[b], password)
+		for i := range each {
+			srv.Append(t, users[b], "INBOX", mail(i, fmt.Sprintf("box %d message %d", b, i)))
+		}
+	}
+	h := newHarness(t, srv)
+	var ids []string
+	for b := range boxes {
+		ids = append(ids, h.addMailbox(func(m *mailintakev1.Mailbox) { m.Username = users[b] }).Id)
+	}
+	// Every session waits for a consumer; the stream's slots then appear to all at once.
+	eventually(t, "every session waiting for a consumer", func() bool {
+		for _, id := range ids {
+			if h.sup.Status(context.Background(), id).GetMessage() != "waiting for a consumer to take more messages" {
+				return false
+			}
+		}
+		return true
+	})
+	c := h.consume(maxInFlight, 0)
+	first := c.take(maxInFlight)
+	time.Sleep(time.Second)
+	if n := srv.BodiesAsked.Load(); n > maxInFlight+1 {
+		t.Errorf("%d sessions sharing a stream of %d slots fetched %d message bodies", boxes, maxInFlight, n)
+	}
+	// Acknowledging frees slots: the mailboxes share them and everything arrives.
+	got := map[string]bool{}
+	for _, m := range first {
+		got[m.GetEnvelope().GetSubject()] = true
+	}
+	c.ack(first...)
+	for len(got) < boxes*each {
+		m := c.next(10 * time.Second)
+		if m == nil {
+			t.Fatalf("got %d of %d messages (status: %v)", len(got), boxes*each, h.statusAll())
+		}
+		got[m.GetEnvelope().GetSubject()] = true
+		c.ack(m)
+	}
+}
+
 func TestQuarantineOversizedReplayAndRelease(t *testing.T) {
 	srv := newIMAP(t)
 	big := append(mail(1, "huge"), bytes.Repeat([]byte("x"), 5000)...)

@@ -24,10 +24,10 @@ const metaBatch = 50
 
 // A batch of bodies fetched with one pipelined UID FETCH holds at most fetchAhead messages and
 // fetchAheadBytes of announced size (a larger message goes alone), and never more messages than
-// the consumers have free slots for.
+// the slots the session reserved on the consumers' streams.
 const (
-	fetchAhead      = 32
-	fetchAheadBytes = 32 << 20
+	fetchAhead      = 64
+	fetchAheadBytes = 64 << 20
 )
 
 // deliverer is the state of one connection's synchronisation.
@@ -253,7 +253,7 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		free := s.queue.Free()
+		free := s.queue.Reserve(fetchAhead)
 		if free == 0 {
 			d.more = true
 			return nil
@@ -261,7 +261,7 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 		var batch []imapconn.Meta
 		var alone *imapconn.Meta
 		var size int64
-		for i < len(pending) && len(batch) < min(free, fetchAhead) {
+		for i < len(pending) && len(batch) < free {
 			uid := pending[i]
 			if s.queue.Busy(uid) {
 				i++
@@ -293,17 +293,12 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 			batch = append(batch, meta)
 			size += meta.Size
 		}
-		if alone != nil {
-			_, replaying := replay[alone.UID]
-			msg, err := d.fetch(ctx, *alone, replaying)
-			if err != nil {
-				return err
-			}
-			if msg != nil {
-				offer(msg) // nil: quarantined, gone, or recognised as already acknowledged
-			}
+		err := d.fetchAlone(ctx, alone, replay, offer)
+		if err == nil {
+			err = d.fetchBatch(ctx, batch, replay, offer)
 		}
-		if err := d.fetchBatch(ctx, batch, replay, offer); err != nil {
+		s.queue.Release()
+		if err != nil {
 			return err
 		}
 	}
@@ -311,6 +306,19 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 		d.more = true
 	}
 	return nil
+}
+
+// fetchAlone fetches, parses and offers one message, if there is one.
+func (d *deliverer) fetchAlone(ctx context.Context, meta *imapconn.Meta, replay map[uint32]int64, offer func(*mailintakev1.Message)) error {
+	if meta == nil {
+		return nil
+	}
+	_, replaying := replay[meta.UID]
+	msg, err := d.fetch(ctx, *meta, replaying)
+	if err == nil && msg != nil {
+		offer(msg) // nil: quarantined, gone, or recognised as already acknowledged
+	}
+	return err
 }
 
 // fetchBatch fetches a batch of messages with one UID FETCH. The bodies go to parse workers as
