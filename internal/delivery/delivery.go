@@ -402,6 +402,7 @@ func (b *Broker) Ack(ctx context.Context, ids []string, visible func(tenant stri
 	type rec struct {
 		q   *Queue
 		key Key
+		st  *sent // held: the session may Forget the entry once the ack is in the store
 		ack store.Ack
 	}
 	var recs []rec
@@ -423,7 +424,7 @@ func (b *Broker) Ack(ctx context.Context, ids []string, visible func(tenant stri
 			res.Unknown = append(res.Unknown, id)
 			continue
 		}
-		recs = append(recs, rec{q: q, key: k, ack: store.Ack{UIDValidity: k.UIDValidity, UID: k.UID, SHA256: st.sha256, AckTime: now}})
+		recs = append(recs, rec{q: q, key: k, st: st, ack: store.Ack{UIDValidity: k.UIDValidity, UID: k.UID, SHA256: st.sha256, AckTime: now}})
 	}
 	b.mu.Unlock()
 
@@ -441,9 +442,9 @@ func (b *Broker) Ack(ctx context.Context, ids []string, visible func(tenant stri
 	defer b.mu.Unlock()
 	for _, r := range recs {
 		q := r.q
-		if st, ok := q.sent[r.key]; ok && !st.acked {
+		if !r.st.acked {
 			q.acked++
-			st.acked = true
+			r.st.acked = true
 		}
 		if f, ok := q.inflight[r.key.UID]; ok && r.key.UIDValidity == q.uidValidity {
 			delete(q.inflight, r.key.UID)
