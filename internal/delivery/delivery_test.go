@@ -12,7 +12,9 @@ import (
 // recorderFunc is an AckRecorder.
 type recorderFunc func(map[string][]store.Ack) error
 
-func (f recorderFunc) RecordAcks(_ context.Context, acks map[string][]store.Ack) error { return f(acks) }
+func (f recorderFunc) RecordAcks(_ context.Context, acks map[string][]store.Ack) error {
+	return f(acks)
+}
 
 // The session may read an acknowledgement from the store, and forget the message, before Ack
 // has finished: the acknowledgement still counts.
