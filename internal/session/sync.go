@@ -258,46 +258,9 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 			d.more = true
 			return nil
 		}
-		var batch []imapconn.Meta
-		var alone *imapconn.Meta
-		var size int64
-		for i < len(pending) && len(batch) < free {
-			uid := pending[i]
-			if s.queue.Busy(uid) {
-				i++
-				continue
-			}
-			meta, ok := d.meta[uid]
-			if !ok {
-				if err := d.loadMeta(ctx, pending[i:]); err != nil {
-					return err
-				}
-				if meta, ok = d.meta[uid]; !ok {
-					i++
-					continue // expunged meanwhile
-				}
-			}
-			if meta.Size > s.maxSize || s.oneByOne {
-				if len(batch) == 0 {
-					alone = &meta
-					delete(d.meta, uid)
-					i++
-				}
-				break
-			}
-			if len(batch) > 0 && size+meta.Size > fetchAheadBytes {
-				break
-			}
-			delete(d.meta, uid)
-			i++
-			batch = append(batch, meta)
-			size += meta.Size
-		}
-		err := d.fetchAlone(ctx, alone, replay, offer)
-		if err == nil {
-			err = d.fetchBatch(ctx, batch, replay, offer)
-		}
-		s.queue.Release()
+		var err error
+		i, err = d.fetchNext(ctx, pending, i, free, replay, offer)
+		s.queue.Release() // whatever happened, the slots no offer used go back
 		if err != nil {
 			return err
 		}
@@ -306,6 +269,52 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 		d.more = true
 	}
 	return nil
+}
+
+// fetchNext fetches, parses and offers the next messages of pending from index i, at most free
+// of them: a batch, or one message that must be fetched alone. It returns the index to go on
+// from.
+func (d *deliverer) fetchNext(ctx context.Context, pending []uint32, i, free int, replay map[uint32]int64, offer func(*mailintakev1.Message)) (int, error) {
+	s := d.s
+	var batch []imapconn.Meta
+	var alone *imapconn.Meta
+	var size int64
+	for i < len(pending) && len(batch) < free {
+		uid := pending[i]
+		if s.queue.Busy(uid) {
+			i++
+			continue
+		}
+		meta, ok := d.meta[uid]
+		if !ok {
+			if err := d.loadMeta(ctx, pending[i:]); err != nil {
+				return i, err
+			}
+			if meta, ok = d.meta[uid]; !ok {
+				i++
+				continue // expunged meanwhile
+			}
+		}
+		if meta.Size > s.maxSize || s.oneByOne {
+			if len(batch) == 0 {
+				alone = &meta
+				delete(d.meta, uid)
+				i++
+			}
+			break
+		}
+		if len(batch) > 0 && size+meta.Size > fetchAheadBytes {
+			break
+		}
+		delete(d.meta, uid)
+		i++
+		batch = append(batch, meta)
+		size += meta.Size
+	}
+	if err := d.fetchAlone(ctx, alone, replay, offer); err != nil {
+		return i, err
+	}
+	return i, d.fetchBatch(ctx, batch, replay, offer)
 }
 
 // fetchAlone fetches, parses and offers one message, if there is one.
