@@ -42,3 +42,29 @@ func TestAckCountsWhenTheSessionForgetsMeanwhile(t *testing.T) {
 		t.Errorf("counts: delivered %d, acknowledged %d, pending %d; want 1, 1, 0", d, a, p)
 	}
 }
+
+// Reserved slots are taken from what other mailboxes see, used by the reserving mailbox's
+// offers, and given back by Release.
+func TestReserveAndRelease(t *testing.T) {
+	b := New(recorderFunc(func(map[string][]store.Ack) error { return nil }))
+	defer b.Close()
+	qa, qb := b.Queue("a", "acme"), b.Queue("b", "acme")
+	qa.SetUIDValidity(1)
+	qb.SetUIDValidity(1)
+	b.Open(func(string, string) bool { return true }, 3, time.Minute)
+	if got := qa.Reserve(2); got != 2 {
+		t.Fatalf("a reserved %d of 3 free slots, want 2", got)
+	}
+	if got := qb.Reserve(5); got != 1 {
+		t.Fatalf("b reserved %d, want the 1 slot left", got)
+	}
+	if r := qa.Offer(&mailintakev1.Message{UidValidity: 1, Uid: 1}); r != Delivered {
+		t.Fatalf("a's offer on its reservation: %v", r)
+	}
+	qb.Release()
+	qa.Release()
+	// One slot is in flight: two are free again, for anyone.
+	if got := qb.Reserve(5); got != 2 {
+		t.Errorf("after Release, b reserved %d, want 2", got)
+	}
+}
