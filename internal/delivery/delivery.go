@@ -115,9 +115,12 @@ type Queue struct {
 	inflight    map[uint32]*flight
 	sent        map[Key]*sent
 	reserved    map[*Stream]int // slots promised to the session's next offers
-	rr          int
-	delivered   uint64
-	acked       uint64
+	// waiting: the session has messages for which it found no free slot, so freed slots wake
+	// it; a session with nothing to deliver is not woken by every acknowledgement.
+	waiting   bool
+	rr        int
+	delivered uint64
+	acked     uint64
 }
 
 // Queue returns (creating) a mailbox's queue.
@@ -206,7 +209,8 @@ const (
 )
 
 // Reserve promises up to n free slots of the streams that may receive this mailbox to the
-// queue's next offers, and returns how many it got. Sessions fetch only what they reserved, so
+// queue's next offers, and returns how many it got (none: the session is woken when a slot
+// frees). Sessions fetch only what they reserved, so
 // sessions that share streams do not all fetch (and hold) messages for the same free slots.
 // Offer uses the reserved slots first; Release gives back those left.
 func (q *Queue) Reserve(n int) int {
@@ -221,6 +225,7 @@ func (q *Queue) Reserve(n int) int {
 		s.reserved++
 		q.reserved[s]++
 	}
+	q.waiting = got == 0
 	return got
 }
 
@@ -290,8 +295,10 @@ func (q *Queue) Offer(msg *mailintakev1.Message) OfferResult {
 		s = q.pickLocked(true)
 	}
 	if s == nil {
+		q.waiting = true
 		return NoCapacity
 	}
+	q.waiting = false
 	k := Key{q.MailboxID, msg.GetUidValidity(), msg.GetUid()}
 	st, ok := q.sent[k]
 	if !ok {
@@ -343,10 +350,11 @@ func (s *Stream) wants(mailboxID, tenant string) bool {
 	return !s.closed && s.filter(mailboxID, tenant)
 }
 
-// signalCapacity wakes the sessions this stream may serve (caller holds b.mu).
+// signalCapacity wakes the sessions this stream may serve that wait for a free slot (caller
+// holds b.mu).
 func (s *Stream) signalCapacity() {
 	for _, q := range s.b.queues {
-		if s.wants(q.MailboxID, q.Tenant) {
+		if q.waiting && s.wants(q.MailboxID, q.Tenant) {
 			q.signal()
 		}
 	}

@@ -68,3 +68,30 @@ func TestReserveAndRelease(t *testing.T) {
 		t.Errorf("after Release, b reserved %d, want 2", got)
 	}
 }
+
+// A freed slot wakes the sessions waiting for one, not every session the stream serves.
+func TestFreedSlotsWakeOnlyWaitingSessions(t *testing.T) {
+	b := New(recorderFunc(func(map[string][]store.Ack) error { return nil }))
+	defer b.Close()
+	waiting, idle := b.Queue("waiting", "acme"), b.Queue("idle", "acme")
+	if got := waiting.Reserve(1); got != 0 {
+		t.Fatalf("reserved %d slots with no stream open", got)
+	}
+	drain := func(q *Queue) bool {
+		select {
+		case <-q.Wake():
+			return true
+		default:
+			return false
+		}
+	}
+	drain(waiting)
+	drain(idle)
+	b.Open(func(string, string) bool { return true }, 1, time.Minute)
+	if !drain(waiting) {
+		t.Error("the session waiting for a slot was not woken when a stream opened")
+	}
+	if drain(idle) {
+		t.Error("a session with nothing to deliver was woken")
+	}
+}
