@@ -317,13 +317,9 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 					}
 					if size := it.Literal.Size(); size > limit {
 						head, _ := io.ReadAll(io.LimitReader(it.Literal, headBytes))
-						// A server may send the UID after the body: then only a batch of one
-						// names the message (UID 0 tells the caller to fetch one at a time).
-						uid := f.Meta.UID
-						if uid == 0 && len(uids) == 1 {
-							uid = uids[0]
-						}
-						stop = &TooLargeError{UID: uid, Size: size, Limit: limit, Head: head}
+						// go-imap routes a response to the command only once a UID before the
+						// body named it, so f.Meta.UID is known here.
+						stop = &TooLargeError{UID: f.Meta.UID, Size: size, Limit: limit, Head: head}
 						c.abort(cmd)
 						return stop
 					}

@@ -30,9 +30,6 @@ type session struct {
 	ticket  *regexp.Regexp
 	maxSize int64
 	inline  int64
-	// oneByOne: the server sent an oversized body before naming its message, so a batch
-	// cannot tell which one to quarantine; messages are fetched one at a time from then on.
-	oneByOne bool
 }
 
 func newSession(sup *Supervisor, mb *store.Mailbox) *session {

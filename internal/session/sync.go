@@ -295,7 +295,7 @@ func (d *deliverer) fetchNext(ctx context.Context, pending []uint32, i, free int
 				continue // expunged meanwhile
 			}
 		}
-		if meta.Size > s.maxSize || s.oneByOne {
+		if meta.Size > s.maxSize {
 			if len(batch) == 0 {
 				alone = &meta
 				delete(d.meta, uid)
@@ -405,15 +405,20 @@ func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, repla
 	var ie *imap.Error
 	switch {
 	case err == nil:
-		return nil
+		var missing []imapconn.Meta
+		for _, m := range batch {
+			if !got[m.UID] {
+				missing = append(missing, m)
+			}
+		}
+		return d.unreturned(ctx, missing)
 	case errors.As(err, &tooLarge):
 		// The server sent a larger body than it announced. The connection is gone (the literal
 		// was abandoned); quarantine with the header from the bytes read, then reconnect.
+		// go-imap hands a body to the command only after the UID that names it.
 		i := slices.IndexFunc(batch, func(m imapconn.Meta) bool { return m.UID == tooLarge.UID })
 		if i < 0 {
-			// The body came before its UID: which message it was is not known.
-			s.oneByOne = true
-			return fmt.Errorf("reconnecting after an oversized body; fetching one message at a time from now on: %w", err)
+			return fmt.Errorf("reconnecting after an oversized body: %w", err)
 		}
 		meta := batch[i]
 		reason := fmt.Sprintf("%v (it announced %d bytes)", tooLarge, meta.Size)
@@ -493,7 +498,7 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 	var tooLarge *imapconn.TooLargeError
 	switch {
 	case errors.Is(err, imapconn.ErrGone):
-		return nil, nil
+		return nil, d.unreturned(ctx, []imapconn.Meta{meta})
 	case errors.As(err, &tooLarge):
 		// The server announced a smaller size than it sent. The connection is gone (the
 		// literal was abandoned); quarantine with the header from the bytes read, then
@@ -534,6 +539,32 @@ func (d *deliverer) prepare(ctx context.Context, raw []byte, meta imapconn.Meta)
 	msg := parse.Parse(raw, s.parseOptions())
 	s.fill(msg, d.st, meta)
 	return msg, nil
+}
+
+// unreturned deals with messages a body fetch did not return. Expunged meanwhile: nothing to do.
+// Still in the folder: the server answered without naming them (a FETCH response whose UID
+// comes after the body is not taken as an answer, nor one under another UID), and they are
+// quarantined rather than skipped in silence on every round.
+func (d *deliverer) unreturned(ctx context.Context, metas []imapconn.Meta) error {
+	if len(metas) == 0 {
+		return nil
+	}
+	uids := make([]uint32, len(metas))
+	for i, m := range metas {
+		uids[i] = m.UID
+	}
+	still, err := d.conn.FetchMeta(ctx, uids)
+	if err != nil {
+		return err
+	}
+	for _, m := range metas {
+		if _, ok := still[m.UID]; ok {
+			if err := d.keep(ctx, m, "the server did not return the message's body under its UID (fetch it with GetRawMessage, or check the server)", nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // quarantine keeps a message that cannot be delivered, with its header when it can be read.

@@ -26,6 +26,9 @@ const (
 	HugeLiteral Mode = "huge-literal"
 	// LyingSize announces RFC822.SIZE 100 and sends a 64 MiB body.
 	LyingSize Mode = "lying-size"
+	// LateUID is LyingSize with the UID sent after the body, so a client fetching several
+	// messages at once cannot tell which one the oversized body belongs to.
+	LateUID Mode = "late-uid"
 	// WrongUIDs answers every FETCH with UIDs the client did not ask for.
 	WrongUIDs Mode = "wrong-uids"
 	// Unsolicited sends a burst of unsolicited and malformed untagged responses before every
@@ -36,7 +39,7 @@ const (
 )
 
 // Modes lists every mode.
-var Modes = []Mode{TruncatedLiteral, HugeLiteral, LyingSize, WrongUIDs, Unsolicited, Garbage}
+var Modes = []Mode{TruncatedLiteral, HugeLiteral, LyingSize, LateUID, WrongUIDs, Unsolicited, Garbage}
 
 // Server is a running hostile server.
 type Server struct {
@@ -215,7 +218,7 @@ func (s *Server) fetch(w *bufio.Writer, r *bufio.Reader, tag, args string) bool 
 		return w.Flush() == nil
 	}
 	switch {
-	case !body && s.Mode == LyingSize:
+	case !body && (s.Mode == LyingSize || s.Mode == LateUID):
 		for u := uint32(1); u <= 3; u++ {
 			say(fmt.Sprintf(`* %d FETCH (UID %d RFC822.SIZE 100 INTERNALDATE "01-Jan-2026 00:00:00 +0000" FLAGS ())`, u, u))
 		}
@@ -231,12 +234,16 @@ func (s *Server) fetch(w *bufio.Writer, r *bufio.Reader, tag, args string) bool 
 		w.Flush()
 		s.count(100)
 		return false
-	case s.Mode == HugeLiteral || s.Mode == LyingSize:
+	case s.Mode == HugeLiteral || s.Mode == LyingSize || s.Mode == LateUID:
 		size := int64(2_000_000_000)
-		if s.Mode == LyingSize {
+		if s.Mode != HugeLiteral {
 			size = 64 << 20
 		}
-		w.WriteString(fmt.Sprintf("* %d FETCH (UID %d RFC822.SIZE 100 BODY[] {%d}\r\n", uid, uid, size))
+		if s.Mode == LateUID {
+			w.WriteString(fmt.Sprintf("* %d FETCH (RFC822.SIZE 100 BODY[] {%d}\r\n", uid, size))
+		} else {
+			w.WriteString(fmt.Sprintf("* %d FETCH (UID %d RFC822.SIZE 100 BODY[] {%d}\r\n", uid, uid, size))
+		}
 		chunk := []byte(strings.Repeat("0123456789abcdef", 4096))
 		for sent := int64(0); sent < size; {
 			n := int64(len(chunk))
@@ -248,6 +255,9 @@ func (s *Server) fetch(w *bufio.Writer, r *bufio.Reader, tag, args string) bool 
 			}
 			sent += n
 			s.count(int(n))
+		}
+		if s.Mode == LateUID {
+			fmt.Fprintf(w, " UID %d", uid)
 		}
 		w.WriteString(")\r\n")
 		w.Flush()

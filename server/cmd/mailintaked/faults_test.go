@@ -1339,6 +1339,12 @@ func TestFaultHostileIMAP(t *testing.T) {
 			if len(q.GetMessages()) != 3 || !strings.Contains(q.GetMessages()[0].GetReason(), "over the limit") {
 				t.Errorf("%s: quarantine %v, want the 3 oversized messages", mode, q.GetMessages())
 			}
+		case imapscript.LateUID:
+			// Bodies the server does not name before sending them are not taken; the messages
+			// are quarantined with the reason, not skipped in silence.
+			if len(q.GetMessages()) != 3 || !strings.Contains(q.GetMessages()[0].GetReason(), "did not return the message's body") {
+				t.Errorf("%s: quarantine %v, want the 3 messages whose bodies came unnamed", mode, q.GetMessages())
+			}
 		case imapscript.TruncatedLiteral, imapscript.Unsolicited, imapscript.Garbage:
 			if st.GetLastError() == "" {
 				t.Errorf("%s: no error in the status", mode)
