@@ -347,7 +347,8 @@ func (m *mailboxService) ListMailboxEvents(ctx context.Context, req *mailintakev
 		resp.NextPageToken = strconv.FormatInt(evs[size-1].ID, 10)
 	}
 	for _, e := range evs {
-		resp.Events = append(resp.Events, &mailintakev1.MailboxEvent{Id: e.ID, Time: timestamppb.New(e.Time), Kind: e.Kind, Message: e.Message})
+		resp.Events = append(resp.Events, &mailintakev1.MailboxEvent{Id: e.ID, Time: timestamppb.New(e.Time), Kind: e.Kind, Message: e.Message,
+			Count: int32(e.Count), FirstTime: timestamppb.New(e.FirstTime)})
 	}
 	return resp, nil
 }

@@ -59,10 +59,21 @@ type Event struct {
 	Time      time.Time
 	Kind      string // connect, auth, error, deliver, ack, quarantine, resync, config
 	Message   string
+	// Count is how many times it happened (1 when it is new); Time is the last time and
+	// FirstTime the first.
+	Count     int
+	FirstTime time.Time
 }
 
-// MaxEventsPerMailbox bounds a mailbox's event log; older entries are dropped.
-const MaxEventsPerMailbox = 500
+// The event log of a mailbox is bounded: entries beyond the newest MaxEventsPerMailbox and
+// entries last seen more than EventRetention ago are dropped at every AddEvent. An event with
+// the same kind and message as one seen within EventFoldWindow is folded into it: its count
+// goes up, it takes a new id (it is the newest again) and its first time stays.
+const (
+	MaxEventsPerMailbox = 500
+	EventRetention      = 30 * 24 * time.Hour
+	EventFoldWindow     = 24 * time.Hour
+)
 
 // SyncStore is the delivery side of the store.
 type SyncStore interface {
@@ -96,7 +107,8 @@ type SyncStore interface {
 	// DeleteQuarantined removes an entry. ErrNotFound if missing.
 	DeleteQuarantined(ctx context.Context, id int64) error
 
-	// AddEvent appends to a mailbox's event log, dropping the oldest beyond MaxEventsPerMailbox.
+	// AddEvent appends to a mailbox's event log, folding a repeat of a recent entry into it and
+	// pruning by age and count (see MaxEventsPerMailbox).
 	AddEvent(ctx context.Context, e Event) error
 	// ListEvents returns a mailbox's events newest first, with ids below beforeID (0: from the newest).
 	ListEvents(ctx context.Context, mailboxID string, beforeID int64, limit int) ([]Event, error)

@@ -504,6 +504,9 @@ func (a *app) mailboxStatus(ctx context.Context, args []string) error {
 		line("auth failure", reason)
 		line("what to do", af.GetAction())
 	}
+	for _, w := range st.GetWarnings() {
+		line("warning", w)
+	}
 	line("last error", st.GetLastError())
 	line("error at", when(st.GetLastErrorTime(), st.GetLastErrorTime() != nil))
 	line("next retry", when(st.GetNextRetryTime(), st.GetNextRetryTime() != nil))
@@ -553,7 +556,11 @@ func (a *app) mailboxEvents(ctx context.Context, args []string) error {
 		return a.printJSON(resp)
 	}
 	for _, e := range resp.GetEvents() {
-		fmt.Fprintf(a.stdout, "%s  %-10s %s\n", e.GetTime().AsTime().Local().Format("2006-01-02 15:04:05"), e.GetKind(), e.GetMessage())
+		msg := e.GetMessage()
+		if e.GetCount() > 1 {
+			msg = fmt.Sprintf("%s (%d times since %s)", msg, e.GetCount(), e.GetFirstTime().AsTime().Local().Format("2006-01-02 15:04:05"))
+		}
+		fmt.Fprintf(a.stdout, "%s  %-10s %s\n", e.GetTime().AsTime().Local().Format("2006-01-02 15:04:05"), e.GetKind(), msg)
 	}
 	return nil
 }

@@ -94,6 +94,9 @@ var migrations = []string{
 	);
 	CREATE INDEX events_mailbox ON events (mailbox_id, id);`,
 	`ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;`,
+	`ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+	ALTER TABLE events ADD COLUMN first_at INTEGER;
+	CREATE INDEX events_at ON events (mailbox_id, at);`,
 }
 
 // Store is the SQLite implementation of store.Store.

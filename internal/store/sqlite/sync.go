@@ -211,17 +211,46 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 	if len(msg) > 2000 {
 		msg = msg[:2000] + "…"
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO events (mailbox_id, at, kind, message) VALUES (?, ?, ?, ?)`,
-		e.MailboxID, e.Time.UnixNano(), e.Kind, strings.ToValidUTF8(msg, "?"))
+	msg = strings.ToValidUTF8(msg, "?")
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap(err)
 	}
-	id, _ := res.LastInsertId()
-	if id%50 == 0 {
-		_, err = s.w.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND id <= (
-			SELECT id FROM events WHERE mailbox_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.MailboxID, e.MailboxID, store.MaxEventsPerMailbox)
+	defer tx.Rollback()
+	// A repeat of a recent entry replaces it, counted, as the newest entry.
+	count, first := 1, e.Time.UnixNano()
+	var oldID, oldCount int64
+	var oldFirst sql.NullInt64
+	var oldAt int64
+	err = tx.QueryRowContext(ctx, `SELECT id, count, first_at, at FROM events WHERE mailbox_id = ? AND kind = ? AND message = ? AND at >= ?
+		ORDER BY id DESC LIMIT 1`, e.MailboxID, e.Kind, msg, e.Time.Add(-store.EventFoldWindow).UnixNano()).Scan(&oldID, &oldCount, &oldFirst, &oldAt)
+	switch {
+	case err == nil:
+		count = int(oldCount) + 1
+		first = oldAt
+		if oldFirst.Valid {
+			first = oldFirst.Int64
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE id = ?`, oldID); err != nil {
+			return wrap(err)
+		}
+	case !errors.Is(err, sql.ErrNoRows):
+		return wrap(err)
 	}
-	return wrap(err)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events (mailbox_id, at, kind, message, count, first_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		e.MailboxID, e.Time.UnixNano(), e.Kind, msg, count, first); err != nil {
+		return wrap(err)
+	}
+	// Pruned at every write, by age and by count, so the log's bounds hold exactly.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND at < ?`,
+		e.MailboxID, e.Time.Add(-store.EventRetention).UnixNano()); err != nil {
+		return wrap(err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND id <= (
+			SELECT id FROM events WHERE mailbox_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.MailboxID, e.MailboxID, store.MaxEventsPerMailbox); err != nil {
+		return wrap(err)
+	}
+	return wrap(tx.Commit())
 }
 
 // ListEvents implements store.SyncStore.
@@ -232,7 +261,7 @@ func (s *Store) ListEvents(ctx context.Context, mailboxID string, beforeID int64
 	if limit <= 0 || limit > store.MaxEventsPerMailbox {
 		limit = store.MaxEventsPerMailbox
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, at, kind, message FROM events WHERE mailbox_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, kind, message, count, first_at FROM events WHERE mailbox_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
 		mailboxID, beforeID, limit)
 	if err != nil {
 		return nil, wrap(err)
@@ -242,10 +271,15 @@ func (s *Store) ListEvents(ctx context.Context, mailboxID string, beforeID int64
 	for rows.Next() {
 		e := store.Event{MailboxID: mailboxID}
 		var at int64
-		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.Message); err != nil {
+		var first sql.NullInt64
+		if err := rows.Scan(&e.ID, &at, &e.Kind, &e.Message, &e.Count, &first); err != nil {
 			return nil, wrap(err)
 		}
 		e.Time = time.Unix(0, at).UTC()
+		e.FirstTime = e.Time
+		if first.Valid {
+			e.FirstTime = time.Unix(0, first.Int64).UTC()
+		}
 		out = append(out, e)
 	}
 	return out, wrap(rows.Err())

@@ -142,9 +142,14 @@ const (
 	AfterAckAction_AFTER_ACK_ACTION_UNSPECIFIED AfterAckAction = 0
 	// Set the \Seen flag.
 	AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN AfterAckAction = 1
-	// Move the message to AfterAck.folder, creating the folder if it is missing.
+	// Move the message to AfterAck.folder, creating the folder if it is missing. The folder path
+	// uses "/" between levels and lives in the account's personal namespace ("Processed/Tickets"
+	// is "INBOX.Processed.Tickets" on Courier or Cyrus). On a server without MOVE the message is
+	// copied and, only once the copy succeeded, expunged by its UID (UIDPLUS); without UIDPLUS it
+	// stays in the folder flagged \Deleted \Seen (MailboxStatus.warnings says so).
 	AfterAckAction_AFTER_ACK_ACTION_MOVE AfterAckAction = 2
-	// Delete the message (flag \Deleted and expunge it).
+	// Delete the message: flag \Deleted and UID EXPUNGE it. Without UIDPLUS it stays flagged
+	// \Deleted \Seen, since a plain EXPUNGE would also erase other clients' \Deleted mail.
 	AfterAckAction_AFTER_ACK_ACTION_DELETE AfterAckAction = 3
 	// Leave the message untouched.
 	AfterAckAction_AFTER_ACK_ACTION_KEEP AfterAckAction = 4
@@ -272,6 +277,10 @@ const (
 	MailboxState_MAILBOX_STATE_ERROR MailboxState = 6
 	// The mailbox is disabled.
 	MailboxState_MAILBOX_STATE_DISABLED MailboxState = 7
+	// Connected and delivering, but the after-ack action (move, delete, mark seen) fails for
+	// acknowledged messages: last_error has the server's words and message what to do. The action
+	// is retried on every round; the messages stay acknowledged and are never delivered again.
+	MailboxState_MAILBOX_STATE_AFTER_ACK_FAILING MailboxState = 8
 )
 
 // Enum value maps for MailboxState.
@@ -285,6 +294,7 @@ var (
 		5: "MAILBOX_STATE_AWAITING_AUTHORIZATION",
 		6: "MAILBOX_STATE_ERROR",
 		7: "MAILBOX_STATE_DISABLED",
+		8: "MAILBOX_STATE_AFTER_ACK_FAILING",
 	}
 	MailboxState_value = map[string]int32{
 		"MAILBOX_STATE_UNSPECIFIED":            0,
@@ -295,6 +305,7 @@ var (
 		"MAILBOX_STATE_AWAITING_AUTHORIZATION": 5,
 		"MAILBOX_STATE_ERROR":                  6,
 		"MAILBOX_STATE_DISABLED":               7,
+		"MAILBOX_STATE_AFTER_ACK_FAILING":      8,
 	}
 )
 
@@ -1137,7 +1148,10 @@ type MailboxStatus struct {
 	// OAuth token health, for token-based providers.
 	TokenHealth *TokenHealth `protobuf:"bytes,10,opt,name=token_health,json=tokenHealth,proto3" json:"token_health,omitempty"`
 	// Message counts.
-	Counts        *MessageCounts `protobuf:"bytes,11,opt,name=counts,proto3" json:"counts,omitempty"`
+	Counts *MessageCounts `protobuf:"bytes,11,opt,name=counts,proto3" json:"counts,omitempty"`
+	// Conditions that do not stop delivery but that an admin should know, in words: e.g. the
+	// server lacks UIDPLUS, so moved or deleted messages stay in the folder flagged \Deleted.
+	Warnings      []string `protobuf:"bytes,12,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1245,6 +1259,13 @@ func (x *MailboxStatus) GetTokenHealth() *TokenHealth {
 func (x *MailboxStatus) GetCounts() *MessageCounts {
 	if x != nil {
 		return x.Counts
+	}
+	return nil
+}
+
+func (x *MailboxStatus) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -2235,14 +2256,19 @@ func (x *PreviewFirstSyncResponse) GetAlreadySynced() bool {
 // MailboxEvent is an entry of a mailbox's event log.
 type MailboxEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The entry's id (increasing).
+	// The entry's id (increasing; an entry that happened again gets a new, higher id).
 	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	// When it happened.
+	// When it happened (the last time, when count > 1).
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
 	// What kind: connect, auth, error, sync, resync, deliver, ack, quarantine.
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// What happened, in words.
-	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// How many times it happened: the same kind and message again within a day is folded into
+	// one entry instead of pushing the history out of the log.
+	Count int32 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	// When it first happened (equal to time when count is 1).
+	FirstTime     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2303,6 +2329,20 @@ func (x *MailboxEvent) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *MailboxEvent) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *MailboxEvent) GetFirstTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstTime
+	}
+	return nil
 }
 
 // ListMailboxEventsRequest is the request of ListMailboxEvents.
@@ -2488,7 +2528,7 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\tdelivered\x18\x01 \x01(\x04R\tdelivered\x12\"\n" +
 	"\facknowledged\x18\x02 \x01(\x04R\facknowledged\x12\x18\n" +
 	"\apending\x18\x03 \x01(\x04R\apending\x12 \n" +
-	"\vquarantined\x18\x04 \x01(\x04R\vquarantined\"\xd3\x04\n" +
+	"\vquarantined\x18\x04 \x01(\x04R\vquarantined\"\xef\x04\n" +
 	"\rMailboxStatus\x12\x1d\n" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x121\n" +
@@ -2504,7 +2544,8 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x0elast_sync_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\flastSyncTime\x12=\n" +
 	"\ftoken_health\x18\n" +
 	" \x01(\v2\x1a.mailintake.v1.TokenHealthR\vtokenHealth\x124\n" +
-	"\x06counts\x18\v \x01(\v2\x1c.mailintake.v1.MessageCountsR\x06counts\"\x96\x02\n" +
+	"\x06counts\x18\v \x01(\v2\x1c.mailintake.v1.MessageCountsR\x06counts\x12\x1a\n" +
+	"\bwarnings\x18\f \x03(\tR\bwarnings\"\x96\x02\n" +
 	"\bTestStep\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.mailintake.v1.TestStepKindR\x04kind\x125\n" +
 	"\x06result\x18\x02 \x01(\x0e2\x1d.mailintake.v1.TestStepResultR\x06result\x125\n" +
@@ -2558,12 +2599,15 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x0ffolder_messages\x18\x02 \x01(\rR\x0efolderMessages\x12#\n" +
 	"\rfolder_unseen\x18\x03 \x01(\rR\ffolderUnseen\x12#\n" +
 	"\rwould_deliver\x18\x04 \x01(\rR\fwouldDeliver\x12%\n" +
-	"\x0ealready_synced\x18\x05 \x01(\bR\ralreadySynced\"|\n" +
+	"\x0ealready_synced\x18\x05 \x01(\bR\ralreadySynced\"\xcd\x01\n" +
 	"\fMailboxEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"u\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\x05R\x05count\x129\n" +
+	"\n" +
+	"first_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime\"u\n" +
 	"\x18ListMailboxEventsRequest\x12\x1d\n" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12\x1b\n" +
@@ -2592,7 +2636,7 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x16START_FROM_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTART_FROM_NEW\x10\x01\x12\x15\n" +
 	"\x11START_FROM_UNSEEN\x10\x02\x12\x12\n" +
-	"\x0eSTART_FROM_ALL\x10\x03*\xfc\x01\n" +
+	"\x0eSTART_FROM_ALL\x10\x03*\xa1\x02\n" +
 	"\fMailboxState\x12\x1d\n" +
 	"\x19MAILBOX_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18MAILBOX_STATE_CONNECTING\x10\x01\x12\x16\n" +
@@ -2601,7 +2645,8 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x19MAILBOX_STATE_AUTH_FAILED\x10\x04\x12(\n" +
 	"$MAILBOX_STATE_AWAITING_AUTHORIZATION\x10\x05\x12\x17\n" +
 	"\x13MAILBOX_STATE_ERROR\x10\x06\x12\x1a\n" +
-	"\x16MAILBOX_STATE_DISABLED\x10\a*\xd4\x03\n" +
+	"\x16MAILBOX_STATE_DISABLED\x10\a\x12#\n" +
+	"\x1fMAILBOX_STATE_AFTER_ACK_FAILING\x10\b*\xd4\x03\n" +
 	"\x11AuthFailureReason\x12#\n" +
 	"\x1fAUTH_FAILURE_REASON_UNSPECIFIED\x10\x00\x12+\n" +
 	"'AUTH_FAILURE_REASON_INVALID_CREDENTIALS\x10\x01\x12$\n" +
@@ -2738,30 +2783,31 @@ var file_mailintake_v1_mailbox_proto_depIdxs = []int32{
 	10, // 37: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
 	3,  // 38: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
 	38, // 39: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
-	32, // 40: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
-	16, // 41: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
-	18, // 42: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
-	20, // 43: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
-	22, // 44: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
-	24, // 45: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
-	26, // 46: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
-	28, // 47: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
-	30, // 48: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
-	33, // 49: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
-	17, // 50: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
-	19, // 51: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
-	21, // 52: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
-	23, // 53: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
-	25, // 54: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
-	27, // 55: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
-	29, // 56: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
-	31, // 57: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
-	34, // 58: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
-	50, // [50:59] is the sub-list for method output_type
-	41, // [41:50] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	38, // 40: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
+	32, // 41: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
+	16, // 42: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
+	18, // 43: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
+	20, // 44: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
+	22, // 45: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
+	24, // 46: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
+	26, // 47: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
+	28, // 48: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
+	30, // 49: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
+	33, // 50: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
+	17, // 51: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
+	19, // 52: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
+	21, // 53: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
+	23, // 54: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
+	25, // 55: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
+	27, // 56: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
+	29, // 57: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
+	31, // 58: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
+	34, // 59: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
+	51, // [51:60] is the sub-list for method output_type
+	42, // [42:51] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_mailbox_proto_init() }

@@ -1,0 +1,74 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/store"
+)
+
+// Repeats of an event are folded into one entry (count, first and last time) that becomes the
+// newest; the log is pruned by count and by age at every write, exactly.
+func TestEventsFoldAndPrune(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	if err := s.CreateMailbox(ctx, mailbox("m", "t")); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour)
+	add := func(at time.Time, kind, msg string) {
+		t.Helper()
+		if err := s.AddEvent(ctx, store.Event{MailboxID: "m", Time: at, Kind: kind, Message: msg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(t0, "error", "move refused")
+	add(t0.Add(time.Minute), "deliver", "delivered 1 message")
+	add(t0.Add(2*time.Minute), "error", "move refused")
+	add(t0.Add(3*time.Minute), "error", "move refused")
+	evs, err := s.ListEvents(ctx, "m", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 {
+		t.Fatalf("events = %+v, want 2 entries", evs)
+	}
+	if e := evs[0]; e.Message != "move refused" || e.Count != 3 || !e.FirstTime.Equal(t0.UTC()) || !e.Time.Equal(t0.Add(3*time.Minute).UTC()) {
+		t.Errorf("folded entry = %+v", e)
+	}
+	if e := evs[1]; e.Count != 1 || !e.FirstTime.Equal(e.Time) {
+		t.Errorf("single entry = %+v", e)
+	}
+	// A repeat after the fold window is a new entry.
+	add(t0.Add(store.EventFoldWindow+4*time.Minute), "error", "move refused")
+	evs, _ = s.ListEvents(ctx, "m", 0, 10)
+	if len(evs) != 3 || evs[0].Count != 1 {
+		t.Errorf("after the fold window: %+v", evs)
+	}
+
+	// By count: never more than MaxEventsPerMailbox, the newest kept.
+	for i := range store.MaxEventsPerMailbox + 7 {
+		add(t0.Add(time.Duration(i)*time.Second), "deliver", fmt.Sprintf("delivered UID %d", i))
+	}
+	evs, _ = s.ListEvents(ctx, "m", 0, store.MaxEventsPerMailbox)
+	if len(evs) != store.MaxEventsPerMailbox || evs[0].Message != fmt.Sprintf("delivered UID %d", store.MaxEventsPerMailbox+6) {
+		t.Errorf("after %d more: %d entries, newest %q", store.MaxEventsPerMailbox+7, len(evs), evs[0].Message)
+	}
+	var n int
+	s.db.QueryRow(`SELECT count(*) FROM events WHERE mailbox_id = 'm'`).Scan(&n)
+	if n != store.MaxEventsPerMailbox {
+		t.Errorf("%d rows stored, want %d", n, store.MaxEventsPerMailbox)
+	}
+	// By age: an entry older than the retention goes at the next write.
+	add(time.Now().Add(-store.EventRetention-time.Hour), "connect", "ancient")
+	add(time.Now(), "connect", "now")
+	evs, _ = s.ListEvents(ctx, "m", 0, store.MaxEventsPerMailbox)
+	for _, e := range evs {
+		if e.Message == "ancient" {
+			t.Errorf("an entry older than %s survived a write", store.EventRetention)
+		}
+	}
+}
