@@ -81,13 +81,24 @@ type Conn struct {
 	updates  chan struct{}
 	mu       sync.Mutex
 	selected *Selected
+	ns       *Namespace // asked once, by Namespace
 	closed   chan struct{}
 	once     sync.Once
 }
 
 // Updates returns a channel that receives a value when the server reports new messages or
-// expunges unilaterally (EXISTS, EXPUNGE), e.g. while idling.
+// expunges unilaterally (EXISTS, EXPUNGE), e.g. while idling. It holds at most one value: a
+// caller about to look at the folder calls DrainUpdates first, so only changes reported after
+// its look wake it again.
 func (c *Conn) Updates() <-chan struct{} { return c.updates }
+
+// DrainUpdates forgets the updates reported so far.
+func (c *Conn) DrainUpdates() {
+	select {
+	case <-c.updates:
+	default:
+	}
+}
 
 // Caps returns the server's capabilities.
 func (c *Conn) Caps() imap.CapSet { return c.c.Caps() }

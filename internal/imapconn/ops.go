@@ -404,75 +404,6 @@ func (c *Conn) MarkSeen(ctx context.Context, uids []uint32) error {
 	})
 }
 
-// Delimiter returns the server's hierarchy delimiter (LIST "" ""), or 0 for a flat namespace.
-func (c *Conn) Delimiter(ctx context.Context) (rune, error) {
-	var delim rune
-	err := c.guard(ctx, 0, "LIST", func() error {
-		items, err := c.c.List("", "", nil).Collect()
-		for _, it := range items {
-			delim = it.Delim
-		}
-		return err
-	})
-	return delim, err
-}
-
-// ServerFolder turns a folder path written with "/" between levels (as mailintake accepts it)
-// into the server's own hierarchy delimiter, e.g. "Processed/Tickets" into "Processed.Tickets"
-// on a Dovecot with Maildir++ folders.
-func (c *Conn) ServerFolder(ctx context.Context, folder string) (string, error) {
-	if !strings.Contains(folder, "/") {
-		return folder, nil
-	}
-	delim, err := c.Delimiter(ctx)
-	if err != nil || delim == 0 || delim == '/' {
-		return folder, err
-	}
-	return strings.ReplaceAll(folder, "/", string(delim)), nil
-}
-
-// Move moves messages to folder ("/" between levels), creating it when the server says it is
-// missing.
-func (c *Conn) Move(ctx context.Context, uids []uint32, folder string) error {
-	folder, err := c.ServerFolder(ctx, folder)
-	if err != nil {
-		return err
-	}
-	move := func() error {
-		return c.guard(ctx, 0, "UID MOVE", func() error {
-			_, err := c.c.Move(uidSet(uids), folder).Wait()
-			return err
-		})
-	}
-	err = move()
-	var ie *imap.Error
-	if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
-		cerr := c.guard(ctx, 0, "CREATE", func() error { return c.c.Create(folder, nil).Wait() })
-		var ce *imap.Error
-		if cerr != nil && !(errors.As(cerr, &ce) && ce.Code == imap.ResponseCodeAlreadyExists) {
-			return fmt.Errorf("creating folder %q: %w", folder, cerr)
-		}
-		err = move()
-	}
-	return err
-}
-
-// Delete flags messages \Deleted and expunges them (only them, with UIDPLUS).
-func (c *Conn) Delete(ctx context.Context, uids []uint32) error {
-	err := c.guard(ctx, 0, "UID STORE +FLAGS (\\Deleted)", func() error {
-		return c.c.Store(uidSet(uids), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close()
-	})
-	if err != nil {
-		return err
-	}
-	return c.guard(ctx, 0, "EXPUNGE", func() error {
-		if c.c.Caps().Has(imap.CapUIDPlus) || c.c.Caps().Has(imap.CapIMAP4rev2) {
-			return c.c.UIDExpunge(uidSet(uids)).Close()
-		}
-		return c.c.Expunge().Close()
-	})
-}
-
 // CanIdle reports whether the server supports IDLE.
 func (c *Conn) CanIdle() bool {
 	caps := c.c.Caps()
@@ -500,7 +431,8 @@ func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration
 	defer t.Stop()
 	select {
 	case <-c.updates:
-		c.notify() // keep the signal for the caller's next look
+		// Consumed: the caller's next round looks at the folder. Putting the signal back would
+		// end the next IDLE at once, and the one after, for ever.
 	case <-wake:
 	case <-t.C:
 	case <-ctx.Done():

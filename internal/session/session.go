@@ -210,6 +210,9 @@ func (s *session) serve(ctx context.Context, force bool) error {
 	d := &deliverer{s: s, conn: conn, st: st, meta: map[uint32]imapconn.Meta{}}
 	for {
 		s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_SYNCING, "synchronising")
+		// What the server reported so far is seen by this round's search: only what it reports
+		// from now on ends the next IDLE or poll early.
+		conn.DrainUpdates()
 		if err := d.round(ctx); err != nil {
 			return err
 		}

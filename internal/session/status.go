@@ -15,6 +15,10 @@ import (
 type status struct {
 	mu sync.Mutex
 	st mailintakev1.MailboxStatus
+	// actionFailing, while set, is what the after-ack action's failure means and what to do:
+	// the state of a session that is connected and delivering shows it instead of
+	// MAILBOX_STATE_IDLE or MAILBOX_STATE_SYNCING.
+	actionFailing string
 }
 
 func ts(t time.Time) *timestamppb.Timestamp {
@@ -27,6 +31,13 @@ func ts(t time.Time) *timestamppb.Timestamp {
 func (s *status) set(state mailintakev1.MailboxState, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.setLocked(state, msg)
+}
+
+func (s *status) setLocked(state mailintakev1.MailboxState, msg string) {
+	if s.actionFailing != "" && (state == mailintakev1.MailboxState_MAILBOX_STATE_IDLE || state == mailintakev1.MailboxState_MAILBOX_STATE_SYNCING) {
+		state, msg = mailintakev1.MailboxState_MAILBOX_STATE_AFTER_ACK_FAILING, s.actionFailing
+	}
 	if s.st.State != state {
 		s.st.StateTime = timestamppb.Now()
 	}
@@ -50,6 +61,41 @@ func (s *status) fail(state mailintakev1.MailboxState, msg string, err error, re
 	}
 	s.st.NextRetryTime = ts(retry)
 	s.st.AuthFailure = af
+}
+
+// afterAck records the outcome of an after-ack action: err nil clears a failure, otherwise the
+// failure is the session's state (with what to do, in advice) and its last error until an action
+// succeeds.
+func (s *status) afterAck(err error, advice string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		if s.actionFailing != "" {
+			s.actionFailing = ""
+			if s.st.State == mailintakev1.MailboxState_MAILBOX_STATE_AFTER_ACK_FAILING {
+				s.setLocked(mailintakev1.MailboxState_MAILBOX_STATE_SYNCING, "synchronising")
+			}
+		}
+		return
+	}
+	s.actionFailing = advice
+	s.st.LastError = err.Error()
+	s.st.LastErrorTime = timestamppb.Now()
+	if s.st.State == mailintakev1.MailboxState_MAILBOX_STATE_IDLE || s.st.State == mailintakev1.MailboxState_MAILBOX_STATE_SYNCING {
+		s.setLocked(s.st.State, s.st.Message)
+	}
+}
+
+// warn adds a standing warning (once).
+func (s *status) warn(w string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, have := range s.st.Warnings {
+		if have == w {
+			return
+		}
+	}
+	s.st.Warnings = append(s.st.Warnings, w)
 }
 
 func (s *status) synced() {

@@ -85,15 +85,16 @@ func (d *deliverer) applyAcks(ctx context.Context) error {
 	}
 	aa := s.mb.Spec.GetAfterAck()
 	var what string
+	var out imapconn.Outcome
 	switch aa.GetAction() {
 	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP:
 		what = "kept"
 	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MOVE:
 		what = "moved to " + aa.GetFolder()
-		err = d.conn.Move(ctx, uids, aa.GetFolder())
+		out, err = d.conn.Move(ctx, uids, aa.GetFolder())
 	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE:
 		what = "deleted"
-		err = d.conn.Delete(ctx, uids)
+		out, err = d.conn.Delete(ctx, uids)
 	default:
 		what = "marked seen"
 		err = d.conn.MarkSeen(ctx, uids)
@@ -101,12 +102,20 @@ func (d *deliverer) applyAcks(ctx context.Context) error {
 	if err != nil {
 		var ie *imap.Error
 		if errors.As(err, &ie) {
-			// The server refused the action (e.g. no right to create the folder). The messages
-			// stay acknowledged; the action is retried on the next round.
-			s.event("error", "after-ack action (%s) refused for %d messages: %v", what, len(uids), err)
+			// The server refused the action (no right to create the folder, a folder outside
+			// the namespace). The messages stay acknowledged and where they are; the action is
+			// retried on every round. The event's words do not change from round to round, so
+			// the log folds them into one entry with a count.
+			s.status.afterAck(err, afterAckAdvice(aa, ie))
+			s.event("error", "after-ack action (%s) refused by the server: %v", what, err)
 			return nil
 		}
 		return fmt.Errorf("after-ack action (%s): %w", what, err)
+	}
+	s.status.afterAck(nil, "")
+	if out.Kept {
+		s.status.warn(imapconn.KeptNote)
+		what += ", left flagged \\Deleted (no UIDPLUS)"
 	}
 	if err := s.sup.store.MarkApplied(ctx, s.id, d.st.UIDValidity, uids); err != nil {
 		return err
@@ -114,6 +123,22 @@ func (d *deliverer) applyAcks(ctx context.Context) error {
 	s.event("ack", "%d acknowledged messages %s (UIDs %s)", len(uids), what, uidRanges(uids))
 	s.sup.metrics.Acked.WithLabelValues(s.id).Add(float64(len(uids)))
 	return nil
+}
+
+// afterAckAdvice says what to do about an after-ack action the server refused.
+func afterAckAdvice(aa *mailintakev1.AfterAck, ie *imap.Error) string {
+	base := "acknowledged messages stay in the folder, and are never delivered again, until the after-ack action succeeds (retried on every sync)"
+	switch aa.GetAction() {
+	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MOVE:
+		return fmt.Sprintf("delivering, but the server refuses to move acknowledged messages to %q (%s): check that the account may create and write that folder "+
+			"(on servers whose personal folders live under \"INBOX.\" the path is resolved there), or change the action with 'mailbox update ID --after-ack ...'; %s",
+			aa.GetFolder(), ie.Text, base)
+	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE:
+		return fmt.Sprintf("delivering, but the server refuses to delete acknowledged messages (%s): check the account's rights on the folder (it needs to set \\Deleted and expunge), "+
+			"or change the action with 'mailbox update ID --after-ack ...'; %s", ie.Text, base)
+	}
+	return fmt.Sprintf("delivering, but the server refuses to flag acknowledged messages \\Seen (%s): the folder may be read-only for this account; "+
+		"check its rights, or use --after-ack keep; %s", ie.Text, base)
 }
 
 // pending returns the UIDs to deliver, ascending, and the quarantined UIDs to replay; it advances

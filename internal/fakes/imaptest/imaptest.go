@@ -6,6 +6,7 @@ package imaptest
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -33,6 +34,10 @@ type Server struct {
 	users map[string]*imapmemserver.User
 	// unreadable are UIDs whose body the server cannot read.
 	unreadable map[uint32]bool
+	// refuseCopy, when set, is the text of a NO [OVERQUOTA] for every COPY and MOVE.
+	refuseCopy string
+	// commands counts the commands clients sent, by name ("IDLE", "UID SEARCH", "DONE").
+	commands map[string]int64
 
 	// BodyFetches counts FETCH commands that asked for a body section; BodiesAsked counts the
 	// UIDs they named (explicit UID sets only).
@@ -49,6 +54,12 @@ type Options struct {
 	// ValidateToken, when set, enables SASL XOAUTH2 and OAUTHBEARER: it says whether an access
 	// token is valid for a user (e.g. the fake identity platform's Valid).
 	ValidateToken func(token, user string) bool
+	// NoMove, NoUIDPlus and NoIdle leave MOVE, UIDPLUS and IDLE out of the capabilities, as
+	// Courier (no MOVE) and older servers do.
+	NoMove, NoUIDPlus, NoIdle bool
+	// InboxNamespace puts the personal namespace under "INBOX/" as Courier and Cyrus do under
+	// "INBOX.": NAMESPACE answers (("INBOX/" "/")) and CREATE outside it is refused.
+	InboxNamespace bool
 }
 
 // Start starts a server that stops when the test ends.
@@ -64,7 +75,7 @@ func Start(t testing.TB, opts Options) *Server {
 
 // Listen starts a server on addr outside a test (the benchmarks' separate server process).
 func Listen(addr string, opts Options) (*Server, error) {
-	s := &Server{mem: imapmemserver.New(), users: map[string]*imapmemserver.User{}, opts: opts}
+	s := &Server{mem: imapmemserver.New(), users: map[string]*imapmemserver.User{}, opts: opts, commands: map[string]int64{}}
 	if err := s.listen(addr); err != nil {
 		return nil, err
 	}
@@ -72,11 +83,18 @@ func Listen(addr string, opts Options) (*Server, error) {
 }
 
 func (s *Server) listen(addr string) error {
+	caps := imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}, imap.CapNamespace: {}}
+	if s.opts.NoMove {
+		delete(caps, imap.CapMove)
+	}
+	if s.opts.NoUIDPlus {
+		delete(caps, imap.CapUIDPlus)
+	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return &session{srv: s}, nil, nil
 		},
-		Caps:         imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapMove: {}, imap.CapUIDPlus: {}, imap.CapNamespace: {}},
+		Caps:         caps,
 		InsecureAuth: true,
 		Logger:       discardLogger{},
 	})
@@ -87,6 +105,7 @@ func (s *Server) listen(addr string) error {
 	if s.opts.TLS != nil {
 		ln = tls.NewListener(ln, s.opts.TLS)
 	}
+	ln = &tapListener{Listener: ln, srv: s}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	s.mu.Lock()
 	s.srv, s.ln = srv, ln
@@ -158,12 +177,27 @@ func (s *Server) user(t testing.TB, username string) *imapmemserver.User {
 // Append adds a message to a user's folder and returns its UID.
 func (s *Server) Append(t testing.TB, username, folder string, raw []byte, flags ...imap.Flag) uint32 {
 	t.Helper()
-	u := s.user(t, username)
-	data, err := u.Append(folder, &literal{Reader: bytes.NewReader(raw), n: int64(len(raw))}, &imap.AppendOptions{Flags: flags, Time: time.Now()})
+	s.user(t, username)
+	uid, err := s.AppendTo(username, folder, raw, flags...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return uint32(data.UID)
+	return uid
+}
+
+// AppendTo is Append outside a test.
+func (s *Server) AppendTo(username, folder string, raw []byte, flags ...imap.Flag) (uint32, error) {
+	s.mu.Lock()
+	u := s.users[username]
+	s.mu.Unlock()
+	if u == nil {
+		return 0, fmt.Errorf("no user %q", username)
+	}
+	data, err := u.Append(folder, &literal{Reader: bytes.NewReader(raw), n: int64(len(raw))}, &imap.AppendOptions{Flags: flags, Time: time.Now()})
+	if err != nil {
+		return 0, err
+	}
+	return uint32(data.UID), nil
 }
 
 // MakeUnreadable makes the server fail every FETCH of these UIDs' bodies with NO, as a server
@@ -211,6 +245,118 @@ func (s *Server) Status(t testing.TB, username, folder string) (messages, unseen
 	return *st.NumMessages, *st.NumUnseen
 }
 
+// RefuseCopies makes every COPY and MOVE fail with NO [OVERQUOTA] text ("" serves them again).
+func (s *Server) RefuseCopies(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuseCopy = text
+}
+
+func (s *Server) copyRefusal() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refuseCopy == "" {
+		return nil
+	}
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeOverQuota, Text: s.refuseCopy}
+}
+
+// Deleted returns how many messages of a user's folder are flagged \Deleted.
+func (s *Server) Deleted(t testing.TB, username, folder string) uint32 {
+	t.Helper()
+	st, err := s.user(t, username).Status(folder, &imap.StatusOptions{NumDeleted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *st.NumDeleted
+}
+
+// Commands returns how many commands clients sent with this name ("IDLE", "UID SEARCH",
+// "NOOP"; "DONE" counts the ends of IDLE).
+func (s *Server) Commands(name string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.commands[strings.ToUpper(name)]
+}
+
+// CommandTotal returns how many commands clients sent in all (each DONE counted too).
+func (s *Server) CommandTotal() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, c := range s.commands {
+		n += c
+	}
+	return n
+}
+
+func (s *Server) count(line string) {
+	f := strings.Fields(line)
+	var name string
+	switch {
+	case len(f) == 1:
+		name = strings.ToUpper(f[0]) // DONE, or a SASL response
+	case len(f) >= 3 && strings.EqualFold(f[1], "UID"):
+		name = "UID " + strings.ToUpper(f[2])
+	case len(f) >= 2:
+		name = strings.ToUpper(f[1])
+	default:
+		return
+	}
+	s.mu.Lock()
+	s.commands[name]++
+	s.mu.Unlock()
+}
+
+// tapListener hands out connections that count the client's commands and, with NoIdle, hide
+// IDLE from the capabilities the server announces.
+type tapListener struct {
+	net.Listener
+	srv *Server
+}
+
+func (l *tapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &tapConn{Conn: c, srv: l.srv}, nil
+}
+
+type tapConn struct {
+	net.Conn
+	srv  *Server
+	line []byte // the start of the client's current line
+	n    int    // its length so far
+}
+
+func (c *tapConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	for _, b := range p[:n] {
+		if b == '\n' {
+			c.srv.count(string(c.line))
+			c.line, c.n = c.line[:0], 0
+			continue
+		}
+		if c.n < 64 {
+			c.line = append(c.line, b)
+		}
+		c.n++
+	}
+	return n, err
+}
+
+func (c *tapConn) Write(p []byte) (int, error) {
+	if c.srv.opts.NoIdle && bytes.Contains(p, []byte("CAPABILITY")) {
+		q := bytes.ReplaceAll(p, []byte(" IDLE"), nil)
+		if _, err := c.Conn.Write(q); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
 type literal struct {
 	*bytes.Reader
 	n int64
@@ -255,6 +401,38 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		return err
 	}
 	return s.UserSession.Idle(w, stop)
+}
+
+// Namespace puts the personal namespace under "INBOX/" with Options.InboxNamespace.
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	if s.srv.opts.InboxNamespace {
+		return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "INBOX/", Delim: '/'}}}, nil
+	}
+	return s.UserSession.Namespace()
+}
+
+// Create refuses folders outside "INBOX/" with Options.InboxNamespace, as Courier does.
+func (s *session) Create(name string, options *imap.CreateOptions) error {
+	if s.srv.opts.InboxNamespace && !strings.HasPrefix(strings.ToUpper(name), "INBOX/") {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Invalid mailbox name."}
+	}
+	return s.UserSession.Create(name, options)
+}
+
+// Copy fails as RefuseCopies says.
+func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	if err := s.srv.copyRefusal(); err != nil {
+		return nil, err
+	}
+	return s.UserSession.Copy(numSet, dest)
+}
+
+// Move fails as RefuseCopies says.
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	if err := s.srv.copyRefusal(); err != nil {
+		return err
+	}
+	return s.UserSession.Move(w, numSet, dest)
 }
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {

@@ -1,15 +1,19 @@
 // Command mailintake-dev-imap serves the in-memory IMAP server with many users, for the scale
 // benchmark (make bench): users user00000@example.com … with password "pw", each with an empty
-// INBOX, plaintext on a loopback address. It prints "ready" when it serves.
+// INBOX, plaintext on a loopback address. It prints "ready" when it serves. On standard input it
+// takes commands, one a line: "deliver" appends one message to every user's INBOX and prints
+// "delivered N"; "commands" prints how many IMAP commands clients sent so far ("commands N").
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 )
@@ -28,6 +32,24 @@ func main() {
 		}
 	}
 	fmt.Println("ready")
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			switch sc.Text() {
+			case "deliver":
+				for i := range *users {
+					u := fmt.Sprintf("user%05d@example.com", i)
+					raw := fmt.Sprintf("From: Customer <c@example.net>\r\nTo: %s\r\nSubject: scale %d\r\nMessage-ID: <scale-%d-%d@example.net>\r\n\r\nHello.\r\n", u, i, i, time.Now().UnixNano())
+					if _, err := s.AppendTo(u, "INBOX", []byte(raw)); err != nil {
+						log.Fatal(err)
+					}
+				}
+				fmt.Printf("delivered %d\n", *users)
+			case "commands":
+				fmt.Printf("commands %d\n", s.CommandTotal())
+			}
+		}
+	}()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
