@@ -189,6 +189,15 @@ func TestConnectionTestNamesTheFailingStep(t *testing.T) {
 	if err != nil || !resp.GetOk() || len(resp.GetSteps()) != 6 || !strings.Contains(stepResults(resp)[mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT].GetDetail(), "0 messages") {
 		t.Fatalf("good test = %v, %v", resp, err)
 	}
+	// Testing creates nothing: the admin token needs no tenant for an inline definition, and a
+	// preview neither.
+	noTenant := imapMailbox(plain, "")
+	if resp, err := e.mailbox.TestConnection(as(e.admin), &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: noTenant}}); err != nil || !resp.GetOk() {
+		t.Errorf("test without a tenant (admin) = %v, %v", resp, err)
+	}
+	if _, err := e.mailbox.PreviewFirstSync(as(e.admin), &mailintakev1.PreviewFirstSyncRequest{Target: &mailintakev1.PreviewFirstSyncRequest_Mailbox{Mailbox: noTenant}}); err != nil {
+		t.Errorf("preview without a tenant (admin) = %v", err)
+	}
 	cases := []struct {
 		name string
 		edit func(*mailintakev1.Mailbox)

@@ -46,6 +46,8 @@ type Target struct {
 	DialTimeout time.Duration
 	// CommandTimeout bounds each command; zero means 2 minutes.
 	CommandTimeout time.Duration
+	// Budget, when set, is shared by connections to bound the message bodies they hold at once.
+	Budget *Budget
 }
 
 // Addr returns host:port.

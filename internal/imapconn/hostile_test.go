@@ -33,7 +33,7 @@ func TestFetchRawBoundsTheBody(t *testing.T) {
 	for _, mode := range []imapscript.Mode{imapscript.LyingSize, imapscript.HugeLiteral} {
 		c := dialScript(t, mode)
 		start := time.Now()
-		_, _, err := c.FetchRaw(context.Background(), 1, 1<<20)
+		_, err := c.FetchRaw(context.Background(), 1, 1<<20)
 		var tl *TooLargeError
 		if !errors.As(err, &tl) || tl.Limit != 1<<20 || len(tl.Head) == 0 || tl.Size <= 1<<20 {
 			t.Fatalf("%s: FetchRaw = %v, want a TooLargeError", mode, err)
@@ -52,7 +52,7 @@ func TestFetchRawBoundsTheBody(t *testing.T) {
 // Responses for UIDs that were not asked for are not taken for the message asked for.
 func TestFetchRawIgnoresOtherUIDs(t *testing.T) {
 	c := dialScript(t, imapscript.WrongUIDs)
-	if _, _, err := c.FetchRaw(context.Background(), 1, 1<<20); !errors.Is(err, ErrGone) {
+	if _, err := c.FetchRaw(context.Background(), 1, 1<<20); !errors.Is(err, ErrGone) {
 		t.Errorf("FetchRaw = %v, want ErrGone", err)
 	}
 }

@@ -251,26 +251,36 @@ const headBytes = 64 << 10
 
 // FetchRaw fetches a message's bytes and meta with UID FETCH (BODY.PEEK[] ...). A body over
 // limit bytes is refused with *TooLargeError (the connection is closed); a message no longer in
-// the folder is ErrGone.
-func (c *Conn) FetchRaw(ctx context.Context, uid uint32, limit int64) ([]byte, Meta, error) {
+// the folder is ErrGone. The caller calls Release when done with the bytes.
+func (c *Conn) FetchRaw(ctx context.Context, uid uint32, limit int64) (Fetched, error) {
 	var got *Fetched
 	err := c.FetchBodies(ctx, []uint32{uid}, limit, func(f Fetched) error {
 		got = &f
 		return nil
 	})
 	if err != nil {
-		return nil, Meta{}, err
+		return Fetched{}, err
 	}
 	if got == nil {
-		return nil, Meta{}, ErrGone
+		return Fetched{}, ErrGone
 	}
-	return got.Raw, got.Meta, nil
+	return *got, nil
 }
 
 // Fetched is one message read by FetchBodies.
 type Fetched struct {
 	Meta Meta
 	Raw  []byte
+	// what the body took from the connection's Budget
+	budget *Budget
+	taken  int64
+}
+
+// Release gives the body's bytes back to the connection's Budget: the caller no longer holds
+// Raw (a parsed message shares nothing with it).
+func (f *Fetched) Release() {
+	f.budget.Release(f.taken)
+	f.taken = 0
 }
 
 // FetchBodies fetches the bytes and meta of several messages with one UID FETCH and passes each
@@ -282,7 +292,8 @@ type Fetched struct {
 //
 // Each body streams from the connection into one buffer of its announced size, so a server
 // that lies about sizes or sends a huge literal cannot make the client allocate more than the
-// limit.
+// limit. Its bytes are taken from the target's Budget before they are read (the server waits
+// meanwhile); each owns the Fetched it is given and calls Release when done with it.
 func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each func(Fetched) error) error {
 	if len(uids) == 0 {
 		return nil
@@ -323,16 +334,25 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 						c.abort(cmd)
 						return stop
 					}
+					f.Release() // a second body section for the same message
+					taken, err := c.target.Budget.Acquire(ctx, it.Literal.Size())
+					if err != nil {
+						c.abort(cmd)
+						return err
+					}
+					f.budget, f.taken = c.target.Budget, taken
 					// One buffer of the announced size, filled in place (a bytes.Buffer would grow
 					// and copy it again near its end).
 					f.Raw = make([]byte, it.Literal.Size())
 					if _, err := io.ReadFull(it.Literal, f.Raw); err != nil {
+						f.Release()
 						c.abort(cmd)
 						return err
 					}
 				}
 			}
 			if !want[f.Meta.UID] {
+				f.Release()
 				continue // a response for a message that was not asked for, or a flag update
 			}
 			if f.Raw == nil {

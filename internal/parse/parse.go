@@ -100,6 +100,29 @@ func Parse(raw []byte, opts Options) *mailintakev1.Message {
 	return p.message(raw, "", 0)
 }
 
+// streamed is what is kept of a part read past its head: its SHA-256 and size.
+type streamed struct {
+	sum       []byte
+	size      int64
+	truncated bool // more than the decoded-bytes budget allowed
+}
+
+// streamRest hashes head and the rest of r (at most limit more bytes), holding none of it.
+func streamRest(head []byte, r io.Reader, limit int64) (*streamed, error) {
+	h := sha256.New()
+	h.Write(head)
+	n, err := io.Copy(h, io.LimitReader(r, limit))
+	st := &streamed{size: int64(len(head)) + n}
+	if err == nil && n == limit {
+		var one [1]byte
+		if m, _ := io.ReadFull(r, one[:]); m > 0 {
+			st.truncated = true
+		}
+	}
+	st.sum = h.Sum(nil)
+	return st, err
+}
+
 // readPart reads at most limit bytes of a part's decoded body into the scratch buffer. The bytes
 // are valid until the next readPart: whatever keeps them copies them.
 func (p *parser) readPart(r io.Reader, limit int64) ([]byte, error) {
@@ -268,12 +291,32 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 		filename = dec
 	}
 	budget := p.opts.MaxDecodedBytes - p.decoded
-	body, err := p.readPart(e.Body, budget+1)
-	if int64(len(body)) > budget {
-		body = body[:budget]
+	// A part that can only become an attachment (not text, not a message, not a winmail.dat) and
+	// is larger than the inline limit is not sent: it is hashed and measured as it streams past,
+	// never held whole, so a 30 MB scan costs no 30 MB buffer.
+	streamable := !strings.HasPrefix(ct, "text/") && !strings.HasPrefix(ct, "message/") &&
+		ct != "application/ms-tnef" && ct != "application/vnd.ms-tnef" && !strings.EqualFold(filename, "winmail.dat")
+	head := budget + 1
+	if streamable {
+		head = min(head, p.opts.MaxInlineAttachment+1)
+	}
+	body, err := p.readPart(e.Body, head)
+	var tail *streamed // set when the part went on past the head
+	if streamable && int64(len(body)) == head && head <= budget && err == nil {
+		tail, err = streamRest(body, e.Body, budget-int64(len(body)))
+	}
+	size := int64(len(body))
+	if tail != nil {
+		size = tail.size
+	}
+	if size > budget || (tail != nil && tail.truncated) {
+		if tail == nil {
+			body = body[:budget]
+			size = budget
+		}
 		msg.Problems = append(msg.Problems, problem(where, "limit", "decoded size limit reached; the part is truncated"))
 	}
-	p.decoded += int64(len(body))
+	p.decoded += size
 	if err != nil {
 		msg.Problems = append(msg.Problems, problem(where, "encoding", "body: "+err.Error()))
 	}
@@ -304,7 +347,7 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 		}
 	}
 	a := &mailintakev1.Attachment{
-		Id: path, Filename: filename, ContentType: ct, Size: uint64(len(body)),
+		Id: path, Filename: filename, ContentType: ct, Size: uint64(size),
 		ContentId: strings.Trim(e.Header.Get("Content-Id"), "<> "),
 	}
 	switch disp {
@@ -312,6 +355,12 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 		a.Disposition = mailintakev1.Disposition_DISPOSITION_INLINE
 	case "attachment":
 		a.Disposition = mailintakev1.Disposition_DISPOSITION_ATTACHMENT
+	}
+	if tail != nil {
+		a.Sha256 = hex.EncodeToString(tail.sum)
+		a.DataOmitted = true
+		msg.Attachments = append(msg.Attachments, a)
+		return
 	}
 	sum := sha256.Sum256(body)
 	a.Sha256 = hex.EncodeToString(sum[:])

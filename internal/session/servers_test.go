@@ -252,3 +252,31 @@ func TestFoldersResolveInThePersonalNamespace(t *testing.T) {
 		t.Errorf("INBOX/Archive has %d messages, want 1", n)
 	}
 }
+
+// Many mailboxes receiving large mail at the same moment hold no more body bytes at once than
+// the global budget, and every message is delivered.
+func TestBodyBudgetBoundsLargeMailAcrossSessions(t *testing.T) {
+	srv := newIMAPWith(t, imaptest.Options{})
+	const mailboxes, size = 8, 1 << 20
+	body := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\r\n", size/76)
+	opts := fastOpts
+	opts.BodyBudget = 3 * size // room for about three bodies
+	h := newHarnessWith(t, srv, opts)
+	for i := range mailboxes {
+		u := fmt.Sprintf("big%d@example.com", i)
+		srv.AddUser(t, u, password)
+		srv.Append(t, u, "INBOX", []byte(fmt.Sprintf("From: c@example.net\r\nTo: %s\r\nSubject: big %d\r\n\r\n%s", u, i, body)))
+	}
+	c := h.consume(100, 0)
+	for i := range mailboxes {
+		h.addMailbox(func(m *mailintakev1.Mailbox) { m.Username = fmt.Sprintf("big%d@example.com", i) })
+	}
+	msgs := c.take(mailboxes)
+	c.ack(msgs...)
+	now, peak, budget := h.sup.BodyBytes()
+	t.Logf("body bytes: peak %d of a budget of %d (%d mailboxes, %d bytes each)", peak, budget, mailboxes, size)
+	if peak > budget || peak < size {
+		t.Errorf("peak body bytes %d, budget %d", peak, budget)
+	}
+	eventually(t, "the bodies to be released", func() bool { now, _, _ = h.sup.BodyBytes(); return now == 0 })
+}

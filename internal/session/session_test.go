@@ -42,11 +42,17 @@ type harness struct {
 	broker  *delivery.Broker
 	sup     *session.Supervisor
 	cancel  context.CancelFunc
+	opts    session.Options
 }
 
 func newHarness(t *testing.T, srv *imaptest.Server) *harness {
 	t.Helper()
-	h := &harness{t: t, imap: srv, dir: t.TempDir()}
+	return newHarnessWith(t, srv, fastOpts)
+}
+
+func newHarnessWith(t *testing.T, srv *imaptest.Server, opts session.Options) *harness {
+	t.Helper()
+	h := &harness{t: t, imap: srv, dir: t.TempDir(), opts: opts}
 	h.start()
 	t.Cleanup(h.stop)
 	return h
@@ -70,7 +76,7 @@ func (h *harness) start() {
 	}
 	h.plugins = pluginhost.New(pluginhost.Options{Dir: testutil.PluginDir(h.t), State: st, Logger: log})
 	h.broker = delivery.New(st)
-	h.sup = session.NewSupervisor(st, h.plugins, h.broker, metrics.New(), log, fastOpts)
+	h.sup = session.NewSupervisor(st, h.plugins, h.broker, metrics.New(), log, h.opts)
 	sctx, cancel := context.WithCancel(ctx)
 	h.cancel = cancel
 	if err := h.sup.Start(sctx); err != nil {

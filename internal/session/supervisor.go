@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -42,6 +44,11 @@ type Options struct {
 	CommandTimeout time.Duration
 	// HashRetention is how long hashes of acknowledged messages are kept for UIDVALIDITY resyncs.
 	HashRetention time.Duration
+	// BodyBudget bounds the bytes of message bodies all sessions hold at once between the
+	// socket and the parser: many mailboxes receiving large mail at the same moment take turns
+	// instead of holding every body. Zero means a quarter of the Go memory limit (GOMEMLIMIT)
+	// when one is set, else 128 MiB; never less than 64 MiB.
+	BodyBudget int64
 }
 
 func (o *Options) defaults() {
@@ -64,6 +71,12 @@ func (o *Options) defaults() {
 	if o.DefaultMaxInlineAttachment == 0 {
 		o.DefaultMaxInlineAttachment = 1 << 20
 	}
+	if o.BodyBudget == 0 {
+		o.BodyBudget = 128 << 20
+		if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
+			o.BodyBudget = max(limit/4, 64<<20)
+		}
+	}
 }
 
 // Supervisor runs the sessions.
@@ -80,6 +93,7 @@ type Supervisor struct {
 	sessions map[string]*session
 	wg       sync.WaitGroup
 	authz    authorizations
+	budget   *imapconn.Budget // shared by every session's connections
 }
 
 // NewSupervisor returns a supervisor; Start starts it.
@@ -91,7 +105,8 @@ func NewSupervisor(st store.Store, plugins *pluginhost.Host, broker *delivery.Br
 	if m == nil {
 		m = metrics.New()
 	}
-	return &Supervisor{store: st, plugins: plugins, broker: broker, metrics: m, log: log, opts: opts, sessions: map[string]*session{}}
+	return &Supervisor{store: st, plugins: plugins, broker: broker, metrics: m, log: log, opts: opts, sessions: map[string]*session{},
+		budget: imapconn.NewBudget(opts.BodyBudget)}
 }
 
 // Start starts a session for every enabled mailbox. Sessions stop when ctx ends; Wait waits.
@@ -161,6 +176,13 @@ func (s *Supervisor) Wake(mailboxID string) {
 	}
 }
 
+// BodyBytes returns the bytes of message bodies the sessions hold now, the most they held at
+// once, and the budget (Options.BodyBudget).
+func (s *Supervisor) BodyBytes() (now, peak, budget int64) {
+	now, peak = s.budget.Used()
+	return now, peak, s.budget.Total()
+}
+
 // Status returns a mailbox's live status, or nil when the supervisor does not know it.
 func (s *Supervisor) Status(ctx context.Context, mailboxID string) *mailintakev1.MailboxStatus {
 	s.mu.Lock()
@@ -219,6 +241,7 @@ func (s *Supervisor) connect(ctx context.Context, mb *mailintakev1.Mailbox, secr
 		report = func(imapconn.Step, *authplugin.Error) {}
 	}
 	t, err := Target(mb, s.opts.CommandTimeout)
+	t.Budget = s.budget
 	if err != nil {
 		return nil, imapconn.Selected{}, time.Time{}, err
 	}

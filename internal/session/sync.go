@@ -387,6 +387,7 @@ func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, repla
 			defer wg.Done()
 			for j := range jobs {
 				msg, err := d.prepare(fctx, j.f.Raw, j.f.Meta)
+				j.f.Release() // the parsed message shares nothing with the body
 				j.res <- result{msg, err}
 			}
 		}()
@@ -398,6 +399,7 @@ func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, repla
 			select {
 			case order <- j:
 			case <-fctx.Done():
+				f.Release()
 				return fctx.Err()
 			}
 			jobs <- j // a worker is free: order's buffer bounds the jobs in flight
@@ -519,7 +521,9 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 		s.fill(msg, d.st, meta)
 		return msg, nil
 	}
-	raw, fmeta, err := d.conn.FetchRaw(ctx, uid, s.maxSize)
+	f, err := d.conn.FetchRaw(ctx, uid, s.maxSize)
+	defer f.Release()
+	raw, fmeta := f.Raw, f.Meta
 	var tooLarge *imapconn.TooLargeError
 	switch {
 	case errors.Is(err, imapconn.ErrGone):
