@@ -38,8 +38,14 @@ test: ## Run the unit and integration tests (with the race detector).
 dev-idp: ## Serve the fake Microsoft identity platform on 127.0.0.1:7470 for trying the o365 provider.
 	$(GO) run ./internal/fakes/idp/cmd/mailintake-dev-idp
 
+.PHONY: imap-servers
+imap-servers: ## Install the interop suite's IMAP servers besides Dovecot into .tools/: mox (Go module proxy) and Courier (Debian's packages, unpacked).
+	.ci/install-mox
+	.ci/install-courier
+
 .PHONY: test-interop
-test-interop: ## Run the interop suite against a private Dovecot (needs dovecot-imapd installed).
+test-interop: imap-servers ## Run the interop suite against private Dovecot, Courier and mox servers (needs dovecot-imapd installed).
+	$(GO) test -race -count=1 -tags interop -timeout 5m ./internal/fakes/mox/ ./internal/fakes/courier/
 	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
 
 .PHONY: test-faults
@@ -73,9 +79,11 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regene
 lint: $(TOOLS)/buf $(TOOLS)/staticcheck proto ## go vet, staticcheck, buf lint, and a check that generated code is current.
 	$(GO) vet ./...
 	$(GO) vet -tags interop,faults ./server/cmd/mailintaked/
+	$(GO) vet -tags interop ./internal/fakes/...
 	$(GO) vet -tags bench ./internal/bench/
 	$(TOOLS)/staticcheck ./...
 	$(TOOLS)/staticcheck -tags interop,faults ./server/cmd/mailintaked/
+	$(TOOLS)/staticcheck -tags interop ./internal/fakes/...
 	$(TOOLS)/staticcheck -tags bench ./internal/bench/
 	$(TOOLS)/buf lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -41,7 +41,7 @@ import (
 // default 10000), _PUSH (push latency samples, default 200).
 //
 // For profiling by hand: MAILINTAKE_BENCH_ONLY=e2e measures only the floor and end to end (and
-// writes no BENCHMARKS.md); MAILINTAKE_BENCH_PROFILE=FILE writes a CPU profile of the server
+// writes no BENCHMARKS.md), MAILINTAKE_BENCH_ONLY=scale only the idle mailboxes; MAILINTAKE_BENCH_PROFILE=FILE writes a CPU profile of the server
 // during the last end-to-end run.
 
 const (
@@ -203,6 +203,12 @@ func TestBench(t *testing.T) {
 	only := os.Getenv("MAILINTAKE_BENCH_ONLY")
 	profile := os.Getenv("MAILINTAKE_BENCH_PROFILE")
 	bins := buildBinaries(t)
+	if only == "scale" {
+		sc := scale(t, bins, scaleN)
+		t.Logf("%d idle mailboxes after one message each: up in %s, RSS %.1f KB per mailbox, CPU at rest %.2f%% of one core, %.2f IMAP commands per mailbox per minute",
+			sc.n, sc.up.Round(time.Millisecond), sc.rssPerMailbox, sc.cpuPct, sc.cmdsPerMin)
+		return
+	}
 	// The parser's benchmarks first, while nothing else runs on the machine.
 	var parseLines [][2]string
 	if only == "" {
