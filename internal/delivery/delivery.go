@@ -75,13 +75,20 @@ type Broker struct {
 	streams map[uint64]*Stream
 	nextID  uint64
 	queues  map[string]*Queue
-	stop    chan struct{}
+	// waitq holds the queues waiting for a free slot, in the order they started waiting: a freed
+	// slot wakes the first one a stream may serve, not all of them (with thousands of mailboxes
+	// waiting, waking every one for each slot meant thousands of IMAP rounds per acknowledgement).
+	waitq []*Queue
+	// woken are the queues woken for a slot that have not reserved yet, with when: they count
+	// against the stream's free slots so one slot does not wake two sessions.
+	woken map[*Queue]time.Time
+	stop  chan struct{}
 	stopped sync.Once
 }
 
 // New returns a broker; Close stops its deadline watcher.
 func New(rec AckRecorder) *Broker {
-	b := &Broker{rec: rec, now: time.Now, streams: map[uint64]*Stream{}, queues: map[string]*Queue{}, stop: make(chan struct{})}
+	b := &Broker{rec: rec, now: time.Now, streams: map[uint64]*Stream{}, queues: map[string]*Queue{}, woken: map[*Queue]time.Time{}, stop: make(chan struct{})}
 	go b.watchDeadlines()
 	return b
 }
@@ -149,7 +156,37 @@ func (b *Broker) Remove(mailboxID string) {
 		delete(f.stream.inflight, Key{mailboxID, q.uidValidity, uid})
 	}
 	q.releaseLocked()
+	q.waiting = false
+	delete(b.woken, q)
 	delete(b.queues, mailboxID)
+}
+
+// wokenGrace is how long a woken queue counts against a stream's free slots: a session that was
+// stopped after it was woken must not hold a slot's wake-up for ever.
+const wokenGrace = 30 * time.Second
+
+// waitLocked marks the queue as waiting for a free slot, at the end of the line.
+func (q *Queue) waitLocked() {
+	delete(q.b.woken, q)
+	if !q.waiting {
+		q.waiting = true
+		q.b.waitq = append(q.b.waitq, q)
+	}
+}
+
+// Settle tells the broker the session finished a round. A session woken for a free slot that
+// did not reserve it (it had nothing to deliver after all) passes the wake-up on to the next
+// waiting session.
+func (q *Queue) Settle() {
+	q.b.mu.Lock()
+	defer q.b.mu.Unlock()
+	if _, ok := q.b.woken[q]; !ok {
+		return
+	}
+	delete(q.b.woken, q)
+	for _, s := range q.b.streams {
+		s.signalCapacity()
+	}
 }
 
 // Wake returns the channel that signals the session: demand appeared, a message returned from
@@ -225,7 +262,12 @@ func (q *Queue) Reserve(n int) int {
 		s.reserved++
 		q.reserved[s]++
 	}
-	q.waiting = got == 0
+	delete(q.b.woken, q)
+	if got == 0 {
+		q.waitLocked()
+	} else {
+		q.waiting = false
+	}
 	return got
 }
 
@@ -295,10 +337,11 @@ func (q *Queue) Offer(msg *mailintakev1.Message) OfferResult {
 		s = q.pickLocked(true)
 	}
 	if s == nil {
-		q.waiting = true
+		q.waitLocked()
 		return NoCapacity
 	}
 	q.waiting = false
+	delete(q.b.woken, q)
 	k := Key{q.MailboxID, msg.GetUidValidity(), msg.GetUid()}
 	st, ok := q.sent[k]
 	if !ok {
@@ -350,14 +393,38 @@ func (s *Stream) wants(mailboxID, tenant string) bool {
 	return !s.closed && s.filter(mailboxID, tenant)
 }
 
-// signalCapacity wakes the sessions this stream may serve that wait for a free slot (caller
-// holds b.mu).
+// signalCapacity wakes as many of the sessions waiting for a free slot as the stream has free
+// slots not already promised to a woken session, oldest waiter first (caller holds b.mu).
 func (s *Stream) signalCapacity() {
-	for _, q := range s.b.queues {
-		if q.waiting && s.wants(q.MailboxID, q.Tenant) {
-			q.signal()
+	b := s.b
+	if s.closed || len(b.waitq) == 0 {
+		return
+	}
+	room := s.free()
+	now := b.now()
+	for q, at := range b.woken {
+		if now.Sub(at) > wokenGrace {
+			delete(b.woken, q)
+		} else if s.wants(q.MailboxID, q.Tenant) {
+			room--
 		}
 	}
+	keep := b.waitq[:0]
+	for _, q := range b.waitq {
+		switch {
+		case !q.waiting:
+			// no longer waiting (it reserved, or was removed): drop the stale entry
+		case room > 0 && s.wants(q.MailboxID, q.Tenant):
+			q.waiting = false
+			b.woken[q] = now
+			q.signal()
+			room--
+		default:
+			keep = append(keep, q)
+		}
+	}
+	clear(b.waitq[len(keep):])
+	b.waitq = keep
 }
 
 // Open registers a stream. filter says which mailboxes it receives; maxInFlight and ackDeadline

@@ -95,3 +95,56 @@ func TestFreedSlotsWakeOnlyWaitingSessions(t *testing.T) {
 		t.Error("a session with nothing to deliver was woken")
 	}
 }
+
+// A freed slot wakes one waiting session, the one that waited longest, not every waiting one;
+// a woken session that does not take the slot passes the wake-up on.
+func TestFreedSlotWakesOneWaiterInOrder(t *testing.T) {
+	b := New(recorderFunc(func(map[string][]store.Ack) error { return nil }))
+	defer b.Close()
+	s := b.Open(func(string, string) bool { return true }, 1, time.Minute)
+	busy := b.Queue("busy", "acme")
+	busy.SetUIDValidity(1)
+	if r := busy.Offer(&mailintakev1.Message{UidValidity: 1, Uid: 1}); r != Delivered {
+		t.Fatalf("offer: %v", r)
+	}
+	var waiters []*Queue
+	for i := range 50 {
+		q := b.Queue(string(rune('a'+i%26))+string(rune('a'+i/26)), "acme")
+		q.SetUIDValidity(1)
+		if got := q.Reserve(1); got != 0 {
+			t.Fatalf("reserved %d of a full stream", got)
+		}
+		waiters = append(waiters, q)
+	}
+	woken := func() []int {
+		var out []int
+		for i, q := range waiters {
+			select {
+			case <-q.Wake():
+				out = append(out, i)
+			default:
+			}
+		}
+		return out
+	}
+	m := <-s.Out()
+	if _, err := b.Ack(context.Background(), []string{m.GetId()}, func(string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if w := woken(); len(w) != 1 || w[0] != 0 {
+		t.Fatalf("one freed slot woke %v, want [0] (the first to wait)", w)
+	}
+	// The first waiter finds nothing to deliver after all: the next one is woken.
+	waiters[0].Settle()
+	if w := woken(); len(w) != 1 || w[0] != 1 {
+		t.Fatalf("after the first settled: woke %v, want [1]", w)
+	}
+	// The second takes the slot: nobody else is woken.
+	if got := waiters[1].Reserve(1); got != 1 {
+		t.Fatalf("the woken waiter reserved %d", got)
+	}
+	waiters[1].Settle()
+	if w := woken(); len(w) != 0 {
+		t.Fatalf("a used slot woke %v", w)
+	}
+}

@@ -242,6 +242,7 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 	s := d.s
 	d.more = false
 	var delivered []uint32
+	defer s.queue.Settle() // a wake-up for a slot this round did not use goes to the next session
 	defer func() {
 		if len(delivered) > 0 {
 			s.event("deliver", "delivered %d messages (UIDs %s)", len(delivered), uidRanges(delivered))
