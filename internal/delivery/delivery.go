@@ -81,8 +81,8 @@ type Broker struct {
 	waitq []*Queue
 	// woken are the queues woken for a slot that have not reserved yet, with when: they count
 	// against the stream's free slots so one slot does not wake two sessions.
-	woken map[*Queue]time.Time
-	stop  chan struct{}
+	woken   map[*Queue]time.Time
+	stop    chan struct{}
 	stopped sync.Once
 }
 
