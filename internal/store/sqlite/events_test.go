@@ -72,3 +72,32 @@ func TestEventsFoldAndPrune(t *testing.T) {
 		}
 	}
 }
+
+// Many concurrent readers share a bounded pool: 10,000 sessions reading at once must not open a
+// SQLite connection (and a file descriptor) each.
+func TestReadPoolIsBounded(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	if err := s.CreateMailbox(ctx, mailbox("m", "t")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 200)
+	for range 200 {
+		go func() {
+			_, err := s.ListEvents(ctx, "m", 0, 10)
+			if err == nil {
+				_, err = s.GetMailbox(ctx, "m")
+			}
+			done <- err
+		}()
+	}
+	for range 200 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.db.Stats(); st.MaxOpenConnections != maxReaders || st.OpenConnections > maxReaders {
+		t.Errorf("read pool: %d open, max %d; want at most %d", st.OpenConnections, st.MaxOpenConnections, maxReaders)
+	}
+}

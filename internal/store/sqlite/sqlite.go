@@ -23,6 +23,9 @@ import (
 // FileName is the database file's name in the data directory.
 const FileName = "mailintake.db"
 
+// maxReaders bounds the read pool's connections.
+const maxReaders = 8
+
 // migrations are applied in order; the index+1 is the schema version. Never edit one that has
 // shipped: append a new one.
 var migrations = []string{
@@ -132,6 +135,12 @@ func Open(ctx context.Context, dir string, box *secrets.Box) (*Store, error) {
 		w.Close()
 		return nil, wrap(err)
 	}
+	// Reads are bounded too: unbounded, 10,000 sessions reading at once opened thousands of
+	// SQLite connections (a file descriptor and a page cache each) until the process ran out of
+	// descriptors and every write failed with an I/O error. Readers beyond the pool wait their
+	// turn; a read takes well under a millisecond.
+	s.db.SetMaxOpenConns(maxReaders)
+	s.db.SetMaxIdleConns(maxReaders)
 	return s, nil
 }
 
