@@ -48,8 +48,14 @@ test-interop: imap-servers ## Run the interop suite against private Dovecot, Cou
 	$(GO) test -race -count=1 -tags interop -timeout 5m ./internal/fakes/mox/ ./internal/fakes/courier/
 	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
 
+.PHONY: test-postgres
+test-postgres: ## Run the store conformance suite and the PostgreSQL store's own tests on a private PostgreSQL (installs Debian's postgresql if missing).
+	.ci/install-postgres
+	$(GO) test -race -count=1 -tags postgres -timeout 10m ./internal/store/...
+
 .PHONY: test-faults
-test-faults: ## Run the fault-injection suite against a private Dovecot (needs dovecot-imapd installed).
+test-faults: ## Run the fault-injection suite against a private Dovecot, and its SIGKILL scenario also on a private PostgreSQL (needs dovecot-imapd and postgresql installed).
+	.ci/install-postgres
 	$(GO) test -count=1 -tags faults -run Fault -timeout 15m ./server/cmd/mailintaked/ $(if $(V),-v)
 
 .PHONY: bench
@@ -80,10 +86,12 @@ lint: $(TOOLS)/buf $(TOOLS)/staticcheck proto ## go vet, staticcheck, buf lint, 
 	$(GO) vet ./...
 	$(GO) vet -tags interop,faults ./server/cmd/mailintaked/
 	$(GO) vet -tags interop ./internal/fakes/...
+	$(GO) vet -tags postgres ./internal/store/...
 	$(GO) vet -tags bench ./internal/bench/
 	$(TOOLS)/staticcheck ./...
 	$(TOOLS)/staticcheck -tags interop,faults ./server/cmd/mailintaked/
 	$(TOOLS)/staticcheck -tags interop ./internal/fakes/...
+	$(TOOLS)/staticcheck -tags postgres ./internal/store/...
 	$(TOOLS)/staticcheck -tags bench ./internal/bench/
 	$(TOOLS)/buf lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

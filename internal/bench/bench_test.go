@@ -442,7 +442,7 @@ type scaleResult struct {
 	rss           int64
 	rssPerMailbox float64
 	cpuPct        float64
-	cmdsPerMin    float64 // IMAP commands per mailbox per minute at rest, counted at the server
+	cmdsPerMin    float64       // IMAP commands per mailbox per minute at rest, counted at the server
 	burst         time.Duration // one message to every mailbox at once: until all are acknowledged
 }
 

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,8 +27,11 @@ const EnvPrefix = "MAILINTAKE_"
 
 // Config is the server's configuration.
 type Config struct {
-	Listen        string
-	DataDir       string
+	Listen  string
+	DataDir string
+	// DatabaseURL, when set, is a PostgreSQL database (postgres://user:pw@host:port/db) shared by
+	// several replicas instead of the embedded SQLite file in DataDir.
+	DatabaseURL   string
 	PluginDir     string
 	ConfigFile    string
 	SecretKeyFile string
@@ -55,6 +59,7 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (*Config, 
 	fs.SetOutput(usage)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7465", "address to serve the gRPC API on")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded database, the secret key and admin.token")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL database to use instead of the embedded SQLite file, e.g. postgres://mailintake:PW@db:5432/mailintake?sslmode=disable (better in MAILINTAKE_DATABASE_URL: argv is visible to every user of the machine)")
 	fs.StringVar(&c.PluginDir, "plugin-dir", "", "directory of mailintake-auth-<name> plugins (default: the server binary's directory)")
 	fs.StringVar(&c.ConfigFile, "config", "", "TOML configuration file")
 	fs.StringVar(&c.SecretKeyFile, "secret-key-file", "", "file with the 32-byte key that encrypts secrets at rest (default: <data-dir>/secret.key, generated on first start); MAILINTAKE_SECRET_KEY may hold the key itself")
@@ -149,6 +154,9 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return errors.New("--data-dir must not be empty")
 	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return fmt.Errorf("--database-url must be a postgres:// URL, not %q", RedactURL(c.DatabaseURL))
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -185,4 +193,13 @@ func (c *Config) validate() error {
 		c.PluginDir = filepath.Dir(exe)
 	}
 	return nil
+}
+
+// RedactURL returns a database URL with its password replaced, for logs and errors.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
 }

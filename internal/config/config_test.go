@@ -70,3 +70,25 @@ func TestPprofNeedsTheMetricsListener(t *testing.T) {
 		t.Errorf("--pprof with --metrics-listen: %v, %v", c, err)
 	}
 }
+
+// The database URL comes from the flag, MAILINTAKE_DATABASE_URL or the file; a URL that is not
+// postgres:// is refused without echoing its password.
+func TestDatabaseURL(t *testing.T) {
+	env := func(k string) string {
+		if k == "MAILINTAKE_DATABASE_URL" {
+			return "postgres://mi:s3cret@db:5432/mi?sslmode=disable"
+		}
+		return ""
+	}
+	c, err := Load(nil, env, io.Discard)
+	if err != nil || c.DatabaseURL != "postgres://mi:s3cret@db:5432/mi?sslmode=disable" {
+		t.Fatalf("from the environment: %+v, %v", c, err)
+	}
+	_, err = Load([]string{"--database-url", "mysql://mi:s3cret@db/mi"}, func(string) string { return "" }, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "--database-url") {
+		t.Errorf("a non-PostgreSQL URL: %v", err)
+	}
+	if r := RedactURL("postgres://mi:s3cret@db:5432/mi"); strings.Contains(r, "s3cret") || !strings.Contains(r, "db:5432") {
+		t.Errorf("RedactURL = %q", r)
+	}
+}

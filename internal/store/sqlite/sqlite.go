@@ -309,8 +309,16 @@ func (s *Store) ListMailboxes(ctx context.Context, q store.MailboxQuery) ([]*sto
 	return s.queryMailboxes(ctx, clause, args...)
 }
 
+// queryMailboxes reads mailboxes and their secrets in one read transaction: one snapshot, so a
+// concurrent update cannot pair an old definition with new secrets, nor a delete leave a mailbox
+// without its secrets.
 func (s *Store) queryMailboxes(ctx context.Context, clause string, args ...any) ([]*store.Mailbox, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, spec FROM mailboxes `+clause, args...)
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT id, spec FROM mailboxes `+clause, args...)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -336,15 +344,15 @@ func (s *Store) queryMailboxes(ctx context.Context, clause string, args ...any) 
 		return nil, wrap(err)
 	}
 	for id, mb := range byID {
-		if err := s.loadSecrets(ctx, id, mb); err != nil {
+		if err := s.loadSecrets(ctx, tx, id, mb); err != nil {
 			return nil, wrap(err)
 		}
 	}
 	return out, nil
 }
 
-func (s *Store) loadSecrets(ctx context.Context, id string, mb *store.Mailbox) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, sealed FROM mailbox_secrets WHERE mailbox_id = ?`, id)
+func (s *Store) loadSecrets(ctx context.Context, tx *sql.Tx, id string, mb *store.Mailbox) error {
+	rows, err := tx.QueryContext(ctx, `SELECT name, sealed FROM mailbox_secrets WHERE mailbox_id = ?`, id)
 	if err != nil {
 		return wrap(err)
 	}

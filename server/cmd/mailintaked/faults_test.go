@@ -28,6 +28,7 @@ import (
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
 	"github.com/mailintake/mailintake/internal/fakes/idp"
 	"github.com/mailintake/mailintake/internal/fakes/imapscript"
+	pgserver "github.com/mailintake/mailintake/internal/fakes/postgres"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -330,14 +331,22 @@ func checkAll(t *testing.T, l *ledger, subjects []string) {
 
 // TestFaultKillDuringStream SIGKILLs the server at random points of a stream of messages
 // (acknowledgements in flight, batches half sent), restarts it, and repeats with different seeds.
+// It runs on the embedded SQLite store and on PostgreSQL (a private server).
 func TestFaultKillDuringStream(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { killDuringStream(t, envInt("MAILINTAKE_FAULT_SEEDS", 20)) })
+	t.Run("postgres", func(t *testing.T) {
+		pg := pgserver.Start(t)
+		killDuringStream(t, max(envInt("MAILINTAKE_FAULT_SEEDS", 20)/2, 1), "--database-url", pg.CreateDatabase(t, ""))
+	})
+}
+
+func killDuringStream(t *testing.T, seeds int, storeArgs ...string) {
 	n := envInt("MAILINTAKE_FAULT_MESSAGES", 1000)
-	seeds := envInt("MAILINTAKE_FAULT_SEEDS", 20)
 	dv := dovecot.Start(t, map[string]string{dvUser: dvPass})
 	raws, subjects := faultMails(n, "kill")
 	dv.DeliverMany(t, dvUser, raws)
 	data := t.TempDir()
-	d := startDaemon(t, data)
+	d := startDaemon(t, data, storeArgs...)
 	g := []string{"--addr", d.addr, "--data-dir", data}
 	addDovecotMailbox(t, g, dv, dvUser, "--start-from", "all", "--after-ack", "mark-seen")
 	l := newLedger()
@@ -357,7 +366,7 @@ func TestFaultKillDuringStream(t *testing.T) {
 			t.Fatalf("seed %d: the consumer did not notice the crash", seed)
 		}
 		cancel()
-		d = startDaemon(t, data)
+		d = startDaemon(t, data, storeArgs...)
 	}
 	c := adminClient(t, d, data)
 	drain(t, c, l, 3*time.Second, 3*time.Minute)

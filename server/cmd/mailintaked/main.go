@@ -32,6 +32,8 @@ import (
 	"github.com/mailintake/mailintake/internal/pluginhost"
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/session"
+	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/internal/store/postgres"
 	"github.com/mailintake/mailintake/internal/store/sqlite"
 	"github.com/mailintake/mailintake/server"
 )
@@ -139,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, c.DataDir, box)
+	st, err := openStore(ctx, c, box, log)
 	if err != nil {
 		return err
 	}
@@ -226,4 +228,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	sessions.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// openStore opens the embedded SQLite store in the data directory or, with --database-url, the
+// PostgreSQL database that several replicas share.
+func openStore(ctx context.Context, c *config.Config, box *secrets.Box, log *slog.Logger) (store.Store, error) {
+	if c.DatabaseURL == "" {
+		log.Info("store", "kind", "sqlite", "path", filepath.Join(c.DataDir, sqlite.FileName))
+		return sqlite.Open(ctx, c.DataDir, box)
+	}
+	log.Info("store", "kind", "postgres", "url", config.RedactURL(c.DatabaseURL))
+	st, err := postgres.Open(ctx, c.DatabaseURL, box)
+	if err != nil {
+		return nil, fmt.Errorf("opening the PostgreSQL store at %s: %w", config.RedactURL(c.DatabaseURL), err)
+	}
+	return st, nil
 }
