@@ -23,6 +23,9 @@ var (
 	// locked): nothing was written, and the same call can succeed once the storage recovers.
 	// Its text says what the admin must fix.
 	ErrUnavailable = errors.New("the store is unavailable")
+	// ErrKeyMismatch is returned by VerifyKey when the store's secret key is not the one the
+	// database was first used with: nothing it sealed could be read.
+	ErrKeyMismatch = errors.New("the secret key does not match the one this database was set up with")
 )
 
 // Mailbox is a stored mailbox: its definition and its secrets.
@@ -81,6 +84,11 @@ type Store interface {
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 
 	SyncStore
+
+	// VerifyKey checks that the store's secret key is the database's: the first call on a new
+	// database seals a check value with it; later calls (every start, every replica) open it,
+	// and answer ErrKeyMismatch when they cannot.
+	VerifyKey(ctx context.Context) error
 
 	// Close releases the store.
 	Close() error

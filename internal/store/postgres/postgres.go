@@ -114,6 +114,10 @@ var migrations = []string{
 	);
 	CREATE INDEX events_mailbox ON events (mailbox_id, id);
 	CREATE INDEX events_at ON events (mailbox_id, at);`,
+	`CREATE TABLE meta (
+		name  text COLLATE "C" PRIMARY KEY,
+		value bytea NOT NULL
+	);`,
 }
 
 // Advisory lock keys. The migration lock is the one-bigint form; the events lock the two-int4
@@ -630,3 +634,27 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 }
 
 var _ store.Store = (*Store)(nil)
+
+// keyCheck is the value VerifyKey seals, and the owner it is bound to (as in the SQLite store).
+const (
+	keyCheckValue = "mailintake key check"
+	keyCheckOwner = "meta/key-check"
+)
+
+// VerifyKey implements store.Store.
+func (s *Store) VerifyKey(ctx context.Context) error {
+	sealed := s.box.Seal([]byte(keyCheckValue), keyCheckOwner)
+	if err := s.exec(ctx, `INSERT INTO meta (name, value) VALUES ('key_check', $1) ON CONFLICT (name) DO NOTHING`, sealed); err != nil {
+		return err
+	}
+	var stored []byte
+	if err := s.retry(ctx, func() error {
+		return s.pool.QueryRow(ctx, `SELECT value FROM meta WHERE name = 'key_check'`).Scan(&stored)
+	}); err != nil {
+		return err
+	}
+	if pt, err := s.box.Open(stored, keyCheckOwner); err != nil || string(pt) != keyCheckValue {
+		return store.ErrKeyMismatch
+	}
+	return nil
+}

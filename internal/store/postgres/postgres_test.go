@@ -356,3 +356,31 @@ func TestStoppedServer(t *testing.T) {
 		t.Logf("%s: %v (%v)", name, err, took.Round(time.Millisecond))
 	}
 }
+
+// Replicas given different secret keys: the second is refused by VerifyKey, before it could
+// write anything sealed with a key the others cannot read.
+func TestVerifyKeyRefusesAnotherKey(t *testing.T) {
+	srv := pgserver.Start(t)
+	url := srv.CreateDatabase(t, "keys")
+	ctx := context.Background()
+	a, err := Open(ctx, url, testBox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.VerifyKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := secrets.NewBox(bytes.Repeat([]byte{2}, secrets.KeySize))
+	b, err := Open(ctx, url, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.VerifyKey(ctx); !errors.Is(err, store.ErrKeyMismatch) {
+		t.Errorf("VerifyKey with another key = %v, want ErrKeyMismatch", err)
+	}
+	if err := a.VerifyKey(ctx); err != nil {
+		t.Errorf("the first replica's check after the refusal: %v", err)
+	}
+}

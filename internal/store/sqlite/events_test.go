@@ -1,11 +1,14 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
 )
 
@@ -99,5 +102,26 @@ func TestReadPoolIsBounded(t *testing.T) {
 	}
 	if st := s.db.Stats(); st.MaxOpenConnections != maxReaders || st.OpenConnections > maxReaders {
 		t.Errorf("read pool: %d open, max %d; want at most %d", st.OpenConnections, st.MaxOpenConnections, maxReaders)
+	}
+}
+
+// A data directory opened with another secret key is refused by VerifyKey, not with a decryption
+// error at the first secret.
+func TestVerifyKeyRefusesAnotherKey(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	if err := s.VerifyKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	other, _ := secrets.NewBox(bytes.Repeat([]byte{2}, secrets.KeySize))
+	s2, err := Open(ctx, dir, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.VerifyKey(ctx); !errors.Is(err, store.ErrKeyMismatch) {
+		t.Errorf("VerifyKey with another key = %v, want ErrKeyMismatch", err)
 	}
 }

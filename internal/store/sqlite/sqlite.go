@@ -100,6 +100,10 @@ var migrations = []string{
 	`ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
 	ALTER TABLE events ADD COLUMN first_at INTEGER;
 	CREATE INDEX events_at ON events (mailbox_id, at);`,
+	`CREATE TABLE meta (
+		name  TEXT PRIMARY KEY,
+		value BLOB NOT NULL
+	);`,
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -486,3 +490,25 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 }
 
 var _ store.Store = (*Store)(nil)
+
+// keyCheck is the value VerifyKey seals, and the owner it is bound to.
+const (
+	keyCheckValue = "mailintake key check"
+	keyCheckOwner = "meta/key-check"
+)
+
+// VerifyKey implements store.Store.
+func (s *Store) VerifyKey(ctx context.Context) error {
+	sealed := s.box.Seal([]byte(keyCheckValue), keyCheckOwner)
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES ('key_check', ?) ON CONFLICT (name) DO NOTHING`, sealed); err != nil {
+		return wrap(err)
+	}
+	var stored []byte
+	if err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'key_check'`).Scan(&stored); err != nil {
+		return wrap(err)
+	}
+	if pt, err := s.box.Open(stored, keyCheckOwner); err != nil || string(pt) != keyCheckValue {
+		return store.ErrKeyMismatch
+	}
+	return nil
+}

@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"MissingMailbox", testMissingMailbox},
 		{"DeleteCascades", testDeleteCascades},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"VerifyKey", testVerifyKey},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -1262,5 +1263,17 @@ func testSecretsSealed(t *testing.T, s store.Store, raw func(t *testing.T, s sto
 	got, err := s.GetMailbox(ctx, "sealed")
 	if err != nil || got.Secrets["client_secret"].Reveal() != "client-secret-plaintext" {
 		t.Errorf("GetMailbox after the dump = %v, %v", got, err)
+	}
+}
+
+// testVerifyKey: the first check on a new database records the key; later checks with the same
+// key pass. (A store opened with another key answers store.ErrKeyMismatch: each implementation's
+// own test reopens its storage with another key.)
+func testVerifyKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for i := range 3 {
+		if err := s.VerifyKey(ctx); err != nil {
+			t.Fatalf("check %d with the database's own key: %v", i+1, err)
+		}
 	}
 }

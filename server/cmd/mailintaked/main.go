@@ -146,6 +146,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer st.Close()
+	if err := st.VerifyKey(ctx); err != nil {
+		if errors.Is(err, store.ErrKeyMismatch) {
+			return fmt.Errorf("%w: this server's key (%s) cannot read what the database holds; give it the key the database was set up with "+
+				"(every replica needs the same key; a lost key cannot be recovered: the mailboxes' passwords and tokens would have to be entered again)", err, keySource(c))
+		}
+		return err
+	}
 
 	plugins := pluginhost.New(pluginhost.Options{
 		Dir: c.PluginDir, Pins: c.PluginPins, CallTimeout: c.PluginTimeout, State: st, Logger: log.With("component", "pluginhost"),
@@ -243,4 +250,12 @@ func openStore(ctx context.Context, c *config.Config, box *secrets.Box, log *slo
 		return nil, fmt.Errorf("opening the PostgreSQL store at %s: %w", config.RedactURL(c.DatabaseURL), err)
 	}
 	return st, nil
+}
+
+// keySource says where the secret key came from, for messages.
+func keySource(c *config.Config) string {
+	if c.SecretKey != "" {
+		return "MAILINTAKE_SECRET_KEY"
+	}
+	return c.SecretKeyFile
 }

@@ -147,6 +147,32 @@ func cli(t *testing.T, stdin string, args ...string) (int, string, string) {
 
 const password = "S3cret-pa55word-for-the-e2e-test"
 
+// A server given another secret key than the one its database was set up with refuses to start,
+// saying so, instead of failing later on every stored secret.
+func TestRefusesAnotherSecretKey(t *testing.T) {
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	d.stop(t)
+	other := filepath.Join(t.TempDir(), "other.key")
+	if err := os.WriteFile(other, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bins(t), "mailintaked"), "--listen", freeAddr(t), "--data-dir", data, "--secret-key-file", other)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("a server with another key did not exit within 30 s")
+	}
+	if err == nil || !strings.Contains(string(out), "secret key does not match") {
+		t.Errorf("exit %v, output:\n%s", err, out)
+	}
+}
+
 func TestEndToEnd(t *testing.T) {
 	data := t.TempDir()
 	d := startDaemon(t, data)
