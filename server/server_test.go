@@ -98,7 +98,7 @@ func newEnv(t testing.TB) *env {
 	}
 	e.srv = New(Options{Store: st, Plugins: host, Sessions: sup, Broker: broker, Logger: log})
 	tokenPath := filepath.Join(e.dir, AdminTokenFile)
-	if _, err := EnsureAdminToken(ctx, st, tokenPath, e.srv.now()); err != nil {
+	if _, err := EnsureAdminToken(ctx, st, tokenPath, e.srv.now(), false); err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := os.ReadFile(tokenPath)

@@ -89,6 +89,9 @@ type Store interface {
 	// database seals a check value with it; later calls (every start, every replica) open it,
 	// and answer ErrKeyMismatch when they cannot.
 	VerifyKey(ctx context.Context) error
+	// ClaimOnce reports whether this call is the first ever to claim name on this database:
+	// true once, false for every later call from any process (a cluster-wide "do this once").
+	ClaimOnce(ctx context.Context, name string) (bool, error)
 
 	// Close releases the store.
 	Close() error

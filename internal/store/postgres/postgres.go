@@ -658,3 +658,14 @@ func (s *Store) VerifyKey(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ClaimOnce implements store.Store.
+func (s *Store) ClaimOnce(ctx context.Context, name string) (bool, error) {
+	var first bool
+	err := s.retry(ctx, func() error {
+		tag, err := s.pool.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, '\x01') ON CONFLICT (name) DO NOTHING`, "claim/"+name)
+		first = err == nil && tag.RowsAffected() == 1
+		return err
+	})
+	return first, err
+}

@@ -512,3 +512,13 @@ func (s *Store) VerifyKey(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ClaimOnce implements store.Store.
+func (s *Store) ClaimOnce(ctx context.Context, name string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `INSERT INTO meta (name, value) VALUES (?, x'01') ON CONFLICT (name) DO NOTHING`, "claim/"+name)
+	if err != nil {
+		return false, wrap(err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, wrap(err)
+}

@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"DeleteCascades", testDeleteCascades},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"VerifyKey", testVerifyKey},
+		{"ClaimOnce", testClaimOnce},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -1275,5 +1276,39 @@ func testVerifyKey(t *testing.T, s store.Store) {
 		if err := s.VerifyKey(ctx); err != nil {
 			t.Fatalf("check %d with the database's own key: %v", i+1, err)
 		}
+	}
+}
+
+// testClaimOnce: of many concurrent claims of one name exactly one is first; other names are
+// independent.
+func testClaimOnce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	firsts := 0
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			first, err := s.ClaimOnce(ctx, "admin-token")
+			if err != nil {
+				t.Error(err)
+			}
+			if first {
+				mu.Lock()
+				firsts++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firsts != 1 {
+		t.Errorf("%d claims were first, want 1", firsts)
+	}
+	if first, err := s.ClaimOnce(ctx, "something-else"); err != nil || !first {
+		t.Errorf("another name: %v, %v", first, err)
+	}
+	if first, err := s.ClaimOnce(ctx, "admin-token"); err != nil || first {
+		t.Errorf("a later claim: %v, %v", first, err)
 	}
 }

@@ -173,13 +173,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer func() { stopSessions(); sessions.Wait() }()
 	srv := server.New(server.Options{Store: st, Plugins: plugins, Sessions: sessions, Broker: broker, Logger: log})
 	tokenPath := filepath.Join(c.DataDir, server.AdminTokenFile)
-	created, err := server.EnsureAdminToken(ctx, st, tokenPath, time.Now())
-	if err != nil {
+	created, err := server.EnsureAdminToken(ctx, st, tokenPath, time.Now(), c.DatabaseURL != "")
+	switch {
+	case errors.Is(err, server.ErrAdminTokenElsewhere):
+		log.Info(err.Error())
+	case err != nil:
 		return fmt.Errorf("admin token: %w", err)
-	}
-	if created {
+	case created:
 		log.Info("wrote a new admin token", "path", tokenPath)
-	} else {
+	default:
 		log.Info("admin token", "path", tokenPath)
 	}
 
