@@ -82,14 +82,8 @@ func InstallDir() string {
 	return filepath.Join(testutil.ModuleRoot(), ".tools", "courier")
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is testutil.FreePort.
+var freePort = testutil.FreePort
 
 func must(t testing.TB, err error) {
 	t.Helper()

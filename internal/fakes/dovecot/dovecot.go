@@ -30,14 +30,8 @@ type Server struct {
 	t         testing.TB
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is testutil.FreePort.
+var freePort = testutil.FreePort
 
 // Start starts Dovecot with users (name → password). It stops when the test ends.
 func Start(t testing.TB, users map[string]string) *Server {

@@ -281,14 +281,8 @@ func (s *Server) uid() int {
 	return os.Getuid()
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is testutil.FreePort.
+var freePort = testutil.FreePort
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mailintake/mailintake/internal/testutil"
 )
 
 // User is the superuser of every private server (trust authentication, no password).
@@ -83,14 +85,8 @@ func isExec(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is testutil.FreePort.
+var freePort = testutil.FreePort
 
 // Start initialises and starts a private PostgreSQL. It stops, and its directory is removed, when
 // the test ends. It fails the test when PostgreSQL is not installed.
