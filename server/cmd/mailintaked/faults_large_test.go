@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,22 +22,6 @@ import (
 // bodies between socket and parser, the consumer takes up to 100 in flight, so every session may fetch at once, and the parsed messages keep
 // only the attachments' size and hash (they are over the inline limit).
 const largeMailPeakRSSMB = 512
-
-func peakRSSKB(t *testing.T, pid int) int {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
-}
 
 // TestFaultLargeMailAtOnce delivers a 40 MB message to each of 50 idle mailboxes at the same
 // moment: every message arrives, and the server's peak RSS stays under largeMailPeakRSSMB
@@ -128,7 +111,7 @@ func TestFaultLargeMailAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	peak := peakRSSKB(t, d.cmd.Process.Pid)
+	peak := procStatusKB(t, d.cmd.Process.Pid, "VmHWM")
 	t.Logf("%d × %d MB delivered in %s; server RSS idle %d MB, peak %d MB (limit %d MB)", boxes, raw.Len()>>20, time.Since(start).Round(time.Millisecond), rssIdle>>10, peak>>10, largeMailPeakRSSMB)
 	if peak>>10 > largeMailPeakRSSMB {
 		t.Errorf("peak RSS %d MB while %d mailboxes received %d MB each, over %d MB", peak>>10, boxes, raw.Len()>>20, largeMailPeakRSSMB)

@@ -620,19 +620,22 @@ func TestFaultUIDValidityChange(t *testing.T) {
 	}
 }
 
-func rssKB(t *testing.T, pid int) int {
+func rssKB(t *testing.T, pid int) int { return procStatusKB(t, pid, "VmRSS") }
+
+// procStatusKB reads a field in kB of /proc/PID/status: VmRSS (resident now), VmHWM (its peak).
+func procStatusKB(t *testing.T, pid int, field string) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
 			n, _ := strconv.Atoi(f[1])
 			return n
 		}
 	}
-	t.Fatal("no VmRSS")
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 
 	"github.com/mailintake/mailintake/internal/fakes/courier"
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
+	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 	"github.com/mailintake/mailintake/internal/fakes/mox"
 )
 
@@ -114,10 +114,9 @@ func tryFolderCounts(t *testing.T, srv realServer, user, folder string) (message
 // countingProxy forwards TCP connections to an IMAP server and counts the lines clients send:
 // each is a command, a DONE, or a SASL response.
 type countingProxy struct {
-	ln    net.Listener
-	lines atomic.Int64
-	mu    sync.Mutex
-	cmds  map[string]int
+	ln   net.Listener
+	mu   sync.Mutex
+	cmds map[string]int
 }
 
 func newCountingProxy(t *testing.T, target string) *countingProxy {
@@ -159,19 +158,7 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 }
 
 func (p *countingProxy) count(line []byte) {
-	p.lines.Add(1)
-	f := strings.Fields(string(line))
-	name := ""
-	switch {
-	case len(f) == 1 && strings.EqualFold(f[0], "DONE"):
-		name = "DONE"
-	case len(f) == 1:
-		name = "(continuation)" // a SASL response: not logged as it is
-	case len(f) >= 3 && strings.EqualFold(f[1], "UID"):
-		name = "UID " + strings.ToUpper(f[2])
-	case len(f) >= 2:
-		name = strings.ToUpper(f[1])
-	}
+	name := imaptest.CommandName(string(line))
 	p.mu.Lock()
 	p.cmds[name]++
 	p.mu.Unlock()
