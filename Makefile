@@ -53,6 +53,11 @@ test-postgres: ## Run the store conformance suite and the PostgreSQL store's own
 	.ci/install-postgres
 	$(GO) test -race -count=1 -tags postgres -timeout 10m ./internal/store/...
 
+.PHONY: test-ha
+test-ha: ## Run the high-availability suite: three replicas on a private PostgreSQL against a private Dovecot, with failover, handover and chaos (needs dovecot-imapd and postgresql installed).
+	.ci/install-postgres
+	$(GO) test -count=1 -tags ha -run HA -timeout 20m ./server/cmd/mailintaked/ $(if $(V),-v)
+
 .PHONY: test-faults
 test-faults: ## Run the fault-injection suite against a private Dovecot, and its SIGKILL scenario also on a private PostgreSQL (needs dovecot-imapd and postgresql installed).
 	.ci/install-postgres
@@ -84,12 +89,12 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regene
 .PHONY: lint
 lint: $(TOOLS)/buf $(TOOLS)/staticcheck proto ## go vet, staticcheck, buf lint, and a check that generated code is current.
 	$(GO) vet ./...
-	$(GO) vet -tags interop,faults ./server/cmd/mailintaked/
+	$(GO) vet -tags interop,faults,ha ./server/cmd/mailintaked/
 	$(GO) vet -tags interop ./internal/fakes/...
 	$(GO) vet -tags postgres ./internal/store/...
 	$(GO) vet -tags bench ./internal/bench/
 	$(TOOLS)/staticcheck ./...
-	$(TOOLS)/staticcheck -tags interop,faults ./server/cmd/mailintaked/
+	$(TOOLS)/staticcheck -tags interop,faults,ha ./server/cmd/mailintaked/
 	$(TOOLS)/staticcheck -tags interop ./internal/fakes/...
 	$(TOOLS)/staticcheck -tags postgres ./internal/store/...
 	$(TOOLS)/staticcheck -tags bench ./internal/bench/

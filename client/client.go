@@ -43,6 +43,7 @@ type Client struct {
 	Messages  mailintakev1.MessageServiceClient
 	Providers mailintakev1.AuthProviderServiceClient
 	Tokens    mailintakev1.TokenServiceClient
+	Cluster   mailintakev1.ClusterServiceClient
 }
 
 // bearer sends the token with every call.
@@ -103,6 +104,7 @@ func New(conn *grpc.ClientConn) *Client {
 		Messages:  mailintakev1.NewMessageServiceClient(conn),
 		Providers: mailintakev1.NewAuthProviderServiceClient(conn),
 		Tokens:    mailintakev1.NewTokenServiceClient(conn),
+		Cluster:   mailintakev1.NewClusterServiceClient(conn),
 	}
 }
 

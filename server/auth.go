@@ -116,6 +116,10 @@ func (s *Server) authenticate(ctx context.Context, method string) (context.Conte
 	if publicMethod(method) {
 		return ctx, nil
 	}
+	if replicaMethod(method) {
+		// Only other replicas: an API token, even the admin's, is not accepted here.
+		return s.authenticateReplica(ctx)
+	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {

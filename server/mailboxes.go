@@ -96,7 +96,7 @@ func (m *mailboxService) CreateMailbox(ctx context.Context, req *mailintakev1.Cr
 	}
 	m.s.log.InfoContext(ctx, "mailbox created", "mailbox_id", mb.Id, "tenant", mb.Tenant, "provider", mb.AuthProvider, "host", mb.Host)
 	m.s.addEvent(ctx, mb.Id, "config", "mailbox created")
-	m.s.sessions.Reload(ctx, mb.Id)
+	m.s.reload(ctx, mb.Id)
 	return &mailintakev1.CreateMailboxResponse{Mailbox: present(stored)}, nil
 }
 
@@ -224,7 +224,7 @@ func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.Up
 	m.s.plugins.Invalidate(next.Id)
 	m.s.log.InfoContext(ctx, "mailbox updated", "mailbox_id", next.Id, "fields", paths)
 	m.s.addEvent(ctx, next.Id, "config", "mailbox updated: "+strings.Join(paths, ", "))
-	m.s.sessions.Reload(ctx, next.Id)
+	m.s.reload(ctx, next.Id)
 	return &mailintakev1.UpdateMailboxResponse{Mailbox: present(stored)}, nil
 }
 
@@ -236,7 +236,7 @@ func (m *mailboxService) DeleteMailbox(ctx context.Context, req *mailintakev1.De
 	if err := m.s.store.DeleteMailbox(ctx, mb.Spec.Id); err != nil {
 		return nil, err
 	}
-	m.s.sessions.Reload(ctx, mb.Spec.Id)
+	m.s.reload(ctx, mb.Spec.Id)
 	m.s.log.InfoContext(ctx, "mailbox deleted", "mailbox_id", mb.Spec.Id)
 	return &mailintakev1.DeleteMailboxResponse{}, nil
 }
@@ -305,7 +305,7 @@ func (m *mailboxService) GetMailboxStatus(ctx context.Context, req *mailintakev1
 	if err != nil {
 		return nil, err
 	}
-	st := m.s.sessions.Status(ctx, mb.Spec.Id)
+	st := m.s.liveStatus(ctx, mb.Spec.Id)
 	if st == nil {
 		st = &mailintakev1.MailboxStatus{MailboxId: mb.Spec.Id, State: mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, Message: "starting"}
 	}

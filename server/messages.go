@@ -66,6 +66,26 @@ func (m *messageService) StreamMessages(req *mailintakev1.StreamMessagesRequest,
 		}
 		return p.canSee(tenant)
 	}
+	if m.s.cluster != nil {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-m.s.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := m.s.cluster.Edge.Serve(ctx, scope(p, req.GetMailboxIds()), n, deadline, func(msg *mailintakev1.Message) error {
+			return stream.Send(&mailintakev1.StreamMessagesResponse{Message: msg})
+		})
+		select {
+		case <-m.s.closing:
+			return status.Error(codes.Unavailable, "the server is shutting down; reconnect (unacknowledged messages are delivered again)")
+		default:
+		}
+		return err
+	}
 	s := m.s.broker.Open(filter, n, deadline)
 	defer m.s.broker.CloseStream(s)
 	for {
@@ -91,7 +111,7 @@ func (m *messageService) AckMessages(ctx context.Context, req *mailintakev1.AckM
 		return nil, violations{{Field: "message_ids", Description: fmt.Sprintf("at most %d ids per call", maxAckIDs)}}.err()
 	}
 	p := caller(ctx)
-	res, err := m.s.broker.Ack(ctx, ids, p.canSee)
+	res, err := m.s.ack(ctx, ids, p)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +184,7 @@ func (m *messageService) GetRawMessage(req *mailintakev1.GetRawMessageRequest, s
 	c := &chunker{buf: make([]byte, 0, chunkSize), send: func(b []byte) error {
 		return stream.Send(&mailintakev1.GetRawMessageResponse{Chunk: b})
 	}}
-	if _, err := m.s.sessions.StreamRaw(ctx, mb, k, c); err != nil {
+	if err := m.s.streamRaw(ctx, mb, k, c); err != nil {
 		return fetchError(err)
 	}
 	return c.flush()
@@ -186,7 +206,7 @@ func (m *messageService) GetAttachment(req *mailintakev1.GetAttachmentRequest, s
 	defer cancel()
 	fetched := make(chan error, 1)
 	go func() {
-		_, err := m.s.sessions.StreamRaw(ctx, mb, k, pw)
+		err := m.s.streamRaw(ctx, mb, k, pw)
 		pw.CloseWithError(err)
 		fetched <- err
 	}()
@@ -297,7 +317,7 @@ func (m *messageService) ReplayQuarantinedMessage(ctx context.Context, req *mail
 	}
 	q.State = store.QuarantineReplay
 	m.s.addEvent(ctx, q.MailboxID, "quarantine", fmt.Sprintf("UID %d to be delivered again (replay)", q.UID))
-	m.s.sessions.Wake(q.MailboxID)
+	m.s.wake(ctx, q.MailboxID)
 	return &mailintakev1.ReplayQuarantinedMessageResponse{Message: quarantinedToProto(q)}, nil
 }
 
@@ -314,6 +334,6 @@ func (m *messageService) ReleaseQuarantinedMessage(ctx context.Context, req *mai
 		return nil, err
 	}
 	m.s.addEvent(ctx, q.MailboxID, "quarantine", fmt.Sprintf("UID %d released by %s", q.UID, caller(ctx).TokenID))
-	m.s.sessions.Wake(q.MailboxID)
+	m.s.wake(ctx, q.MailboxID)
 	return &mailintakev1.ReleaseQuarantinedMessageResponse{}, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mailintake/mailintake/internal/pluginhost"
 	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/store"
+	replicav1 "github.com/mailintake/mailintake/proto/mailintake/replica/v1"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -30,6 +31,10 @@ type Options struct {
 	Sessions *session.Supervisor
 	Broker   *delivery.Broker
 	Logger   *slog.Logger
+	// Cluster is set when several replicas share the database (PostgreSQL).
+	Cluster *Cluster
+	// Replica serves the other replicas (ReplicaService); set with Cluster.
+	Replica replicav1.ReplicaServiceServer
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -40,6 +45,8 @@ type Server struct {
 	plugins  *pluginhost.Host
 	sessions *session.Supervisor
 	broker   *delivery.Broker
+	cluster  *Cluster
+	replica  replicav1.ReplicaServiceServer
 	log      *slog.Logger
 	now      func() time.Time
 	health   *health.Server
@@ -79,7 +86,7 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{store: opts.Store, plugins: opts.Plugins, sessions: opts.Sessions, broker: opts.Broker,
+	return &Server{store: opts.Store, plugins: opts.Plugins, sessions: opts.Sessions, broker: opts.Broker, cluster: opts.Cluster, replica: opts.Replica,
 		log: opts.Logger, now: opts.Now, health: health.NewServer(), closing: make(chan struct{})}
 }
 
@@ -97,6 +104,10 @@ func (s *Server) Register(g *grpc.Server) {
 	mailintakev1.RegisterMessageServiceServer(g, &messageService{s: s})
 	mailintakev1.RegisterAuthProviderServiceServer(g, &authProviderService{s: s})
 	mailintakev1.RegisterTokenServiceServer(g, &tokenService{s: s})
+	mailintakev1.RegisterClusterServiceServer(g, &clusterService{s: s})
+	if s.replica != nil {
+		replicav1.RegisterReplicaServiceServer(g, s.replica)
+	}
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	for name := range g.GetServiceInfo() {

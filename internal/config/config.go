@@ -9,10 +9,14 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,7 +35,12 @@ type Config struct {
 	DataDir string
 	// DatabaseURL, when set, is a PostgreSQL database (postgres://user:pw@host:port/db) shared by
 	// several replicas instead of the embedded SQLite file in DataDir.
-	DatabaseURL   string
+	DatabaseURL string
+	// ReplicaID names this replica among those sharing DatabaseURL (default: one derived once and
+	// kept in DataDir); AdvertiseAddr is where the other replicas reach its API port (default:
+	// Listen, unless that is a wildcard address).
+	ReplicaID     string
+	AdvertiseAddr string
 	PluginDir     string
 	ConfigFile    string
 	SecretKeyFile string
@@ -60,6 +69,8 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (*Config, 
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7465", "address to serve the gRPC API on")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded database, the secret key and admin.token")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL database to use instead of the embedded SQLite file, e.g. postgres://mailintake:PW@db:5432/mailintake?sslmode=disable (better in MAILINTAKE_DATABASE_URL: argv is visible to every user of the machine)")
+	fs.StringVar(&c.ReplicaID, "replica-id", "", "this replica's name among those sharing --database-url, e.g. the pod name (default: one generated once and kept in <data-dir>/replica.id)")
+	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "host:port where the other replicas reach this one's --listen port (default: --listen, unless it is a wildcard address)")
 	fs.StringVar(&c.PluginDir, "plugin-dir", "", "directory of mailintake-auth-<name> plugins (default: the server binary's directory)")
 	fs.StringVar(&c.ConfigFile, "config", "", "TOML configuration file")
 	fs.StringVar(&c.SecretKeyFile, "secret-key-file", "", "file with the 32-byte key that encrypts secrets at rest (default: <data-dir>/secret.key, generated on first start); MAILINTAKE_SECRET_KEY may hold the key itself")
@@ -157,6 +168,17 @@ func (c *Config) validate() error {
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		return fmt.Errorf("--database-url must be a postgres:// URL, not %q", RedactURL(c.DatabaseURL))
 	}
+	if c.DatabaseURL == "" && (c.ReplicaID != "" || c.AdvertiseAddr != "") {
+		return errors.New("--replica-id and --advertise-addr are for several replicas sharing a PostgreSQL database: give --database-url too")
+	}
+	if c.ReplicaID != "" && !validReplicaID(c.ReplicaID) {
+		return fmt.Errorf("--replica-id %q: use 1 to 63 letters, digits, '.', '_' or '-'", c.ReplicaID)
+	}
+	if c.AdvertiseAddr != "" {
+		if host, port, err := net.SplitHostPort(c.AdvertiseAddr); err != nil || host == "" || port == "" || port == "0" {
+			return fmt.Errorf("--advertise-addr %q must be host:port, the address other replicas reach this one's --listen port at", c.AdvertiseAddr)
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -202,4 +224,65 @@ func RedactURL(raw string) string {
 		return "(unparseable URL)"
 	}
 	return u.Redacted()
+}
+
+// validReplicaID reports whether id can name a replica: 1 to 63 letters, digits, '.', '_' or '-'
+// (a Kubernetes pod name fits).
+func validReplicaID(id string) bool {
+	if id == "" || len(id) > 63 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ReplicaFile is the file in the data directory that keeps a generated replica id.
+const ReplicaFile = "replica.id"
+
+// ResolveReplica fills ReplicaID (read from, or generated once into, DataDir/replica.id: a
+// restarted replica keeps its id, so it takes its mailboxes back at once) and AdvertiseAddr
+// (from the address the API listens on; a wildcard address cannot be reached, so it must then be
+// given).
+func (c *Config) ResolveReplica(listening string) error {
+	if c.ReplicaID == "" {
+		path := filepath.Join(c.DataDir, ReplicaFile)
+		b, err := os.ReadFile(path)
+		switch {
+		case err == nil && validReplicaID(strings.TrimSpace(string(b))):
+			c.ReplicaID = strings.TrimSpace(string(b))
+		case err == nil:
+			return fmt.Errorf("%s does not hold a replica id; remove it or give --replica-id", path)
+		case errors.Is(err, fs.ErrNotExist):
+			host, _ := os.Hostname()
+			host = strings.Map(func(r rune) rune {
+				if validReplicaID(string(r)) {
+					return r
+				}
+				return '-'
+			}, host)
+			if len(host) > 40 {
+				host = host[:40]
+			}
+			var rnd [4]byte
+			rand.Read(rnd[:])
+			c.ReplicaID = strings.Trim(host+"-"+hex.EncodeToString(rnd[:]), "-.")
+			if err := os.WriteFile(path, []byte(c.ReplicaID+"\n"), 0o600); err != nil {
+				return fmt.Errorf("keeping the replica id: %w", err)
+			}
+		default:
+			return fmt.Errorf("reading the replica id: %w", err)
+		}
+	}
+	if c.AdvertiseAddr == "" {
+		host, _, err := net.SplitHostPort(listening)
+		if ip := net.ParseIP(host); err != nil || host == "" || (ip != nil && ip.IsUnspecified()) {
+			return fmt.Errorf("the API listens on %s, which other replicas cannot reach: give --advertise-addr host:port", listening)
+		}
+		c.AdvertiseAddr = listening
+	}
+	return nil
 }

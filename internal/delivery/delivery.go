@@ -153,7 +153,7 @@ func (b *Broker) Remove(mailboxID string) {
 		return
 	}
 	for uid, f := range q.inflight {
-		delete(f.stream.inflight, Key{mailboxID, q.uidValidity, uid})
+		f.stream.leave(Key{mailboxID, q.uidValidity, uid})
 	}
 	q.releaseLocked()
 	q.waiting = false
@@ -171,6 +171,14 @@ func (q *Queue) waitLocked() {
 	if !q.waiting {
 		q.waiting = true
 		q.b.waitq = append(q.b.waitq, q)
+		for _, s := range q.b.streams {
+			if s.credited && s.wants(q.MailboxID, q.Tenant) {
+				select {
+				case s.notify <- struct{}{}:
+				default:
+				}
+			}
+		}
 	}
 }
 
@@ -209,7 +217,7 @@ func (q *Queue) SetUIDValidity(v uint32) {
 		return
 	}
 	for uid, f := range q.inflight {
-		delete(f.stream.inflight, Key{q.MailboxID, q.uidValidity, uid})
+		f.stream.leave(Key{q.MailboxID, q.uidValidity, uid})
 		f.stream.signalCapacity()
 	}
 	q.inflight = map[uint32]*flight{}
@@ -366,7 +374,7 @@ func (q *Queue) Counts() (delivered, acked, pending uint64) {
 	return q.delivered, q.acked, uint64(len(q.inflight))
 }
 
-// Stream is a consumer's StreamMessages call.
+// Stream is a consumer's StreamMessages call, or (credited) another replica's relay of one.
 type Stream struct {
 	id       uint64
 	b        *Broker
@@ -377,6 +385,28 @@ type Stream struct {
 	inflight map[Key]*Queue
 	reserved int // slots promised to sessions (Queue.Reserve), not yet used
 	closed   bool
+
+	// A credited stream's capacity is what its consumer granted (Grant) less what it took back
+	// (Revoke): each message that leaves its flight (acknowledged, past its deadline, its
+	// mailbox gone) uses up one credit and is reported on left.
+	credited bool
+	left     chan Key
+	notify   chan struct{} // a session started waiting for a slot this stream could give
+}
+
+// leave takes a message out of the stream's flight (caller holds b.mu).
+func (s *Stream) leave(k Key) {
+	if _, ok := s.inflight[k]; !ok {
+		return
+	}
+	delete(s.inflight, k)
+	if s.credited {
+		s.capacity--
+		select {
+		case s.left <- k:
+		default: // cannot happen: left holds as many keys as the stream can have in flight
+		}
+	}
 }
 
 // Out returns the messages to send, in order.
@@ -438,6 +468,59 @@ func (b *Broker) Open(filter func(mailboxID, tenant string) bool, maxInFlight in
 	b.streams[s.id] = s
 	s.signalCapacity()
 	return s
+}
+
+// OpenCredited registers a stream that starts with no capacity: its consumer (another replica
+// relaying it) grants credits as its own consumer frees slots, and is told of each message that
+// leaves the flight (Left) and of sessions waiting for a slot (Demand).
+func (b *Broker) OpenCredited(filter func(mailboxID, tenant string) bool, ackDeadline time.Duration) *Stream {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.nextID++
+	s := &Stream{id: b.nextID, b: b, filter: filter, deadline: ackDeadline, credited: true,
+		out: make(chan *mailintakev1.Message, MaxMaxInFlight), inflight: map[Key]*Queue{},
+		left: make(chan Key, MaxMaxInFlight), notify: make(chan struct{}, 1)}
+	b.streams[s.id] = s
+	return s
+}
+
+// Grant adds n credits to a credited stream (waking sessions waiting for a slot).
+func (s *Stream) Grant(n int) {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	if s.closed || n <= 0 {
+		return
+	}
+	s.capacity = min(s.capacity+n, MaxMaxInFlight)
+	s.signalCapacity()
+}
+
+// Revoke takes back up to n unused credits and returns how many it took.
+func (s *Stream) Revoke(n int) int {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	k := max(min(n, s.free()), 0)
+	s.capacity -= k
+	return k
+}
+
+// Left reports the messages that left a credited stream's flight; each used up one credit.
+func (s *Stream) Left() <-chan Key { return s.left }
+
+// Notify signals when a session starts waiting for a slot this credited stream could give.
+func (s *Stream) Notify() <-chan struct{} { return s.notify }
+
+// Demand returns how many sessions that this stream may serve wait for a free slot.
+func (s *Stream) Demand() int {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	n := 0
+	for _, q := range s.b.waitq {
+		if q.waiting && s.wants(q.MailboxID, q.Tenant) {
+			n++
+		}
+	}
+	return n
 }
 
 // CloseStream ends a stream: its unacknowledged messages return to their mailboxes for delivery to
@@ -523,7 +606,7 @@ func (b *Broker) Ack(ctx context.Context, ids []string, visible func(tenant stri
 		}
 		if f, ok := q.inflight[r.key.UID]; ok && r.key.UIDValidity == q.uidValidity {
 			delete(q.inflight, r.key.UID)
-			delete(f.stream.inflight, r.key)
+			f.stream.leave(r.key)
 			f.stream.signalCapacity()
 		}
 		q.signal()
@@ -562,7 +645,7 @@ func (b *Broker) expire() {
 		for uid, f := range q.inflight {
 			if now.After(f.deadline) {
 				delete(q.inflight, uid)
-				delete(f.stream.inflight, Key{q.MailboxID, q.uidValidity, uid})
+				f.stream.leave(Key{q.MailboxID, q.uidValidity, uid})
 				f.stream.signalCapacity()
 				q.signal()
 			}

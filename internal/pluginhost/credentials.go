@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailintake/mailintake/internal/store"
 	"github.com/mailintake/mailintake/plugins/authplugin"
 )
 
@@ -107,8 +108,10 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 	}
 
 	var res authplugin.IssueResult
+	var state []byte
 	err := h.call(ctx, provider, func(ctx context.Context, p *authplugin.Client) error {
-		state, err := h.state(ctx, acct.MailboxID)
+		var err error
+		state, err = h.state(ctx, acct.MailboxID)
 		if err != nil {
 			return fmt.Errorf("loading provider state: %w", err)
 		}
@@ -130,7 +133,15 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 		return authplugin.Credential{}, err
 	}
 	if res.StateChanged && h.opts.State != nil && acct.MailboxID != "" {
-		if err := h.opts.State.SetProviderState(ctx, acct.MailboxID, res.State); err != nil {
+		// Compare-and-swap against the state the provider was given: if another process
+		// stored a newer one meanwhile (another replica refreshed, a connection test rotated
+		// the refresh token), that one stays; the credential in hand is still good to use.
+		err := h.opts.State.SwapProviderState(ctx, acct.MailboxID, state, res.State)
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			h.opts.Logger.Info("provider state changed while this credential was issued; keeping the newer state",
+				"provider", provider, "mailbox_id", acct.MailboxID)
+		case err != nil:
 			return authplugin.Credential{}, fmt.Errorf("storing provider state: %w", err)
 		}
 	}

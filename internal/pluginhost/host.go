@@ -47,7 +47,10 @@ var (
 // StateStore persists provider state. The store encrypts it at rest.
 type StateStore interface {
 	ProviderState(ctx context.Context, mailboxID string) ([]byte, error)
-	SetProviderState(ctx context.Context, mailboxID string, state []byte) error
+	// SwapProviderState replaces the state only if it is still old (store.ErrConflict
+	// otherwise), so a newer state written meanwhile (a refresh token another replica rotated)
+	// is never overwritten by an older reader.
+	SwapProviderState(ctx context.Context, mailboxID string, old, new []byte) error
 }
 
 // Options configure a Host.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailintake/mailintake/internal/store"
 	"github.com/mailintake/mailintake/internal/testutil"
 	"github.com/mailintake/mailintake/plugins/authplugin"
 )
@@ -28,11 +29,27 @@ func (s *memState) ProviderState(_ context.Context, id string) ([]byte, error) {
 	return s.m[id], nil
 }
 
-func (s *memState) SetProviderState(_ context.Context, id string, st []byte) error {
+func (s *memState) SwapProviderState(_ context.Context, id string, old, st []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !bytes.Equal(s.m[id], old) {
+		return store.ErrConflict
+	}
+	s.m[id] = st
+	return nil
+}
+
+// set stores a state as another writer would.
+func (s *memState) set(id string, st []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[id] = st
-	return nil
+}
+
+func (s *memState) get(id string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[id]
 }
 
 type syncBuffer struct {
@@ -341,5 +358,44 @@ func TestCachedCredentialOutlivesAFailingPlugin(t *testing.T) {
 	os.WriteFile(control, []byte("fail"), 0o644)
 	if _, err := h.Credential(context.Background(), "fake", b, false); errors.Is(err, ErrPluginFailed) || err == nil {
 		t.Errorf("a provider's refusal = %v, want it passed on, not hidden by the cache", err)
+	}
+}
+
+// racyState is a state store where another writer (another replica's session, a connection
+// test) stores a newer state right after this host read it.
+type racyState struct {
+	*memState
+	newer []byte
+}
+
+func (s *racyState) ProviderState(ctx context.Context, id string) ([]byte, error) {
+	st, err := s.memState.ProviderState(ctx, id)
+	s.set(id, s.newer)
+	return st, err
+}
+
+func TestProviderStateIsSwappedNotOverwritten(t *testing.T) {
+	rs := &racyState{memState: &memState{m: map[string][]byte{"m1": []byte("5")}}, newer: []byte("99")}
+	h := New(Options{Dir: testutil.PluginDir(t), State: rs})
+	t.Cleanup(h.Close)
+	c, err := h.Credential(context.Background(), "fake", acct("m1", nil), false)
+	if err != nil {
+		t.Fatalf("a state written meanwhile must not fail the credential: %v", err)
+	}
+	if c.Secret != "token-6" {
+		t.Errorf("credential %q, want token-6 (issued from state 5)", c.Secret)
+	}
+	if got := string(rs.get("m1")); got != "99" {
+		t.Errorf("stored state %q: the newer state 99 was overwritten by the one issued from an older read", got)
+	}
+	// Without a writer in between, the new state is stored.
+	st := &memState{m: map[string][]byte{"m1": []byte("5")}}
+	h2 := New(Options{Dir: testutil.PluginDir(t), State: st})
+	t.Cleanup(h2.Close)
+	if _, err := h2.Credential(context.Background(), "fake", acct("m1", nil), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(st.get("m1")); got != "6" {
+		t.Errorf("stored state %q, want 6", got)
 	}
 }

@@ -7,9 +7,12 @@
 package secrets
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -56,6 +59,7 @@ var ErrDecrypt = errors.New("secrets: value does not decrypt with this key")
 // Box seals and opens values.
 type Box struct {
 	aead cipher.AEAD
+	key  []byte // kept only to derive keys for other purposes (Derive)
 }
 
 // NewBox returns a Box for a 32-byte key.
@@ -71,7 +75,18 @@ func NewBox(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Box{aead: aead}, nil
+	return &Box{aead: aead, key: bytes.Clone(key)}, nil
+}
+
+// Derive returns a 32-byte key for purpose, derived from the box's key with HKDF-SHA256: every
+// process given the same secret key derives the same one (replicas authenticate each other with
+// it), and nothing derived reveals the key itself or another purpose's key.
+func (b *Box) Derive(purpose string) []byte {
+	k, err := hkdf.Key(sha256.New, b.key, nil, "mailintake "+purpose, KeySize)
+	if err != nil {
+		panic(err) // only for lengths HKDF cannot produce
+	}
+	return k
 }
 
 // Seal encrypts plaintext bound to owner.

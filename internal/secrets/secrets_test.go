@@ -88,3 +88,21 @@ func TestParseKey(t *testing.T) {
 		t.Errorf("ParseKey(abcd) accepted a short key")
 	}
 }
+
+func TestDeriveIsStablePerKeyAndPurpose(t *testing.T) {
+	k1 := make([]byte, KeySize)
+	k2 := make([]byte, KeySize)
+	k2[0] = 1
+	a, _ := NewBox(k1)
+	a2, _ := NewBox(k1)
+	b, _ := NewBox(k2)
+	if !bytes.Equal(a.Derive("x"), a2.Derive("x")) {
+		t.Fatal("the same key and purpose derived different keys")
+	}
+	if bytes.Equal(a.Derive("x"), a.Derive("y")) || bytes.Equal(a.Derive("x"), b.Derive("x")) {
+		t.Fatal("another purpose or key derived the same key")
+	}
+	if bytes.Equal(a.Derive("x"), k1) || len(a.Derive("x")) != KeySize {
+		t.Fatal("derived key is the key itself or has the wrong size")
+	}
+}

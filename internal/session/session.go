@@ -20,13 +20,17 @@ import (
 
 // session is one mailbox's supervised IMAP session.
 type session struct {
-	sup     *Supervisor
-	mb      *store.Mailbox
-	id      string
-	queue   *delivery.Queue
-	status  *status
-	cancel  context.CancelFunc
-	done    chan struct{}
+	sup    *Supervisor
+	mb     *store.Mailbox
+	id     string
+	queue  *delivery.Queue
+	status *status
+	cancel context.CancelFunc
+	done   chan struct{}
+	// lease is the mailbox's lease on a clustered replica (zero otherwise); wctx carries it to
+	// the store writes made outside the session's run (events), so they are fenced too.
+	lease   store.Lease
+	wctx    context.Context
 	ticket  *regexp.Regexp
 	maxSize int64
 	inline  int64
@@ -38,6 +42,7 @@ func newSession(sup *Supervisor, mb *store.Mailbox) *session {
 		queue:  sup.broker.Queue(mb.Spec.GetId(), mb.Spec.GetTenant()),
 		status: &status{},
 		done:   make(chan struct{}),
+		wctx:   context.Background(),
 	}
 	if p := mb.Spec.GetTicketPattern(); p != "" {
 		s.ticket, _ = regexp.Compile(p) // validated when saved
@@ -54,18 +59,24 @@ func newSession(sup *Supervisor, mb *store.Mailbox) *session {
 }
 
 // stop ends the session and waits for it (no-op for a session that never ran).
-func (s *session) stop() {
-	if s.cancel == nil {
-		return
+// cancelRun tells the session to stop.
+func (s *session) cancelRun() {
+	if s.cancel != nil {
+		s.cancel()
 	}
-	s.cancel()
-	<-s.done
+}
+
+// wait waits until a session told to stop has ended.
+func (s *session) wait() {
+	if s.cancel != nil {
+		<-s.done
+	}
 }
 
 func (s *session) event(kind, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	// The event log is diagnostic: a failure to write it must not stop the session.
-	if err := s.sup.store.AddEvent(context.Background(), store.Event{MailboxID: s.id, Kind: kind, Message: msg}); err != nil {
+	if err := s.sup.store.AddEvent(s.wctx, store.Event{MailboxID: s.id, Kind: kind, Message: msg}); err != nil {
 		s.sup.log.Warn("event log", "mailbox_id", s.id, "err", err)
 	}
 }
@@ -95,6 +106,13 @@ func (s *session) run(ctx context.Context) {
 		err := s.serve(ctx, force)
 		force = false
 		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, store.ErrFenced) || !s.sup.opts.Trusted() {
+			// Another replica holds the mailbox now: stop; the membership stops this session's
+			// record at its next round.
+			s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, "another replica took the mailbox over")
+			log.Info("lease lost; session stopped", "err", err)
 			return
 		}
 		if time.Since(start) > time.Minute {
@@ -209,6 +227,11 @@ func (s *session) serve(ctx context.Context, force bool) error {
 	s.queue.SetUIDValidity(sel.UIDValidity)
 	d := &deliverer{s: s, conn: conn, st: st, meta: map[uint32]imapconn.Meta{}}
 	for {
+		if !s.sup.opts.Trusted() {
+			// This replica may have lost the lease (it was paused, or cut off from the
+			// database): another may own the mailbox now, so do nothing more on the server.
+			return errNotTrusted
+		}
 		s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_SYNCING, "synchronising")
 		// What the server reported so far is seen by this round's search: only what it reports
 		// from now on ends the next IDLE or poll early.

@@ -49,6 +49,14 @@ type Options struct {
 	// instead of holding every body. Zero means a quarter of the Go memory limit (GOMEMLIMIT)
 	// when one is set, else 128 MiB; never less than 64 MiB.
 	BodyBudget int64
+	// Clustered: sessions run only for the mailboxes whose leases Own gives (several replicas
+	// share the database), not for every mailbox in the store; each session's store writes are
+	// fenced by its lease.
+	Clustered bool
+	// Trusted, when set, is asked before every delivery and every action on the mail server:
+	// false means this replica may have lost its leases (cluster.Member.Trusted), so the session
+	// does nothing more on the mailbox's behalf.
+	Trusted func() bool
 }
 
 func (o *Options) defaults() {
@@ -70,6 +78,9 @@ func (o *Options) defaults() {
 	}
 	if o.DefaultMaxInlineAttachment == 0 {
 		o.DefaultMaxInlineAttachment = 1 << 20
+	}
+	if o.Trusted == nil {
+		o.Trusted = func() bool { return true }
 	}
 	if o.BodyBudget == 0 {
 		o.BodyBudget = 128 << 20
@@ -94,6 +105,8 @@ type Supervisor struct {
 	wg       sync.WaitGroup
 	authz    authorizations
 	budget   *imapconn.Budget // shared by every session's connections
+	// owned are the leases of the mailboxes this replica runs (Options.Clustered).
+	owned map[string]store.Lease
 }
 
 // NewSupervisor returns a supervisor; Start starts it.
@@ -114,6 +127,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.ctx = ctx
 	s.mu.Unlock()
+	if s.opts.Clustered {
+		return nil // Own starts the sessions of the mailboxes this replica holds
+	}
 	mbs, err := s.store.ListMailboxes(ctx, store.MailboxQuery{})
 	if err != nil {
 		return err
@@ -128,7 +144,8 @@ func (s *Supervisor) Start(ctx context.Context) error {
 func (s *Supervisor) Wait() { s.wg.Wait() }
 
 // Reload makes a mailbox's session match its stored definition at once: started, restarted
-// with the new definition, or stopped when disabled or deleted.
+// with the new definition, or stopped when disabled or deleted (or, clustered, when this replica
+// does not hold its lease).
 func (s *Supervisor) Reload(ctx context.Context, mailboxID string) {
 	mb, err := s.store.GetMailbox(ctx, mailboxID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -136,34 +153,96 @@ func (s *Supervisor) Reload(ctx context.Context, mailboxID string) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ctx == nil {
-		return
+	old := s.swapLocked(mailboxID, mb)
+	s.mu.Unlock()
+	if old != nil {
+		old.wait()
 	}
-	if old, ok := s.sessions[mailboxID]; ok {
-		old.stop()
+}
+
+// swapLocked replaces a mailbox's session by one for mb (nil: none) and returns the old one,
+// already told to stop; the caller waits for it outside the lock.
+func (s *Supervisor) swapLocked(mailboxID string, mb *store.Mailbox) *session {
+	if s.ctx == nil {
+		return nil
+	}
+	old := s.sessions[mailboxID]
+	if old != nil {
+		old.cancelRun()
 		delete(s.sessions, mailboxID)
 	}
-	if mb == nil {
+	lease, owned := s.owned[mailboxID]
+	if mb == nil || (s.opts.Clustered && !owned) {
+		if mb == nil {
+			s.plugins.Forget(mailboxID)
+			s.metrics.Forget(mailboxID)
+		}
 		s.broker.Remove(mailboxID)
-		s.plugins.Forget(mailboxID)
-		s.metrics.Forget(mailboxID)
-		return
+		return old
 	}
 	sess := newSession(s, mb)
+	if s.opts.Clustered {
+		sess.wctx = store.WithLease(context.Background(), lease)
+		sess.lease = lease
+	}
 	s.sessions[mailboxID] = sess
 	if !mb.Spec.GetEnabled() {
 		sess.status.set(mailintakev1.MailboxState_MAILBOX_STATE_DISABLED, "the mailbox is disabled")
-		return
+		return old
 	}
 	sctx, cancel := context.WithCancel(s.ctx)
+	if s.opts.Clustered {
+		sctx = store.WithLease(sctx, lease)
+	}
 	sess.cancel = cancel
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(sess.done)
+		if old != nil {
+			old.wait() // never two sessions on one mailbox at once
+		}
 		sess.run(sctx)
 	}()
+	return old
+}
+
+// Own implements cluster.Owner: the sessions become those of the mailboxes in leases (a
+// Clustered supervisor). Sessions that go are stopped together, and have ended when Own
+// returns, so a lease is released only after its session closed its connection.
+func (s *Supervisor) Own(leases map[string]store.Lease) {
+	s.mu.Lock()
+	if s.ctx == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.owned = leases
+	var stopped []*session
+	var start []string
+	for id, sess := range s.sessions {
+		l, ok := leases[id]
+		if !ok {
+			sess.cancelRun()
+			delete(s.sessions, id)
+			s.broker.Remove(id)
+			stopped = append(stopped, sess)
+		} else if l != sess.lease {
+			start = append(start, id) // a new epoch: restart under the new lease
+		}
+	}
+	for id := range leases {
+		if _, ok := s.sessions[id]; !ok {
+			start = append(start, id)
+		}
+	}
+	ctx := s.ctx
+	s.mu.Unlock()
+	for _, sess := range stopped {
+		sess.wait()
+	}
+	for _, id := range start {
+		s.Reload(ctx, id)
+	}
 }
 
 // Wake asks a mailbox's session to look for work now (e.g. after a quarantine change).
@@ -193,6 +272,7 @@ func (s *Supervisor) Status(ctx context.Context, mailboxID string) *mailintakev1
 	}
 	st := sess.status.snapshot()
 	st.MailboxId = mailboxID
+	st.OwnerReplicaId, st.OwnerEpoch = sess.lease.ReplicaID, sess.lease.Epoch
 	d, a, p := sess.queue.Counts()
 	st.Counts = &mailintakev1.MessageCounts{Delivered: d, Acknowledged: a, Pending: p}
 	if qs, err := s.store.ListQuarantine(ctx, mailboxID); err == nil {

@@ -57,6 +57,9 @@ func (d *deliverer) round(ctx context.Context) error {
 	return d.deliver(ctx, pending, replay)
 }
 
+// errNotTrusted stops a session whose replica may have lost the mailbox's lease.
+var errNotTrusted = errors.New("this replica could not renew its lease in time; another may own the mailbox now")
+
 // applyAcks applies the mailbox's after-ack action to acknowledged messages, then records that.
 func (d *deliverer) applyAcks(ctx context.Context) error {
 	s := d.s
@@ -82,6 +85,9 @@ func (d *deliverer) applyAcks(ctx context.Context) error {
 	}
 	if len(uids) == 0 {
 		return nil
+	}
+	if !s.sup.opts.Trusted() {
+		return errNotTrusted
 	}
 	aa := s.mb.Spec.GetAfterAck()
 	var what string
@@ -254,7 +260,9 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 	// offer hands a message to a stream. Once one could not be taken, the rest are held behind
 	// it, so the order holds.
 	offer := func(msg *mailintakev1.Message) {
-		if len(d.held) > 0 {
+		if len(d.held) > 0 || !s.sup.opts.Trusted() {
+			// Held, in order; a replica that may have lost its lease delivers nothing more (the
+			// new owner may have delivered and seen acknowledged what this one would offer).
 			d.held = append(d.held, msg)
 			return
 		}

@@ -73,6 +73,11 @@ type Store interface {
 	ProviderState(ctx context.Context, mailboxID string) ([]byte, error)
 	// SetProviderState replaces the mailbox's provider state (nil clears it).
 	SetProviderState(ctx context.Context, mailboxID string, state []byte) error
+	// SwapProviderState replaces the mailbox's provider state only if it is still old (nil: there
+	// was none), and answers ErrConflict when it changed meanwhile: a writer that read an older
+	// state (a paused replica, a connection test on another replica) never overwrites a newer one,
+	// such as a rotated refresh token. new nil clears it.
+	SwapProviderState(ctx context.Context, mailboxID string, old, new []byte) error
 
 	// CreateToken saves a token. ErrConflict if its id or hash exists.
 	CreateToken(ctx context.Context, t *Token) error

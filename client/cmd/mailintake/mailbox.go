@@ -495,6 +495,13 @@ func (a *app) mailboxStatus(ctx context.Context, args []string) error {
 	line("state", strings.ToLower(strings.TrimPrefix(st.GetState().String(), "MAILBOX_STATE_")))
 	line("detail", st.GetMessage())
 	line("since", when(st.GetStateTime(), st.GetStateTime() != nil))
+	if id := st.GetOwnerReplicaId(); id != "" {
+		owner := "replica " + id
+		if e := st.GetOwnerEpoch(); e > 0 {
+			owner += fmt.Sprintf(" (lease epoch %d)", e)
+		}
+		line("owner", owner)
+	}
 	line("last sync", when(st.GetLastSyncTime(), st.GetLastSyncTime() != nil))
 	if af := st.GetAuthFailure(); af != nil {
 		reason := strings.ToLower(strings.TrimPrefix(af.GetReason().String(), "AUTH_FAILURE_REASON_"))

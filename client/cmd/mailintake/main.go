@@ -1,5 +1,6 @@
 // Command mailintake is the command-line client of the mailintake server: manage mailboxes and
-// API tokens, list auth providers, follow the message stream, and parse a message offline.
+// API tokens, list auth providers, follow the message stream, show the cluster's replicas, and
+// parse a message offline.
 //
 // Exit codes: 0 success, 1 the operation failed (the server said no), 2 usage error, 3 the server
 // cannot be reached or the caller is not authenticated.
@@ -119,6 +120,7 @@ Commands:
                     messages that could not be delivered, and what to do with them
   token create|list|revoke
                     manage API tokens (admin token)
+  cluster status    the replicas sharing the database and the mailboxes each holds (admin token)
 
 Global flags (also accepted after the command):
 `
@@ -160,11 +162,13 @@ func (a *app) dispatch(ctx context.Context, cmd string, args []string) error {
 		return a.tokenCmd(ctx, args)
 	case "quarantine":
 		return a.quarantine(ctx, args)
+	case "cluster":
+		return a.cluster(ctx, args)
 	case "help":
 		fmt.Fprint(a.stdout, topUsage)
 		return nil
 	default:
-		return usagef("unknown command %q (commands: mailbox, tail, parse, providers, quarantine, token)", cmd)
+		return usagef("unknown command %q (commands: mailbox, tail, parse, providers, quarantine, token, cluster)", cmd)
 	}
 }
 

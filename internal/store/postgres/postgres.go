@@ -6,9 +6,17 @@
 // recorded in a schema_migrations table, in one transaction under a transaction-level advisory
 // lock, so replicas that start at the same time apply each migration once and never see a
 // half-migrated schema. Times are stored as BIGINT Unix nanoseconds (as in the SQLite store, so
-// they round-trip exactly); UIDs and UIDVALIDITYs, unsigned 32-bit, as BIGINT; identifiers as
-// text collated "C", so that ordering and pagination follow bytes, as in the SQLite store,
-// whatever the database's default collation.
+// they round-trip exactly), except the replicas' heartbeat times, which only the database's clock
+// sets and reads (timestamptz from now()); UIDs and UIDVALIDITYs, unsigned 32-bit, as BIGINT;
+// identifiers as text collated "C", so that ordering and pagination follow bytes, as in the
+// SQLite store, whatever the database's default collation.
+//
+// The store also implements store.Cluster (cluster.go): replicas heartbeat in the replica table
+// and claim mailboxes in mailbox_owner, whose epoch is the fencing token. A write of a mailbox's
+// delivery state made under a lease (store.WithLease: the checkpoint, applied marks, pruning,
+// quarantine, events, provider state) runs in a transaction that first locks the mailbox's
+// owner row FOR SHARE if it still matches the lease, and is store.ErrFenced, writing nothing,
+// if it does not. Writes without a lease (the API's) are not fenced, nor are acknowledgements.
 //
 // Secrets and provider state are sealed with a secrets.Box bound to the same owner strings as in
 // the SQLite store. Failures of the database itself (it is down, restarting, out of disk or
@@ -18,6 +26,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -118,6 +127,24 @@ var migrations = []string{
 		name  text COLLATE "C" PRIMARY KEY,
 		value bytea NOT NULL
 	);`,
+	// Replicas and the ownership of mailboxes (store.Cluster). Heartbeat times are the
+	// database's own (timestamptz from now()), unlike the stored times above: they are compared
+	// only with now(), so the replicas' clocks never matter. A mailbox gets its owner row at its
+	// first claim.
+	`CREATE TABLE replica (
+		id          text COLLATE "C" PRIMARY KEY,
+		incarnation text NOT NULL,
+		addr        text NOT NULL,
+		started_at  timestamptz NOT NULL,
+		expires_at  timestamptz NOT NULL
+	);
+	CREATE TABLE mailbox_owner (
+		mailbox_id  text COLLATE "C" PRIMARY KEY REFERENCES mailboxes (id) ON DELETE CASCADE,
+		replica_id  text COLLATE "C",
+		incarnation text,
+		epoch       bigint NOT NULL DEFAULT 0
+	);
+	CREATE INDEX mailbox_owner_replica ON mailbox_owner (replica_id, incarnation) WHERE replica_id IS NOT NULL;`,
 }
 
 // Advisory lock keys. The migration lock is the one-bigint form; the events lock the two-int4
@@ -510,17 +537,77 @@ func (s *Store) ProviderState(ctx context.Context, mailboxID string) ([]byte, er
 	return s.box.Open(sealed, stateOwner(mailboxID))
 }
 
-// SetProviderState implements store.Store.
+// SetProviderState implements store.Store. Under a lease for the mailbox it is fenced.
 func (s *Store) SetProviderState(ctx context.Context, mailboxID string, state []byte) error {
 	if state == nil {
 		if !storable(mailboxID) {
 			return nil
 		}
-		return s.exec(ctx, `DELETE FROM provider_state WHERE mailbox_id = $1`, mailboxID)
+		return s.write(ctx, mailboxID, func(db dbtx) error {
+			_, err := db.Exec(ctx, `DELETE FROM provider_state WHERE mailbox_id = $1`, mailboxID)
+			return err
+		})
 	}
-	return s.exec(ctx, `INSERT INTO provider_state (mailbox_id, sealed, updated_at) VALUES ($1, $2, $3)
-		ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
-		mailboxID, s.box.Seal(state, stateOwner(mailboxID)), time.Now().UnixNano())
+	sealed := s.box.Seal(state, stateOwner(mailboxID))
+	return s.write(ctx, mailboxID, func(db dbtx) error {
+		_, err := db.Exec(ctx, `INSERT INTO provider_state (mailbox_id, sealed, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
+			mailboxID, sealed, time.Now().UnixNano())
+		return err
+	})
+}
+
+// SwapProviderState implements store.Store. The current value is read FOR UPDATE in the write's
+// transaction, so concurrent swaps of a mailbox's state run one after the other and each compares
+// with what the one before it wrote. When there is no state, the row is inserted without ON
+// CONFLICT: of two swaps from nil at once, the second's insert meets the first's row and is
+// store.ErrConflict (a unique violation). Under a lease for the mailbox it is fenced.
+func (s *Store) SwapProviderState(ctx context.Context, mailboxID string, old, new []byte) error {
+	if !storable(mailboxID) {
+		// No mailbox has this id, so it has no state.
+		switch {
+		case old != nil:
+			return store.ErrConflict
+		case new == nil:
+			return nil
+		default:
+			return store.ErrNotFound
+		}
+	}
+	var sealedNew []byte
+	if new != nil {
+		sealedNew = s.box.Seal(new, stateOwner(mailboxID))
+	}
+	return s.writeTx(ctx, mailboxID, func(tx pgx.Tx) error {
+		var sealed []byte
+		err := tx.QueryRow(ctx, `SELECT sealed FROM provider_state WHERE mailbox_id = $1 FOR UPDATE`, mailboxID).Scan(&sealed)
+		exists := err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		var cur []byte // nil: there is none
+		if exists {
+			if cur, err = s.box.Open(sealed, stateOwner(mailboxID)); err != nil {
+				return err
+			}
+		}
+		if !bytes.Equal(cur, old) {
+			return store.ErrConflict
+		}
+		switch {
+		case new == nil && exists:
+			_, err = tx.Exec(ctx, `DELETE FROM provider_state WHERE mailbox_id = $1`, mailboxID)
+		case new == nil:
+			return nil // none for none: nothing to write
+		case exists:
+			_, err = tx.Exec(ctx, `UPDATE provider_state SET sealed = $2, updated_at = $3 WHERE mailbox_id = $1`,
+				mailboxID, sealedNew, time.Now().UnixNano())
+		default:
+			_, err = tx.Exec(ctx, `INSERT INTO provider_state (mailbox_id, sealed, updated_at) VALUES ($1, $2, $3)`,
+				mailboxID, sealedNew, time.Now().UnixNano())
+		}
+		return err
+	})
 }
 
 // exec runs one statement, retried.

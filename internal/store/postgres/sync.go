@@ -34,19 +34,23 @@ func (s *Store) SyncState(ctx context.Context, mailboxID string) (*store.SyncSta
 	return st, nil
 }
 
-// SaveSyncState implements store.SyncStore.
+// SaveSyncState implements store.SyncStore. Under a lease for the mailbox it is fenced.
 func (s *Store) SaveSyncState(ctx context.Context, st *store.SyncState) error {
-	return s.exec(ctx, `INSERT INTO sync_state (mailbox_id, uid_validity, acked_through, baseline, resync_below, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (mailbox_id) DO UPDATE SET uid_validity = excluded.uid_validity, acked_through = excluded.acked_through,
-			baseline = excluded.baseline, resync_below = excluded.resync_below, updated_at = excluded.updated_at`,
-		st.MailboxID, int64(st.UIDValidity), int64(st.AckedThrough), int64(st.Baseline), int64(st.ResyncBelow), time.Now().UnixNano())
+	return s.write(ctx, st.MailboxID, func(db dbtx) error {
+		_, err := db.Exec(ctx, `INSERT INTO sync_state (mailbox_id, uid_validity, acked_through, baseline, resync_below, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (mailbox_id) DO UPDATE SET uid_validity = excluded.uid_validity, acked_through = excluded.acked_through,
+				baseline = excluded.baseline, resync_below = excluded.resync_below, updated_at = excluded.updated_at`,
+			st.MailboxID, int64(st.UIDValidity), int64(st.AckedThrough), int64(st.Baseline), int64(st.ResyncBelow), time.Now().UnixNano())
+		return err
+	})
 }
 
 // RecordAcks implements store.SyncStore. Every acknowledgement of the call goes in one INSERT,
 // which is atomic: an acknowledgement of a mailbox that does not exist fails the foreign key and
 // none is recorded. Rows are sorted by key, so concurrent calls take their row locks in the same
-// order and do not deadlock.
+// order and do not deadlock. It is never fenced, lease or not: an acknowledgement is a fact from
+// a consumer, and recording it again is harmless.
 func (s *Store) RecordAcks(ctx context.Context, acks map[string][]store.Ack) error {
 	type row struct {
 		mailboxID   string
@@ -119,7 +123,7 @@ func (s *Store) UnappliedAcks(ctx context.Context, mailboxID string) ([]store.Ac
 	return s.queryAcks(ctx, `WHERE mailbox_id = $1 AND NOT applied ORDER BY uid_validity, uid`, mailboxID)
 }
 
-// MarkApplied implements store.SyncStore.
+// MarkApplied implements store.SyncStore. Under a lease for the mailbox it is fenced.
 func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity uint32, uids []uint32) error {
 	if len(uids) == 0 || !storable(mailboxID) {
 		return nil
@@ -129,8 +133,11 @@ func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity u
 		list[i] = int64(u)
 	}
 	slices.Sort(list)
-	return s.exec(ctx, `UPDATE acks SET applied = true WHERE mailbox_id = $1 AND uid_validity = $2 AND uid = ANY ($3::bigint[])`,
-		mailboxID, int64(uidValidity), list)
+	return s.write(ctx, mailboxID, func(db dbtx) error {
+		_, err := db.Exec(ctx, `UPDATE acks SET applied = true WHERE mailbox_id = $1 AND uid_validity = $2 AND uid = ANY ($3::bigint[])`,
+			mailboxID, int64(uidValidity), list)
+		return err
+	})
 }
 
 // AckedHash implements store.SyncStore.
@@ -145,17 +152,21 @@ func (s *Store) AckedHash(ctx context.Context, mailboxID, sha256 string) (bool, 
 	return found, err
 }
 
-// PruneAcks implements store.SyncStore.
+// PruneAcks implements store.SyncStore. Under a lease for the mailbox it is fenced.
 func (s *Store) PruneAcks(ctx context.Context, mailboxID string, uidValidity, ackedThrough uint32, olderThan time.Time) error {
 	if !storable(mailboxID) {
 		return nil
 	}
-	return s.exec(ctx, `DELETE FROM acks WHERE mailbox_id = $1 AND applied AND acked_at < $2
-		AND (uid_validity <> $3 OR uid <= $4)`, mailboxID, olderThan.UnixNano(), int64(uidValidity), int64(ackedThrough))
+	return s.write(ctx, mailboxID, func(db dbtx) error {
+		_, err := db.Exec(ctx, `DELETE FROM acks WHERE mailbox_id = $1 AND applied AND acked_at < $2
+			AND (uid_validity <> $3 OR uid <= $4)`, mailboxID, olderThan.UnixNano(), int64(uidValidity), int64(ackedThrough))
+		return err
+	})
 }
 
 // Quarantine implements store.SyncStore. The header section is kept as bytes (bytea): it is
-// whatever the mail server sent, not necessarily UTF-8.
+// whatever the mail server sent, not necessarily UTF-8. Under a lease for the mailbox it is
+// fenced.
 func (s *Store) Quarantine(ctx context.Context, q *store.Quarantined) error {
 	if q.State == "" {
 		q.State = store.QuarantineHeld
@@ -164,8 +175,8 @@ func (s *Store) Quarantine(ctx context.Context, q *store.Quarantined) error {
 		q.CreateTime = time.Now()
 	}
 	var id int64
-	err := s.retry(ctx, func() error {
-		return s.pool.QueryRow(ctx, `INSERT INTO quarantine (mailbox_id, uid_validity, uid, reason, size, headers, state, created_at)
+	err := s.write(ctx, q.MailboxID, func(db dbtx) error {
+		return db.QueryRow(ctx, `INSERT INTO quarantine (mailbox_id, uid_validity, uid, reason, size, headers, state, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (mailbox_id, uid_validity, uid) DO UPDATE SET reason = excluded.reason, size = excluded.size,
 				headers = excluded.headers, state = excluded.state
@@ -257,7 +268,8 @@ func eventMessage(msg string) string {
 // AddEvent implements store.SyncStore. The fold, the insert and both prunes run in one
 // transaction that first takes a transaction-level advisory lock on the mailbox's log, so
 // concurrent writers (any replica) apply them one after the other: a repeat is folded exactly
-// once, ids grow in commit order within a mailbox, and the bounds hold exactly.
+// once, ids grow in commit order within a mailbox, and the bounds hold exactly. Under a lease for
+// the mailbox it is fenced (checked before the advisory lock is taken).
 func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -265,7 +277,7 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 	msg := eventMessage(e.Message)
 	kind := text(e.Kind)
 	at := e.Time.UnixNano()
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+	return s.writeTx(ctx, e.MailboxID, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`SELECT pg_advisory_xact_lock($1::integer, hashtext($2::text))`, eventsLockClass, e.MailboxID)
 		// A repeat of a recent entry replaces it, counted, as the newest entry (a new id); its

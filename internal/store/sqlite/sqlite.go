@@ -1,8 +1,13 @@
 // Package sqlite is the embedded store: a single SQLite file (pure Go, no cgo) in the data
 // directory, with versioned migrations.
+//
+// One process uses it, and that process owns every mailbox: the store does not implement
+// store.Cluster, and it ignores leases. A write made under one (store.WithLease) is never
+// fenced: there is no other replica whose newer lease it could be refused for.
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -411,6 +416,46 @@ func (s *Store) SetProviderState(ctx context.Context, mailboxID string, state []
 		ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
 		mailboxID, s.box.Seal(state, stateOwner(mailboxID)), time.Now().UnixNano())
 	return wrap(err)
+}
+
+// SwapProviderState implements store.Store. The read, the comparison and the write run in one
+// write transaction (BEGIN IMMEDIATE) on the single writer connection, so no other write can
+// come between them.
+func (s *Store) SwapProviderState(ctx context.Context, mailboxID string, old, new []byte) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap(err)
+	}
+	defer tx.Rollback()
+	var sealed []byte
+	err = tx.QueryRowContext(ctx, `SELECT sealed FROM provider_state WHERE mailbox_id = ?`, mailboxID).Scan(&sealed)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return wrap(err)
+	}
+	var cur []byte // nil: there is none
+	if exists {
+		if cur, err = s.box.Open(sealed, stateOwner(mailboxID)); err != nil {
+			return err
+		}
+	}
+	if !bytes.Equal(cur, old) {
+		return store.ErrConflict
+	}
+	switch {
+	case new == nil && exists:
+		_, err = tx.ExecContext(ctx, `DELETE FROM provider_state WHERE mailbox_id = ?`, mailboxID)
+	case new == nil:
+		return nil // none for none: nothing to write
+	default:
+		_, err = tx.ExecContext(ctx, `INSERT INTO provider_state (mailbox_id, sealed, updated_at) VALUES (?, ?, ?)
+			ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
+			mailboxID, s.box.Seal(new, stateOwner(mailboxID)), time.Now().UnixNano())
+	}
+	if err != nil {
+		return wrap(err)
+	}
+	return wrap(tx.Commit())
 }
 
 // CreateToken implements store.Store.

@@ -216,3 +216,34 @@ func TestRecordAcksAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// One process owns every mailbox of the embedded store: writes made under a lease (one no
+// Cluster handed out) are not fenced, and it does not implement store.Cluster.
+func TestLeasesIgnored(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	if err := s.CreateMailbox(context.Background(), mailbox("m", "acme")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := any(s).(store.Cluster); ok {
+		t.Errorf("the SQLite store implements store.Cluster")
+	}
+	ctx := store.WithLease(context.Background(), store.Lease{MailboxID: "m", ReplicaID: "nobody", Incarnation: "x", Epoch: 42})
+	writes := map[string]error{
+		"SaveSyncState":     s.SaveSyncState(ctx, &store.SyncState{MailboxID: "m", UIDValidity: 1, AckedThrough: 5}),
+		"SetProviderState":  s.SetProviderState(ctx, "m", []byte("state")),
+		"SwapProviderState": s.SwapProviderState(ctx, "m", []byte("state"), []byte("swapped")),
+		"Quarantine":        s.Quarantine(ctx, &store.Quarantined{MailboxID: "m", UIDValidity: 1, UID: 2, Reason: "r"}),
+		"AddEvent":          s.AddEvent(ctx, store.Event{MailboxID: "m", Kind: "connect", Message: "x"}),
+		"MarkApplied":       s.MarkApplied(ctx, "m", 1, []uint32{1}),
+		"PruneAcks":         s.PruneAcks(ctx, "m", 1, 1, time.Now()),
+	}
+	for name, err := range writes {
+		if err != nil {
+			t.Errorf("%s under a lease = %v", name, err)
+		}
+	}
+	if st, err := s.SyncState(ctx, "m"); err != nil || st == nil || st.AckedThrough != 5 {
+		t.Errorf("SyncState = %+v, %v", st, err)
+	}
+}

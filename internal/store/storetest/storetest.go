@@ -59,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"NotFoundAndConflict", testNotFoundAndConflict},
 		{"UnstorableKeys", testUnstorableKeys},
 		{"ProviderState", testProviderState},
+		{"SwapProviderState", testSwapProviderState},
+		{"SwapProviderStateConcurrent", testSwapProviderStateConcurrent},
 		{"Tokens", testTokens},
 		{"SyncState", testSyncState},
 		{"Acks", testAcks},
@@ -379,6 +381,12 @@ func testUnstorableKeys(t *testing.T, s store.Store) {
 		if err := s.SetProviderState(ctx, k, nil); err != nil {
 			t.Errorf("SetProviderState(%q, nil) = %v", k, err)
 		}
+		if err := s.SwapProviderState(ctx, k, nil, nil); err != nil {
+			t.Errorf("SwapProviderState(%q, nil, nil) = %v", k, err)
+		}
+		if err := s.SwapProviderState(ctx, k, []byte("x"), nil); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("SwapProviderState(%q, x, nil) = %v, want ErrConflict", k, err)
+		}
 		if st, err := s.SyncState(ctx, k); err != nil || st != nil {
 			t.Errorf("SyncState(%q) = %v, %v", k, st, err)
 		}
@@ -437,6 +445,107 @@ func testProviderState(t *testing.T, s store.Store) {
 	must(t, s.UpdateMailbox(ctx, NewMailbox("a", "acme")))
 	if st, _ := s.ProviderState(ctx, "a"); string(st) != "kept" {
 		t.Errorf("provider state after UpdateMailbox = %q, want kept", st)
+	}
+}
+
+// SwapProviderState writes only over the state the caller read: from none, from the current value,
+// and clearing; a stale old value is ErrConflict and changes nothing.
+func testSwapProviderState(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	create(t, s, "a", "b")
+	must(t, s.SetProviderState(ctx, "b", []byte("b's state")))
+	is := func(want []byte) {
+		t.Helper()
+		st, err := s.ProviderState(ctx, "a")
+		if err != nil || !bytes.Equal(st, want) || (st == nil) != (want == nil) {
+			t.Errorf("ProviderState(a) = %q, %v; want %q", st, err, want)
+		}
+	}
+	conflict := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, store.ErrConflict) {
+			t.Errorf("%s = %v, want ErrConflict", what, err)
+		}
+	}
+	// From none.
+	must(t, s.SwapProviderState(ctx, "a", nil, []byte("v1")))
+	is([]byte("v1"))
+	conflict("a swap from none when there is a state", s.SwapProviderState(ctx, "a", nil, []byte("other")))
+	is([]byte("v1"))
+	// From the current value; binary values compare as bytes.
+	must(t, s.SwapProviderState(ctx, "a", []byte("v1"), []byte{0, 1, 0xff}))
+	is([]byte{0, 1, 0xff})
+	must(t, s.SwapProviderState(ctx, "a", []byte{0, 1, 0xff}, []byte("v2")))
+	is([]byte("v2"))
+	// A stale value (a refresh token that was rotated meanwhile) writes nothing, nor clears.
+	conflict("a swap from a stale value", s.SwapProviderState(ctx, "a", []byte("v1"), []byte("v3")))
+	is([]byte("v2"))
+	conflict("clearing from a stale value", s.SwapProviderState(ctx, "a", []byte("v1"), nil))
+	is([]byte("v2"))
+	conflict("a swap from a prefix of the value", s.SwapProviderState(ctx, "a", []byte("v"), []byte("v3")))
+	is([]byte("v2"))
+	// The same value again is a swap like any other.
+	must(t, s.SwapProviderState(ctx, "a", []byte("v2"), []byte("v2")))
+	is([]byte("v2"))
+	// It agrees with SetProviderState's writes.
+	must(t, s.SetProviderState(ctx, "a", []byte("set")))
+	conflict("a swap from the value before a SetProviderState", s.SwapProviderState(ctx, "a", []byte("v2"), []byte("v3")))
+	must(t, s.SwapProviderState(ctx, "a", []byte("set"), []byte("v3")))
+	is([]byte("v3"))
+	// Clearing with new nil.
+	must(t, s.SwapProviderState(ctx, "a", []byte("v3"), nil))
+	is(nil)
+	conflict("a swap from the cleared value", s.SwapProviderState(ctx, "a", []byte("v3"), []byte("v4")))
+	is(nil)
+	must(t, s.SwapProviderState(ctx, "a", nil, nil)) // none for none: nothing to do
+	is(nil)
+	must(t, s.SwapProviderState(ctx, "a", nil, []byte("v5")))
+	is([]byte("v5"))
+	// Another mailbox's state is its own.
+	conflict("a swap from another mailbox's state", s.SwapProviderState(ctx, "a", []byte("b's state"), []byte("x")))
+	if st, err := s.ProviderState(ctx, "b"); err != nil || string(st) != "b's state" {
+		t.Errorf("ProviderState(b) = %q, %v", st, err)
+	}
+}
+
+// Concurrent swaps from the same old value (two replicas refreshing the same token): exactly one
+// wins, every other one is ErrConflict, and the state is the winner's.
+func testSwapProviderStateConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	create(t, s, "m")
+	for _, from := range [][]byte{nil, []byte("shared-old")} {
+		must(t, s.SetProviderState(ctx, "m", from))
+		const swappers = 10
+		errs := make([]error, swappers)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range swappers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[i] = s.SwapProviderState(ctx, "m", from, []byte(fmt.Sprintf("new-%d", i)))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Errorf("from %q: swappers %d and %d both won", from, winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, store.ErrConflict):
+				t.Errorf("from %q: swapper %d = %v, want nil or ErrConflict", from, i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("from %q: no swapper won: %v", from, errs)
+		}
+		if st, err := s.ProviderState(ctx, "m"); err != nil || string(st) != fmt.Sprintf("new-%d", winner) {
+			t.Errorf("from %q: state %q, %v; want the winner's, new-%d", from, st, err, winner)
+		}
 	}
 }
 
@@ -1079,8 +1188,15 @@ func testMissingMailbox(t *testing.T, s store.Store) {
 	failsForGood(t, "RecordAcks of a missing mailbox", s.RecordAcks(ctx, map[string][]store.Ack{"gone": {ack(1, 1, "h", t0)}}))
 	failsForGood(t, "Quarantine of a missing mailbox", s.Quarantine(ctx, &store.Quarantined{MailboxID: "gone", UIDValidity: 1, UID: 1}))
 	failsForGood(t, "AddEvent of a missing mailbox", s.AddEvent(ctx, store.Event{MailboxID: "gone", Kind: "connect", Message: "x"}))
+	failsForGood(t, "SwapProviderState of a missing mailbox", s.SwapProviderState(ctx, "gone", nil, []byte("x")))
 	if err := s.SetProviderState(ctx, "gone", nil); err != nil {
 		t.Errorf("clearing the provider state of a missing mailbox = %v", err)
+	}
+	if err := s.SwapProviderState(ctx, "gone", nil, nil); err != nil {
+		t.Errorf("swapping the missing provider state of a missing mailbox for none = %v", err)
+	}
+	if err := s.SwapProviderState(ctx, "gone", []byte("x"), []byte("y")); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("SwapProviderState of a missing mailbox from a value = %v, want ErrConflict", err)
 	}
 	if err := s.MarkApplied(ctx, "gone", 1, []uint32{1}); err != nil {
 		t.Errorf("MarkApplied of a missing mailbox = %v", err)

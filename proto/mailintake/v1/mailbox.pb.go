@@ -1151,7 +1151,12 @@ type MailboxStatus struct {
 	Counts *MessageCounts `protobuf:"bytes,11,opt,name=counts,proto3" json:"counts,omitempty"`
 	// Conditions that do not stop delivery but that an admin should know, in words: e.g. the
 	// server lacks UIDPLUS, so moved or deleted messages stay in the folder flagged \Deleted.
-	Warnings      []string `protobuf:"bytes,12,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Warnings []string `protobuf:"bytes,12,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// The replica whose session serves the mailbox (several replicas on one PostgreSQL database);
+	// empty when no replica holds it yet (it is taken within seconds), or for a single server.
+	OwnerReplicaId string `protobuf:"bytes,13,opt,name=owner_replica_id,json=ownerReplicaId,proto3" json:"owner_replica_id,omitempty"`
+	// The owner's lease epoch: raised at every change of owner.
+	OwnerEpoch    int64 `protobuf:"varint,14,opt,name=owner_epoch,json=ownerEpoch,proto3" json:"owner_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1268,6 +1273,20 @@ func (x *MailboxStatus) GetWarnings() []string {
 		return x.Warnings
 	}
 	return nil
+}
+
+func (x *MailboxStatus) GetOwnerReplicaId() string {
+	if x != nil {
+		return x.OwnerReplicaId
+	}
+	return ""
+}
+
+func (x *MailboxStatus) GetOwnerEpoch() int64 {
+	if x != nil {
+		return x.OwnerEpoch
+	}
+	return 0
 }
 
 // TestStep is one step of a connection test.
@@ -2528,7 +2547,7 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\tdelivered\x18\x01 \x01(\x04R\tdelivered\x12\"\n" +
 	"\facknowledged\x18\x02 \x01(\x04R\facknowledged\x12\x18\n" +
 	"\apending\x18\x03 \x01(\x04R\apending\x12 \n" +
-	"\vquarantined\x18\x04 \x01(\x04R\vquarantined\"\xef\x04\n" +
+	"\vquarantined\x18\x04 \x01(\x04R\vquarantined\"\xba\x05\n" +
 	"\rMailboxStatus\x12\x1d\n" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x121\n" +
@@ -2545,7 +2564,10 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\ftoken_health\x18\n" +
 	" \x01(\v2\x1a.mailintake.v1.TokenHealthR\vtokenHealth\x124\n" +
 	"\x06counts\x18\v \x01(\v2\x1c.mailintake.v1.MessageCountsR\x06counts\x12\x1a\n" +
-	"\bwarnings\x18\f \x03(\tR\bwarnings\"\x96\x02\n" +
+	"\bwarnings\x18\f \x03(\tR\bwarnings\x12(\n" +
+	"\x10owner_replica_id\x18\r \x01(\tR\x0eownerReplicaId\x12\x1f\n" +
+	"\vowner_epoch\x18\x0e \x01(\x03R\n" +
+	"ownerEpoch\"\x96\x02\n" +
 	"\bTestStep\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.mailintake.v1.TestStepKindR\x04kind\x125\n" +
 	"\x06result\x18\x02 \x01(\x0e2\x1d.mailintake.v1.TestStepResultR\x06result\x125\n" +

@@ -1,4 +1,4 @@
-//go:build interop || faults
+//go:build interop || faults || ha
 
 package main
 

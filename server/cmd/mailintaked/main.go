@@ -25,11 +25,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
+	"github.com/mailintake/mailintake/internal/cluster"
 	"github.com/mailintake/mailintake/internal/config"
 	"github.com/mailintake/mailintake/internal/delivery"
 	"github.com/mailintake/mailintake/internal/metrics"
 	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/internal/relay"
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/store"
@@ -164,14 +167,46 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("auth providers found", "plugin_dir", c.PluginDir, "providers", names)
 	}
 
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return err
+	}
+	defer lis.Close()
+
 	m := metrics.New()
 	broker := delivery.New(st)
 	defer broker.Close()
 	sessCtx, stopSessions := context.WithCancel(context.WithoutCancel(ctx))
-	sessions := session.NewSupervisor(st, plugins, broker, m, log.With("component", "session"), session.Options{})
+	defer stopSessions()
+	sessOpts := session.Options{}
+	var member *cluster.Member
+	cs, clustered := st.(store.Cluster)
+	if clustered {
+		if err := c.ResolveReplica(lis.Addr().String()); err != nil {
+			return err
+		}
+		sessOpts.Clustered = true
+		sessOpts.Trusted = func() bool { return member.Trusted() }
+	}
+	sessions := session.NewSupervisor(st, plugins, broker, m, log.With("component", "session"), sessOpts)
 	// Sessions end before the store and the plugins close (deferred calls run in reverse).
 	defer func() { stopSessions(); sessions.Wait() }()
-	srv := server.New(server.Options{Store: st, Plugins: plugins, Sessions: sessions, Broker: broker, Logger: log})
+	srvOpts := server.Options{Store: st, Plugins: plugins, Sessions: sessions, Broker: broker, Logger: log}
+	if clustered {
+		member = cluster.New(cs, sessions, cluster.Options{ReplicaID: c.ReplicaID, Addr: c.AdvertiseAddr,
+			Logger: log.With("component", "cluster", "replica_id", c.ReplicaID), Metrics: m.NewCluster()})
+		key := relay.NewKey(box, c.ReplicaID)
+		peerCreds, err := peerCredentials(c)
+		if err != nil {
+			return err
+		}
+		peers := relay.NewPeers(key, peerCreds)
+		defer peers.Close()
+		srvOpts.Cluster = &server.Cluster{Member: member, Peers: peers, Key: key,
+			Edge: &relay.Edge{Broker: broker, Member: member, Peers: peers, Log: log.With("component", "relay")}}
+		srvOpts.Replica = &relay.Service{Store: st, Broker: broker, Sessions: sessions, Log: log.With("component", "relay")}
+	}
+	srv := server.New(srvOpts)
 	tokenPath := filepath.Join(c.DataDir, server.AdminTokenFile)
 	created, err := server.EnsureAdminToken(ctx, st, tokenPath, time.Now(), c.DatabaseURL != "")
 	switch {
@@ -185,10 +220,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Info("admin token", "path", tokenPath)
 	}
 
-	lis, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return err
-	}
 	if c.MetricsListen != "" {
 		ml, err := net.Listen("tcp", c.MetricsListen)
 		if err != nil {
@@ -211,6 +242,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := sessions.Start(sessCtx); err != nil {
 		return fmt.Errorf("starting mailbox sessions: %w", err)
 	}
+	memberCtx, stopMember := context.WithCancel(sessCtx)
+	memberDone := make(chan struct{})
+	if member != nil {
+		if err := member.Join(ctx); err != nil {
+			stopMember()
+			return fmt.Errorf("joining the replicas on the database: %w", err)
+		}
+		go func() { defer close(memberDone); member.Run(memberCtx) }()
+		log.Info("joined the cluster", "replica_id", c.ReplicaID, "advertise_addr", c.AdvertiseAddr, "incarnation", member.Incarnation())
+	} else {
+		close(memberDone)
+	}
+	// leave hands this replica's mailboxes to the others at once (a planned stop): no lease
+	// has to lapse first.
+	leave := func() {
+		stopMember()
+		<-memberDone
+		if member == nil {
+			return
+		}
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := member.Leave(lctx); err != nil {
+			log.Warn("handing the mailboxes over", "err", err)
+		} else {
+			log.Info("handed every mailbox over to the other replicas")
+		}
+	}
+	serverOpts = append(serverOpts,
+		// Replicas ping each other every 10 s on their relays; consumers that vanished without
+		// closing their connection are found within a minute.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
 	g := grpc.NewServer(append(serverOpts, srv.ServerOptions()...)...)
 	srv.Register(g)
 
@@ -220,11 +284,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	select {
 	case err := <-errc:
+		leave()
 		return err
 	case <-ctx.Done():
 	}
 	log.Info("stopping")
 	srv.Shutdown()
+	leave()
 	done := make(chan struct{})
 	go func() { g.GracefulStop(); close(done) }()
 	select {
@@ -260,4 +326,30 @@ func keySource(c *config.Config) string {
 		return "MAILINTAKE_SECRET_KEY"
 	}
 	return c.SecretKeyFile
+}
+
+// peerCredentials are the transport credentials for reaching the other replicas: none (plaintext)
+// when the API is served without TLS; otherwise TLS trusting the system's roots and --client-ca,
+// presenting this replica's own certificate (so an API that requires client certificates
+// accepts its peers).
+func peerCredentials(c *config.Config) (credentials.TransportCredentials, error) {
+	if c.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if c.ClientCA != "" {
+		pem, err := os.ReadFile(c.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool.AppendCertsFromPEM(pem)
+	}
+	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }

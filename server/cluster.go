@@ -1,0 +1,273 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mailintake/mailintake/internal/cluster"
+	"github.com/mailintake/mailintake/internal/delivery"
+	"github.com/mailintake/mailintake/internal/relay"
+	"github.com/mailintake/mailintake/internal/store"
+	replicav1 "github.com/mailintake/mailintake/proto/mailintake/replica/v1"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// Cluster is what the API needs when several replicas share one PostgreSQL database: the
+// membership (who owns which mailbox), the edge that fans other replicas' messages into this
+// replica's streams, the connections to the other replicas, and the replica credential.
+type Cluster struct {
+	Member *cluster.Member
+	Edge   *relay.Edge
+	Peers  *relay.Peers
+	Key    *relay.Key
+}
+
+// ErrNoOwner is returned when no live replica holds a mailbox at the moment (after a failover,
+// for a few seconds).
+var errNoOwner = errors.New("no replica holds this mailbox at the moment (it is being taken over); try again in a few seconds")
+
+// owner returns the replica that runs a mailbox's session: ok and self when it is this one (or
+// the server is not clustered), a client for another replica otherwise.
+func (s *Server) owner(mailboxID string) (client replicav1.ReplicaServiceClient, route cluster.Route, err error) {
+	if s.cluster == nil {
+		return nil, cluster.Route{Self: true}, nil
+	}
+	r, ok := s.cluster.Member.Route(mailboxID)
+	if !ok {
+		return nil, r, errNoOwner
+	}
+	if r.Self {
+		return nil, r, nil
+	}
+	c, err := s.cluster.Peers.Client(r.Addr)
+	if err != nil {
+		return nil, r, fmt.Errorf("reaching replica %s at %s: %w", r.ReplicaID, r.Addr, err)
+	}
+	return c, r, nil
+}
+
+// reload makes the owner's session match a mailbox's stored definition (and the membership look
+// at the mailbox list again: a created or deleted mailbox).
+func (s *Server) reload(ctx context.Context, mailboxID string) {
+	s.sessions.Reload(ctx, mailboxID)
+	if s.cluster == nil {
+		return
+	}
+	s.cluster.Member.Kick()
+	c, r, err := s.owner(mailboxID)
+	if err != nil || r.Self {
+		return
+	}
+	// A hint: if it is lost, the owner still reloads at its next reconciliation.
+	if _, err := c.Wake(ctx, &replicav1.WakeRequest{MailboxId: mailboxID, Reload: true}); err != nil {
+		s.log.Debug("forwarding a reload", "mailbox_id", mailboxID, "replica_id", r.ReplicaID, "err", err)
+	}
+}
+
+// wake asks the owner's session to look for work now.
+func (s *Server) wake(ctx context.Context, mailboxID string) {
+	s.sessions.Wake(mailboxID)
+	c, r, err := s.owner(mailboxID)
+	if err != nil || r.Self {
+		return
+	}
+	if _, err := c.Wake(ctx, &replicav1.WakeRequest{MailboxId: mailboxID}); err != nil {
+		s.log.Debug("forwarding a wake-up", "mailbox_id", mailboxID, "replica_id", r.ReplicaID, "err", err)
+	}
+}
+
+// scope is what a caller may see, for other replicas.
+func scope(p Principal, mailboxIDs []string) *replicav1.Scope {
+	return &replicav1.Scope{Tenant: p.Tenant, Admin: p.Admin, MailboxIds: mailboxIDs}
+}
+
+// ack records acknowledgements on the replicas that own their mailboxes: each owner records its
+// part durably before it answers. Ids of mailboxes no replica holds now are unknown (their
+// messages come again from the next owner).
+func (s *Server) ack(ctx context.Context, ids []string, p Principal) (delivery.AckResult, error) {
+	if s.cluster == nil {
+		return s.broker.Ack(ctx, ids, p.canSee)
+	}
+	byOwner := map[string][]string{}
+	clients := map[string]replicav1.ReplicaServiceClient{}
+	var local, unrouted []string
+	var res delivery.AckResult
+	for _, id := range ids {
+		k, err := delivery.ParseKey(id)
+		if err != nil {
+			res.Unknown = append(res.Unknown, id)
+			continue
+		}
+		// A message this replica relayed goes back to the replica it came from; otherwise to
+		// the owner by this replica's view of the leases.
+		if h, ok := s.cluster.Edge.Holder(id); ok {
+			if c, err := s.cluster.Peers.Client(h.Addr); err == nil {
+				byOwner[h.ID] = append(byOwner[h.ID], id)
+				clients[h.ID] = c
+				continue
+			}
+		}
+		c, r, err := s.owner(k.MailboxID)
+		switch {
+		case err != nil:
+			unrouted = append(unrouted, id)
+		case r.Self:
+			local = append(local, id)
+		default:
+			byOwner[r.ReplicaID] = append(byOwner[r.ReplicaID], id)
+			clients[r.ReplicaID] = c
+		}
+	}
+	if len(unrouted) > 0 {
+		// This replica's view of the owners is a moment old (a takeover in progress): ask
+		// every replica; only the one holding a message in flight acknowledges it.
+		local = append(local, unrouted...)
+		for _, p := range s.cluster.Member.Peers() {
+			if c, err := s.cluster.Peers.Client(p.Addr); err == nil {
+				byOwner[p.ID] = append(byOwner[p.ID], unrouted...)
+				clients[p.ID] = c
+			}
+		}
+	}
+	acked := map[string]bool{}
+	if len(local) > 0 {
+		r, err := s.broker.Ack(ctx, local, p.canSee)
+		if err != nil {
+			return delivery.AckResult{}, err
+		}
+		for _, id := range r.Acknowledged {
+			acked[id] = true
+		}
+	}
+	owners := make([]string, 0, len(byOwner))
+	for o := range byOwner {
+		owners = append(owners, o)
+	}
+	sort.Strings(owners)
+	for _, o := range owners {
+		r, err := clients[o].Ack(ctx, &replicav1.AckRequest{Scope: scope(p, nil), MessageIds: byOwner[o]})
+		if err != nil {
+			return delivery.AckResult{}, status.Errorf(codes.Unavailable,
+				"recording acknowledgements on replica %s failed (%v); acknowledgements are idempotent: send the call again", o, status.Convert(err).Message())
+		}
+		for _, id := range r.GetAcknowledgedIds() {
+			acked[id] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if acked[id] {
+			res.Acknowledged = append(res.Acknowledged, id)
+		} else if !slices.Contains(res.Unknown, id) {
+			res.Unknown = append(res.Unknown, id)
+		}
+	}
+	return res, nil
+}
+
+// streamRaw writes a message's raw bytes to w, fetched by the mailbox's owner (only the owner
+// connects to a mailbox).
+func (s *Server) streamRaw(ctx context.Context, mb *store.Mailbox, k delivery.Key, w io.Writer) error {
+	c, r, err := s.owner(k.MailboxID)
+	if err != nil {
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	if r.Self {
+		_, err := s.sessions.StreamRaw(ctx, mb, k, w)
+		return err
+	}
+	rs, err := c.GetRawMessage(ctx, &replicav1.GetRawMessageRequest{MessageId: k.String()})
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := w.Write(resp.GetChunk()); err != nil {
+			return err
+		}
+	}
+}
+
+// liveStatus returns a mailbox's live status from its owner, nil when no replica runs it.
+func (s *Server) liveStatus(ctx context.Context, mailboxID string) *mailintakev1.MailboxStatus {
+	c, r, err := s.owner(mailboxID)
+	switch {
+	case err != nil:
+		return &mailintakev1.MailboxStatus{MailboxId: mailboxID, State: mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, Message: errNoOwner.Error()}
+	case r.Self:
+		return s.sessions.Status(ctx, mailboxID)
+	}
+	resp, err := c.GetMailboxStatus(ctx, &replicav1.GetMailboxStatusRequest{MailboxId: mailboxID})
+	if err != nil || resp.GetStatus() == nil {
+		msg := fmt.Sprintf("replica %s owns the mailbox and is starting its session", r.ReplicaID)
+		if err != nil {
+			msg = fmt.Sprintf("replica %s owns the mailbox but did not answer: %s", r.ReplicaID, status.Convert(err).Message())
+		}
+		return &mailintakev1.MailboxStatus{MailboxId: mailboxID, State: mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, Message: msg,
+			OwnerReplicaId: r.ReplicaID, OwnerEpoch: r.Epoch}
+	}
+	return resp.GetStatus()
+}
+
+// authenticateReplica checks the replica credential of a ReplicaService call.
+func (s *Server) authenticateReplica(ctx context.Context) (context.Context, error) {
+	if s.cluster == nil {
+		return ctx, status.Error(codes.Unimplemented, "this server is not a replica of a cluster")
+	}
+	id, err := s.cluster.Key.Verify(ctx)
+	if err != nil {
+		return ctx, status.Error(codes.Unauthenticated, err.Error())
+	}
+	return context.WithValue(ctx, principalKey{}, Principal{TokenID: "replica:" + id}), nil
+}
+
+func replicaMethod(method string) bool { return strings.HasPrefix(method, relay.ServicePrefix) }
+
+// clusterService implements ClusterService.
+type clusterService struct {
+	mailintakev1.UnimplementedClusterServiceServer
+	s *Server
+}
+
+func (c *clusterService) GetClusterStatus(ctx context.Context, _ *mailintakev1.GetClusterStatusRequest) (*mailintakev1.GetClusterStatusResponse, error) {
+	if !caller(ctx).Admin {
+		return nil, status.Error(codes.PermissionDenied, "the cluster status needs the admin token")
+	}
+	if c.s.cluster == nil {
+		return &mailintakev1.GetClusterStatusResponse{Clustered: false}, nil
+	}
+	m := c.s.cluster.Member
+	st := m.Status()
+	resp := &mailintakev1.GetClusterStatusResponse{ReplicaId: m.ID(), Clustered: true, UnownedMailboxes: int32(st.Unowned)}
+	if !st.LastRound.IsZero() {
+		resp.LastReconcileTime = timestamppb.New(st.LastRound)
+	}
+	if st.LastError != nil {
+		resp.LastError = st.LastError.Error()
+	}
+	for _, r := range st.Replicas {
+		resp.Replicas = append(resp.Replicas, &mailintakev1.ReplicaStatus{Id: r.ID, Addr: r.Addr, Alive: r.Alive, Incarnation: r.Incarnation,
+			StartTime: timestamppb.New(r.StartTime), ExpireTime: timestamppb.New(r.ExpireTime), Mailboxes: int32(r.Mailboxes),
+			MaxEpoch: r.MaxEpoch, Self: r.Self})
+	}
+	return resp, nil
+}

@@ -1,0 +1,457 @@
+//go:build ha
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mailintake/mailintake/client"
+	"github.com/mailintake/mailintake/internal/fakes/dovecot"
+	"github.com/mailintake/mailintake/internal/fakes/imaptest"
+	pgserver "github.com/mailintake/mailintake/internal/fakes/postgres"
+	"github.com/mailintake/mailintake/internal/secrets"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// The high-availability suite (make test-ha) runs several mailintaked replicas on one private
+// PostgreSQL against a private Dovecot, with every mailbox reached through a proxy of its own
+// that watches the IMAP commands: a session of a replica that lost the mailbox must not act on
+// it once another replica's session selected it.
+
+// selProxy forwards one mailbox's IMAP connections and checks that sessions do not overlap: once
+// a newer connection has selected the folder, an older one may only end its IDLE and log out.
+type selProxy struct {
+	name   string
+	ln     net.Listener
+	target string
+
+	mu         sync.Mutex
+	seq        int
+	open       map[int]bool // connections that selected, by order of selection, still open
+	violations []string
+	selects    int
+}
+
+func newSelProxy(t *testing.T, name, target string) *selProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &selProxy{name: name, ln: ln, target: target, open: map[int]bool{}}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *selProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
+
+func (p *selProxy) serve(c net.Conn) {
+	defer c.Close()
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	go func() { io.Copy(c, s); c.Close() }()
+	r := bufio.NewReader(c)
+	mine := 0 // this connection's selection order, 0 before it selected
+	defer func() {
+		if mine > 0 {
+			p.mu.Lock()
+			delete(p.open, mine)
+			p.mu.Unlock()
+		}
+	}()
+	for {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 {
+			name := imaptest.CommandName(string(line))
+			p.mu.Lock()
+			switch {
+			case (name == "SELECT" || name == "EXAMINE") && mine == 0:
+				p.seq++
+				mine = p.seq
+				p.open[mine] = true
+				p.selects++
+			case mine > 0 && name != "DONE" && name != "LOGOUT":
+				for other := range p.open {
+					if other > mine {
+						p.violations = append(p.violations, fmt.Sprintf("%s: an older session sent %s after a newer one selected the folder", p.name, strings.TrimSpace(string(line))))
+						break
+					}
+				}
+			}
+			p.mu.Unlock()
+			if _, err := s.Write(line); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// sessions returns how many connections have the folder selected now.
+func (p *selProxy) sessions() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.open)
+}
+
+func (p *selProxy) check(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, v := range p.violations {
+		t.Error(v)
+	}
+}
+
+// replica is one mailintaked process of the cluster.
+type replica struct {
+	id, data string
+	args     []string
+	d        *daemon
+}
+
+// haCluster is a private PostgreSQL, a private Dovecot with one user per mailbox, and replicas.
+type haCluster struct {
+	t        *testing.T
+	dbURL    string
+	keyFile  string
+	dv       *dovecot.Server
+	replicas []*replica
+	users    []string
+	proxies  map[string]*selProxy // by user
+	boxes    map[string]string    // mailbox id → user
+	admin    string               // the admin token
+}
+
+func newHACluster(t *testing.T, n, mailboxes int) *haCluster {
+	pg := pgserver.Start(t)
+	users := map[string]string{}
+	h := &haCluster{t: t, dbURL: pg.CreateDatabase(t, ""), proxies: map[string]*selProxy{}, boxes: map[string]string{}}
+	for i := range mailboxes {
+		u := fmt.Sprintf("desk%02d@example.com", i)
+		users[u] = dvPass
+		h.users = append(h.users, u)
+	}
+	h.dv = dovecot.Start(t, users)
+	dir := t.TempDir()
+	h.keyFile = filepath.Join(dir, "secret.key")
+	if _, _, err := secrets.LoadOrCreateKeyFile(h.keyFile); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		h.add(fmt.Sprintf("r%d", i+1))
+	}
+	tok, err := os.ReadFile(filepath.Join(h.replicas[0].data, "admin.token"))
+	if err != nil {
+		t.Fatalf("the first replica wrote no admin token: %v", err)
+	}
+	h.admin = strings.TrimSpace(string(tok))
+	for _, r := range h.replicas[1:] {
+		if _, err := os.Stat(filepath.Join(r.data, "admin.token")); err == nil {
+			t.Errorf("replica %s wrote an admin token too: the admin token is created once per cluster", r.id)
+		}
+	}
+	for _, u := range h.users {
+		p := newSelProxy(t, u, fmt.Sprintf("127.0.0.1:%d", h.dv.IMAPPort))
+		h.proxies[u] = p
+		args := []string{"--addr", h.replicas[0].d.addr, "--token", h.admin, "mailbox", "add", "--tenant", "acme", "--name", "Desk " + u,
+			"--host", "127.0.0.1", "--port", strconv.Itoa(p.port()), "--security", "none", "--username", u,
+			"--provider", "basic", "--password-stdin", "--start-from", "all", "--after-ack", "mark-seen", "--json"}
+		code, out, errs := cli(t, dvPass, args...)
+		if code != 0 {
+			t.Fatalf("mailbox add %s: %s", u, errs)
+		}
+		var mb struct {
+			ID string `json:"id"`
+		}
+		if err := jsonUnmarshal(out, &mb); err != nil {
+			t.Fatal(err)
+		}
+		h.boxes[mb.ID] = u
+	}
+	return h
+}
+
+// dump logs what each replica says of each mailbox, and the replicas' logs (on failure).
+func (h *haCluster) dump() {
+	t := h.t
+	for _, r := range h.replicas {
+		t.Logf("replica %s log:\n%s", r.id, tail(r.d.logs.String(), 6000))
+	}
+	for _, r := range h.replicas {
+		if r.d.cmd.ProcessState != nil {
+			continue
+		}
+		c, err := client.Dial(r.d.addr, client.Options{Token: h.admin})
+		if err != nil {
+			continue
+		}
+		for id, u := range h.boxes {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			resp, err := c.Mailboxes.GetMailboxStatus(ctx, &mailintakev1.GetMailboxStatusRequest{Id: id})
+			cancel()
+			t.Logf("via %s: %s (%s, %d selected): %v %v", r.id, id, u, h.proxies[u].sessions(), resp.GetStatus(), err)
+		}
+		c.Close()
+		break
+	}
+}
+
+// add starts a new replica.
+func (h *haCluster) add(id string) *replica {
+	r := &replica{id: id, data: h.t.TempDir()}
+	r.args = []string{"--database-url", h.dbURL, "--replica-id", id, "--secret-key-file", h.keyFile}
+	r.d = startDaemon(h.t, r.data, r.args...)
+	h.replicas = append(h.replicas, r)
+	return r
+}
+
+func (h *haCluster) restart(r *replica) {
+	r.d = startDaemon(h.t, r.data, r.args...)
+}
+
+func (h *haCluster) client(r *replica) *client.Client {
+	c, err := client.Dial(r.d.addr, client.Options{Token: h.admin})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// owners returns each mailbox's owning replica by the status any live replica answers.
+func (h *haCluster) owners(via *replica) map[string]string {
+	c := h.client(via)
+	out := map[string]string{}
+	for id := range h.boxes {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := c.Mailboxes.GetMailboxStatus(ctx, &mailintakev1.GetMailboxStatusRequest{Id: id})
+		cancel()
+		if err == nil {
+			out[id] = resp.GetStatus().GetOwnerReplicaId()
+		}
+	}
+	return out
+}
+
+// settled waits until every mailbox is owned by one of want, spread over at least spread replicas.
+func (h *haCluster) settled(via *replica, want []string, spread int, within time.Duration) map[string]string {
+	h.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		owners := h.owners(via)
+		ok := len(owners) == len(h.boxes)
+		seen := map[string]bool{}
+		for _, o := range owners {
+			if !containsStr(want, o) {
+				ok = false
+			}
+			seen[o] = true
+		}
+		if ok && len(seen) >= spread {
+			return owners
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("mailboxes not spread over %v within %s: %v", want, within, owners)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// haMail is a message for user with a unique subject.
+func haMail(user, subject string) []byte {
+	return []byte(fmt.Sprintf("From: Customer <c@example.net>\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@example.net>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nBody of %s\r\n",
+		user, subject, strings.ReplaceAll(subject, " ", "."), subject))
+}
+
+// TestHAReplicas checks the cluster's functions end to end: the admin token made once and valid on
+// every replica, mailboxes spread and served to a consumer on any replica, raw messages and status
+// through non-owners, failover after SIGKILL, handover on SIGTERM, a restarted replica rejoining,
+// a replica with another secret key refused.
+func TestHAReplicas(t *testing.T) {
+	h := newHACluster(t, 3, 9)
+	defer func() {
+		if t.Failed() {
+			h.dump()
+		}
+	}()
+	r1, r2, r3 := h.replicas[0], h.replicas[1], h.replicas[2]
+	all := []string{"r1", "r2", "r3"}
+	owners := h.settled(r3, all, 2, 30*time.Second)
+	t.Logf("owners: %v", owners)
+
+	// Cluster status through the CLI, on a replica that did not create the admin token.
+	code, out, errs := cli(t, "", "--addr", r2.d.addr, "--token", h.admin, "cluster", "status", "--json")
+	if code != 0 {
+		t.Fatalf("cluster status: %s", errs)
+	}
+	for _, id := range all {
+		if !strings.Contains(out, `"id": "`+id+`"`) && !strings.Contains(out, `"id":"`+id+`"`) {
+			t.Errorf("cluster status does not name replica %s:\n%s", id, out)
+		}
+	}
+
+	// Mail to every mailbox, consumed by one consumer on r2 (it owns only some of them).
+	l := newLedger()
+	var subjects []string
+	for id, u := range h.boxes {
+		for i := range 3 {
+			s := fmt.Sprintf("first %s %d", id, i)
+			subjects = append(subjects, s)
+			h.dv.Deliver(t, u, "INBOX", haMail(u, s))
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c2 := h.client(r2)
+	go func() {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for ctx.Err() == nil {
+			consume(ctx, c2, &mailintakev1.StreamMessagesRequest{MaxInFlight: 4}, l, rng, 1, 2)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	eventually20(t, 60*time.Second, "every first message acknowledged through r2", func() bool {
+		return len(l.confirmedSubjects()) >= len(subjects)
+	})
+	checkAll(t, l, subjects)
+
+	// A raw message of a mailbox r1 owns, fetched through r3 (which must ask r1).
+	var rawID string
+	l.mu.Lock()
+	for id := range l.confirmed {
+		mb := strings.Split(id, ":")[0]
+		if owners[mb] != "r3" {
+			rawID = id
+			break
+		}
+	}
+	l.mu.Unlock()
+	c3 := h.client(r3)
+	rs, err := c3.Messages.GetRawMessage(ctx, &mailintakev1.GetRawMessageRequest{MessageId: rawID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []byte
+	for {
+		resp, err := rs.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("raw message %s through a non-owner: %v", rawID, err)
+		}
+		raw = append(raw, resp.GetChunk()...)
+	}
+	if !strings.Contains(string(raw), "Subject: first "+strings.Split(rawID, ":")[0]) {
+		t.Errorf("raw message %s through a non-owner: got %q", rawID, raw)
+	}
+
+	// SIGKILL the owner of a mailbox: the next mail to it comes from the new owner within seconds.
+	var victimBox string
+	for id, o := range owners {
+		if o == "r1" {
+			victimBox = id
+			break
+		}
+	}
+	r1.d.cmd.Process.Kill()
+	r1.d.cmd.Wait()
+	killed := time.Now()
+	h.dv.Deliver(t, h.boxes[victimBox], "INBOX", haMail(h.boxes[victimBox], "after kill"))
+	eventually20(t, 30*time.Second, "the mail after the kill delivered by the new owner", func() bool {
+		return l.confirmedSubjects()["after kill"]
+	})
+	t.Logf("failover after SIGKILL: first message delivered after %s", time.Since(killed).Round(10*time.Millisecond))
+	h.settled(r3, []string{"r2", "r3"}, 2, 15*time.Second)
+
+	// The killed replica comes back with the same id and data directory and takes its share.
+	h.restart(r1)
+	owners = h.settled(r3, all, 2, 30*time.Second)
+
+	// SIGTERM hands over at once: the next mail comes within a couple of seconds.
+	for id, o := range owners {
+		if o == "r3" {
+			victimBox = id
+			break
+		}
+	}
+	r3.d.stop(t)
+	stopped := time.Now()
+	h.dv.Deliver(t, h.boxes[victimBox], "INBOX", haMail(h.boxes[victimBox], "after sigterm"))
+	eventually20(t, 20*time.Second, "the mail after SIGTERM delivered", func() bool { return l.confirmedSubjects()["after sigterm"] })
+	if d := time.Since(stopped); d > 5*time.Second {
+		t.Errorf("the mail after a SIGTERM handover took %s (want a few seconds at most: no lease wait)", d)
+	} else {
+		t.Logf("handover after SIGTERM: first message delivered after %s", d.Round(10*time.Millisecond))
+	}
+
+	// A replica with another secret key refuses to start, saying why.
+	other := filepath.Join(t.TempDir(), "other.key")
+	if _, _, err := secrets.LoadOrCreateKeyFile(other); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bins(t), "mailintaked"), "--listen", freeAddr(t), "--data-dir", t.TempDir(),
+		"--database-url", h.dbURL, "--replica-id", "bad", "--secret-key-file", other)
+	start := time.Now()
+	outb, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(outb), "does not match") || time.Since(start) > 30*time.Second {
+		t.Errorf("a replica with another key: err=%v after %s, output:\n%s", err, time.Since(start), outb)
+	}
+
+	cancel()
+	l.check(t)
+	for _, p := range h.proxies {
+		p.check(t)
+	}
+}
+
+// eventually20 is eventually with its own timeout.
+func eventually20(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var _ = syscall.SIGSTOP
