@@ -267,6 +267,24 @@ func (s *Server) Exec(t testing.TB, db, sql string, args ...any) {
 	}
 }
 
+// QueryInt runs a query returning one integer in database db as the superuser, failing the test
+// on an error.
+func (s *Server) QueryInt(t testing.TB, db, sql string, args ...any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, s.URL(db))
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", db, err)
+	}
+	defer c.Close(ctx)
+	var n int64
+	if err := c.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
 // Stop stops the server at once (PostgreSQL's immediate shutdown: every connection drops). A
 // stopped server stays stopped; Stop is idempotent and also runs at the test's cleanup.
 func (s *Server) Stop() {

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
@@ -140,6 +142,7 @@ type replica struct {
 // haCluster is a private PostgreSQL, a private Dovecot with one user per mailbox, and replicas.
 type haCluster struct {
 	t        *testing.T
+	pg       *pgserver.Server
 	dbURL    string
 	keyFile  string
 	dv       *dovecot.Server
@@ -153,7 +156,7 @@ type haCluster struct {
 func newHACluster(t *testing.T, n, mailboxes int) *haCluster {
 	pg := pgserver.Start(t)
 	users := map[string]string{}
-	h := &haCluster{t: t, dbURL: pg.CreateDatabase(t, ""), proxies: map[string]*selProxy{}, boxes: map[string]string{}}
+	h := &haCluster{t: t, pg: pg, dbURL: pg.CreateDatabase(t, "ha"), proxies: map[string]*selProxy{}, boxes: map[string]string{}}
 	for i := range mailboxes {
 		u := fmt.Sprintf("desk%02d@example.com", i)
 		users[u] = dvPass
@@ -227,7 +230,8 @@ func (h *haCluster) dump() {
 // add starts a new replica.
 func (h *haCluster) add(id string) *replica {
 	r := &replica{id: id, data: h.t.TempDir()}
-	r.args = []string{"--database-url", h.dbURL, "--replica-id", id, "--secret-key-file", h.keyFile}
+	// Each replica names its database connections, so a test can cut exactly one replica's.
+	r.args = []string{"--database-url", h.dbURL + "&application_name=mailintake-" + id, "--replica-id", id, "--secret-key-file", h.keyFile}
 	r.d = startDaemon(h.t, r.data, r.args...)
 	h.replicas = append(h.replicas, r)
 	return r
@@ -454,4 +458,158 @@ func eventually20(t *testing.T, within time.Duration, what string, cond func() b
 	}
 }
 
-var _ = syscall.SIGSTOP
+// TestHAChaos runs three replicas and 30 mailboxes while mail flows and consumers on random
+// replicas acknowledge it, through rounds of faults: a replica SIGKILLed and restarted, one frozen
+// (SIGSTOP) past its lease and resumed, one whose database connections are cut. At the end: every
+// message delivered, none delivered again after its acknowledgement was confirmed, no checkpoint
+// ever moved back (a trigger audits sync_state), no session acting on a mailbox after another
+// replica's session selected it, and every acknowledged message marked \Seen on Dovecot.
+func TestHAChaos(t *testing.T) {
+	rounds := envInt("MAILINTAKE_HA_ROUNDS", 21)
+	h := newHACluster(t, 3, 30)
+	defer func() {
+		if t.Failed() {
+			h.dump()
+		}
+	}()
+	h.pg.Exec(t, "ha", `CREATE TABLE checkpoint_audit (mailbox_id text, old_through bigint, new_through bigint, at timestamptz DEFAULT now());
+		CREATE FUNCTION audit_checkpoint() RETURNS trigger AS $$
+		BEGIN
+			IF NEW.uid_validity = OLD.uid_validity AND NEW.acked_through < OLD.acked_through THEN
+				INSERT INTO checkpoint_audit (mailbox_id, old_through, new_through) VALUES (OLD.mailbox_id, OLD.acked_through, NEW.acked_through);
+			END IF;
+			RETURN NEW;
+		END $$ LANGUAGE plpgsql;
+		CREATE TRIGGER audit_checkpoint BEFORE UPDATE ON sync_state FOR EACH ROW EXECUTE FUNCTION audit_checkpoint();`)
+	all := []string{"r1", "r2", "r3"}
+	h.settled(h.replicas[0], all, 3, 30*time.Second)
+
+	var mu sync.Mutex // guards the replicas' processes against the consumers picking one
+	live := func(rng *rand.Rand) *replica {
+		mu.Lock()
+		defer mu.Unlock()
+		var up []*replica
+		for _, r := range h.replicas {
+			if r.d.cmd.ProcessState == nil {
+				up = append(up, r)
+			}
+		}
+		return up[rng.IntN(len(up))]
+	}
+	l := newLedger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 99))
+			for ctx.Err() == nil {
+				r := live(rng)
+				c, err := client.Dial(r.d.addr, client.Options{Token: h.admin})
+				if err != nil {
+					continue
+				}
+				// A stream lives a few seconds at most, as behind a load balancer that
+				// rebalances: consumers keep moving between replicas.
+				sctx, scancel := context.WithTimeout(ctx, time.Duration(2+rng.IntN(6))*time.Second)
+				consume(sctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: uint32(1 + rng.IntN(16)),
+					AckDeadline: durationpbNew(10 * time.Second)}, l, rng, 0.9, 1+rng.IntN(4))
+				scancel()
+				c.Close()
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	// Mail keeps arriving in random mailboxes while the faults happen.
+	var subjects []string
+	var subjMu sync.Mutex
+	mailDone := make(chan struct{})
+	go func() {
+		defer close(mailDone)
+		rng := rand.New(rand.NewPCG(5, 5))
+		for n := 0; ctx.Err() == nil && n < 100000; n++ {
+			u := h.users[rng.IntN(len(h.users))]
+			s := fmt.Sprintf("chaos %05d", n)
+			h.dv.Deliver(t, u, "INBOX", haMail(u, s))
+			subjMu.Lock()
+			subjects = append(subjects, s)
+			subjMu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(50+rng.IntN(150)) * time.Millisecond):
+			}
+		}
+	}()
+
+	rng := rand.New(rand.NewPCG(2026, 12))
+	for round := 1; round <= rounds; round++ {
+		r := h.replicas[rng.IntN(len(h.replicas))]
+		switch round % 3 {
+		case 1:
+			t.Logf("round %d: SIGKILL %s, restart", round, r.id)
+			mu.Lock()
+			r.d.cmd.Process.Kill()
+			r.d.cmd.Wait()
+			mu.Unlock()
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			mu.Lock()
+			h.restart(r)
+			mu.Unlock()
+		case 2:
+			t.Logf("round %d: SIGSTOP %s past its lease, SIGCONT", round, r.id)
+			r.d.cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(7 * time.Second)
+			r.d.cmd.Process.Signal(syscall.SIGCONT)
+			// It closes every session it lost within a few seconds.
+			eventually20(t, 10*time.Second, "the resumed replica closing the sessions it lost", func() bool {
+				for _, p := range h.proxies {
+					if p.sessions() > 1 {
+						return false
+					}
+				}
+				return true
+			})
+		case 0:
+			t.Logf("round %d: cut %s's database connections", round, r.id)
+			h.pg.Exec(t, "ha", `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, "mailintake-"+r.id)
+			time.Sleep(time.Duration(1000+rng.IntN(2000)) * time.Millisecond)
+		}
+		time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	<-mailDone
+
+	// Drain through one replica until nothing comes any more.
+	h.settled(h.replicas[0], all, 2, 30*time.Second)
+	drain(t, h.client(h.replicas[rng.IntN(3)]), l, 5*time.Second, 3*time.Minute)
+	subjMu.Lock()
+	want := append([]string(nil), subjects...)
+	subjMu.Unlock()
+	checkAll(t, l, want)
+	for _, p := range h.proxies {
+		p.check(t)
+	}
+	if audit := h.pg.QueryInt(t, "ha", `SELECT count(*) FROM checkpoint_audit`); audit > 0 {
+		t.Errorf("a checkpoint moved back %d times", audit)
+	}
+	eventually20(t, 60*time.Second, "every message \\Seen on Dovecot", func() bool {
+		for _, u := range h.users {
+			if _, unseen := h.dv.Status(t, u, "INBOX"); unseen > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	l.mu.Lock()
+	redelivered := 0
+	for _, k := range l.delivered {
+		redelivered += k - 1
+	}
+	l.mu.Unlock()
+	t.Logf("%d messages over %d fault rounds: %d redeliveries of unacknowledged messages, %d acks answered unknown", len(want), rounds, redelivered, len(l.unknown))
+}
+
+func durationpbNew(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
