@@ -66,6 +66,7 @@ test-faults: ## Run the fault-injection suite against a private Dovecot, and its
 .PHONY: bench
 bench: ## Measure: the raw IMAP floor, end to end, the peers, push latency, idle scale and parsing, on a private Dovecot; writes BENCHMARKS.md. Not part of make test.
 	@command -v dovecot >/dev/null || { echo "make bench needs Dovecot: apt-get install dovecot-imapd (and isync getmail6 fetchmail offlineimap for the peers)"; exit 1; }
+	.ci/install-postgres
 	$(GO) test -count=1 -tags bench -run TestBench -timeout 90m -v ./internal/bench/
 
 .PHONY: bench-parse

@@ -64,6 +64,7 @@ func (a *authProviderService) BeginAuthorization(ctx context.Context, req *maili
 		return nil, err
 	}
 	a.s.addEvent(ctx, mb.Spec.Id, "auth", "interactive sign-in started: "+auth.GetMessage())
+	a.s.wake(ctx, mb.Spec.Id) // the mailbox's owner polls the sign-in
 	return &mailintakev1.BeginAuthorizationResponse{Authorization: auth}, nil
 }
 
@@ -72,7 +73,10 @@ func (a *authProviderService) GetAuthorization(ctx context.Context, req *mailint
 	if err != nil {
 		return nil, err
 	}
-	auth := a.s.sessions.Authorization(mb.Spec.Id)
+	auth, err := a.s.sessions.Authorization(ctx, mb.Spec.Id)
+	if err != nil {
+		return nil, err
+	}
 	if auth == nil {
 		return nil, notFound("interactive sign-in of mailbox", mb.Spec.Id)
 	}

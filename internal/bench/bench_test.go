@@ -38,10 +38,13 @@ import (
 // standard output and to BENCHMARKS.md (MAILINTAKE_BENCH_OUT). Sizes: MAILINTAKE_BENCH_N
 // (messages, default 2000), _RUNS (floor and end to end, default 5, medians reported),
 // _PEER_RUNS (default 3), _SCALE (idle mailboxes,
-// default 10000), _PUSH (push latency samples, default 200).
+// default 10000), _PUSH (push latency samples, default 200), _HA_KILLS and _HA_TERMS (failovers
+// measured, default 10 and 5), _HA_RUNS (PostgreSQL against SQLite, default 3), _HA_IDLE (idle
+// mailboxes of the planned restart, default 1000).
 //
 // For profiling by hand: MAILINTAKE_BENCH_ONLY=e2e measures only the floor and end to end (and
-// writes no BENCHMARKS.md), MAILINTAKE_BENCH_ONLY=scale only the idle mailboxes; MAILINTAKE_BENCH_PROFILE=FILE writes a CPU profile of the server
+// writes no BENCHMARKS.md), MAILINTAKE_BENCH_ONLY=scale only the idle mailboxes, =ha only the
+// replicas; MAILINTAKE_BENCH_PROFILE=FILE writes a CPU profile of the server
 // during the last end-to-end run.
 
 const (
@@ -229,6 +232,13 @@ func TestBench(t *testing.T) {
 	imaps := net.JoinHostPort("127.0.0.1", strconv.Itoa(dv.IMAPSPort))
 	t.Logf("corpus: %d messages, %.1f MB", n, float64(total)/1e6)
 
+	if only == "ha" {
+		h := haBench(t, bins, dv, corpus)
+		for _, l := range haLines(h) {
+			t.Logf("%s: %s", l[0], l[1])
+		}
+		return
+	}
 	// A first fetch builds Dovecot's cache files; it is not measured.
 	if _, err := Floor(imaps, user, pass, tlsCfg); err != nil {
 		t.Fatalf("warm-up fetch: %v", err)
@@ -329,6 +339,9 @@ func TestBench(t *testing.T) {
 	// Scale: idle mailboxes on a separate in-memory IMAP server process.
 	sc := scale(t, bins, scaleN)
 
+	// Several replicas on PostgreSQL.
+	ha := haBench(t, bins, dv, corpus)
+
 	ratio := func(d time.Duration) string { return fmt.Sprintf("%.2f×", d.Seconds()/floor.Wall.Seconds()) }
 	var b strings.Builder
 	host, _ := os.Hostname()
@@ -351,6 +364,9 @@ func TestBench(t *testing.T) {
 	fmt.Fprintf(&b, "| push latency (APPEND → consumer), %d messages | p50 %s, p99 %s | |\n", len(lat), pct(lat, 50), pct(lat, 99))
 	fmt.Fprintf(&b, "| %d idle mailboxes, each after one message delivered and acknowledged | %s to bring all sessions up; one message to every mailbox at once delivered and acknowledged in %s; RSS %.1f KB per mailbox (%d MB in all); CPU at rest %.1f%% of one core; %.2f IMAP commands per mailbox per minute at rest | |\n",
 		sc.n, sc.up.Round(time.Millisecond), sc.burst.Round(time.Millisecond), sc.rssPerMailbox, sc.rss>>10, sc.cpuPct, sc.cmdsPerMin)
+	for _, l := range haLines(ha) {
+		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
+	}
 	for _, l := range parseLines {
 		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
 	}

@@ -173,6 +173,7 @@ func (s *Supervisor) swapLocked(mailboxID string, mb *store.Mailbox) *session {
 	}
 	lease, owned := s.owned[mailboxID]
 	if mb == nil || (s.opts.Clustered && !owned) {
+		go s.stopAuthorization(mailboxID)
 		if mb == nil {
 			s.plugins.Forget(mailboxID)
 			s.metrics.Forget(mailboxID)
@@ -186,6 +187,9 @@ func (s *Supervisor) swapLocked(mailboxID string, mb *store.Mailbox) *session {
 		sess.lease = lease
 	}
 	s.sessions[mailboxID] = sess
+	// A sign-in in progress (begun here or elsewhere, before a restart or a takeover) is polled
+	// by the process that runs the mailbox.
+	go s.ResumeAuthorization(context.WithoutCancel(s.ctx), mailboxID)
 	if !mb.Spec.GetEnabled() {
 		sess.status.set(mailintakev1.MailboxState_MAILBOX_STATE_DISABLED, "the mailbox is disabled")
 		return old
@@ -225,9 +229,12 @@ func (s *Supervisor) Own(leases map[string]store.Lease) {
 			sess.cancelRun()
 			delete(s.sessions, id)
 			s.broker.Remove(id)
+			go s.stopAuthorization(id)
 			stopped = append(stopped, sess)
-		} else if l != sess.lease {
-			start = append(start, id) // a new epoch: restart under the new lease
+		} else if !l.Holds(sess.lease) || !l.Updated.Equal(sess.mb.Spec.GetUpdateTime().AsTime()) {
+			// A new epoch: restart under the new lease. A changed definition (whose hint from
+			// the replica that changed it may have been lost): restart with it.
+			start = append(start, id)
 		}
 	}
 	for id := range leases {
@@ -245,13 +252,15 @@ func (s *Supervisor) Own(leases map[string]store.Lease) {
 	}
 }
 
-// Wake asks a mailbox's session to look for work now (e.g. after a quarantine change).
+// Wake asks a mailbox's session to look for work now (e.g. after a quarantine change, or a
+// sign-in begun on another replica).
 func (s *Supervisor) Wake(mailboxID string) {
 	s.mu.Lock()
 	sess, ok := s.sessions[mailboxID]
 	s.mu.Unlock()
 	if ok {
 		sess.queue.Signal()
+		go s.ResumeAuthorization(context.Background(), mailboxID)
 	}
 }
 

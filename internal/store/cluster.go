@@ -23,6 +23,16 @@ type Lease struct {
 	Incarnation string // the holding process (a replica id keeps its name across restarts)
 	Epoch       int64
 	Tenant      string // the mailbox's tenant, for routing
+	// Updated is when the mailbox's definition last changed: the owner restarts the session when
+	// it differs from the one the session runs, even if the hint from the replica that made the
+	// change was lost.
+	Updated time.Time
+}
+
+// Holds reports whether two leases are the same holding (replica, incarnation, epoch), whatever
+// the mailbox's definition.
+func (l Lease) Holds(o Lease) bool {
+	return l.MailboxID == o.MailboxID && l.ReplicaID == o.ReplicaID && l.Incarnation == o.Incarnation && l.Epoch == o.Epoch
 }
 
 type leaseKey struct{}

@@ -56,6 +56,20 @@ type Token struct {
 	ExpireTime time.Time // zero for a token valid until revoked
 }
 
+// PendingAuthorization is a mailbox's interactive sign-in (a device code), kept in the store so
+// that it survives a restart and a failover: whichever replica owns the mailbox polls the identity
+// platform until the user has signed in, and every replica can show it.
+type PendingAuthorization struct {
+	MailboxID string
+	// State is the API's mailintake.v1.Authorization message, marshaled: its state, the URL and
+	// code the user enters, the expiry and the poll interval.
+	State []byte
+	// Handle is what the provider polls with (the device code): a secret. The whole record is
+	// sealed at rest, bound to the mailbox.
+	Handle     string
+	UpdateTime time.Time
+}
+
 // Store is the server's persistence.
 type Store interface {
 	// CreateMailbox saves a new mailbox. ErrConflict if its id exists.
@@ -78,6 +92,13 @@ type Store interface {
 	// state (a paused replica, a connection test on another replica) never overwrites a newer one,
 	// such as a rotated refresh token. new nil clears it.
 	SwapProviderState(ctx context.Context, mailboxID string, old, new []byte) error
+
+	// SaveAuthorization replaces the mailbox's interactive sign-in in progress (nil-safe: a
+	// mailbox has at most one). Fenced like the other session writes when the context carries a
+	// lease. An unknown mailbox is ErrNotFound.
+	SaveAuthorization(ctx context.Context, a *PendingAuthorization) error
+	// GetAuthorization returns the mailbox's interactive sign-in, nil when there is none.
+	GetAuthorization(ctx context.Context, mailboxID string) (*PendingAuthorization, error)
 
 	// CreateToken saves a token. ErrConflict if its id or hash exists.
 	CreateToken(ctx context.Context, t *Token) error

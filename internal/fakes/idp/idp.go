@@ -56,6 +56,7 @@ type token struct {
 type refresh struct {
 	user, clientID string
 	revoked        bool
+	used           bool // exchanged once under strict rotation
 }
 
 type device struct {
@@ -83,6 +84,18 @@ type IdP struct {
 	// AccessTTL is the lifetime of access tokens issued from now on.
 	accessTTL time.Duration
 	counts    map[string]int
+	// strict: a refresh token works once (rotation with reuse detection, as some platforms do).
+	strict bool
+}
+
+// SetStrictRotation makes every refresh token single-use from now on: the one exchanged is
+// revoked, so a client that sends an older one (a stale copy) is refused with invalid_grant, and
+// counted as "refresh_reused". Microsoft keeps used refresh tokens valid; this is stricter, to
+// catch a client that loses a rotated token.
+func (p *IdP) SetStrictRotation(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.strict = on
 }
 
 // New returns an IdP for a tenant.
@@ -340,12 +353,18 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 		case !ok:
 			p.fail(w, 400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
 		case rt.revoked:
+			if rt.used {
+				p.counts["refresh_reused"]++
+			}
 			p.fail(w, 400, "invalid_grant", 50173, "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.")
 		case rt.clientID != app.ClientID:
 			p.fail(w, 400, "invalid_grant", 70000, "Provided grant is invalid or malformed.")
 		default:
 			// Rotation: the used refresh token keeps working (Microsoft does not revoke it), but
 			// a new one comes back every time.
+			if p.strict {
+				rt.revoked, rt.used = true, true
+			}
 			p.issue(w, rt.user, app.ClientID, f.Get("scope"), false)
 		}
 	case "client_credentials":

@@ -158,7 +158,7 @@ func (s *Store) Leases(ctx context.Context) ([]store.Lease, error) {
 	var out []store.Lease
 	err := s.retry(ctx, func() error {
 		out = nil
-		rows, err := s.pool.Query(ctx, `SELECT m.id, m.tenant, coalesce(o.replica_id, ''), coalesce(o.incarnation, ''), coalesce(o.epoch, 0)
+		rows, err := s.pool.Query(ctx, `SELECT m.id, m.tenant, coalesce(o.replica_id, ''), coalesce(o.incarnation, ''), coalesce(o.epoch, 0), m.updated_at
 			FROM mailboxes m LEFT JOIN mailbox_owner o ON o.mailbox_id = m.id
 			ORDER BY m.id`)
 		if err != nil {
@@ -170,15 +170,18 @@ func (s *Store) Leases(ctx context.Context) ([]store.Lease, error) {
 	return out, err
 }
 
-// collectLeases reads rows of mailbox id, tenant, replica id, incarnation and epoch.
+// collectLeases reads rows of mailbox id, tenant, replica id, incarnation, epoch and the
+// mailbox's update time.
 func collectLeases(rows pgx.Rows) ([]store.Lease, error) {
 	defer rows.Close()
 	var out []store.Lease
 	for rows.Next() {
 		var l store.Lease
-		if err := rows.Scan(&l.MailboxID, &l.Tenant, &l.ReplicaID, &l.Incarnation, &l.Epoch); err != nil {
+		var updated int64
+		if err := rows.Scan(&l.MailboxID, &l.Tenant, &l.ReplicaID, &l.Incarnation, &l.Epoch, &updated); err != nil {
 			return nil, err
 		}
+		l.Updated = time.Unix(0, updated).UTC()
 		out = append(out, l)
 	}
 	return out, rows.Err()
@@ -233,7 +236,7 @@ func (s *Store) Claim(ctx context.Context, replicaID, incarnation string, ids []
 			UPDATE mailbox_owner o SET replica_id = $1, incarnation = $2, epoch = o.epoch + 1
 			FROM c JOIN mailboxes m ON m.id = c.mailbox_id
 			WHERE o.mailbox_id = c.mailbox_id
-			RETURNING o.mailbox_id, m.tenant, o.replica_id, o.incarnation, o.epoch`, replicaID, incarnation, ids)
+			RETURNING o.mailbox_id, m.tenant, o.replica_id, o.incarnation, o.epoch, m.updated_at`, replicaID, incarnation, ids)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -33,6 +34,7 @@ func TestCluster(t *testing.T) {
 		{"FencedWrites", testFencedWrites},
 		{"FencedWriteWaitsForClaim", testFencedWriteWaitsForClaim},
 		{"ClaimSkipsFencedWrite", testClaimSkipsFencedWrite},
+		{"FencedAuthorization", testFencedAuthorization},
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"ClaimMany", testClaimMany},
 		{"DeleteCascades", testOwnerDeleteCascades},
@@ -413,6 +415,10 @@ var fencedCalls = []fencedCall{
 	{"SwapProviderState", func(ctx context.Context, s *Store, round int) error {
 		return s.SwapProviderState(ctx, "m", fmt.Appendf(nil, "set %d", round), fmt.Appendf(nil, "swapped %d", round))
 	}},
+	{"SaveAuthorization", func(ctx context.Context, s *Store, round int) error {
+		return s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "m",
+			State: fmt.Appendf(nil, "sign-in %d", round), Handle: fmt.Sprintf("handle %d", round)})
+	}},
 }
 
 // snapshot is what the fenced writes change of mailbox m.
@@ -424,6 +430,10 @@ func snapshot(t *testing.T, s *Store) string {
 		t.Fatal(err)
 	}
 	ps, err := s.ProviderState(ctx, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, err := s.GetAuthorization(ctx, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,6 +450,9 @@ func snapshot(t *testing.T, s *Store) string {
 		t.Fatal(err)
 	}
 	out := fmt.Sprintf("provider state %q\n", ps)
+	if pa != nil {
+		out += fmt.Sprintf("sign-in %q handle %q at %d\n", pa.State, pa.Handle, pa.UpdateTime.UnixNano())
+	}
 	if st != nil {
 		out += fmt.Sprintf("checkpoint %d/%d\n", st.UIDValidity, st.AckedThrough)
 	}
@@ -552,6 +565,80 @@ func testFencedWrites(t *testing.T, s *Store) {
 	if err := s.SaveSyncState(bad, &store.SyncState{MailboxID: "m", UIDValidity: 7}); err != store.ErrFenced {
 		t.Errorf("SaveSyncState under an unstorable lease = %v", err)
 	}
+}
+
+// A pending sign-in saved under a lease is fenced: once another replica took the mailbox over, a
+// save under the stale lease (its poller has not stopped yet) is ErrFenced and leaves the new
+// holder's sign-in as it was. Without a lease (the API starting a sign-in) it is not fenced.
+func testFencedAuthorization(t *testing.T, s *Store) {
+	ctx := context.Background()
+	createMailboxes(t, s, "m")
+	join(t, s, "r1", "i1")
+	join(t, s, "r2", "j1")
+	l1 := claim(t, s, "r1", "i1", "m")["m"]
+	ctx1 := store.WithLease(ctx, l1)
+	if err := s.SaveAuthorization(ctx1, &store.PendingAuthorization{MailboxID: "m", State: []byte("pending 1"), Handle: "code 1"}); err != nil {
+		t.Fatalf("SaveAuthorization under the current lease: %v", err)
+	}
+
+	lapse(t, s, "r1")
+	l2 := claim(t, s, "r2", "j1", "m")["m"]
+	if l2.Epoch != l1.Epoch+1 {
+		t.Fatalf("r2's lease = %+v", l2)
+	}
+	if err := s.SaveAuthorization(store.WithLease(ctx, l2), &store.PendingAuthorization{MailboxID: "m", State: []byte("pending 2"), Handle: "code 2"}); err != nil {
+		t.Fatalf("SaveAuthorization under the new lease: %v", err)
+	}
+	want, err := s.GetAuthorization(ctx, "m")
+	if err != nil || want == nil {
+		t.Fatalf("GetAuthorization = %+v, %v", want, err)
+	}
+
+	stale := &store.PendingAuthorization{MailboxID: "m", State: []byte("completed by the old owner"), Handle: "stale code"}
+	if err := s.SaveAuthorization(ctx1, stale); err != store.ErrFenced {
+		t.Errorf("SaveAuthorization under a lease taken over = %v, want ErrFenced itself", err)
+	}
+	if !stale.UpdateTime.IsZero() {
+		t.Errorf("a refused save set UpdateTime %v", stale.UpdateTime)
+	}
+	got, err := s.GetAuthorization(ctx, "m")
+	if err != nil || got == nil || !bytes.Equal(got.State, want.State) || got.Handle != want.Handle || !got.UpdateTime.Equal(want.UpdateTime) {
+		t.Errorf("after the refused save: %+v, %v; want %+v unchanged", got, err, want)
+	}
+	if string(got.State) != "pending 2" || got.Handle != "code 2" {
+		t.Errorf("the stored sign-in = %q, %q; want the new holder's", got.State, got.Handle)
+	}
+
+	// Released, the lease fences its holder's own saves too; without a lease a save goes through.
+	if err := s.Release(ctx, []store.Lease{l2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveAuthorization(store.WithLease(ctx, l2), stale); err != store.ErrFenced {
+		t.Errorf("SaveAuthorization under a released lease = %v, want ErrFenced", err)
+	}
+	if err := s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "m", State: []byte("from the API"), Handle: "code 3"}); err != nil {
+		t.Errorf("SaveAuthorization without a lease: %v", err)
+	}
+	if got := getAuthorization(t, s, "m"); got == nil || got.Handle != "code 3" {
+		t.Errorf("after a save without a lease: %+v", got)
+	}
+	// Under the lease of a mailbox that is gone: fenced (its owner row went with it).
+	if err := s.DeleteMailbox(ctx, "m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveAuthorization(store.WithLease(ctx, l2), stale); err != store.ErrFenced {
+		t.Errorf("SaveAuthorization under the lease of a deleted mailbox = %v, want ErrFenced", err)
+	}
+}
+
+// getAuthorization returns mailboxID's pending sign-in, failing the test on an error.
+func getAuthorization(t *testing.T, s *Store, mailboxID string) *store.PendingAuthorization {
+	t.Helper()
+	a, err := s.GetAuthorization(t.Context(), mailboxID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // A fenced write that meets a claim in progress waits for it, and is refused once the claim has

@@ -14,15 +14,16 @@
 // The store also implements store.Cluster (cluster.go): replicas heartbeat in the replica table
 // and claim mailboxes in mailbox_owner, whose epoch is the fencing token. A write of a mailbox's
 // delivery state made under a lease (store.WithLease: the checkpoint, applied marks, pruning,
-// quarantine, events, provider state) runs in a transaction that first locks the mailbox's
-// owner row FOR SHARE if it still matches the lease, and is store.ErrFenced, writing nothing,
-// if it does not. Writes without a lease (the API's) are not fenced, nor are acknowledgements.
+// quarantine, events, provider state, the pending sign-in) runs in a transaction that first locks
+// the mailbox's owner row FOR SHARE if it still matches the lease, and is store.ErrFenced,
+// writing nothing, if it does not. Writes without a lease (the API's) are not fenced, nor are
+// acknowledgements.
 //
-// Secrets and provider state are sealed with a secrets.Box bound to the same owner strings as in
-// the SQLite store. Failures of the database itself (it is down, restarting, out of disk or
-// connections, read-only, unreachable) are store.ErrUnavailable with what the admin must do;
-// deadlocks, serialization failures and connections that broke before a statement was sent are
-// retried a few times first.
+// Secrets, provider state and pending sign-ins are sealed with a secrets.Box bound to the same
+// owner strings as in the SQLite store. Failures of the database itself (it is down, restarting,
+// out of disk or connections, read-only, unreachable) are store.ErrUnavailable with what the
+// admin must do; deadlocks, serialization failures and connections that broke before a statement
+// was sent are retried a few times first.
 package postgres
 
 import (
@@ -45,6 +46,7 @@ import (
 
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/internal/store/internal/authrecord"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -145,6 +147,12 @@ var migrations = []string{
 		epoch       bigint NOT NULL DEFAULT 0
 	);
 	CREATE INDEX mailbox_owner_replica ON mailbox_owner (replica_id, incarnation) WHERE replica_id IS NOT NULL;`,
+	// A mailbox's interactive sign-in in progress: its state and handle sealed as one value.
+	`CREATE TABLE authorizations (
+		mailbox_id text COLLATE "C" PRIMARY KEY REFERENCES mailboxes (id) ON DELETE CASCADE,
+		sealed     bytea NOT NULL,
+		updated_at bigint NOT NULL
+	);`,
 }
 
 // Advisory lock keys. The migration lock is the one-bigint form; the events lock the two-int4
@@ -234,6 +242,7 @@ func (s *Store) Close() error {
 
 func secretOwner(mailboxID, name string) string { return "mailbox/" + mailboxID + "/secret/" + name }
 func stateOwner(mailboxID string) string        { return "mailbox/" + mailboxID + "/provider-state" }
+func authOwner(mailboxID string) string         { return "mailbox/" + mailboxID + "/authorization" }
 
 // specBytes marshals the definition without its secrets.
 func specBytes(spec *mailintakev1.Mailbox) ([]byte, error) {
@@ -608,6 +617,61 @@ func (s *Store) SwapProviderState(ctx context.Context, mailboxID string, old, ne
 		}
 		return err
 	})
+}
+
+// SaveAuthorization implements store.Store. State and Handle are sealed together, bound to the
+// mailbox; a.UpdateTime is set to the time stored. A nil a writes nothing. A mailbox that does not
+// exist (the foreign key fails) is store.ErrNotFound. Under a lease for the mailbox it is fenced.
+func (s *Store) SaveAuthorization(ctx context.Context, a *store.PendingAuthorization) error {
+	if a == nil {
+		return nil
+	}
+	if !storable(a.MailboxID) {
+		return store.ErrNotFound // no mailbox has this id
+	}
+	sealed := s.box.Seal(authrecord.Marshal(a.State, a.Handle), authOwner(a.MailboxID))
+	now := time.Now().UnixNano()
+	err := s.write(ctx, a.MailboxID, func(db dbtx) error {
+		_, err := db.Exec(ctx, `INSERT INTO authorizations (mailbox_id, sealed, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
+			a.MailboxID, sealed, now)
+		return err
+	})
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "23503" { // foreign_key_violation
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	a.UpdateTime = time.Unix(0, now).UTC()
+	return nil
+}
+
+// GetAuthorization implements store.Store.
+func (s *Store) GetAuthorization(ctx context.Context, mailboxID string) (*store.PendingAuthorization, error) {
+	if !storable(mailboxID) {
+		return nil, nil
+	}
+	var sealed []byte
+	var updated int64
+	err := s.retry(ctx, func() error {
+		return s.pool.QueryRow(ctx, `SELECT sealed, updated_at FROM authorizations WHERE mailbox_id = $1`, mailboxID).Scan(&sealed, &updated)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	pt, err := s.box.Open(sealed, authOwner(mailboxID))
+	if err != nil {
+		return nil, fmt.Errorf("mailbox %s's sign-in: %w", mailboxID, err)
+	}
+	state, handle, err := authrecord.Unmarshal(pt)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox %s's sign-in: %w", mailboxID, err)
+	}
+	return &store.PendingAuthorization{MailboxID: mailboxID, State: state, Handle: handle, UpdateTime: time.Unix(0, updated).UTC()}, nil
 }
 
 // exec runs one statement, retried.

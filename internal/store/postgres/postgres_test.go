@@ -99,12 +99,16 @@ func testSecretsNotInPlaintext(t *testing.T, srv *pgserver.Server) {
 		if err := s.SetProviderState(ctx, id, []byte("refresh-token-of-"+id)); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: id, State: []byte("sign-in-state-of-" + id), Handle: "device-code-of-" + id}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	needles := []string{"password-of-a", "password-of-b", "refresh-token-of-a", "refresh-token-of-b", "must-not-be-stored-here"}
+	needles := []string{"password-of-a", "password-of-b", "refresh-token-of-a", "refresh-token-of-b", "must-not-be-stored-here",
+		"device-code-of-a", "device-code-of-b", "sign-in-state-of-a", "sign-in-state-of-b"}
 
 	// The raw columns.
 	var sealed [][]byte
-	for _, q := range []string{`SELECT sealed FROM mailbox_secrets`, `SELECT sealed FROM provider_state`, `SELECT spec FROM mailboxes`} {
+	for _, q := range []string{`SELECT sealed FROM mailbox_secrets`, `SELECT sealed FROM provider_state`, `SELECT sealed FROM authorizations`, `SELECT spec FROM mailboxes`} {
 		rows, err := s.pool.Query(ctx, q)
 		if err != nil {
 			t.Fatal(err)
@@ -173,6 +177,12 @@ func testSecretsNotInPlaintext(t *testing.T, srv *pgserver.Server) {
 	}
 	if _, err := s.ProviderState(ctx, "b"); !errors.Is(err, secrets.ErrDecrypt) {
 		t.Errorf("ProviderState copied from another mailbox = %v, want ErrDecrypt", err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE authorizations SET sealed = (SELECT sealed FROM authorizations WHERE mailbox_id = 'a') WHERE mailbox_id = 'b'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAuthorization(ctx, "b"); !errors.Is(err, secrets.ErrDecrypt) {
+		t.Errorf("GetAuthorization copied from another mailbox = %v, want ErrDecrypt", err)
 	}
 	// And a store with another key opens nothing.
 	other, _ := secrets.NewBox(bytes.Repeat([]byte{2}, secrets.KeySize))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/internal/store/internal/authrecord"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -109,6 +110,12 @@ var migrations = []string{
 		name  TEXT PRIMARY KEY,
 		value BLOB NOT NULL
 	);`,
+	// A mailbox's interactive sign-in in progress: its state and handle sealed as one value.
+	`CREATE TABLE authorizations (
+		mailbox_id TEXT PRIMARY KEY REFERENCES mailboxes (id) ON DELETE CASCADE,
+		sealed     BLOB NOT NULL,
+		updated_at INTEGER NOT NULL
+	);`,
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -182,6 +189,7 @@ func (s *Store) Close() error { return errors.Join(s.db.Close(), s.w.Close()) }
 
 func secretOwner(mailboxID, name string) string { return "mailbox/" + mailboxID + "/secret/" + name }
 func stateOwner(mailboxID string) string        { return "mailbox/" + mailboxID + "/provider-state" }
+func authOwner(mailboxID string) string         { return "mailbox/" + mailboxID + "/authorization" }
 
 // specBytes marshals the definition without its secrets.
 func specBytes(spec *mailintakev1.Mailbox) ([]byte, error) {
@@ -229,6 +237,13 @@ func (e *unavailableError) Unwrap() []error { return []error{store.ErrUnavailabl
 func isConstraint(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE)
+}
+
+// isForeignKey reports whether err is a foreign key violation: a row of a mailbox that does not
+// exist.
+func isForeignKey(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
 }
 
 // CreateMailbox implements store.Store.
@@ -456,6 +471,50 @@ func (s *Store) SwapProviderState(ctx context.Context, mailboxID string, old, ne
 		return wrap(err)
 	}
 	return wrap(tx.Commit())
+}
+
+// SaveAuthorization implements store.Store. State and Handle are sealed together, bound to the
+// mailbox; a.UpdateTime is set to the time stored. A nil a writes nothing. A mailbox that does not
+// exist (the foreign key fails) is store.ErrNotFound.
+func (s *Store) SaveAuthorization(ctx context.Context, a *store.PendingAuthorization) error {
+	if a == nil {
+		return nil
+	}
+	sealed := s.box.Seal(authrecord.Marshal(a.State, a.Handle), authOwner(a.MailboxID))
+	now := time.Now().UnixNano()
+	_, err := s.w.ExecContext(ctx, `INSERT INTO authorizations (mailbox_id, sealed, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (mailbox_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
+		a.MailboxID, sealed, now)
+	if isForeignKey(err) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return wrap(err)
+	}
+	a.UpdateTime = time.Unix(0, now).UTC()
+	return nil
+}
+
+// GetAuthorization implements store.Store.
+func (s *Store) GetAuthorization(ctx context.Context, mailboxID string) (*store.PendingAuthorization, error) {
+	var sealed []byte
+	var updated int64
+	err := s.db.QueryRowContext(ctx, `SELECT sealed, updated_at FROM authorizations WHERE mailbox_id = ?`, mailboxID).Scan(&sealed, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, wrap(err)
+	}
+	pt, err := s.box.Open(sealed, authOwner(mailboxID))
+	if err != nil {
+		return nil, fmt.Errorf("mailbox %s's sign-in: %w", mailboxID, err)
+	}
+	state, handle, err := authrecord.Unmarshal(pt)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox %s's sign-in: %w", mailboxID, err)
+	}
+	return &store.PendingAuthorization{MailboxID: mailboxID, State: state, Handle: handle, UpdateTime: time.Unix(0, updated).UTC()}, nil
 }
 
 // CreateToken implements store.Store.

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"io/fs"
 	"os"
@@ -237,6 +238,7 @@ func TestLeasesIgnored(t *testing.T) {
 		"AddEvent":          s.AddEvent(ctx, store.Event{MailboxID: "m", Kind: "connect", Message: "x"}),
 		"MarkApplied":       s.MarkApplied(ctx, "m", 1, []uint32{1}),
 		"PruneAcks":         s.PruneAcks(ctx, "m", 1, 1, time.Now()),
+		"SaveAuthorization": s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "m", State: []byte("s"), Handle: "h"}),
 	}
 	for name, err := range writes {
 		if err != nil {
@@ -245,5 +247,72 @@ func TestLeasesIgnored(t *testing.T) {
 	}
 	if st, err := s.SyncState(ctx, "m"); err != nil || st == nil || st.AckedThrough != 5 {
 		t.Errorf("SyncState = %+v, %v", st, err)
+	}
+}
+
+// A database made by the previous server (schema version 5, before the authorizations table)
+// is migrated at Open: its mailboxes keep everything and can save a pending sign-in.
+func TestMigrateFromVersion5(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName)+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:5] {
+		if _, err := db.ExecContext(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, `PRAGMA user_version = 5`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO mailboxes (id, tenant, spec, created_at, updated_at) VALUES ('old', 'acme', x'', 1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s := openTest(t, dir)
+	defer s.Close()
+	var v int
+	if err := s.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != len(migrations) {
+		t.Fatalf("user_version after Open = %d, %v; want %d", v, err, len(migrations))
+	}
+	if _, err := s.GetMailbox(ctx, "old"); err != nil {
+		t.Fatalf("the mailbox made before the migration: %v", err)
+	}
+	if a, err := s.GetAuthorization(ctx, "old"); err != nil || a != nil {
+		t.Errorf("GetAuthorization after the migration = %+v, %v; want nil", a, err)
+	}
+	if err := s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "old", State: []byte("s"), Handle: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.GetAuthorization(ctx, "old"); err != nil || a == nil || a.Handle != "h" {
+		t.Errorf("GetAuthorization = %+v, %v", a, err)
+	}
+}
+
+// A pending sign-in is sealed bound to its mailbox: copied onto another mailbox's row, it does
+// not open.
+func TestAuthorizationBoundToMailbox(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	for _, id := range []string{"a", "b"} {
+		if err := s.CreateMailbox(ctx, mailbox(id, "acme")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: id, State: []byte("state-" + id), Handle: "handle-" + id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.w.ExecContext(ctx, `UPDATE authorizations SET sealed = (SELECT sealed FROM authorizations WHERE mailbox_id = 'a') WHERE mailbox_id = 'b'`); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.GetAuthorization(ctx, "b"); !errors.Is(err, secrets.ErrDecrypt) {
+		t.Errorf("GetAuthorization of a sign-in copied from another mailbox = %+v, %v; want ErrDecrypt", a, err)
+	}
+	if a, err := s.GetAuthorization(ctx, "a"); err != nil || a == nil || a.Handle != "handle-a" {
+		t.Errorf("GetAuthorization(a) = %+v, %v", a, err)
 	}
 }

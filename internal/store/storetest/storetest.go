@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ProviderState", testProviderState},
 		{"SwapProviderState", testSwapProviderState},
 		{"SwapProviderStateConcurrent", testSwapProviderStateConcurrent},
+		{"Authorization", testAuthorization},
 		{"Tokens", testTokens},
 		{"SyncState", testSyncState},
 		{"Acks", testAcks},
@@ -387,6 +388,12 @@ func testUnstorableKeys(t *testing.T, s store.Store) {
 		if err := s.SwapProviderState(ctx, k, []byte("x"), nil); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("SwapProviderState(%q, x, nil) = %v, want ErrConflict", k, err)
 		}
+		if a, err := s.GetAuthorization(ctx, k); err != nil || a != nil {
+			t.Errorf("GetAuthorization(%q) = %+v, %v", k, a, err)
+		}
+		if err := s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: k, State: []byte("s"), Handle: "h"}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("SaveAuthorization(%q) = %v, want ErrNotFound", k, err)
+		}
 		if st, err := s.SyncState(ctx, k); err != nil || st != nil {
 			t.Errorf("SyncState(%q) = %v, %v", k, st, err)
 		}
@@ -546,6 +553,79 @@ func testSwapProviderStateConcurrent(t *testing.T, s store.Store) {
 		if st, err := s.ProviderState(ctx, "m"); err != nil || string(st) != fmt.Sprintf("new-%d", winner) {
 			t.Errorf("from %q: state %q, %v; want the winner's, new-%d", from, st, err, winner)
 		}
+	}
+}
+
+// getAuthorization returns the mailbox's pending sign-in, failing the test on an error.
+func getAuthorization(t *testing.T, s store.Store, mailboxID string) *store.PendingAuthorization {
+	t.Helper()
+	a, err := s.GetAuthorization(t.Context(), mailboxID)
+	if err != nil {
+		t.Fatalf("GetAuthorization(%q): %v", mailboxID, err)
+	}
+	return a
+}
+
+// A mailbox's pending sign-in round-trips exactly (its state and handle are any bytes), is
+// replaced by the next save, and stamps its update time; there is none before the first save,
+// and a mailbox that does not exist has none to save.
+func testAuthorization(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	create(t, s, "a", "b")
+	if a := getAuthorization(t, s, "a"); a != nil {
+		t.Fatalf("GetAuthorization before any = %+v, want nil", a)
+	}
+	must(t, s.SaveAuthorization(ctx, nil)) // nothing to save
+	if a := getAuthorization(t, s, "a"); a != nil {
+		t.Fatalf("GetAuthorization after saving nil = %+v, want nil", a)
+	}
+
+	state := []byte{0x08, 0x01, 0x12, 0x00, 0xff, 0xfe, 'u', 'r', 'l'}
+	handle := "device-code\x00\xff\xc3("
+	before := time.Now()
+	pa := &store.PendingAuthorization{MailboxID: "a", State: slices.Clone(state), Handle: handle}
+	must(t, s.SaveAuthorization(ctx, pa))
+	after := time.Now()
+	if pa.UpdateTime.Before(before.Add(-time.Second)) || pa.UpdateTime.After(after.Add(time.Second)) {
+		t.Errorf("SaveAuthorization set UpdateTime %v, want about now (%v)", pa.UpdateTime, before)
+	}
+	got := getAuthorization(t, s, "a")
+	if got == nil || got.MailboxID != "a" || !bytes.Equal(got.State, state) || got.Handle != handle || !got.UpdateTime.Equal(pa.UpdateTime) {
+		t.Fatalf("GetAuthorization(a) = %+v, want state %q, handle %q, update time %v", got, state, handle, pa.UpdateTime)
+	}
+	if b := getAuthorization(t, s, "b"); b != nil {
+		t.Errorf("GetAuthorization(b) after saving a's = %+v, want nil", b)
+	}
+
+	// The next save replaces it.
+	first := got.UpdateTime
+	must(t, s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "a", State: []byte("completed"), Handle: "second-handle"}))
+	must(t, s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "b", State: []byte("b's state"), Handle: "b's handle"}))
+	got = getAuthorization(t, s, "a")
+	if got == nil || string(got.State) != "completed" || got.Handle != "second-handle" || got.UpdateTime.Before(first) {
+		t.Errorf("GetAuthorization(a) after a replace = %+v", got)
+	}
+	if b := getAuthorization(t, s, "b"); b == nil || string(b.State) != "b's state" || b.Handle != "b's handle" {
+		t.Errorf("GetAuthorization(b) = %+v", b)
+	}
+	// Empty state and handle round-trip as empty.
+	must(t, s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "a"}))
+	if got := getAuthorization(t, s, "a"); got == nil || len(got.State) != 0 || got.Handle != "" || got.UpdateTime.IsZero() {
+		t.Errorf("GetAuthorization(a) after saving an empty one = %+v", got)
+	}
+	// Updating the mailbox keeps it.
+	must(t, s.UpdateMailbox(ctx, NewMailbox("b", "acme")))
+	if b := getAuthorization(t, s, "b"); b == nil || b.Handle != "b's handle" {
+		t.Errorf("GetAuthorization(b) after UpdateMailbox = %+v", b)
+	}
+
+	// A mailbox that does not exist: ErrNotFound, and nothing to read.
+	err := s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "gone", State: []byte("s"), Handle: "h"})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SaveAuthorization of a missing mailbox = %v, want ErrNotFound", err)
+	}
+	if a := getAuthorization(t, s, "gone"); a != nil {
+		t.Errorf("GetAuthorization(gone) = %+v, want nil", a)
 	}
 }
 
@@ -1189,6 +1269,9 @@ func testMissingMailbox(t *testing.T, s store.Store) {
 	failsForGood(t, "Quarantine of a missing mailbox", s.Quarantine(ctx, &store.Quarantined{MailboxID: "gone", UIDValidity: 1, UID: 1}))
 	failsForGood(t, "AddEvent of a missing mailbox", s.AddEvent(ctx, store.Event{MailboxID: "gone", Kind: "connect", Message: "x"}))
 	failsForGood(t, "SwapProviderState of a missing mailbox", s.SwapProviderState(ctx, "gone", nil, []byte("x")))
+	if err := s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "gone", State: []byte("s")}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SaveAuthorization of a missing mailbox = %v, want ErrNotFound", err)
+	}
 	if err := s.SetProviderState(ctx, "gone", nil); err != nil {
 		t.Errorf("clearing the provider state of a missing mailbox = %v", err)
 	}
@@ -1210,6 +1293,9 @@ func testMissingMailbox(t *testing.T, s store.Store) {
 	if st, err := s.SyncState(ctx, "gone"); err != nil || st != nil {
 		t.Errorf("SyncState(gone) = %+v, %v", st, err)
 	}
+	if a, err := s.GetAuthorization(ctx, "gone"); err != nil || a != nil {
+		t.Errorf("GetAuthorization(gone) = %+v, %v", a, err)
+	}
 	if q, err := s.ListQuarantine(ctx, "gone"); err != nil || len(q) != 0 {
 		t.Errorf("ListQuarantine(gone) = %v, %v", q, err)
 	}
@@ -1228,6 +1314,7 @@ func testDeleteCascades(t *testing.T, s store.Store) {
 	var qids = map[string]int64{}
 	for _, mb := range []string{"a", "b"} {
 		must(t, s.SetProviderState(ctx, mb, []byte("state-"+mb)))
+		must(t, s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: mb, State: []byte("pending-" + mb), Handle: "handle-" + mb}))
 		must(t, s.SaveSyncState(ctx, &store.SyncState{MailboxID: mb, UIDValidity: 7, AckedThrough: 3}))
 		must(t, s.RecordAcks(ctx, map[string][]store.Ack{mb: {ack(7, 4, "h-"+mb, t0)}}))
 		q := &store.Quarantined{MailboxID: mb, UIDValidity: 7, UID: 5, Reason: "r"}
@@ -1241,6 +1328,10 @@ func testDeleteCascades(t *testing.T, s store.Store) {
 		st, err := s.ProviderState(ctx, mb)
 		if err != nil || (st != nil) != present {
 			t.Errorf("%s: provider state %q, %v", mb, st, err)
+		}
+		pa, err := s.GetAuthorization(ctx, mb)
+		if err != nil || (pa != nil) != present || (present && pa.Handle != "handle-"+mb) {
+			t.Errorf("%s: authorization %+v, %v", mb, pa, err)
 		}
 		ss, err := s.SyncState(ctx, mb)
 		if err != nil || (ss != nil) != present {
@@ -1365,12 +1456,15 @@ func testSecretsSealed(t *testing.T, s store.Store, raw func(t *testing.T, s sto
 	mb.Secrets["client_secret"] = "client-secret-plaintext"
 	must(t, s.CreateMailbox(ctx, mb))
 	must(t, s.SetProviderState(ctx, "sealed", []byte("refresh-token-value")))
+	must(t, s.SaveAuthorization(ctx, &store.PendingAuthorization{MailboxID: "sealed",
+		State: []byte("authorization-state-plaintext"), Handle: "device-code-plaintext"}))
 	dump := raw(t, s)
 	// The check means something only if the dump holds the stored rows.
 	if host := "imap.sealed-check.example"; !bytes.Contains(dump, []byte(host)) && !bytes.Contains(dump, []byte(hex.EncodeToString([]byte(host)))) {
 		t.Fatalf("the raw dump (%d bytes) does not contain the mailbox's host %q: it is not what the store keeps", len(dump), host)
 	}
-	for _, needle := range []string{"correct horse battery staple", "client-secret-plaintext", "refresh-token-value", "must-not-be-stored-here"} {
+	for _, needle := range []string{"correct horse battery staple", "client-secret-plaintext", "refresh-token-value", "must-not-be-stored-here",
+		"device-code-plaintext", "authorization-state-plaintext"} {
 		for _, form := range []string{needle, hex.EncodeToString([]byte(needle)), base64.StdEncoding.EncodeToString([]byte(needle))} {
 			if bytes.Contains(dump, []byte(form)) {
 				t.Errorf("the storage contains %q (as %q)", needle, form)
@@ -1380,6 +1474,9 @@ func testSecretsSealed(t *testing.T, s store.Store, raw func(t *testing.T, s sto
 	got, err := s.GetMailbox(ctx, "sealed")
 	if err != nil || got.Secrets["client_secret"].Reveal() != "client-secret-plaintext" {
 		t.Errorf("GetMailbox after the dump = %v, %v", got, err)
+	}
+	if pa, err := s.GetAuthorization(ctx, "sealed"); err != nil || pa == nil || pa.Handle != "device-code-plaintext" {
+		t.Errorf("GetAuthorization after the dump = %+v, %v", pa, err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/dovecot"
+	"github.com/mailintake/mailintake/internal/fakes/idp"
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 	pgserver "github.com/mailintake/mailintake/internal/fakes/postgres"
 	"github.com/mailintake/mailintake/internal/secrets"
@@ -151,9 +153,22 @@ type haCluster struct {
 	proxies  map[string]*selProxy // by user
 	boxes    map[string]string    // mailbox id → user
 	admin    string               // the admin token
+	idp      *idp.IdP             // the fake Microsoft identity platform, with an o365 mailbox
+	idpURL   string
 }
 
-func newHACluster(t *testing.T, n, mailboxes int) *haCluster {
+// The o365 mailbox of the chaos suite.
+const (
+	haTenant = "11111111-2222-3333-4444-555555555555"
+	haApp    = "aaaaaaaa-0000-0000-0000-000000000001"
+	haM365   = "help@contoso.onmicrosoft.com"
+	haM365PW = "M365-pw-1"
+)
+
+// newHACluster starts PostgreSQL, Dovecot, n replicas and mailboxes basic mailboxes; with o365, one
+// more mailbox signs in through the fake identity platform with short-lived access tokens and
+// single-use (strictly rotated) refresh tokens, introspected by Dovecot's oauth2 passdb.
+func newHACluster(t *testing.T, n, mailboxes int, o365 bool) *haCluster {
 	pg := pgserver.Start(t)
 	users := map[string]string{}
 	h := &haCluster{t: t, pg: pg, dbURL: pg.CreateDatabase(t, "ha"), proxies: map[string]*selProxy{}, boxes: map[string]string{}}
@@ -162,7 +177,20 @@ func newHACluster(t *testing.T, n, mailboxes int) *haCluster {
 		users[u] = dvPass
 		h.users = append(h.users, u)
 	}
-	h.dv = dovecot.Start(t, users)
+	var introspect string
+	if o365 {
+		h.idp = idp.New(haTenant, "contoso.onmicrosoft.com")
+		h.idp.AddUser(idp.User{UPN: haM365, Password: haM365PW})
+		h.idp.AddApp(idp.App{ClientID: haApp, PublicFlows: true})
+		h.idp.SetAccessTTL(4 * time.Second)
+		h.idp.SetStrictRotation(true)
+		hs := httptest.NewServer(h.idp)
+		t.Cleanup(hs.Close)
+		introspect = hs.URL + "/introspect"
+		h.idpURL = hs.URL
+		users[haM365] = "unused"
+	}
+	h.dv = dovecot.StartWith(t, dovecot.Options{Users: users, IntrospectionURL: introspect})
 	dir := t.TempDir()
 	h.keyFile = filepath.Join(dir, "secret.key")
 	if _, _, err := secrets.LoadOrCreateKeyFile(h.keyFile); err != nil {
@@ -181,13 +209,24 @@ func newHACluster(t *testing.T, n, mailboxes int) *haCluster {
 			t.Errorf("replica %s wrote an admin token too: the admin token is created once per cluster", r.id)
 		}
 	}
+	if o365 {
+		h.users = append(h.users, haM365)
+	}
 	for _, u := range h.users {
 		p := newSelProxy(t, u, fmt.Sprintf("127.0.0.1:%d", h.dv.IMAPPort))
 		h.proxies[u] = p
 		args := []string{"--addr", h.replicas[0].d.addr, "--token", h.admin, "mailbox", "add", "--tenant", "acme", "--name", "Desk " + u,
 			"--host", "127.0.0.1", "--port", strconv.Itoa(p.port()), "--security", "none", "--username", u,
-			"--provider", "basic", "--password-stdin", "--start-from", "all", "--after-ack", "mark-seen", "--json"}
-		code, out, errs := cli(t, dvPass, args...)
+			"--password-stdin", "--start-from", "all", "--after-ack", "mark-seen", "--json"}
+		stdin := dvPass
+		if u == haM365 {
+			stdin = haM365PW
+			args = append(args, "--provider", "o365", "--config", "tenant_id="+haTenant, "--config", "authority="+strings.TrimSuffix(introspect, "/introspect"),
+				"--config", "client_id="+haApp)
+		} else {
+			args = append(args, "--provider", "basic")
+		}
+		code, out, errs := cli(t, stdin, args...)
 		if code != 0 {
 			t.Fatalf("mailbox add %s: %s", u, errs)
 		}
@@ -309,7 +348,7 @@ func haMail(user, subject string) []byte {
 // through non-owners, failover after SIGKILL, handover on SIGTERM, a restarted replica rejoining,
 // a replica with another secret key refused.
 func TestHAReplicas(t *testing.T) {
-	h := newHACluster(t, 3, 9)
+	h := newHACluster(t, 3, 9, false)
 	defer func() {
 		if t.Failed() {
 			h.dump()
@@ -385,6 +424,26 @@ func TestHAReplicas(t *testing.T) {
 	}
 	if !strings.Contains(string(raw), "Subject: first "+strings.Split(rawID, ":")[0]) {
 		t.Errorf("raw message %s through a non-owner: got %q", rawID, raw)
+	}
+
+	// A mailbox disabled through a replica that does not own it: its owner stops the session.
+	for id, o := range owners {
+		if o == "r3" {
+			continue
+		}
+		if code, _, errs := cli(t, "", "--addr", r3.d.addr, "--token", h.admin, "mailbox", "disable", id); code != 0 {
+			t.Fatalf("mailbox disable: %s", errs)
+		}
+		eventually20(t, 10*time.Second, "the owner stopping a mailbox disabled through another replica", func() bool {
+			resp, err := c3.Mailboxes.GetMailboxStatus(ctx, &mailintakev1.GetMailboxStatusRequest{Id: id})
+			return err == nil && resp.GetStatus().GetState() == mailintakev1.MailboxState_MAILBOX_STATE_DISABLED && h.proxies[h.boxes[id]].sessions() == 0
+		})
+		if code, _, errs := cli(t, "", "--addr", r3.d.addr, "--token", h.admin, "mailbox", "enable", id); code != 0 {
+			t.Fatalf("mailbox enable: %s", errs)
+		}
+		h.dv.Deliver(t, h.boxes[id], "INBOX", haMail(h.boxes[id], "after enable"))
+		eventually20(t, 20*time.Second, "mail to the re-enabled mailbox", func() bool { return l.confirmedSubjects()["after enable"] })
+		break
 	}
 
 	// SIGKILL the owner of a mailbox: the next mail to it comes from the new owner within seconds.
@@ -466,7 +525,7 @@ func eventually20(t *testing.T, within time.Duration, what string, cond func() b
 // replica's session selected it, and every acknowledged message marked \Seen on Dovecot.
 func TestHAChaos(t *testing.T) {
 	rounds := envInt("MAILINTAKE_HA_ROUNDS", 21)
-	h := newHACluster(t, 3, 30)
+	h := newHACluster(t, 3, 30, true)
 	defer func() {
 		if t.Failed() {
 			h.dump()
@@ -610,6 +669,89 @@ func TestHAChaos(t *testing.T) {
 	}
 	l.mu.Unlock()
 	t.Logf("%d messages over %d fault rounds: %d redeliveries of unacknowledged messages, %d acks answered unknown", len(want), rounds, redelivered, len(l.unknown))
+
+	// The o365 mailbox kept signing in across every handover: its mail was delivered above, and
+	// it is not failing now.
+	for id, u := range h.boxes {
+		if u != haM365 {
+			continue
+		}
+		st, err := h.client(h.replicas[0]).Mailboxes.GetMailboxStatus(context.Background(), &mailintakev1.GetMailboxStatusRequest{Id: id})
+		if err != nil || st.GetStatus().GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED || st.GetStatus().GetState() == mailintakev1.MailboxState_MAILBOX_STATE_ERROR {
+			t.Errorf("the o365 mailbox after the chaos: %v %v", st.GetStatus(), err)
+		}
+	}
+	t.Logf("identity platform: %d refresh grants, %d password grants, %d refresh tokens used twice (a replica lost a rotated token)",
+		h.idp.Count("refresh_token"), h.idp.Count("password"), h.idp.Count("refresh_reused"))
 }
 
 func durationpbNew(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+
+// TestHADeviceCodeSurvivesFailover begins a device-code sign-in through one replica for a mailbox
+// another replica owns, kills both, and has the user sign in afterwards: the replica that takes
+// the mailbox over finishes the sign-in (it is kept in the database, not in a process).
+func TestHADeviceCodeSurvivesFailover(t *testing.T) {
+	h := newHACluster(t, 3, 0, true)
+	defer func() {
+		if t.Failed() {
+			h.dump()
+		}
+	}()
+	r1 := h.replicas[0]
+	args := []string{"--addr", r1.d.addr, "--token", h.admin, "mailbox", "add", "--tenant", "acme", "--name", "MFA desk",
+		"--host", "127.0.0.1", "--port", strconv.Itoa(h.dv.IMAPPort), "--security", "none", "--username", haM365,
+		"--start-from", "all", "--provider", "o365", "--config", "tenant_id=" + haTenant, "--config", "client_id=" + haApp,
+		"--config", "flow=device_code", "--config", "authority=" + h.idpURL, "--json"}
+	code, out, errs := cli(t, "", args...)
+	if code != 0 {
+		t.Fatalf("mailbox add: %s", errs)
+	}
+	var mb struct {
+		ID string `json:"id"`
+	}
+	if err := jsonUnmarshal(out, &mb); err != nil {
+		t.Fatal(err)
+	}
+	h.boxes[mb.ID] = haM365
+	owners := h.settled(r1, []string{"r1", "r2", "r3"}, 1, 30*time.Second)
+	owner := owners[mb.ID]
+	var via *replica
+	for _, r := range h.replicas {
+		if r.id != owner {
+			via = r
+			break
+		}
+	}
+	c := h.client(via)
+	ctx := context.Background()
+	begin, err := c.Providers.BeginAuthorization(ctx, &mailintakev1.BeginAuthorizationRequest{MailboxId: mb.ID})
+	if err != nil {
+		t.Fatalf("BeginAuthorization through %s (the owner is %s): %v", via.id, owner, err)
+	}
+	code1 := begin.GetAuthorization().GetUserCode()
+	// The replica the sign-in began on and the mailbox's owner both die before the user signs
+	// in: only the database still knows the sign-in.
+	var survivor *replica
+	for _, r := range h.replicas {
+		if r.id == owner || r == via {
+			r.d.cmd.Process.Kill()
+			r.d.cmd.Wait()
+		} else {
+			survivor = r
+		}
+	}
+	c = h.client(survivor)
+	if err := h.idp.Approve(code1, haM365); err != nil {
+		t.Fatal(err)
+	}
+	eventually20(t, 60*time.Second, "the sign-in completed by the replica that took the mailbox over", func() bool {
+		g, err := c.Providers.GetAuthorization(ctx, &mailintakev1.GetAuthorizationRequest{MailboxId: mb.ID})
+		return err == nil && g.GetAuthorization().GetState() == mailintakev1.AuthorizationState_AUTHORIZATION_STATE_COMPLETED
+	})
+	h.dv.Deliver(t, haM365, "INBOX", haMail(haM365, "after the sign-in"))
+	l := newLedger()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go consume(cctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 4, MailboxIds: []string{mb.ID}}, l, rand.New(rand.NewPCG(1, 1)), 1, 1)
+	eventually20(t, 30*time.Second, "mail of the signed-in mailbox", func() bool { return l.confirmedSubjects()["after the sign-in"] })
+}

@@ -2,7 +2,8 @@
 // benchmark (make bench): users user00000@example.com … with password "pw", each with an empty
 // INBOX, plaintext on a loopback address. It prints "ready" when it serves. On standard input it
 // takes commands, one a line: "deliver" appends one message to every user's INBOX and prints
-// "delivered N"; "commands" prints how many IMAP commands clients sent so far ("commands N").
+// "delivered N"; "deliver I" appends one to user I's only (subject "scale I <n>") and prints
+// "delivered 1"; "commands" prints how many IMAP commands clients sent so far ("commands N").
 package main
 
 import (
@@ -12,6 +13,8 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,7 +37,18 @@ func main() {
 	fmt.Println("ready")
 	go func() {
 		sc := bufio.NewScanner(os.Stdin)
+		seq := 0
 		for sc.Scan() {
+			if i, err := strconv.Atoi(strings.TrimPrefix(sc.Text(), "deliver ")); err == nil && strings.HasPrefix(sc.Text(), "deliver ") {
+				seq++
+				u := fmt.Sprintf("user%05d@example.com", i)
+				raw := fmt.Sprintf("From: Customer <c@example.net>\r\nTo: %s\r\nSubject: scale %d %d\r\nMessage-ID: <one-%d-%d@example.net>\r\n\r\nHello.\r\n", u, i, seq, i, time.Now().UnixNano())
+				if _, err := s.AppendTo(u, "INBOX", []byte(raw)); err != nil {
+					log.Fatal(err)
+				}
+				fmt.Println("delivered 1")
+				continue
+			}
 			switch sc.Text() {
 			case "deliver":
 				for i := range *users {
