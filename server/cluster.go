@@ -55,33 +55,30 @@ func (s *Server) owner(mailboxID string) (client replicav1.ReplicaServiceClient,
 	return c, r, nil
 }
 
-// reload makes the owner's session match a mailbox's stored definition (and the membership look
-// at the mailbox list again: a created or deleted mailbox).
+// reload makes the owner's session match a mailbox's stored definition (and the replicas look at
+// the mailbox list again: a created or deleted mailbox).
 func (s *Server) reload(ctx context.Context, mailboxID string) {
 	s.sessions.Reload(ctx, mailboxID)
-	if s.cluster == nil {
-		return
-	}
-	s.cluster.Member.Kick()
-	c, r, err := s.owner(mailboxID)
-	if err != nil || r.Self {
-		return
-	}
-	// A hint: if it is lost, the owner still reloads at its next reconciliation.
-	if _, err := c.Wake(ctx, &replicav1.WakeRequest{MailboxId: mailboxID, Reload: true}); err != nil {
-		s.log.Debug("forwarding a reload", "mailbox_id", mailboxID, "replica_id", r.ReplicaID, "err", err)
-	}
+	s.hint(ctx, mailboxID)
 }
 
 // wake asks the owner's session to look for work now.
 func (s *Server) wake(ctx context.Context, mailboxID string) {
 	s.sessions.Wake(mailboxID)
-	c, r, err := s.owner(mailboxID)
-	if err != nil || r.Self {
+	s.hint(ctx, mailboxID)
+}
+
+// hint tells the other replicas (LISTEN/NOTIFY) that a mailbox changed or has work. If the hint is
+// lost, the owner's reconciliation finds the change within a second or two.
+func (s *Server) hint(ctx context.Context, mailboxID string) {
+	if s.cluster == nil {
 		return
 	}
-	if _, err := c.Wake(ctx, &replicav1.WakeRequest{MailboxId: mailboxID}); err != nil {
-		s.log.Debug("forwarding a wake-up", "mailbox_id", mailboxID, "replica_id", r.ReplicaID, "err", err)
+	s.cluster.Member.Kick()
+	if cs, ok := s.store.(store.Cluster); ok {
+		if err := cs.Notify(context.WithoutCancel(ctx), mailboxID); err != nil {
+			s.log.Debug("notifying the replicas", "mailbox_id", mailboxID, "err", err)
+		}
 	}
 }
 

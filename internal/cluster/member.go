@@ -36,6 +36,8 @@ type Owner interface {
 	// (and have ended when Own returns), new ones started, and those whose lease changed
 	// restarted under the new one. nil stops every session.
 	Own(leases map[string]store.Lease)
+	// Wake asks a mailbox's session to look for work now.
+	Wake(mailboxID string)
 }
 
 // Options tune a Member. Zero values take the defaults.
@@ -114,6 +116,7 @@ type Member struct {
 	lastRound    time.Time
 	lastErr      error
 	dropTimer    *time.Timer
+	woken        map[string]time.Time // mailboxes woken for pending work, and when
 }
 
 // NewIncarnation returns a new random incarnation id.
@@ -128,7 +131,8 @@ func New(st store.Cluster, owner Owner, opts Options) *Member {
 	opts.defaults()
 	return &Member{st: st, owner: owner, opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
 		incarnation: NewIncarnation(), owned: map[string]store.Lease{}, leases: map[string]store.Lease{},
-		replicas: map[string]store.Replica{}, firstAlive: map[string]time.Time{}, orphanSince: map[string]time.Time{}}
+		replicas: map[string]store.Replica{}, firstAlive: map[string]time.Time{}, orphanSince: map[string]time.Time{},
+		woken: map[string]time.Time{}}
 }
 
 // ID returns the replica's id.
@@ -139,6 +143,21 @@ func (m *Member) Incarnation() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.incarnation
+}
+
+// onNotify takes a hint from another replica: reconcile now (a mailbox was created, changed or
+// deleted), and wake the mailbox's session if it runs here (a replay, a release, a sign-in).
+func (m *Member) onNotify(mailboxID string) {
+	m.Kick()
+	if mailboxID == "" {
+		return
+	}
+	m.mu.Lock()
+	_, owned := m.owned[mailboxID]
+	m.mu.Unlock()
+	if owned {
+		m.owner.Wake(mailboxID)
+	}
 }
 
 // Kick makes the member reconcile now (a mailbox was created or deleted).
@@ -179,8 +198,10 @@ func (m *Member) self() store.Replica {
 	return store.Replica{ID: m.opts.ReplicaID, Incarnation: m.incarnation, Addr: m.opts.Addr}
 }
 
-// Run reconciles every Interval until ctx ends, then leaves the cluster (Leave).
+// Run reconciles every Interval, and at once when another replica notifies a change, until ctx
+// ends.
 func (m *Member) Run(ctx context.Context) {
+	go m.st.Listen(ctx, m.onNotify)
 	t := time.NewTicker(m.opts.Interval)
 	defer t.Stop()
 	for {
@@ -201,7 +222,11 @@ func (m *Member) Leave(ctx context.Context) error {
 	inc := m.incarnation
 	m.mu.Unlock()
 	m.drop("leaving the cluster")
-	return m.st.Leave(ctx, m.opts.ReplicaID, inc)
+	if err := m.st.Leave(ctx, m.opts.ReplicaID, inc); err != nil {
+		return err
+	}
+	// The others reconcile at once instead of at their next round.
+	return m.st.Notify(ctx, "")
 }
 
 // drop stops every session (the trust window lapsed, the id was taken, or the replica leaves).
@@ -416,6 +441,37 @@ func (m *Member) reconcile(ctx context.Context) error {
 		return nil // the watchdog stopped everything meanwhile; the next round starts over
 	}
 	m.setOwned(owned)
+	return m.wakePending(ctx, me, now)
+}
+
+// Pending work is looked for among acknowledgements recorded this long ago at most (older ones
+// whose action keeps failing are the session's own retry business), and a mailbox is woken for it
+// at most once per wakeEvery.
+const (
+	pendingWindow = time.Minute
+	pendingGrace  = 3 * time.Second // younger acknowledgements are being applied right now
+	wakeEvery     = 30 * time.Second
+)
+
+// wakePending wakes the sessions that have work recorded by another replica whose hint may have
+// been lost (an acknowledgement of a released message, a replay).
+func (m *Member) wakePending(ctx context.Context, me store.Replica, now time.Time) error {
+	ids, err := m.st.PendingWork(ctx, me.ID, me.Incarnation, now.Add(-pendingWindow), now.Add(-pendingGrace))
+	if err != nil {
+		return err
+	}
+	for id, at := range m.woken {
+		if now.Sub(at) > wakeEvery {
+			delete(m.woken, id)
+		}
+	}
+	for _, id := range ids {
+		if _, ok := m.woken[id]; ok {
+			continue
+		}
+		m.woken[id] = now
+		m.owner.Wake(id)
+	}
 	return nil
 }
 
@@ -482,6 +538,15 @@ func (m *Member) Route(mailboxID string) (Route, bool) {
 		return Route{}, false
 	}
 	return Route{ReplicaID: l.ReplicaID, Addr: r.Addr, Epoch: l.Epoch}, true
+}
+
+// Lapsed reports whether a replica known from the last reconciliation has a heartbeat that
+// lapsed (a replica not seen yet, having just joined, has not).
+func (m *Member) Lapsed(replicaID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.replicas[replicaID]
+	return ok && !r.Alive
 }
 
 // Peers returns the other live replicas by the last reconciliation, ordered by id.

@@ -1,12 +1,17 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Cluster are the metrics of a replica sharing the database with others: the leases it holds and
 // the mailboxes it took over, handed over or lost. It implements cluster.Metrics.
 type Cluster struct {
 	leases    prometheus.Gauge
 	handovers *prometheus.CounterVec
+	lag       prometheus.Histogram
 }
 
 // NewCluster registers the cluster metrics on m's registry.
@@ -18,7 +23,10 @@ func (m *Metrics) NewCluster() *Cluster {
 			Help: "Mailbox leases claimed (taken over), released (handed to another replica) or lost (the lease lapsed or was taken) by this replica."},
 			[]string{"kind"}),
 	}
-	m.Registry.MustRegister(c.leases, c.handovers)
+	c.lag = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mailintake_relay_lag_seconds",
+		Help:    "Time from the owning replica sending a message over a relay to this replica receiving it for its consumer (includes the replicas' clock offset).",
+		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}})
+	m.Registry.MustRegister(c.leases, c.handovers, c.lag)
 	return c
 }
 
@@ -27,3 +35,6 @@ func (c *Cluster) LeasesHeld(n int) { c.leases.Set(float64(n)) }
 
 // Handover counts n leases claimed, released or lost.
 func (c *Cluster) Handover(kind string, n int) { c.handovers.WithLabelValues(kind).Add(float64(n)) }
+
+// RelayLag records one relayed message's lag.
+func (c *Cluster) RelayLag(d time.Duration) { c.lag.Observe(d.Seconds()) }

@@ -1,8 +1,8 @@
 // Package relay lets any replica serve any consumer when several replicas share one PostgreSQL
 // database: the replica a consumer is connected to (the edge) fans in the messages of mailboxes
 // other replicas own over one ReplicaService.Relay stream per owner, with credits so that the
-// consumer's max_in_flight holds across replicas; acknowledgements, raw-message fetches, status
-// and wake-ups are forwarded to the mailbox's owner.
+// consumer's max_in_flight holds across replicas; acknowledgements, raw-message fetches and status
+// are forwarded to the mailbox's owner.
 //
 // Replicas reach each other on their API port at their advertised address. Every ReplicaService
 // call carries a credential made with a key derived from the cluster's shared secret key (no

@@ -31,6 +31,9 @@ type Edge struct {
 	Log    *slog.Logger
 	// Refresh is how often the edge looks for replicas that joined (1 s).
 	Refresh time.Duration
+	// Lag, when set, is told how long each relayed message took from its owner to this edge
+	// (including the replicas' clock offset).
+	Lag func(time.Duration)
 
 	mu      sync.Mutex
 	holders map[string]store.Replica // message id → the replica it is in flight on (relayed)
@@ -82,6 +85,7 @@ type event struct {
 	done []string
 	n    int
 	err  error
+	sent time.Time // when the owner sent msg
 }
 
 // source is one replica's part of the stream: the local broker, or a relay to another replica.
@@ -227,6 +231,9 @@ func (e *Edge) Serve(ctx context.Context, scope *replicav1.Scope, maxInFlight in
 				src.inflight[ev.msg.GetId()] = true
 				if src != ls {
 					e.hold(ev.msg.GetId(), src.peer)
+					if e.Lag != nil && !ev.sent.IsZero() {
+						e.Lag(time.Since(ev.sent))
+					}
 				}
 				select {
 				case outq <- ev.msg:
@@ -266,7 +273,11 @@ func (e *Edge) forget(src *source) {
 func toEvent(src *source, r *replicav1.RelayResponse) event {
 	switch k := r.GetKind().(type) {
 	case *replicav1.RelayResponse_Message:
-		return event{src: src, kind: evMessage, msg: k.Message}
+		ev := event{src: src, kind: evMessage, msg: k.Message}
+		if r.GetSentTime() != nil {
+			ev.sent = r.GetSentTime().AsTime()
+		}
+		return ev
 	case *replicav1.RelayResponse_Done:
 		return event{src: src, kind: evDone, done: k.Done.GetMessageIds()}
 	case *replicav1.RelayResponse_Demand:
@@ -316,10 +327,11 @@ func (e *Edge) remote(ctx context.Context, peer store.Replica, sub *replicav1.Su
 	}
 }
 
-// allocate grants the consumer's free slots to the sources whose sessions wait for one (the
-// source holding fewest first), gives each idle source one slot ahead when nobody waits (so new
-// mail moves at once), and takes unused slots back from idle sources when others wait and none
-// is free.
+// allocate hands out the consumer's free slots. Sources whose sessions wait for a slot (hungry)
+// get them, first up to an equal share each, then all that are left (a single busy mailbox fetches
+// whole batches, not one message at a time); when nobody waits, each source gets one slot ahead,
+// so new mail moves at once. When a hungry source is below its share and no slot is free, unused
+// slots are taken back from the sources above theirs.
 func (e *Edge) allocate(sources map[string]*source, maxInFlight, queued int) {
 	list := make([]*source, 0, len(sources))
 	held := 0
@@ -332,29 +344,37 @@ func (e *Edge) allocate(sources map[string]*source, maxInFlight, queued int) {
 	sort.Slice(list, func(i, j int) bool { return list[i].replicaID < list[j].replicaID })
 	free := min(maxInFlight-held, maxInFlight-queued)
 	grants := map[*source]int{}
-	wants := func(s *source) int { return s.demand - s.unused() - grants[s] }
-	for free > 0 {
-		var best *source
-		for _, s := range list {
-			if !s.revoking && wants(s) > 0 && (best == nil || s.held+grants[s] < best.held+grants[best]) {
-				best = s
-			}
-		}
-		if best == nil {
-			break
-		}
-		grants[best]++
-		free--
-	}
-	someoneWaits := false
+	var hungry []*source
 	for _, s := range list {
-		if wants(s) > 0 {
-			someoneWaits = true
+		if s.demand > 0 && !s.revoking {
+			hungry = append(hungry, s)
 		}
 	}
-	if !someoneWaits {
+	share := maxInFlight
+	if len(hungry) > 0 {
+		share = max(1, maxInFlight/len(hungry))
+		// Up to the share, the source holding least first.
+		for free > 0 {
+			var best *source
+			for _, s := range hungry {
+				if s.held+grants[s] < share && (best == nil || s.held+grants[s] < best.held+grants[best]) {
+					best = s
+				}
+			}
+			if best == nil {
+				break
+			}
+			grants[best]++
+			free--
+		}
+		// The rest, round-robin.
+		for i := 0; free > 0; i++ {
+			grants[hungry[i%len(hungry)]]++
+			free--
+		}
+	} else {
 		for _, s := range list {
-			if free > 0 && !s.revoking && s.unused()+grants[s] == 0 {
+			if free > 0 && !s.revoking && s.unused() == 0 {
 				grants[s]++
 				free--
 			}
@@ -365,12 +385,29 @@ func (e *Edge) allocate(sources map[string]*source, maxInFlight, queued int) {
 			s.held += n
 		}
 	}
-	if someoneWaits && free <= 0 {
-		for _, s := range list {
-			if extra := s.unused() - s.demand; extra > 0 && !s.revoking && wants(s) <= 0 {
-				if err := s.revoke(extra); err == nil {
-					s.revoking = true
-				}
+	if free > 0 || len(hungry) == 0 {
+		return
+	}
+	needy := false
+	for _, s := range hungry {
+		if s.held < share {
+			needy = true
+		}
+	}
+	if !needy {
+		return
+	}
+	for _, s := range list {
+		if s.revoking {
+			continue
+		}
+		extra := s.unused()
+		if s.demand > 0 {
+			extra = min(extra, s.held-share)
+		}
+		if extra > 0 {
+			if err := s.revoke(extra); err == nil {
+				s.revoking = true
 			}
 		}
 	}

@@ -83,7 +83,14 @@ func TestEdgeHoldsMaxInFlightAcrossReplicas(t *testing.T) {
 	defer local.Close()
 	peers := NewPeers(edgeKey, nil)
 	defer peers.Close()
+	var lagMu sync.Mutex
+	lags := 0
 	e := &Edge{Broker: local, Peers: peers, Refresh: 50 * time.Millisecond,
+		Lag: func(d time.Duration) {
+			lagMu.Lock()
+			lags++
+			lagMu.Unlock()
+		},
 		Member: members{id: "edge", peers: []store.Replica{{ID: "owner", Incarnation: "i1", Addr: ln.Addr().String(), Alive: true}}}}
 
 	const each, window = 10, 4
@@ -139,5 +146,66 @@ func TestEdgeHoldsMaxInFlightAcrossReplicas(t *testing.T) {
 	}
 	if from["mine"] != each || from["theirs"] != each {
 		t.Errorf("delivered %v, want %d of each mailbox", from, each)
+	}
+	lagMu.Lock()
+	defer lagMu.Unlock()
+	if lags != each {
+		t.Errorf("relay lag observed %d times, want once per relayed message (%d)", lags, each)
+	}
+}
+
+// TestRelayToALapsedEdgeIsClosed: an edge that froze keeps its connection open, but once its
+// heartbeat lapsed the owner closes the relay, and the messages in flight on it come back at once
+// instead of after their ack deadline.
+func TestRelayToALapsedEdgeIsClosed(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bx := box(t, 9)
+	owner := delivery.New(nopRecorder{})
+	defer owner.Close()
+	var mu sync.Mutex
+	lapsed := false
+	g := grpc.NewServer()
+	replicav1.RegisterReplicaServiceServer(g, &Service{Broker: owner, Lapsed: func(id string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return id == "edge" && lapsed
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(ln)
+	defer g.Stop()
+	local := delivery.New(nopRecorder{})
+	defer local.Close()
+	peers := NewPeers(NewKey(bx, "edge"), nil)
+	defer peers.Close()
+	e := &Edge{Broker: local, Peers: peers, Refresh: time.Hour,
+		Member: members{id: "edge", peers: []store.Replica{{ID: "owner", Incarnation: "i1", Addr: ln.Addr().String(), Alive: true}}}}
+	go fakeSession(ctx, owner, "theirs", 1)
+	got := make(chan *mailintakev1.Message, 1)
+	go e.Serve(ctx, &replicav1.Scope{Admin: true}, 4, time.Hour, func(m *mailintakev1.Message) error { got <- m; return nil })
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relayed message never came")
+	}
+	q := owner.Queue("theirs", "acme")
+	if _, _, pending := q.Counts(); pending != 1 {
+		t.Fatalf("in flight on the owner: %d, want 1", pending)
+	}
+	mu.Lock()
+	lapsed = true
+	mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, _, pending := q.Counts(); pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message stayed in flight on a relay to an edge whose heartbeat lapsed (it would wait for its one-hour ack deadline)")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailintake/mailintake/internal/delivery"
 	"github.com/mailintake/mailintake/internal/session"
@@ -24,6 +25,10 @@ type Service struct {
 	Broker   *delivery.Broker
 	Sessions *session.Supervisor
 	Log      *slog.Logger
+	// Lapsed, when set, tells whether a replica's heartbeat lapsed: a relay to an edge whose
+	// heartbeat lapsed (it died or froze without closing its connection) is closed, so its
+	// messages in flight are delivered again within seconds, not after their ack deadline.
+	Lapsed func(replicaID string) bool
 }
 
 // Filter returns the stream filter of a scope.
@@ -59,7 +64,24 @@ func (s *Service) Relay(rs replicav1.ReplicaService_RelayServer) error {
 	defer s.Broker.CloseStream(st)
 
 	returned := make(chan int32, 16)
-	recvErr := make(chan error, 1)
+	recvErr := make(chan error, 2)
+	if s.Lapsed != nil && sub.GetEdgeReplicaId() != "" {
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				if s.Lapsed(sub.GetEdgeReplicaId()) {
+					recvErr <- status.Errorf(codes.Unavailable, "replica %s's heartbeat lapsed; its relay is closed", sub.GetEdgeReplicaId())
+					return
+				}
+			}
+		}()
+	}
 	go func() {
 		for {
 			req, err := rs.Recv()
@@ -112,7 +134,7 @@ func feed(ctx context.Context, st *delivery.Stream, stop <-chan error, returned 
 			}
 			return e
 		case msg := <-st.Out():
-			err = out(&replicav1.RelayResponse{Kind: &replicav1.RelayResponse_Message{Message: msg}})
+			err = out(&replicav1.RelayResponse{Kind: &replicav1.RelayResponse_Message{Message: msg}, SentTime: timestamppb.Now()})
 		case k := <-st.Left():
 			ids := []string{k.String()}
 		more:
@@ -184,14 +206,4 @@ func (s *Service) GetRawMessage(req *replicav1.GetRawMessageRequest, rs replicav
 // GetMailboxStatus implements ReplicaService.
 func (s *Service) GetMailboxStatus(ctx context.Context, req *replicav1.GetMailboxStatusRequest) (*replicav1.GetMailboxStatusResponse, error) {
 	return &replicav1.GetMailboxStatusResponse{Status: s.Sessions.Status(ctx, req.GetMailboxId())}, nil
-}
-
-// Wake implements ReplicaService.
-func (s *Service) Wake(ctx context.Context, req *replicav1.WakeRequest) (*replicav1.WakeResponse, error) {
-	if req.GetReload() {
-		s.Sessions.Reload(ctx, req.GetMailboxId())
-	} else {
-		s.Sessions.Wake(req.GetMailboxId())
-	}
-	return &replicav1.WakeResponse{}, nil
 }

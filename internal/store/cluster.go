@@ -92,4 +92,18 @@ type Cluster interface {
 	// Leave releases every lease of the incarnation and ends its heartbeat at once, so the other
 	// replicas take its mailboxes without waiting for it to lapse.
 	Leave(ctx context.Context, replicaID, incarnation string) error
+	// PendingWork returns the mailboxes the incarnation holds that have work waiting: an
+	// acknowledgement recorded between from and to and not yet applied (a quarantined message
+	// released on another replica), or a quarantined message to deliver again (replayed). It is
+	// the truth behind the wake-up hints, which can be lost.
+	PendingWork(ctx context.Context, replicaID, incarnation string, from, to time.Time) ([]string, error)
+
+	// Notify tells every replica that something about a mailbox changed (created, changed,
+	// deleted, a replay, a release, a sign-in begun). A hint: it can be lost, and the replicas'
+	// reconciliation is the truth.
+	Notify(ctx context.Context, mailboxID string) error
+	// Listen calls f with the mailbox id of every Notify, from any replica, until ctx ends. After
+	// its connection to the database broke and was made again, it calls f("") once: hints may
+	// have been lost meanwhile.
+	Listen(ctx context.Context, f func(mailboxID string))
 }

@@ -291,3 +291,82 @@ func (s *Store) Leave(ctx context.Context, replicaID, incarnation string) error 
 		return tx.SendBatch(ctx, b).Close()
 	})
 }
+
+// PendingWork implements store.Cluster. Both parts use indexes: the partial index of unapplied
+// acknowledgements, and quarantine's unique (mailbox, UIDVALIDITY, UID) key.
+func (s *Store) PendingWork(ctx context.Context, replicaID, incarnation string, from, to time.Time) ([]string, error) {
+	if !storable(replicaID) || !storable(incarnation) {
+		return nil, nil
+	}
+	var out []string
+	err := s.retry(ctx, func() error {
+		out = nil
+		rows, err := s.pool.Query(ctx, `SELECT o.mailbox_id FROM mailbox_owner o
+			WHERE o.replica_id = $1 AND o.incarnation = $2 AND (
+				EXISTS (SELECT 1 FROM acks a WHERE a.mailbox_id = o.mailbox_id AND NOT a.applied AND a.acked_at >= $3 AND a.acked_at < $4)
+				OR EXISTS (SELECT 1 FROM quarantine q WHERE q.mailbox_id = o.mailbox_id AND q.state = 'replay'))
+			ORDER BY o.mailbox_id`, replicaID, incarnation, from.UnixNano(), to.UnixNano())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			out = append(out, id)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// notifyChannel is the LISTEN/NOTIFY channel of mailbox hints.
+const notifyChannel = "mailintake_mailbox"
+
+// Notify implements store.Cluster.
+func (s *Store) Notify(ctx context.Context, mailboxID string) error {
+	if !storable(mailboxID) {
+		return nil
+	}
+	return s.exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, mailboxID)
+}
+
+// Listen implements store.Cluster. It holds a connection of its own outside the pool (LISTEN
+// belongs to a session, and notifications are not delivered to a connection inside a transaction),
+// made again with backoff when it breaks. Behind PgBouncer in transaction pooling no notification
+// arrives; the reconciliation still finds everything, a second later.
+func (s *Store) Listen(ctx context.Context, f func(mailboxID string)) {
+	backoff := 100 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+notifyChannel)
+		}
+		if err == nil {
+			if !first {
+				f("") // what was sent while the listener was away is lost
+			}
+			first = false
+			backoff = 100 * time.Millisecond
+			for err == nil {
+				var n *pgconn.Notification
+				n, err = conn.WaitForNotification(ctx)
+				if err == nil {
+					f(n.Payload)
+				}
+			}
+		}
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}

@@ -38,6 +38,7 @@ func TestCluster(t *testing.T) {
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"ClaimMany", testClaimMany},
 		{"DeleteCascades", testOwnerDeleteCascades},
+		{"PendingWork", testPendingWork},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, openFresh(t, srv)) })
 	}
@@ -857,5 +858,54 @@ func testOwnerDeleteCascades(t *testing.T, s *Store) {
 	}
 	if got := claim(t, s, "r1", "i1", "m"); got["m"].Epoch != 1 {
 		t.Errorf("claim of the re-created mailbox = %+v", got)
+	}
+}
+
+// testPendingWork: a mailbox held by the incarnation shows up when an acknowledgement recorded in
+// the window is not applied, or a quarantined message is to be replayed; nothing else does.
+func testPendingWork(t *testing.T, s *Store) {
+	ctx := t.Context()
+	createMailboxes(t, s, "m1", "m2", "m3", "m4")
+	join(t, s, "r1", "i1")
+	join(t, s, "r2", "i2")
+	claim(t, s, "r1", "i1", "m1", "m2", "m3")
+	claim(t, s, "r2", "i2", "m4")
+	now := time.Now()
+	from, to := now.Add(-time.Minute), now.Add(-3*time.Second)
+	pending := func() []string {
+		t.Helper()
+		ids, err := s.PendingWork(ctx, "r1", "i1", from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := pending(); len(got) != 0 {
+		t.Fatalf("PendingWork with nothing to do = %v", got)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// m1: released 10 s ago, not applied: pending. m2: acknowledged just now (being applied):
+	// not yet. m4: pending, but held by r2.
+	must(s.RecordAcks(ctx, map[string][]store.Ack{
+		"m1": {{UIDValidity: 1, UID: 5, AckTime: now.Add(-10 * time.Second)}},
+		"m2": {{UIDValidity: 1, UID: 6, AckTime: now}},
+		"m4": {{UIDValidity: 1, UID: 7, AckTime: now.Add(-10 * time.Second)}},
+	}))
+	// m3: a quarantined message to be replayed.
+	must(s.Quarantine(ctx, &store.Quarantined{MailboxID: "m3", UIDValidity: 1, UID: 9, Reason: "too large", State: store.QuarantineReplay, CreateTime: now}))
+	if got := pending(); !slices.Equal(got, []string{"m1", "m3"}) {
+		t.Fatalf("PendingWork = %v, want [m1 m3]", got)
+	}
+	must(s.MarkApplied(ctx, "m1", 1, []uint32{5}))
+	qs, err := s.ListQuarantine(ctx, "m3")
+	must(err)
+	must(s.SetQuarantineState(ctx, qs[0].ID, store.QuarantineHeld))
+	if got := pending(); len(got) != 0 {
+		t.Fatalf("PendingWork after the work was done = %v", got)
 	}
 }

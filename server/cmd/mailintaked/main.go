@@ -193,8 +193,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer func() { stopSessions(); sessions.Wait() }()
 	srvOpts := server.Options{Store: st, Plugins: plugins, Sessions: sessions, Broker: broker, Logger: log}
 	if clustered {
+		cm := m.NewCluster()
 		member = cluster.New(cs, sessions, cluster.Options{ReplicaID: c.ReplicaID, Addr: c.AdvertiseAddr,
-			Logger: log.With("component", "cluster", "replica_id", c.ReplicaID), Metrics: m.NewCluster()})
+			Logger: log.With("component", "cluster", "replica_id", c.ReplicaID), Metrics: cm})
 		key := relay.NewKey(box, c.ReplicaID)
 		peerCreds, err := peerCredentials(c)
 		if err != nil {
@@ -203,8 +204,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		peers := relay.NewPeers(key, peerCreds)
 		defer peers.Close()
 		srvOpts.Cluster = &server.Cluster{Member: member, Peers: peers, Key: key,
-			Edge: &relay.Edge{Broker: broker, Member: member, Peers: peers, Log: log.With("component", "relay")}}
-		srvOpts.Replica = &relay.Service{Store: st, Broker: broker, Sessions: sessions, Log: log.With("component", "relay")}
+			Edge: &relay.Edge{Broker: broker, Member: member, Peers: peers, Log: log.With("component", "relay"), Lag: cm.RelayLag}}
+		srvOpts.Replica = &relay.Service{Store: st, Broker: broker, Sessions: sessions, Log: log.With("component", "relay"), Lapsed: member.Lapsed}
 	}
 	srv := server.New(srvOpts)
 	tokenPath := filepath.Join(c.DataDir, server.AdminTokenFile)
@@ -272,9 +273,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	serverOpts = append(serverOpts,
 		// Replicas ping each other every 10 s on their relays; consumers that vanished without
-		// closing their connection are found within a minute.
+		// closing their connection are found within 15 s, and their messages delivered again.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}))
 	g := grpc.NewServer(append(serverOpts, srv.ServerOptions()...)...)
 	srv.Register(g)
 

@@ -11,6 +11,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -304,7 +305,9 @@ type RelayResponse struct {
 	//	*RelayResponse_Done
 	//	*RelayResponse_Demand
 	//	*RelayResponse_Returned
-	Kind          isRelayResponse_Kind `protobuf_oneof:"kind"`
+	Kind isRelayResponse_Kind `protobuf_oneof:"kind"`
+	// When the owner sent it (set with a message), for the relay lag metric.
+	SentTime      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=sent_time,json=sentTime,proto3" json:"sent_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +381,13 @@ func (x *RelayResponse) GetReturned() *Returned {
 		if x, ok := x.Kind.(*RelayResponse_Returned); ok {
 			return x.Returned
 		}
+	}
+	return nil
+}
+
+func (x *RelayResponse) GetSentTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SentTime
 	}
 	return nil
 }
@@ -847,103 +857,11 @@ func (x *GetMailboxStatusResponse) GetStatus() *v1.MailboxStatus {
 	return nil
 }
 
-// Wake request.
-type WakeRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The mailbox.
-	MailboxId string `protobuf:"bytes,1,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
-	// Reload its definition (it was changed) instead of only looking for work.
-	Reload        bool `protobuf:"varint,2,opt,name=reload,proto3" json:"reload,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *WakeRequest) Reset() {
-	*x = WakeRequest{}
-	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[14]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *WakeRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WakeRequest) ProtoMessage() {}
-
-func (x *WakeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[14]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WakeRequest.ProtoReflect.Descriptor instead.
-func (*WakeRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{14}
-}
-
-func (x *WakeRequest) GetMailboxId() string {
-	if x != nil {
-		return x.MailboxId
-	}
-	return ""
-}
-
-func (x *WakeRequest) GetReload() bool {
-	if x != nil {
-		return x.Reload
-	}
-	return false
-}
-
-// Wake response.
-type WakeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *WakeResponse) Reset() {
-	*x = WakeResponse{}
-	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[15]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *WakeResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*WakeResponse) ProtoMessage() {}
-
-func (x *WakeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[15]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use WakeResponse.ProtoReflect.Descriptor instead.
-func (*WakeResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{15}
-}
-
 var File_mailintake_replica_v1_replica_proto protoreflect.FileDescriptor
 
 const file_mailintake_replica_v1_replica_proto_rawDesc = "" +
 	"\n" +
-	"#mailintake/replica/v1/replica.proto\x12\x15mailintake.replica.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bmailintake/v1/mailbox.proto\x1a\x1bmailintake/v1/message.proto\"V\n" +
+	"#mailintake/replica/v1/replica.proto\x12\x15mailintake.replica.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmailintake/v1/mailbox.proto\x1a\x1bmailintake/v1/message.proto\"V\n" +
 	"\x05Scope\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x14\n" +
 	"\x05admin\x18\x02 \x01(\bR\x05admin\x12\x1f\n" +
@@ -959,12 +877,13 @@ const file_mailintake_replica_v1_replica_proto_rawDesc = "" +
 	"\x0fedge_replica_id\x18\x03 \x01(\tR\redgeReplicaId\"6\n" +
 	"\x06Credit\x12\x14\n" +
 	"\x05grant\x18\x01 \x01(\x05R\x05grant\x12\x16\n" +
-	"\x06revoke\x18\x02 \x01(\x05R\x06revoke\"\xf6\x01\n" +
+	"\x06revoke\x18\x02 \x01(\x05R\x06revoke\"\xaf\x02\n" +
 	"\rRelayResponse\x122\n" +
 	"\amessage\x18\x01 \x01(\v2\x16.mailintake.v1.MessageH\x00R\amessage\x121\n" +
 	"\x04done\x18\x02 \x01(\v2\x1b.mailintake.replica.v1.DoneH\x00R\x04done\x127\n" +
 	"\x06demand\x18\x03 \x01(\v2\x1d.mailintake.replica.v1.DemandH\x00R\x06demand\x12=\n" +
-	"\breturned\x18\x04 \x01(\v2\x1f.mailintake.replica.v1.ReturnedH\x00R\breturnedB\x06\n" +
+	"\breturned\x18\x04 \x01(\v2\x1f.mailintake.replica.v1.ReturnedH\x00R\breturned\x127\n" +
+	"\tsent_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bsentTimeB\x06\n" +
 	"\x04kind\"'\n" +
 	"\x04Done\x12\x1f\n" +
 	"\vmessage_ids\x18\x01 \x03(\tR\n" +
@@ -991,18 +910,12 @@ const file_mailintake_replica_v1_replica_proto_rawDesc = "" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\"P\n" +
 	"\x18GetMailboxStatusResponse\x124\n" +
-	"\x06status\x18\x01 \x01(\v2\x1c.mailintake.v1.MailboxStatusR\x06status\"D\n" +
-	"\vWakeRequest\x12\x1d\n" +
-	"\n" +
-	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x12\x16\n" +
-	"\x06reload\x18\x02 \x01(\bR\x06reload\"\x0e\n" +
-	"\fWakeResponse2\xea\x03\n" +
+	"\x06status\x18\x01 \x01(\v2\x1c.mailintake.v1.MailboxStatusR\x06status2\x99\x03\n" +
 	"\x0eReplicaService\x12V\n" +
 	"\x05Relay\x12#.mailintake.replica.v1.RelayRequest\x1a$.mailintake.replica.v1.RelayResponse(\x010\x01\x12L\n" +
 	"\x03Ack\x12!.mailintake.replica.v1.AckRequest\x1a\".mailintake.replica.v1.AckResponse\x12l\n" +
 	"\rGetRawMessage\x12+.mailintake.replica.v1.GetRawMessageRequest\x1a,.mailintake.replica.v1.GetRawMessageResponse0\x01\x12s\n" +
-	"\x10GetMailboxStatus\x12..mailintake.replica.v1.GetMailboxStatusRequest\x1a/.mailintake.replica.v1.GetMailboxStatusResponse\x12O\n" +
-	"\x04Wake\x12\".mailintake.replica.v1.WakeRequest\x1a#.mailintake.replica.v1.WakeResponseBHZFgithub.com/mailintake/mailintake/proto/mailintake/replica/v1;replicav1b\x06proto3"
+	"\x10GetMailboxStatus\x12..mailintake.replica.v1.GetMailboxStatusRequest\x1a/.mailintake.replica.v1.GetMailboxStatusResponseBHZFgithub.com/mailintake/mailintake/proto/mailintake/replica/v1;replicav1b\x06proto3"
 
 var (
 	file_mailintake_replica_v1_replica_proto_rawDescOnce sync.Once
@@ -1016,7 +929,7 @@ func file_mailintake_replica_v1_replica_proto_rawDescGZIP() []byte {
 	return file_mailintake_replica_v1_replica_proto_rawDescData
 }
 
-var file_mailintake_replica_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_mailintake_replica_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_mailintake_replica_v1_replica_proto_goTypes = []any{
 	(*Scope)(nil),                    // 0: mailintake.replica.v1.Scope
 	(*RelayRequest)(nil),             // 1: mailintake.replica.v1.RelayRequest
@@ -1032,38 +945,36 @@ var file_mailintake_replica_v1_replica_proto_goTypes = []any{
 	(*GetRawMessageResponse)(nil),    // 11: mailintake.replica.v1.GetRawMessageResponse
 	(*GetMailboxStatusRequest)(nil),  // 12: mailintake.replica.v1.GetMailboxStatusRequest
 	(*GetMailboxStatusResponse)(nil), // 13: mailintake.replica.v1.GetMailboxStatusResponse
-	(*WakeRequest)(nil),              // 14: mailintake.replica.v1.WakeRequest
-	(*WakeResponse)(nil),             // 15: mailintake.replica.v1.WakeResponse
-	(*durationpb.Duration)(nil),      // 16: google.protobuf.Duration
-	(*v1.Message)(nil),               // 17: mailintake.v1.Message
-	(*v1.MailboxStatus)(nil),         // 18: mailintake.v1.MailboxStatus
+	(*durationpb.Duration)(nil),      // 14: google.protobuf.Duration
+	(*v1.Message)(nil),               // 15: mailintake.v1.Message
+	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
+	(*v1.MailboxStatus)(nil),         // 17: mailintake.v1.MailboxStatus
 }
 var file_mailintake_replica_v1_replica_proto_depIdxs = []int32{
 	2,  // 0: mailintake.replica.v1.RelayRequest.subscribe:type_name -> mailintake.replica.v1.Subscribe
 	3,  // 1: mailintake.replica.v1.RelayRequest.credit:type_name -> mailintake.replica.v1.Credit
 	0,  // 2: mailintake.replica.v1.Subscribe.scope:type_name -> mailintake.replica.v1.Scope
-	16, // 3: mailintake.replica.v1.Subscribe.ack_deadline:type_name -> google.protobuf.Duration
-	17, // 4: mailintake.replica.v1.RelayResponse.message:type_name -> mailintake.v1.Message
+	14, // 3: mailintake.replica.v1.Subscribe.ack_deadline:type_name -> google.protobuf.Duration
+	15, // 4: mailintake.replica.v1.RelayResponse.message:type_name -> mailintake.v1.Message
 	5,  // 5: mailintake.replica.v1.RelayResponse.done:type_name -> mailintake.replica.v1.Done
 	6,  // 6: mailintake.replica.v1.RelayResponse.demand:type_name -> mailintake.replica.v1.Demand
 	7,  // 7: mailintake.replica.v1.RelayResponse.returned:type_name -> mailintake.replica.v1.Returned
-	0,  // 8: mailintake.replica.v1.AckRequest.scope:type_name -> mailintake.replica.v1.Scope
-	18, // 9: mailintake.replica.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
-	1,  // 10: mailintake.replica.v1.ReplicaService.Relay:input_type -> mailintake.replica.v1.RelayRequest
-	8,  // 11: mailintake.replica.v1.ReplicaService.Ack:input_type -> mailintake.replica.v1.AckRequest
-	10, // 12: mailintake.replica.v1.ReplicaService.GetRawMessage:input_type -> mailintake.replica.v1.GetRawMessageRequest
-	12, // 13: mailintake.replica.v1.ReplicaService.GetMailboxStatus:input_type -> mailintake.replica.v1.GetMailboxStatusRequest
-	14, // 14: mailintake.replica.v1.ReplicaService.Wake:input_type -> mailintake.replica.v1.WakeRequest
+	16, // 8: mailintake.replica.v1.RelayResponse.sent_time:type_name -> google.protobuf.Timestamp
+	0,  // 9: mailintake.replica.v1.AckRequest.scope:type_name -> mailintake.replica.v1.Scope
+	17, // 10: mailintake.replica.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
+	1,  // 11: mailintake.replica.v1.ReplicaService.Relay:input_type -> mailintake.replica.v1.RelayRequest
+	8,  // 12: mailintake.replica.v1.ReplicaService.Ack:input_type -> mailintake.replica.v1.AckRequest
+	10, // 13: mailintake.replica.v1.ReplicaService.GetRawMessage:input_type -> mailintake.replica.v1.GetRawMessageRequest
+	12, // 14: mailintake.replica.v1.ReplicaService.GetMailboxStatus:input_type -> mailintake.replica.v1.GetMailboxStatusRequest
 	4,  // 15: mailintake.replica.v1.ReplicaService.Relay:output_type -> mailintake.replica.v1.RelayResponse
 	9,  // 16: mailintake.replica.v1.ReplicaService.Ack:output_type -> mailintake.replica.v1.AckResponse
 	11, // 17: mailintake.replica.v1.ReplicaService.GetRawMessage:output_type -> mailintake.replica.v1.GetRawMessageResponse
 	13, // 18: mailintake.replica.v1.ReplicaService.GetMailboxStatus:output_type -> mailintake.replica.v1.GetMailboxStatusResponse
-	15, // 19: mailintake.replica.v1.ReplicaService.Wake:output_type -> mailintake.replica.v1.WakeResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_replica_v1_replica_proto_init() }
@@ -1087,7 +998,7 @@ func file_mailintake_replica_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailintake_replica_v1_replica_proto_rawDesc), len(file_mailintake_replica_v1_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,7 +23,6 @@ const (
 	ReplicaService_Ack_FullMethodName              = "/mailintake.replica.v1.ReplicaService/Ack"
 	ReplicaService_GetRawMessage_FullMethodName    = "/mailintake.replica.v1.ReplicaService/GetRawMessage"
 	ReplicaService_GetMailboxStatus_FullMethodName = "/mailintake.replica.v1.ReplicaService/GetMailboxStatus"
-	ReplicaService_Wake_FullMethodName             = "/mailintake.replica.v1.ReplicaService/Wake"
 )
 
 // ReplicaServiceClient is the client API for ReplicaService service.
@@ -46,8 +45,6 @@ type ReplicaServiceClient interface {
 	GetRawMessage(ctx context.Context, in *GetRawMessageRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetRawMessageResponse], error)
 	// GetMailboxStatus returns the live status of a mailbox the replica owns.
 	GetMailboxStatus(ctx context.Context, in *GetMailboxStatusRequest, opts ...grpc.CallOption) (*GetMailboxStatusResponse, error)
-	// Wake asks the owner's session to look for work now, or to reload the mailbox's definition.
-	Wake(ctx context.Context, in *WakeRequest, opts ...grpc.CallOption) (*WakeResponse, error)
 }
 
 type replicaServiceClient struct {
@@ -110,16 +107,6 @@ func (c *replicaServiceClient) GetMailboxStatus(ctx context.Context, in *GetMail
 	return out, nil
 }
 
-func (c *replicaServiceClient) Wake(ctx context.Context, in *WakeRequest, opts ...grpc.CallOption) (*WakeResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(WakeResponse)
-	err := c.cc.Invoke(ctx, ReplicaService_Wake_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // ReplicaServiceServer is the server API for ReplicaService service.
 // All implementations must embed UnimplementedReplicaServiceServer
 // for forward compatibility.
@@ -140,8 +127,6 @@ type ReplicaServiceServer interface {
 	GetRawMessage(*GetRawMessageRequest, grpc.ServerStreamingServer[GetRawMessageResponse]) error
 	// GetMailboxStatus returns the live status of a mailbox the replica owns.
 	GetMailboxStatus(context.Context, *GetMailboxStatusRequest) (*GetMailboxStatusResponse, error)
-	// Wake asks the owner's session to look for work now, or to reload the mailbox's definition.
-	Wake(context.Context, *WakeRequest) (*WakeResponse, error)
 	mustEmbedUnimplementedReplicaServiceServer()
 }
 
@@ -163,9 +148,6 @@ func (UnimplementedReplicaServiceServer) GetRawMessage(*GetRawMessageRequest, gr
 }
 func (UnimplementedReplicaServiceServer) GetMailboxStatus(context.Context, *GetMailboxStatusRequest) (*GetMailboxStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMailboxStatus not implemented")
-}
-func (UnimplementedReplicaServiceServer) Wake(context.Context, *WakeRequest) (*WakeResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Wake not implemented")
 }
 func (UnimplementedReplicaServiceServer) mustEmbedUnimplementedReplicaServiceServer() {}
 func (UnimplementedReplicaServiceServer) testEmbeddedByValue()                        {}
@@ -242,24 +224,6 @@ func _ReplicaService_GetMailboxStatus_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
-func _ReplicaService_Wake_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(WakeRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(ReplicaServiceServer).Wake(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: ReplicaService_Wake_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ReplicaServiceServer).Wake(ctx, req.(*WakeRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 // ReplicaService_ServiceDesc is the grpc.ServiceDesc for ReplicaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -274,10 +238,6 @@ var ReplicaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMailboxStatus",
 			Handler:    _ReplicaService_GetMailboxStatus_Handler,
-		},
-		{
-			MethodName: "Wake",
-			Handler:    _ReplicaService_Wake_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
