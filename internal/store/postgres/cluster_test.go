@@ -909,3 +909,51 @@ func testPendingWork(t *testing.T, s *Store) {
 		t.Fatalf("PendingWork after the work was done = %v", got)
 	}
 }
+
+// TestOwnerWithoutSuperuser: the migrations, the leases and LISTEN/NOTIFY work for a role that
+// only owns its database (no superuser, no CREATEDB), reached with the URL form
+// postgres://user:pw@host:port/db?sslmode=disable.
+func TestOwnerWithoutSuperuser(t *testing.T) {
+	srv := pgserver.Start(t)
+	srv.Exec(t, "postgres", `CREATE ROLE app LOGIN PASSWORD 'app-pw' NOSUPERUSER NOCREATEDB NOCREATEROLE`)
+	srv.Exec(t, "postgres", `CREATE DATABASE appdb OWNER app TEMPLATE template0`)
+	url := strings.Replace(srv.URL("appdb"), "//"+pgserver.User+"@", "//app:app-pw@", 1)
+	s, err := Open(t.Context(), url, testBox(t))
+	if err != nil {
+		t.Fatalf("opening as the database's owner: %v", err)
+	}
+	defer s.Close()
+	if super := srv.QueryInt(t, "appdb", `SELECT count(*) FROM pg_roles WHERE rolname = 'app' AND rolsuper`); super != 0 {
+		t.Fatal("the role is a superuser")
+	}
+	createMailboxes(t, s, "m1")
+	join(t, s, "r1", "i1")
+	if got := claim(t, s, "r1", "i1", "m1"); got["m1"].Epoch != 1 {
+		t.Fatalf("claim as the owner role: %v", got)
+	}
+	got := make(chan string, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go s.Listen(ctx, func(id string) {
+		select {
+		case got <- id:
+		default:
+		}
+	})
+	deadline := time.After(10 * time.Second)
+	for {
+		if err := s.Notify(t.Context(), "m1"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case id := <-got:
+			if id != "m1" {
+				t.Fatalf("notification %q, want m1", id)
+			}
+			return
+		case <-time.After(100 * time.Millisecond): // the listener may not be listening yet
+		case <-deadline:
+			t.Fatal("no notification arrived")
+		}
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/mailintake/mailintake/client"
@@ -28,6 +30,7 @@ import (
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 	pgserver "github.com/mailintake/mailintake/internal/fakes/postgres"
 	"github.com/mailintake/mailintake/internal/secrets"
+	replicav1 "github.com/mailintake/mailintake/proto/mailintake/replica/v1"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -368,6 +371,13 @@ func TestHAReplicas(t *testing.T) {
 		if !strings.Contains(out, `"id": "`+id+`"`) && !strings.Contains(out, `"id":"`+id+`"`) {
 			t.Errorf("cluster status does not name replica %s:\n%s", id, out)
 		}
+	}
+
+	// The replicas' own service refuses the admin token: only replicas holding the cluster's key
+	// reach it.
+	if _, err := replicav1.NewReplicaServiceClient(h.client(r1).Conn()).GetMailboxStatus(context.Background(),
+		&replicav1.GetMailboxStatusRequest{MailboxId: "x"}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("ReplicaService with the admin token: %v, want Unauthenticated", err)
 	}
 
 	// Mail to every mailbox, consumed by one consumer on r2 (it owns only some of them).
