@@ -268,3 +268,53 @@ func (c *clusterService) GetClusterStatus(ctx context.Context, _ *mailintakev1.G
 	}
 	return resp, nil
 }
+
+// forwardedKey marks a call another replica forwarded to this one (its owner): it runs here,
+// whatever this replica's view of the owners says, so a call is never forwarded twice.
+type forwardedKey struct{}
+
+func forwarded(ctx context.Context) bool { return ctx.Value(forwardedKey{}) != nil }
+
+// replicaService serves ReplicaService: the relay's calls (relay.Service) and the calls that run
+// the API's own handlers on the owner, as the forwarding caller may (TestConnection,
+// PreviewFirstSync).
+type replicaService struct {
+	*relay.Service
+	s *Server
+}
+
+// asCaller runs on the owner with the forwarding caller's view.
+func asCaller(ctx context.Context, sc *replicav1.Scope) context.Context {
+	p := Principal{TokenID: caller(ctx).TokenID, Tenant: sc.GetTenant(), Admin: sc.GetAdmin()}
+	return context.WithValue(context.WithValue(ctx, principalKey{}, p), forwardedKey{}, true)
+}
+
+func (r *replicaService) TestConnection(ctx context.Context, req *replicav1.TestConnectionRequest) (*replicav1.TestConnectionResponse, error) {
+	resp, err := (&mailboxService{s: r.s}).TestConnection(asCaller(ctx, req.GetScope()), req.GetRequest())
+	if err != nil {
+		return nil, err
+	}
+	return &replicav1.TestConnectionResponse{Response: resp}, nil
+}
+
+func (r *replicaService) PreviewFirstSync(ctx context.Context, req *replicav1.PreviewFirstSyncRequest) (*replicav1.PreviewFirstSyncResponse, error) {
+	resp, err := (&mailboxService{s: r.s}).PreviewFirstSync(asCaller(ctx, req.GetScope()), req.GetRequest())
+	if err != nil {
+		return nil, err
+	}
+	return &replicav1.PreviewFirstSyncResponse{Response: resp}, nil
+}
+
+// ownerOf returns a client for the owner of a stored mailbox when a call about it must run there
+// (another replica owns it and this call was not forwarded already); nil to run it here (this
+// replica owns it, no replica does at the moment, or the server is not clustered).
+func (s *Server) ownerOf(ctx context.Context, mailboxID string) replicav1.ReplicaServiceClient {
+	if s.cluster == nil || mailboxID == "" || forwarded(ctx) {
+		return nil
+	}
+	c, r, err := s.owner(mailboxID)
+	if err != nil || r.Self {
+		return nil
+	}
+	return c
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
+	replicav1 "github.com/mailintake/mailintake/proto/mailintake/replica/v1"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -273,6 +274,14 @@ func (m *mailboxService) target(ctx context.Context, id string, def *mailintakev
 }
 
 func (m *mailboxService) TestConnection(ctx context.Context, req *mailintakev1.TestConnectionRequest) (*mailintakev1.TestConnectionResponse, error) {
+	if c := m.s.ownerOf(ctx, req.GetId()); c != nil {
+		// Only the owner connects to a stored mailbox; it checks the request as this caller.
+		r, err := c.TestConnection(ctx, &replicav1.TestConnectionRequest{Scope: scope(caller(ctx), nil), Request: req})
+		if err != nil {
+			return nil, err
+		}
+		return r.GetResponse(), nil
+	}
 	mb, sec, err := m.target(ctx, req.GetId(), req.GetMailbox())
 	if err != nil {
 		return nil, err
@@ -289,6 +298,13 @@ func (m *mailboxService) TestConnection(ctx context.Context, req *mailintakev1.T
 }
 
 func (m *mailboxService) PreviewFirstSync(ctx context.Context, req *mailintakev1.PreviewFirstSyncRequest) (*mailintakev1.PreviewFirstSyncResponse, error) {
+	if c := m.s.ownerOf(ctx, req.GetId()); c != nil {
+		r, err := c.PreviewFirstSync(ctx, &replicav1.PreviewFirstSyncRequest{Scope: scope(caller(ctx), nil), Request: req})
+		if err != nil {
+			return nil, err
+		}
+		return r.GetResponse(), nil
+	}
 	mb, sec, err := m.target(ctx, req.GetId(), req.GetMailbox())
 	if err != nil {
 		return nil, err

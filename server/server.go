@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailintake/mailintake/internal/delivery"
 	"github.com/mailintake/mailintake/internal/pluginhost"
+	"github.com/mailintake/mailintake/internal/relay"
 	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/store"
 	replicav1 "github.com/mailintake/mailintake/proto/mailintake/replica/v1"
@@ -33,8 +34,8 @@ type Options struct {
 	Logger   *slog.Logger
 	// Cluster is set when several replicas share the database (PostgreSQL).
 	Cluster *Cluster
-	// Replica serves the other replicas (ReplicaService); set with Cluster.
-	Replica replicav1.ReplicaServiceServer
+	// Replica serves the other replicas (ReplicaService's relay calls); set with Cluster.
+	Replica *relay.Service
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -46,7 +47,7 @@ type Server struct {
 	sessions *session.Supervisor
 	broker   *delivery.Broker
 	cluster  *Cluster
-	replica  replicav1.ReplicaServiceServer
+	replica  *relay.Service
 	log      *slog.Logger
 	now      func() time.Time
 	health   *health.Server
@@ -106,7 +107,7 @@ func (s *Server) Register(g *grpc.Server) {
 	mailintakev1.RegisterTokenServiceServer(g, &tokenService{s: s})
 	mailintakev1.RegisterClusterServiceServer(g, &clusterService{s: s})
 	if s.replica != nil {
-		replicav1.RegisterReplicaServiceServer(g, s.replica)
+		replicav1.RegisterReplicaServiceServer(g, &replicaService{Service: s.replica, s: s})
 	}
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)

@@ -456,6 +456,26 @@ func TestHAReplicas(t *testing.T) {
 		break
 	}
 
+	// A connection test of a stored mailbox asked of a replica that does not own it runs on
+	// the owner (only the owner connects to a mailbox).
+	for id, o := range owners {
+		if o == "r3" {
+			continue
+		}
+		resp, err := c3.Mailboxes.TestConnection(ctx, &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: id}})
+		if err != nil || !resp.GetOk() {
+			t.Fatalf("connection test through r3 of a mailbox %s owns: %v %v", o, resp, err)
+		}
+		owner := r1
+		if o == "r2" {
+			owner = r2
+		}
+		if !strings.Contains(owner.d.logs.String(), "/mailintake.replica.v1.ReplicaService/TestConnection") {
+			t.Errorf("the connection test did not run on the owner %s", o)
+		}
+		break
+	}
+
 	// SIGKILL the owner of a mailbox: the next mail to it comes from the new owner within seconds.
 	var victimBox string
 	for id, o := range owners {

@@ -857,6 +857,208 @@ func (x *GetMailboxStatusResponse) GetStatus() *v1.MailboxStatus {
 	return nil
 }
 
+// TestConnection request.
+type TestConnectionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the caller may see.
+	Scope *Scope `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	// The caller's request.
+	Request       *v1.TestConnectionRequest `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestConnectionRequest) Reset() {
+	*x = TestConnectionRequest{}
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestConnectionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestConnectionRequest) ProtoMessage() {}
+
+func (x *TestConnectionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestConnectionRequest.ProtoReflect.Descriptor instead.
+func (*TestConnectionRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TestConnectionRequest) GetScope() *Scope {
+	if x != nil {
+		return x.Scope
+	}
+	return nil
+}
+
+func (x *TestConnectionRequest) GetRequest() *v1.TestConnectionRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// TestConnection response.
+type TestConnectionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The owner's answer.
+	Response      *v1.TestConnectionResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestConnectionResponse) Reset() {
+	*x = TestConnectionResponse{}
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestConnectionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestConnectionResponse) ProtoMessage() {}
+
+func (x *TestConnectionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestConnectionResponse.ProtoReflect.Descriptor instead.
+func (*TestConnectionResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TestConnectionResponse) GetResponse() *v1.TestConnectionResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+// PreviewFirstSync request.
+type PreviewFirstSyncRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the caller may see.
+	Scope *Scope `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	// The caller's request.
+	Request       *v1.PreviewFirstSyncRequest `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewFirstSyncRequest) Reset() {
+	*x = PreviewFirstSyncRequest{}
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewFirstSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewFirstSyncRequest) ProtoMessage() {}
+
+func (x *PreviewFirstSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewFirstSyncRequest.ProtoReflect.Descriptor instead.
+func (*PreviewFirstSyncRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PreviewFirstSyncRequest) GetScope() *Scope {
+	if x != nil {
+		return x.Scope
+	}
+	return nil
+}
+
+func (x *PreviewFirstSyncRequest) GetRequest() *v1.PreviewFirstSyncRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// PreviewFirstSync response.
+type PreviewFirstSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The owner's answer.
+	Response      *v1.PreviewFirstSyncResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewFirstSyncResponse) Reset() {
+	*x = PreviewFirstSyncResponse{}
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewFirstSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewFirstSyncResponse) ProtoMessage() {}
+
+func (x *PreviewFirstSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewFirstSyncResponse.ProtoReflect.Descriptor instead.
+func (*PreviewFirstSyncResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PreviewFirstSyncResponse) GetResponse() *v1.PreviewFirstSyncResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
 var File_mailintake_replica_v1_replica_proto protoreflect.FileDescriptor
 
 const file_mailintake_replica_v1_replica_proto_rawDesc = "" +
@@ -910,12 +1112,24 @@ const file_mailintake_replica_v1_replica_proto_rawDesc = "" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\"P\n" +
 	"\x18GetMailboxStatusResponse\x124\n" +
-	"\x06status\x18\x01 \x01(\v2\x1c.mailintake.v1.MailboxStatusR\x06status2\x99\x03\n" +
+	"\x06status\x18\x01 \x01(\v2\x1c.mailintake.v1.MailboxStatusR\x06status\"\x8b\x01\n" +
+	"\x15TestConnectionRequest\x122\n" +
+	"\x05scope\x18\x01 \x01(\v2\x1c.mailintake.replica.v1.ScopeR\x05scope\x12>\n" +
+	"\arequest\x18\x02 \x01(\v2$.mailintake.v1.TestConnectionRequestR\arequest\"[\n" +
+	"\x16TestConnectionResponse\x12A\n" +
+	"\bresponse\x18\x01 \x01(\v2%.mailintake.v1.TestConnectionResponseR\bresponse\"\x8f\x01\n" +
+	"\x17PreviewFirstSyncRequest\x122\n" +
+	"\x05scope\x18\x01 \x01(\v2\x1c.mailintake.replica.v1.ScopeR\x05scope\x12@\n" +
+	"\arequest\x18\x02 \x01(\v2&.mailintake.v1.PreviewFirstSyncRequestR\arequest\"_\n" +
+	"\x18PreviewFirstSyncResponse\x12C\n" +
+	"\bresponse\x18\x01 \x01(\v2'.mailintake.v1.PreviewFirstSyncResponseR\bresponse2\xfd\x04\n" +
 	"\x0eReplicaService\x12V\n" +
 	"\x05Relay\x12#.mailintake.replica.v1.RelayRequest\x1a$.mailintake.replica.v1.RelayResponse(\x010\x01\x12L\n" +
 	"\x03Ack\x12!.mailintake.replica.v1.AckRequest\x1a\".mailintake.replica.v1.AckResponse\x12l\n" +
 	"\rGetRawMessage\x12+.mailintake.replica.v1.GetRawMessageRequest\x1a,.mailintake.replica.v1.GetRawMessageResponse0\x01\x12s\n" +
-	"\x10GetMailboxStatus\x12..mailintake.replica.v1.GetMailboxStatusRequest\x1a/.mailintake.replica.v1.GetMailboxStatusResponseBHZFgithub.com/mailintake/mailintake/proto/mailintake/replica/v1;replicav1b\x06proto3"
+	"\x10GetMailboxStatus\x12..mailintake.replica.v1.GetMailboxStatusRequest\x1a/.mailintake.replica.v1.GetMailboxStatusResponse\x12m\n" +
+	"\x0eTestConnection\x12,.mailintake.replica.v1.TestConnectionRequest\x1a-.mailintake.replica.v1.TestConnectionResponse\x12s\n" +
+	"\x10PreviewFirstSync\x12..mailintake.replica.v1.PreviewFirstSyncRequest\x1a/.mailintake.replica.v1.PreviewFirstSyncResponseBHZFgithub.com/mailintake/mailintake/proto/mailintake/replica/v1;replicav1b\x06proto3"
 
 var (
 	file_mailintake_replica_v1_replica_proto_rawDescOnce sync.Once
@@ -929,52 +1143,70 @@ func file_mailintake_replica_v1_replica_proto_rawDescGZIP() []byte {
 	return file_mailintake_replica_v1_replica_proto_rawDescData
 }
 
-var file_mailintake_replica_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_mailintake_replica_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_mailintake_replica_v1_replica_proto_goTypes = []any{
-	(*Scope)(nil),                    // 0: mailintake.replica.v1.Scope
-	(*RelayRequest)(nil),             // 1: mailintake.replica.v1.RelayRequest
-	(*Subscribe)(nil),                // 2: mailintake.replica.v1.Subscribe
-	(*Credit)(nil),                   // 3: mailintake.replica.v1.Credit
-	(*RelayResponse)(nil),            // 4: mailintake.replica.v1.RelayResponse
-	(*Done)(nil),                     // 5: mailintake.replica.v1.Done
-	(*Demand)(nil),                   // 6: mailintake.replica.v1.Demand
-	(*Returned)(nil),                 // 7: mailintake.replica.v1.Returned
-	(*AckRequest)(nil),               // 8: mailintake.replica.v1.AckRequest
-	(*AckResponse)(nil),              // 9: mailintake.replica.v1.AckResponse
-	(*GetRawMessageRequest)(nil),     // 10: mailintake.replica.v1.GetRawMessageRequest
-	(*GetRawMessageResponse)(nil),    // 11: mailintake.replica.v1.GetRawMessageResponse
-	(*GetMailboxStatusRequest)(nil),  // 12: mailintake.replica.v1.GetMailboxStatusRequest
-	(*GetMailboxStatusResponse)(nil), // 13: mailintake.replica.v1.GetMailboxStatusResponse
-	(*durationpb.Duration)(nil),      // 14: google.protobuf.Duration
-	(*v1.Message)(nil),               // 15: mailintake.v1.Message
-	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
-	(*v1.MailboxStatus)(nil),         // 17: mailintake.v1.MailboxStatus
+	(*Scope)(nil),                       // 0: mailintake.replica.v1.Scope
+	(*RelayRequest)(nil),                // 1: mailintake.replica.v1.RelayRequest
+	(*Subscribe)(nil),                   // 2: mailintake.replica.v1.Subscribe
+	(*Credit)(nil),                      // 3: mailintake.replica.v1.Credit
+	(*RelayResponse)(nil),               // 4: mailintake.replica.v1.RelayResponse
+	(*Done)(nil),                        // 5: mailintake.replica.v1.Done
+	(*Demand)(nil),                      // 6: mailintake.replica.v1.Demand
+	(*Returned)(nil),                    // 7: mailintake.replica.v1.Returned
+	(*AckRequest)(nil),                  // 8: mailintake.replica.v1.AckRequest
+	(*AckResponse)(nil),                 // 9: mailintake.replica.v1.AckResponse
+	(*GetRawMessageRequest)(nil),        // 10: mailintake.replica.v1.GetRawMessageRequest
+	(*GetRawMessageResponse)(nil),       // 11: mailintake.replica.v1.GetRawMessageResponse
+	(*GetMailboxStatusRequest)(nil),     // 12: mailintake.replica.v1.GetMailboxStatusRequest
+	(*GetMailboxStatusResponse)(nil),    // 13: mailintake.replica.v1.GetMailboxStatusResponse
+	(*TestConnectionRequest)(nil),       // 14: mailintake.replica.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),      // 15: mailintake.replica.v1.TestConnectionResponse
+	(*PreviewFirstSyncRequest)(nil),     // 16: mailintake.replica.v1.PreviewFirstSyncRequest
+	(*PreviewFirstSyncResponse)(nil),    // 17: mailintake.replica.v1.PreviewFirstSyncResponse
+	(*durationpb.Duration)(nil),         // 18: google.protobuf.Duration
+	(*v1.Message)(nil),                  // 19: mailintake.v1.Message
+	(*timestamppb.Timestamp)(nil),       // 20: google.protobuf.Timestamp
+	(*v1.MailboxStatus)(nil),            // 21: mailintake.v1.MailboxStatus
+	(*v1.TestConnectionRequest)(nil),    // 22: mailintake.v1.TestConnectionRequest
+	(*v1.TestConnectionResponse)(nil),   // 23: mailintake.v1.TestConnectionResponse
+	(*v1.PreviewFirstSyncRequest)(nil),  // 24: mailintake.v1.PreviewFirstSyncRequest
+	(*v1.PreviewFirstSyncResponse)(nil), // 25: mailintake.v1.PreviewFirstSyncResponse
 }
 var file_mailintake_replica_v1_replica_proto_depIdxs = []int32{
 	2,  // 0: mailintake.replica.v1.RelayRequest.subscribe:type_name -> mailintake.replica.v1.Subscribe
 	3,  // 1: mailintake.replica.v1.RelayRequest.credit:type_name -> mailintake.replica.v1.Credit
 	0,  // 2: mailintake.replica.v1.Subscribe.scope:type_name -> mailintake.replica.v1.Scope
-	14, // 3: mailintake.replica.v1.Subscribe.ack_deadline:type_name -> google.protobuf.Duration
-	15, // 4: mailintake.replica.v1.RelayResponse.message:type_name -> mailintake.v1.Message
+	18, // 3: mailintake.replica.v1.Subscribe.ack_deadline:type_name -> google.protobuf.Duration
+	19, // 4: mailintake.replica.v1.RelayResponse.message:type_name -> mailintake.v1.Message
 	5,  // 5: mailintake.replica.v1.RelayResponse.done:type_name -> mailintake.replica.v1.Done
 	6,  // 6: mailintake.replica.v1.RelayResponse.demand:type_name -> mailintake.replica.v1.Demand
 	7,  // 7: mailintake.replica.v1.RelayResponse.returned:type_name -> mailintake.replica.v1.Returned
-	16, // 8: mailintake.replica.v1.RelayResponse.sent_time:type_name -> google.protobuf.Timestamp
+	20, // 8: mailintake.replica.v1.RelayResponse.sent_time:type_name -> google.protobuf.Timestamp
 	0,  // 9: mailintake.replica.v1.AckRequest.scope:type_name -> mailintake.replica.v1.Scope
-	17, // 10: mailintake.replica.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
-	1,  // 11: mailintake.replica.v1.ReplicaService.Relay:input_type -> mailintake.replica.v1.RelayRequest
-	8,  // 12: mailintake.replica.v1.ReplicaService.Ack:input_type -> mailintake.replica.v1.AckRequest
-	10, // 13: mailintake.replica.v1.ReplicaService.GetRawMessage:input_type -> mailintake.replica.v1.GetRawMessageRequest
-	12, // 14: mailintake.replica.v1.ReplicaService.GetMailboxStatus:input_type -> mailintake.replica.v1.GetMailboxStatusRequest
-	4,  // 15: mailintake.replica.v1.ReplicaService.Relay:output_type -> mailintake.replica.v1.RelayResponse
-	9,  // 16: mailintake.replica.v1.ReplicaService.Ack:output_type -> mailintake.replica.v1.AckResponse
-	11, // 17: mailintake.replica.v1.ReplicaService.GetRawMessage:output_type -> mailintake.replica.v1.GetRawMessageResponse
-	13, // 18: mailintake.replica.v1.ReplicaService.GetMailboxStatus:output_type -> mailintake.replica.v1.GetMailboxStatusResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	21, // 10: mailintake.replica.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
+	0,  // 11: mailintake.replica.v1.TestConnectionRequest.scope:type_name -> mailintake.replica.v1.Scope
+	22, // 12: mailintake.replica.v1.TestConnectionRequest.request:type_name -> mailintake.v1.TestConnectionRequest
+	23, // 13: mailintake.replica.v1.TestConnectionResponse.response:type_name -> mailintake.v1.TestConnectionResponse
+	0,  // 14: mailintake.replica.v1.PreviewFirstSyncRequest.scope:type_name -> mailintake.replica.v1.Scope
+	24, // 15: mailintake.replica.v1.PreviewFirstSyncRequest.request:type_name -> mailintake.v1.PreviewFirstSyncRequest
+	25, // 16: mailintake.replica.v1.PreviewFirstSyncResponse.response:type_name -> mailintake.v1.PreviewFirstSyncResponse
+	1,  // 17: mailintake.replica.v1.ReplicaService.Relay:input_type -> mailintake.replica.v1.RelayRequest
+	8,  // 18: mailintake.replica.v1.ReplicaService.Ack:input_type -> mailintake.replica.v1.AckRequest
+	10, // 19: mailintake.replica.v1.ReplicaService.GetRawMessage:input_type -> mailintake.replica.v1.GetRawMessageRequest
+	12, // 20: mailintake.replica.v1.ReplicaService.GetMailboxStatus:input_type -> mailintake.replica.v1.GetMailboxStatusRequest
+	14, // 21: mailintake.replica.v1.ReplicaService.TestConnection:input_type -> mailintake.replica.v1.TestConnectionRequest
+	16, // 22: mailintake.replica.v1.ReplicaService.PreviewFirstSync:input_type -> mailintake.replica.v1.PreviewFirstSyncRequest
+	4,  // 23: mailintake.replica.v1.ReplicaService.Relay:output_type -> mailintake.replica.v1.RelayResponse
+	9,  // 24: mailintake.replica.v1.ReplicaService.Ack:output_type -> mailintake.replica.v1.AckResponse
+	11, // 25: mailintake.replica.v1.ReplicaService.GetRawMessage:output_type -> mailintake.replica.v1.GetRawMessageResponse
+	13, // 26: mailintake.replica.v1.ReplicaService.GetMailboxStatus:output_type -> mailintake.replica.v1.GetMailboxStatusResponse
+	15, // 27: mailintake.replica.v1.ReplicaService.TestConnection:output_type -> mailintake.replica.v1.TestConnectionResponse
+	17, // 28: mailintake.replica.v1.ReplicaService.PreviewFirstSync:output_type -> mailintake.replica.v1.PreviewFirstSyncResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_replica_v1_replica_proto_init() }
@@ -998,7 +1230,7 @@ func file_mailintake_replica_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailintake_replica_v1_replica_proto_rawDesc), len(file_mailintake_replica_v1_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,8 @@ const (
 	ReplicaService_Ack_FullMethodName              = "/mailintake.replica.v1.ReplicaService/Ack"
 	ReplicaService_GetRawMessage_FullMethodName    = "/mailintake.replica.v1.ReplicaService/GetRawMessage"
 	ReplicaService_GetMailboxStatus_FullMethodName = "/mailintake.replica.v1.ReplicaService/GetMailboxStatus"
+	ReplicaService_TestConnection_FullMethodName   = "/mailintake.replica.v1.ReplicaService/TestConnection"
+	ReplicaService_PreviewFirstSync_FullMethodName = "/mailintake.replica.v1.ReplicaService/PreviewFirstSync"
 )
 
 // ReplicaServiceClient is the client API for ReplicaService service.
@@ -45,6 +47,11 @@ type ReplicaServiceClient interface {
 	GetRawMessage(ctx context.Context, in *GetRawMessageRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetRawMessageResponse], error)
 	// GetMailboxStatus returns the live status of a mailbox the replica owns.
 	GetMailboxStatus(ctx context.Context, in *GetMailboxStatusRequest, opts ...grpc.CallOption) (*GetMailboxStatusResponse, error)
+	// TestConnection runs a stored mailbox's connection test on its owner (only the owner connects
+	// to a mailbox).
+	TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error)
+	// PreviewFirstSync runs a stored mailbox's first-sync preview on its owner.
+	PreviewFirstSync(ctx context.Context, in *PreviewFirstSyncRequest, opts ...grpc.CallOption) (*PreviewFirstSyncResponse, error)
 }
 
 type replicaServiceClient struct {
@@ -107,6 +114,26 @@ func (c *replicaServiceClient) GetMailboxStatus(ctx context.Context, in *GetMail
 	return out, nil
 }
 
+func (c *replicaServiceClient) TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TestConnectionResponse)
+	err := c.cc.Invoke(ctx, ReplicaService_TestConnection_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *replicaServiceClient) PreviewFirstSync(ctx context.Context, in *PreviewFirstSyncRequest, opts ...grpc.CallOption) (*PreviewFirstSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreviewFirstSyncResponse)
+	err := c.cc.Invoke(ctx, ReplicaService_PreviewFirstSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicaServiceServer is the server API for ReplicaService service.
 // All implementations must embed UnimplementedReplicaServiceServer
 // for forward compatibility.
@@ -127,6 +154,11 @@ type ReplicaServiceServer interface {
 	GetRawMessage(*GetRawMessageRequest, grpc.ServerStreamingServer[GetRawMessageResponse]) error
 	// GetMailboxStatus returns the live status of a mailbox the replica owns.
 	GetMailboxStatus(context.Context, *GetMailboxStatusRequest) (*GetMailboxStatusResponse, error)
+	// TestConnection runs a stored mailbox's connection test on its owner (only the owner connects
+	// to a mailbox).
+	TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error)
+	// PreviewFirstSync runs a stored mailbox's first-sync preview on its owner.
+	PreviewFirstSync(context.Context, *PreviewFirstSyncRequest) (*PreviewFirstSyncResponse, error)
 	mustEmbedUnimplementedReplicaServiceServer()
 }
 
@@ -148,6 +180,12 @@ func (UnimplementedReplicaServiceServer) GetRawMessage(*GetRawMessageRequest, gr
 }
 func (UnimplementedReplicaServiceServer) GetMailboxStatus(context.Context, *GetMailboxStatusRequest) (*GetMailboxStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMailboxStatus not implemented")
+}
+func (UnimplementedReplicaServiceServer) TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TestConnection not implemented")
+}
+func (UnimplementedReplicaServiceServer) PreviewFirstSync(context.Context, *PreviewFirstSyncRequest) (*PreviewFirstSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PreviewFirstSync not implemented")
 }
 func (UnimplementedReplicaServiceServer) mustEmbedUnimplementedReplicaServiceServer() {}
 func (UnimplementedReplicaServiceServer) testEmbeddedByValue()                        {}
@@ -224,6 +262,42 @@ func _ReplicaService_GetMailboxStatus_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReplicaService_TestConnection_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TestConnectionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServiceServer).TestConnection(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReplicaService_TestConnection_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServiceServer).TestConnection(ctx, req.(*TestConnectionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReplicaService_PreviewFirstSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreviewFirstSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaServiceServer).PreviewFirstSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReplicaService_PreviewFirstSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaServiceServer).PreviewFirstSync(ctx, req.(*PreviewFirstSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReplicaService_ServiceDesc is the grpc.ServiceDesc for ReplicaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -238,6 +312,14 @@ var ReplicaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMailboxStatus",
 			Handler:    _ReplicaService_GetMailboxStatus_Handler,
+		},
+		{
+			MethodName: "TestConnection",
+			Handler:    _ReplicaService_TestConnection_Handler,
+		},
+		{
+			MethodName: "PreviewFirstSync",
+			Handler:    _ReplicaService_PreviewFirstSync_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
