@@ -46,10 +46,13 @@ type Config struct {
 	SecretKeyFile string
 	// SecretKey is the key itself, from MAILINTAKE_SECRET_KEY only (never a flag: argv is visible
 	// to every user of the machine).
-	SecretKey     string
-	TLSCert       string
-	TLSKey        string
-	ClientCA      string
+	SecretKey string
+	TLSCert   string
+	TLSKey    string
+	ClientCA  string
+	// PeerCA verifies the other replicas' API certificates (with the system's roots and
+	// ClientCA), for a cluster served with TLS under a private CA.
+	PeerCA        string
 	Insecure      bool
 	LogLevel      string
 	LogFormat     string
@@ -77,6 +80,7 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (*Config, 
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate chain for the API")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for the API")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA bundle: require API clients to present a certificate it signed (mTLS)")
+	fs.StringVar(&c.PeerCA, "peer-ca", "", "with --database-url and --tls-cert: PEM CA bundle that signed the other replicas' API certificates (default: the system's roots and --client-ca)")
 	fs.BoolVar(&c.Insecure, "insecure", false, "allow serving without TLS on a non-loopback address")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
@@ -178,6 +182,9 @@ func (c *Config) validate() error {
 		if host, port, err := net.SplitHostPort(c.AdvertiseAddr); err != nil || host == "" || port == "" || port == "0" {
 			return fmt.Errorf("--advertise-addr %q must be host:port, the address other replicas reach this one's --listen port at", c.AdvertiseAddr)
 		}
+	}
+	if c.PeerCA != "" && (c.DatabaseURL == "" || c.TLSCert == "") {
+		return errors.New("--peer-ca is for replicas that serve the API with TLS: give --database-url and --tls-cert too")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")

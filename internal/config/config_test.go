@@ -92,3 +92,37 @@ func TestDatabaseURL(t *testing.T) {
 		t.Errorf("RedactURL = %q", r)
 	}
 }
+
+func TestReplicaFlags(t *testing.T) {
+	none := func(string) string { return "" }
+	pg := []string{"--database-url", "postgres://mi@db/mi"}
+	for _, tc := range []struct {
+		args []string
+		want string // part of the error; empty: accepted
+	}{
+		{[]string{"--replica-id", "r1"}, "--database-url"},
+		{append([]string{"--replica-id", "pod 1"}, pg...), "--replica-id"},
+		{append([]string{"--replica-id", "mailintake-0", "--advertise-addr", "10.0.0.5:7465"}, pg...), ""},
+		{append([]string{"--advertise-addr", "10.0.0.5"}, pg...), "--advertise-addr"},
+		{append([]string{"--peer-ca", "ca.pem"}, pg...), "--tls-cert"},
+		{append([]string{"--peer-ca", "ca.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, pg...), ""},
+	} {
+		_, err := Load(tc.args, none, io.Discard)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: %v, want an error naming %q", tc.args, err, tc.want)
+		}
+	}
+	// A replica id is generated once and kept; a wildcard listen address needs --advertise-addr.
+	dir := t.TempDir()
+	c := &Config{DataDir: dir}
+	if err := c.ResolveReplica("127.0.0.1:7465"); err != nil || c.ReplicaID == "" || c.AdvertiseAddr != "127.0.0.1:7465" {
+		t.Fatalf("ResolveReplica: %+v, %v", c, err)
+	}
+	c2 := &Config{DataDir: dir}
+	if err := c2.ResolveReplica("127.0.0.1:7465"); err != nil || c2.ReplicaID != c.ReplicaID {
+		t.Errorf("the kept id was not reused: %q then %q (%v)", c.ReplicaID, c2.ReplicaID, err)
+	}
+	if err := (&Config{DataDir: dir}).ResolveReplica("0.0.0.0:7465"); err == nil || !strings.Contains(err.Error(), "--advertise-addr") {
+		t.Errorf("a wildcard listen address without --advertise-addr: %v", err)
+	}
+}

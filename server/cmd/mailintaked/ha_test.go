@@ -5,6 +5,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -30,6 +32,7 @@ import (
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 	pgserver "github.com/mailintake/mailintake/internal/fakes/postgres"
 	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/testutil"
 	replicav1 "github.com/mailintake/mailintake/proto/mailintake/replica/v1"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -784,4 +787,72 @@ func TestHADeviceCodeSurvivesFailover(t *testing.T) {
 	defer cancel()
 	go consume(cctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 4, MailboxIds: []string{mb.ID}}, l, rand.New(rand.NewPCG(1, 1)), 1, 1)
 	eventually20(t, 30*time.Second, "mail of the signed-in mailbox", func() bool { return l.confirmedSubjects()["after the sign-in"] })
+}
+
+// TestHAReplicasOverTLS runs two replicas that serve the API with TLS under a private CA
+// (--peer-ca): a consumer on r1 receives the mail of the mailboxes r2 owns, relayed between the
+// replicas over TLS.
+func TestHAReplicasOverTLS(t *testing.T) {
+	pg := pgserver.Start(t)
+	url := pg.CreateDatabase(t, "")
+	users := map[string]string{}
+	for i := range 6 {
+		users[fmt.Sprintf("tls%02d@example.com", i)] = dvPass
+	}
+	dv := dovecot.Start(t, users)
+	ca := testutil.NewCA(t)
+	key := filepath.Join(t.TempDir(), "secret.key")
+	if _, _, err := secrets.LoadOrCreateKeyFile(key); err != nil {
+		t.Fatal(err)
+	}
+	var reps []*daemon
+	var datas []string
+	for _, id := range []string{"r1", "r2"} {
+		cert, pkey := ca.IssueFiles(t, id, "127.0.0.1", "localhost")
+		data := t.TempDir()
+		datas = append(datas, data)
+		reps = append(reps, startDaemon(t, data, "--database-url", url, "--replica-id", id, "--secret-key-file", key,
+			"--tls-cert", cert, "--tls-key", pkey, "--peer-ca", ca.CAFile(t)))
+	}
+	tok, err := os.ReadFile(filepath.Join(datas[0], "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.PEM)
+	c, err := client.Dial(reps[0].addr, client.Options{Token: strings.TrimSpace(string(tok)), TLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var ids []string
+	for u := range users {
+		resp, err := c.Mailboxes.CreateMailbox(ctx, &mailintakev1.CreateMailboxRequest{Mailbox: &mailintakev1.Mailbox{Tenant: "acme", DisplayName: u,
+			Enabled: true, Host: "127.0.0.1", Port: uint32(dv.IMAPPort), Security: mailintakev1.Security_SECURITY_NONE, Username: u,
+			AuthProvider: "basic", AuthSecrets: map[string]string{"password": dvPass}, StartFrom: mailintakev1.StartFrom_START_FROM_ALL}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, resp.GetMailbox().GetId())
+		dv.Deliver(t, u, "INBOX", haMail(u, "tls "+u))
+	}
+	owners := map[string]bool{}
+	eventually20(t, 30*time.Second, "both replicas owning mailboxes", func() bool {
+		clear(owners)
+		for _, id := range ids {
+			st, err := c.Mailboxes.GetMailboxStatus(ctx, &mailintakev1.GetMailboxStatusRequest{Id: id})
+			if err != nil || st.GetStatus().GetOwnerReplicaId() == "" {
+				return false
+			}
+			owners[st.GetStatus().GetOwnerReplicaId()] = true
+		}
+		return owners["r1"] && owners["r2"]
+	})
+	l := newLedger()
+	go consume(ctx, c, &mailintakev1.StreamMessagesRequest{MaxInFlight: 8}, l, rand.New(rand.NewPCG(3, 3)), 1, 1)
+	eventually20(t, 30*time.Second, "every mailbox's mail through r1, r2's relayed over TLS", func() bool {
+		return len(l.confirmedSubjects()) == len(users)
+	})
 }

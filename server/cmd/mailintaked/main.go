@@ -330,9 +330,9 @@ func keySource(c *config.Config) string {
 }
 
 // peerCredentials are the transport credentials for reaching the other replicas: none (plaintext)
-// when the API is served without TLS; otherwise TLS trusting the system's roots and --client-ca,
-// presenting this replica's own certificate (so an API that requires client certificates
-// accepts its peers).
+// when the API is served without TLS; otherwise TLS trusting the system's roots, --client-ca and
+// --peer-ca, presenting this replica's own certificate (so an API that requires client
+// certificates accepts its peers).
 func peerCredentials(c *config.Config) (credentials.TransportCredentials, error) {
 	if c.TLSCert == "" {
 		return nil, nil
@@ -345,12 +345,17 @@ func peerCredentials(c *config.Config) (credentials.TransportCredentials, error)
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	if c.ClientCA != "" {
-		pem, err := os.ReadFile(c.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("client CA: %w", err)
+	for _, f := range []struct{ flag, path string }{{"--client-ca", c.ClientCA}, {"--peer-ca", c.PeerCA}} {
+		if f.path == "" {
+			continue
 		}
-		pool.AppendCertsFromPEM(pem)
+		pem, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.flag, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s %s holds no PEM certificate", f.flag, f.path)
+		}
 	}
 	return credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }
