@@ -370,9 +370,22 @@ func TestHAReplicas(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("cluster status: %s", errs)
 	}
+	var cs struct {
+		Replicas []struct {
+			ID    string `json:"id"`
+			Alive bool   `json:"alive"`
+		} `json:"replicas"`
+	}
+	if err := jsonUnmarshal(out, &cs); err != nil {
+		t.Fatalf("cluster status --json: %v\n%s", err, out)
+	}
+	named := map[string]bool{}
+	for _, r := range cs.Replicas {
+		named[r.ID] = r.Alive
+	}
 	for _, id := range all {
-		if !strings.Contains(out, `"id": "`+id+`"`) && !strings.Contains(out, `"id":"`+id+`"`) {
-			t.Errorf("cluster status does not name replica %s:\n%s", id, out)
+		if !named[id] {
+			t.Errorf("cluster status does not name replica %s as alive:\n%s", id, out)
 		}
 	}
 
