@@ -492,43 +492,49 @@ func TestHAReplicas(t *testing.T) {
 		break
 	}
 
-	// SIGKILL the owner of a mailbox: the next mail to it comes from the new owner within seconds.
-	var victimBox string
-	for id, o := range owners {
-		if o == "r1" {
-			victimBox = id
-			break
+	// SIGKILL the owner of a mailbox (not r2, where the consumer is): the next mail to it comes
+	// from the new owner within seconds.
+	byID := map[string]*replica{"r1": r1, "r2": r2, "r3": r3}
+	pick := func() (*replica, string) {
+		for id, o := range owners {
+			if o != "r2" {
+				return byID[o], id
+			}
+		}
+		t.Fatalf("r2 owns every mailbox: %v", owners)
+		return nil, ""
+	}
+	victim, victimBox := pick()
+	var survivors []string
+	for _, id := range all {
+		if id != victim.id {
+			survivors = append(survivors, id)
 		}
 	}
-	r1.d.cmd.Process.Kill()
-	r1.d.cmd.Wait()
+	victim.d.cmd.Process.Kill()
+	victim.d.cmd.Wait()
 	killed := time.Now()
 	h.dv.Deliver(t, h.boxes[victimBox], "INBOX", haMail(h.boxes[victimBox], "after kill"))
 	eventually20(t, 30*time.Second, "the mail after the kill delivered by the new owner", func() bool {
 		return l.confirmedSubjects()["after kill"]
 	})
-	t.Logf("failover after SIGKILL: first message delivered after %s", time.Since(killed).Round(10*time.Millisecond))
-	h.settled(r3, []string{"r2", "r3"}, 2, 15*time.Second)
+	t.Logf("failover after SIGKILL of %s: first message delivered after %s", victim.id, time.Since(killed).Round(10*time.Millisecond))
+	h.settled(r2, survivors, 1, 15*time.Second)
 
 	// The killed replica comes back with the same id and data directory and takes its share.
-	h.restart(r1)
-	owners = h.settled(r3, all, 2, 30*time.Second)
+	h.restart(victim)
+	owners = h.settled(r2, all, 2, 30*time.Second)
 
 	// SIGTERM hands over at once: the next mail comes within a couple of seconds.
-	for id, o := range owners {
-		if o == "r3" {
-			victimBox = id
-			break
-		}
-	}
-	r3.d.stop(t)
+	victim, victimBox = pick()
+	victim.d.stop(t)
 	stopped := time.Now()
 	h.dv.Deliver(t, h.boxes[victimBox], "INBOX", haMail(h.boxes[victimBox], "after sigterm"))
 	eventually20(t, 20*time.Second, "the mail after SIGTERM delivered", func() bool { return l.confirmedSubjects()["after sigterm"] })
 	if d := time.Since(stopped); d > 5*time.Second {
 		t.Errorf("the mail after a SIGTERM handover took %s (want a few seconds at most: no lease wait)", d)
 	} else {
-		t.Logf("handover after SIGTERM: first message delivered after %s", d.Round(10*time.Millisecond))
+		t.Logf("handover after SIGTERM of %s: first message delivered after %s", victim.id, d.Round(10*time.Millisecond))
 	}
 
 	// A replica with another secret key refuses to start, saying why.
