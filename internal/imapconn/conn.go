@@ -48,7 +48,15 @@ type Target struct {
 	CommandTimeout time.Duration
 	// Budget, when set, is shared by connections to bound the message bodies they hold at once.
 	Budget *Budget
+	// Allow, when set, is asked right before every command but LOGOUT is sent: false refuses it
+	// with ErrNotAllowed. A replica that may have lost the mailbox's lease (it was paused, or
+	// cut off from the database) sends nothing more to the server, even a command it had
+	// already decided on before the pause.
+	Allow func() bool
 }
+
+// ErrNotAllowed is returned for a command that Target.Allow refused.
+var ErrNotAllowed = errors.New("command not sent: this replica may no longer own the mailbox")
 
 // Addr returns host:port.
 func (t Target) Addr() string { return net.JoinHostPort(t.Host, strconv.Itoa(t.Port)) }
@@ -116,6 +124,9 @@ func (c *Conn) Done() <-chan struct{} { return c.c.Closed() }
 
 // guard runs fn, closing the connection if ctx ends or d passes first, and reports which.
 func (c *Conn) guard(ctx context.Context, d time.Duration, what string, fn func() error) error {
+	if c.target.Allow != nil && what != "LOGOUT" && !c.target.Allow() {
+		return fmt.Errorf("%s: %w", what, ErrNotAllowed)
+	}
 	if d == 0 {
 		d = c.timeout
 	}

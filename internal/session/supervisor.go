@@ -331,6 +331,9 @@ func (s *Supervisor) connect(ctx context.Context, mb *mailintakev1.Mailbox, secr
 	}
 	t, err := Target(mb, s.opts.CommandTimeout)
 	t.Budget = s.budget
+	if s.opts.Clustered {
+		t.Allow = s.opts.Trusted
+	}
 	if err != nil {
 		return nil, imapconn.Selected{}, time.Time{}, err
 	}
