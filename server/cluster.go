@@ -31,7 +31,7 @@ type Cluster struct {
 	Key    *relay.Key
 }
 
-// ErrNoOwner is returned when no live replica holds a mailbox at the moment (after a failover,
+// errNoOwner is returned when no live replica holds a mailbox at the moment (after a failover,
 // for a few seconds).
 var errNoOwner = errors.New("no replica holds this mailbox at the moment (it is being taken over); try again in a few seconds")
 

@@ -112,7 +112,7 @@ type Member struct {
 	leases       map[string]store.Lease // last snapshot, every mailbox
 	replicas     map[string]store.Replica
 	firstAlive   map[string]time.Time // replica id+incarnation → when first seen alive
-	orphanSince  map[string]time.Time
+	orphanSince  map[string]time.Time // touched only by the reconciling goroutine, as woken
 	lastRound    time.Time
 	lastErr      error
 	dropTimer    *time.Timer
@@ -381,25 +381,21 @@ func (m *Member) reconcile(ctx context.Context) error {
 			}
 		case l.ReplicaID == "" || (l.ReplicaID == me.ID) || !holderAlive(l, live):
 			orphans[l.MailboxID] = true
-			m.mu.Lock()
 			since, ok := m.orphanSince[l.MailboxID]
 			if !ok {
 				since = now
 				m.orphanSince[l.MailboxID] = now
 			}
-			m.mu.Unlock()
 			if Pick(l.MailboxID, liveIDs) == me.ID || now.Sub(since) >= m.opts.OrphanGrace {
 				claim = append(claim, l.MailboxID)
 			}
 		}
 	}
-	m.mu.Lock()
 	for id := range m.orphanSince {
 		if !orphans[id] {
 			delete(m.orphanSince, id)
 		}
 	}
-	m.mu.Unlock()
 
 	if len(release) > 0 {
 		if m.Trusted() {
@@ -418,9 +414,7 @@ func (m *Member) reconcile(ctx context.Context) error {
 		}
 		for _, l := range got {
 			owned[l.MailboxID] = l
-			m.mu.Lock()
 			delete(m.orphanSince, l.MailboxID)
-			m.mu.Unlock()
 		}
 		if len(got) > 0 {
 			m.opts.Metrics.Handover("claimed", len(got))

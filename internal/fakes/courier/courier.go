@@ -57,7 +57,7 @@ type Server struct {
 	Dir string
 
 	t        testing.TB
-	root     string // unpacked packages (…/root)
+	root     string // unpacked packages (…/unpacked)
 	shim     string // LD_PRELOAD shim
 	logFile  string
 	authSock string
@@ -97,7 +97,7 @@ func must(t testing.TB, err error) {
 func Start(t testing.TB, users map[string]string) *Server {
 	t.Helper()
 	install := InstallDir()
-	root := filepath.Join(install, "root")
+	root := filepath.Join(install, "unpacked")
 	shim := filepath.Join(install, "lib", "mailintake-courier-shim.so")
 	for _, p := range []string{
 		filepath.Join(install, ".installed"), shim,
