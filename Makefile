@@ -75,7 +75,7 @@ bench-parse: ## Go benchmarks of the parser against go-message's bare walk.
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target (parser, TNEF, API requests) for FUZZTIME (default 10m).
-	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
+	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText FuzzBase64; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(or $(FUZZTIME),10m) ./internal/tnef/
 	$(GO) test -run XXX -fuzz FuzzRequests -fuzztime $(or $(FUZZTIME),10m) ./server/
 

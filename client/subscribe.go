@@ -51,6 +51,10 @@ func (c *Client) subscribeOnce(ctx context.Context, req *mailintakev1.StreamMess
 	if err != nil {
 		return err
 	}
+	// Acknowledged in batches; what is queued when the stream ends still goes out, so the
+	// messages handled are not delivered again.
+	acks := c.NewAcker(context.WithoutCancel(ctx), AckerOptions{MaxBatch: ackBatch(req)})
+	defer acks.Flush()
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -61,8 +65,17 @@ func (c *Client) subscribeOnce(ctx context.Context, req *mailintakev1.StreamMess
 		if err := handle(ctx, msg); err != nil {
 			continue
 		}
-		if _, err := c.Messages.AckMessages(ctx, &mailintakev1.AckMessagesRequest{MessageIds: []string{msg.GetId()}}); err != nil {
+		if err := acks.Ack(msg.GetId()); err != nil {
 			return err
 		}
 	}
+}
+
+// ackBatch is the batch size for a stream: half its max_in_flight (when set; else the Acker's
+// default, half the server's default), so a full batch goes out while the server can still send.
+func ackBatch(req *mailintakev1.StreamMessagesRequest) int {
+	if n := int(req.GetMaxInFlight()); n > 0 {
+		return max(1, n/2)
+	}
+	return 0
 }

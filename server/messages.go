@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -237,7 +239,10 @@ func (m *messageService) GetAttachment(req *mailintakev1.GetAttachmentRequest, s
 		}
 		return stream.Send(resp)
 	}}
-	_, err = io.Copy(c, body)
+	// The hash is computed here, as the bytes stream past, not when the message is delivered:
+	// an attachment over the inline limit is delivered without its data or its hash.
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(c, sum), body)
 	if ferr := stop(); ferr != nil {
 		return fetchError(ferr)
 	}
@@ -247,10 +252,11 @@ func (m *messageService) GetAttachment(req *mailintakev1.GetAttachmentRequest, s
 	if err := c.flush(); err != nil {
 		return err
 	}
+	last := &mailintakev1.GetAttachmentResponse{Sha256: hex.EncodeToString(sum.Sum(nil)), Size: uint64(n)}
 	if first {
-		return stream.Send(&mailintakev1.GetAttachmentResponse{Attachment: att})
+		last.Attachment = att
 	}
-	return nil
+	return stream.Send(last)
 }
 
 // quarantined loads a quarantine entry of a mailbox the caller may see.

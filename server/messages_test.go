@@ -3,7 +3,10 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -101,6 +104,15 @@ func TestStreamAckRawAndAttachmentOverGRPC(t *testing.T) {
 	first, err := att.Recv()
 	if err != nil || first.GetAttachment().GetFilename() != "log.bin" || !bytes.Equal(first.GetChunk(), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
 		t.Errorf("GetAttachment = %v, %v", first, err)
+	}
+	// The last response carries the hash of the bytes sent: the one the delivered attachment
+	// carries.
+	last, err := att.Recv()
+	if err != nil || last.GetSha256() == "" || last.GetSha256() != m.GetAttachments()[0].GetSha256() || last.GetSize() != 10 || len(last.GetChunk()) != 0 {
+		t.Errorf("GetAttachment's last response = %v, %v; the attachment's hash is %q", last, err, m.GetAttachments()[0].GetSha256())
+	}
+	if _, err := att.Recv(); err != io.EOF {
+		t.Errorf("after the last response: %v", err)
 	}
 	bad, err := e.msgs.GetAttachment(as(acme), &mailintakev1.GetAttachmentRequest{MessageId: m.GetId(), AttachmentId: "9"})
 	if err == nil {
@@ -379,5 +391,68 @@ func TestOAuthBearerAndXOAuth2Refusals(t *testing.T) {
 				t.Errorf("%s with a bad token: auth step %v", mech, auth)
 			}
 		}
+	}
+}
+
+// An attachment over the mailbox's inline limit is delivered with its exact size but neither
+// its data nor its hash; GetAttachment streams the bytes and ends with their hash.
+func TestOmittedAttachmentHashedOnDemand(t *testing.T) {
+	e := newEnv(t)
+	srv := imaptest.Start(t, imaptest.Options{})
+	srv.AddUser(t, imapUser, imapPass)
+	data := make([]byte, 300_000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	enc := base64.StdEncoding.EncodeToString(data)
+	var raw strings.Builder
+	raw.WriteString("From: Customer <c@example.net>\r\nSubject: scan\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nSee the scan.\r\n--b\r\nContent-Type: application/pdf; name=scan.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+	for len(enc) > 76 {
+		raw.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	raw.WriteString(enc + "\r\n--b--\r\n")
+	srv.Append(t, imapUser, "INBOX", []byte(raw.String()))
+	acme := e.tenantToken("acme")
+	mb := imapMailbox(srv, "")
+	mb.Limits = &mailintakev1.MailboxLimits{MaxInlineAttachmentBytes: 100_000}
+	e.create(acme, mb)
+	stream, err := e.msgs.StreamMessages(as(acme), &mailintakev1.StreamMessagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := resp.GetMessage()
+	if len(m.GetAttachments()) != 1 {
+		t.Fatalf("attachments: %v", m.GetAttachments())
+	}
+	a := m.GetAttachments()[0]
+	if !a.GetDataOmitted() || a.GetData() != nil || a.GetSha256() != "" || a.GetSize() != uint64(len(data)) {
+		t.Fatalf("delivered attachment: omitted %v, %d bytes of data, sha256 %q, size %d (want %d)", a.GetDataOmitted(), len(a.GetData()), a.GetSha256(), a.GetSize(), len(data))
+	}
+	att, err := e.msgs.GetAttachment(as(acme), &mailintakev1.GetAttachmentRequest{MessageId: m.GetId(), AttachmentId: a.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	var last *mailintakev1.GetAttachmentResponse
+	for {
+		r, err := att.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.GetChunk()...)
+		last = r
+	}
+	sum := sha256.Sum256(data)
+	if !bytes.Equal(got, data) || last.GetSha256() != hex.EncodeToString(sum[:]) || last.GetSize() != uint64(len(data)) {
+		t.Errorf("GetAttachment: %d bytes (equal %v), last response sha256 %q size %d; want %x", len(got), bytes.Equal(got, data), last.GetSha256(), last.GetSize(), sum)
 	}
 }

@@ -56,3 +56,36 @@ func TestBudgetOrderClipAndCancel(t *testing.T) {
 		t.Errorf("a nil budget = %d, %v", n, err)
 	}
 }
+
+// Body buffers are reused for bodies that fill at least two thirds of them, never for larger
+// ones, and the pool stays within its bound.
+func TestBodyPool(t *testing.T) {
+	b := getBody(100_000)
+	if len(b) != 100_000 {
+		t.Fatalf("len %d", len(b))
+	}
+	putBody(b)
+	if c := getBody(200_000); cap(c) == cap(b) {
+		t.Error("a 100 KB buffer was handed out for 200 KB")
+	}
+	if c := getBody(50_000); &c[:1][0] == &b[:1][0] {
+		t.Error("a 100 KB buffer was handed out for 50 KB")
+	}
+	if c := getBody(90_000); &c[0] != &b[0] || len(c) != 90_000 {
+		t.Error("the 100 KB buffer was not reused for 90 KB")
+	}
+	for range 100 {
+		putBody(make([]byte, 1<<20))
+	}
+	putBody(make([]byte, 3<<20)) // over the largest pooled size
+	bodyPool.Lock()
+	defer bodyPool.Unlock()
+	if bodyPool.bytes > maxPooledBytes {
+		t.Errorf("the pool holds %d bytes, over its bound of %d", bodyPool.bytes, maxPooledBytes)
+	}
+	for i := 1; i < len(bodyPool.free); i++ {
+		if cap(bodyPool.free[i-1]) > cap(bodyPool.free[i]) {
+			t.Fatal("the pool is not ordered by capacity")
+		}
+	}
+}

@@ -276,11 +276,15 @@ type Fetched struct {
 	taken  int64
 }
 
-// Release gives the body's bytes back to the connection's Budget: the caller no longer holds
-// Raw (a parsed message shares nothing with it).
+// Release gives the body's bytes back to the connection's Budget and its buffer to the pool of
+// body buffers: the caller no longer holds Raw, nor anything sharing its bytes (a parsed message
+// shares nothing with it, except the raw bytes of one that could not be parsed: those the caller
+// copies).
 func (f *Fetched) Release() {
 	f.budget.Release(f.taken)
 	f.taken = 0
+	putBody(f.Raw)
+	f.Raw = nil
 }
 
 // FetchBodies fetches the bytes and meta of several messages with one UID FETCH and passes each
@@ -343,7 +347,7 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 					f.budget, f.taken = c.target.Budget, taken
 					// One buffer of the announced size, filled in place (a bytes.Buffer would grow
 					// and copy it again near its end).
-					f.Raw = make([]byte, it.Literal.Size())
+					f.Raw = getBody(it.Literal.Size())
 					if _, err := io.ReadFull(it.Literal, f.Raw); err != nil {
 						f.Release()
 						c.abort(cmd)

@@ -3,6 +3,7 @@ package parse
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -122,16 +123,49 @@ func TestLenientBase64FastPathAgreesWithScan(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			in.WriteString("QQ==\r\n")
 		}
-		src := in.String()
-		slow := newBase64Reader(iotest.OneByteReader(strings.NewReader(src)))
-		want, _ := io.ReadAll(slow)
-		for _, rd := range []io.Reader{strings.NewReader(src), iotest.HalfReader(strings.NewReader(src)), iotest.DataErrReader(strings.NewReader(src))} {
-			fast := newBase64Reader(rd)
-			got, err := io.ReadAll(fast)
-			if err != nil || !bytes.Equal(got, want) || fast.problem() != slow.problem() {
-				t.Fatalf("input %d (%d bytes, width %d): %d bytes, problem %q; one byte at a time: %d bytes, problem %q",
-					i, len(src), width, len(got), fast.problem(), len(want), slow.problem())
+		if err := base64Agrees(in.String()); err != nil {
+			t.Fatalf("input %d (width %d): %v", i, width, err)
+		}
+	}
+}
+
+// base64Agrees decodes src one byte at a time (the character-by-character path only) and in
+// larger reads of several kinds (the SIMD path on whole lines, decoding straight into the
+// caller's buffer or through the reader's own), and measures it without keeping it (discard):
+// all must give the same bytes, size and problems.
+func base64Agrees(src string) error {
+	slow := newBase64Reader(iotest.OneByteReader(strings.NewReader(src)))
+	want, _ := io.ReadAll(slow)
+	readers := map[string]func() io.Reader{
+		"whole":    func() io.Reader { return strings.NewReader(src) },
+		"halves":   func() io.Reader { return iotest.HalfReader(strings.NewReader(src)) },
+		"data+EOF": func() io.Reader { return iotest.DataErrReader(strings.NewReader(src)) },
+	}
+	for name, rd := range readers {
+		for _, size := range []int{7, 512, 64 << 10} {
+			fast := newBase64Reader(rd())
+			var got bytes.Buffer
+			_, err := io.CopyBuffer(struct{ io.Writer }{&got}, struct{ io.Reader }{fast}, make([]byte, size))
+			if err != nil || !bytes.Equal(got.Bytes(), want) || fast.problem() != slow.problem() {
+				return fmt.Errorf("%d bytes read %s in %d-byte reads: %d bytes, problem %q; one byte at a time: %d bytes, problem %q",
+					len(src), name, size, got.Len(), fast.problem(), len(want), slow.problem())
+			}
+		}
+		// Measured: a first read, then the rest discarded.
+		m := newBase64Reader(rd())
+		head := make([]byte, 100)
+		k, _ := io.ReadFull(m, head)
+		n, more, err := m.discard(1 << 30)
+		if err != nil || more || int64(k)+n != int64(len(want)) || m.problem() != slow.problem() {
+			return fmt.Errorf("%d bytes read %s, measured: %d+%d bytes (more %v, %v), problem %q; want %d bytes, problem %q",
+				len(src), name, k, n, more, err, m.problem(), len(want), slow.problem())
+		}
+		if len(want) > 150 {
+			m := newBase64Reader(rd())
+			if n, more, err := m.discard(int64(len(want)) - 50); err != nil || !more || n != int64(len(want))-50 {
+				return fmt.Errorf("%d bytes read %s, measured with a limit: %d bytes, more %v, %v", len(src), name, n, more, err)
 			}
 		}
 	}
+	return nil
 }

@@ -3,6 +3,7 @@ package parse
 import (
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -64,4 +65,18 @@ func FuzzOpenPart(f *testing.F) {
 func FuzzHTMLToText(f *testing.F) {
 	f.Add("<p>Hello <b>world</b></p><script>x</script><div>Bye</div>")
 	f.Fuzz(func(t *testing.T, s string) { HTMLToText(s) })
+}
+
+// FuzzBase64 checks that the lenient base64 decoder gives the same bytes, size and problems
+// whatever its read sizes and paths (SIMD on whole lines, character by character, measuring).
+func FuzzBase64(f *testing.F) {
+	for _, s := range []string{"SGVsbG8gd29ybGQ=", "SGVsbG8g\r\nd29y bGQ=\r\n", "SGVsbG8=d29ybGQ=", "-_-_", "QQ==\r\nQUJD\r\n",
+		strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAx\r\n", 40) + "QQ=\r\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		if err := base64Agrees(src); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -100,26 +100,31 @@ func Parse(raw []byte, opts Options) *mailintakev1.Message {
 	return p.message(raw, "", 0)
 }
 
-// streamed is what is kept of a part read past its head: its SHA-256 and size.
+// streamed is what is kept of a part read past its head: its size.
 type streamed struct {
-	sum       []byte
 	size      int64
 	truncated bool // more than the decoded-bytes budget allowed
 }
 
-// streamRest hashes head and the rest of r (at most limit more bytes), holding none of it.
-func streamRest(head []byte, r io.Reader, limit int64) (*streamed, error) {
-	h := sha256.New()
-	h.Write(head)
-	n, err := io.Copy(h, io.LimitReader(r, limit))
-	st := &streamed{size: int64(len(head)) + n}
-	if err == nil && n == limit {
-		var one [1]byte
-		if m, _ := io.ReadFull(r, one[:]); m > 0 {
-			st.truncated = true
+// skipRest reads the rest of r (at most limit more bytes) after head, holding none of it, and
+// measures the whole. The bytes are decoded to be measured (a base64 body's size depends on what
+// its decoder skips) but neither kept nor hashed.
+func skipRest(head []byte, r io.Reader, limit int64) (*streamed, error) {
+	st := &streamed{}
+	var n int64
+	var err error
+	if b, ok := r.(*base64Reader); ok {
+		n, st.truncated, err = b.discard(limit)
+	} else {
+		n, err = io.Copy(io.Discard, io.LimitReader(r, limit))
+		if err == nil && n == limit {
+			var one [1]byte
+			if m, _ := io.ReadFull(r, one[:]); m > 0 {
+				st.truncated = true
+			}
 		}
 	}
-	st.sum = h.Sum(nil)
+	st.size = int64(len(head)) + n
 	return st, err
 }
 
@@ -292,8 +297,8 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 	}
 	budget := p.opts.MaxDecodedBytes - p.decoded
 	// A part that can only become an attachment (not text, not a message, not a winmail.dat) and
-	// is larger than the inline limit is not sent: it is hashed and measured as it streams past,
-	// never held whole, so a 30 MB scan costs no 30 MB buffer.
+	// is larger than the inline limit is not sent: it is measured as it streams past, never held
+	// whole (a 30 MB scan costs no 30 MB buffer) and not hashed (GetAttachment hashes it).
 	streamable := !strings.HasPrefix(ct, "text/") && !strings.HasPrefix(ct, "message/") &&
 		ct != "application/ms-tnef" && ct != "application/vnd.ms-tnef" && !strings.EqualFold(filename, "winmail.dat")
 	head := budget + 1
@@ -303,7 +308,7 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 	body, err := p.readPart(e.Body, head)
 	var tail *streamed // set when the part went on past the head
 	if streamable && int64(len(body)) == head && head <= budget && err == nil {
-		tail, err = streamRest(body, e.Body, budget-int64(len(body)))
+		tail, err = skipRest(body, e.Body, budget-int64(len(body)))
 	}
 	size := int64(len(body))
 	if tail != nil {
@@ -357,16 +362,15 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 		a.Disposition = mailintakev1.Disposition_DISPOSITION_ATTACHMENT
 	}
 	if tail != nil {
-		a.Sha256 = hex.EncodeToString(tail.sum)
 		a.DataOmitted = true
 		msg.Attachments = append(msg.Attachments, a)
 		return
 	}
-	sum := sha256.Sum256(body)
-	a.Sha256 = hex.EncodeToString(sum[:])
 	if int64(len(body)) > p.opts.MaxInlineAttachment {
 		a.DataOmitted = true
 	} else {
+		sum := sha256.Sum256(body)
+		a.Sha256 = hex.EncodeToString(sum[:])
 		a.Data = bytes.Clone(body)
 	}
 	switch ct {

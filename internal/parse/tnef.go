@@ -89,11 +89,11 @@ func (p *parser) tnefAttachment(ta *tnef.Attachment, id, where string) *mailinta
 	if ta.ContentID != "" {
 		a.Disposition = mailintakev1.Disposition_DISPOSITION_INLINE
 	}
-	sum := sha256.Sum256(ta.Data)
-	a.Sha256 = hex.EncodeToString(sum[:])
 	if int64(len(ta.Data)) > p.opts.MaxInlineAttachment {
-		a.DataOmitted = true
+		a.DataOmitted = true // and not hashed, as any attachment that is not sent
 	} else {
+		sum := sha256.Sum256(ta.Data)
+		a.Sha256 = hex.EncodeToString(sum[:])
 		a.Data = ta.Data
 	}
 	if ta.Message != nil {

@@ -561,7 +561,8 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 }
 
 // prepare parses a fetched message for delivery. It returns nil, nil for a message recognised as
-// acknowledged before a UIDVALIDITY change. It is safe to call from several goroutines.
+// acknowledged before a UIDVALIDITY change. The message it returns shares nothing with raw. It is
+// safe to call from several goroutines.
 func (d *deliverer) prepare(ctx context.Context, raw []byte, meta imapconn.Meta) (*mailintakev1.Message, error) {
 	s := d.s
 	if meta.UID < d.st.ResyncBelow {
@@ -575,6 +576,11 @@ func (d *deliverer) prepare(ctx context.Context, raw []byte, meta imapconn.Meta)
 		}
 	}
 	msg := parse.Parse(raw, s.parseOptions())
+	if msg.Raw != nil {
+		// A message the parser could not read travels with its raw bytes; raw's buffer goes
+		// back to the connection's pool once this returns.
+		msg.Raw = bytes.Clone(msg.Raw)
+	}
 	s.fill(msg, d.st, meta)
 	return msg, nil
 }

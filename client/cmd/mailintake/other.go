@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/parse"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -52,7 +53,18 @@ func (a *app) tail(ctx context.Context, args []string) error {
 	line := protojson.MarshalOptions{}
 	start := time.Now()
 	var count, bytes int
+	// Acknowledged in batches (one call for many messages); what is queued goes out before the
+	// command returns.
+	batch := 0
+	if *maxInFlight > 0 {
+		batch = max(1, int(*maxInFlight)/2)
+	}
+	acks := cl.NewAcker(context.WithoutCancel(ctx), client.AckerOptions{MaxBatch: batch})
+	defer acks.Flush()
 	finish := func() error {
+		if err := acks.Flush(); err != nil {
+			return err
+		}
 		if *quiet {
 			secs := time.Since(start).Seconds()
 			fmt.Fprintf(a.stdout, "%d messages, %d bytes in %.2fs (%.1f msg/s, %.2f MB/s)\n", count, bytes, secs, float64(count)/secs, float64(bytes)/secs/1e6)
@@ -78,10 +90,7 @@ func (a *app) tail(ctx context.Context, args []string) error {
 			fmt.Fprintln(a.stdout, string(b))
 		}
 		if *ack {
-			actx, acancel := a.rpcCtx(ctx)
-			_, err := cl.Messages.AckMessages(actx, &mailintakev1.AckMessagesRequest{MessageIds: []string{msg.GetId()}})
-			acancel()
-			if err != nil {
+			if err := acks.Ack(msg.GetId()); err != nil {
 				return err
 			}
 		}

@@ -444,11 +444,16 @@ type Attachment struct {
 	ContentId string `protobuf:"bytes,5,opt,name=content_id,json=contentId,proto3" json:"content_id,omitempty"`
 	// Inline or attachment.
 	Disposition Disposition `protobuf:"varint,6,opt,name=disposition,proto3,enum=mailintake.v1.Disposition" json:"disposition,omitempty"`
-	// SHA-256 of the decoded bytes, lower-case hex.
+	// SHA-256 of the decoded bytes, lower-case hex, when data is sent. Empty when data_omitted is
+	// set: the hash of bytes that are not sent is computed on demand, by GetAttachment while it
+	// streams them (its last chunk carries it), not on the delivery path. Decoding and hashing an
+	// attachment only to describe it cost every message up to a third of the server's CPU, for a
+	// value only a consumer that fetches the bytes needs.
 	Sha256 string `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// The decoded bytes; empty when data_omitted is set.
 	Data []byte `protobuf:"bytes,8,opt,name=data,proto3" json:"data,omitempty"`
-	// The data is larger than the mailbox's inline limit: fetch it with GetAttachment.
+	// The data is larger than the mailbox's inline limit: fetch it with GetAttachment. size is
+	// still exact.
 	DataOmitted bool `protobuf:"varint,9,opt,name=data_omitted,json=dataOmitted,proto3" json:"data_omitted,omitempty"`
 	// For a forwarded message (message/rfc822): the parsed message.
 	Message       *Message `protobuf:"bytes,10,opt,name=message,proto3" json:"message,omitempty"`
@@ -1355,7 +1360,12 @@ type GetAttachmentResponse struct {
 	// The attachment's metadata, in the first chunk only.
 	Attachment *Attachment `protobuf:"bytes,1,opt,name=attachment,proto3" json:"attachment,omitempty"`
 	// The next bytes.
-	Chunk         []byte `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// In the last response only, which follows every chunk: the SHA-256 of all the bytes sent,
+	// lower-case hex.
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// In the last response only, with sha256: how many bytes were sent.
+	Size          uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1402,6 +1412,20 @@ func (x *GetAttachmentResponse) GetChunk() []byte {
 		return x.Chunk
 	}
 	return nil
+}
+
+func (x *GetAttachmentResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *GetAttachmentResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
 }
 
 // GetRawMessageRequest is the request of GetRawMessage.
@@ -2024,12 +2048,14 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\x14GetAttachmentRequest\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12#\n" +
-	"\rattachment_id\x18\x02 \x01(\tR\fattachmentId\"h\n" +
+	"\rattachment_id\x18\x02 \x01(\tR\fattachmentId\"\x94\x01\n" +
 	"\x15GetAttachmentResponse\x129\n" +
 	"\n" +
 	"attachment\x18\x01 \x01(\v2\x19.mailintake.v1.AttachmentR\n" +
 	"attachment\x12\x14\n" +
-	"\x05chunk\x18\x02 \x01(\fR\x05chunk\"5\n" +
+	"\x05chunk\x18\x02 \x01(\fR\x05chunk\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\"5\n" +
 	"\x14GetRawMessageRequest\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\"A\n" +
