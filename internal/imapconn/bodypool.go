@@ -5,68 +5,57 @@ import (
 	"sync"
 )
 
-// Message bodies are read into buffers kept between messages: a fresh buffer of a body's size
-// is zeroed by the runtime before the body overwrites it, and left to the collector after the
-// parse — for mail of hundreds of kilobytes, a tenth of the server's CPU per message.
-//
-// The pool is small and bounded, so it does not raise the process's peak memory: at most
-// maxPooledBytes in all, in buffers of at most maxPooledBody, each reused for a body that
-// fills at least two thirds of it. A body that finds none gets a new buffer.
-const (
-	maxPooledBytes = 8 << 20
-	maxPooledBody  = 2 << 20
-)
-
-var bodyPool struct {
-	sync.Mutex
-	free  [][]byte // by capacity, ascending
-	bytes int
+// recycler keeps the body buffers of one FetchBodies call for its next bodies: a fresh buffer
+// of a body's size is zeroed by the runtime before the body overwrites it and left to the
+// collector after the parse, a tenth of the server's CPU per message on mail of hundreds of
+// kilobytes. The buffers live only as long as the call's bodies do (a few are between the
+// connection and the parsers at any time), so recycling them holds no more memory than
+// allocating them would: nothing is kept between batches or while a mailbox is idle.
+type recycler struct {
+	mu   sync.Mutex
+	free [][]byte // by capacity, ascending
 }
 
-// getBody returns a buffer of n bytes with stale contents: the caller overwrites all of them.
-func getBody(n int64) []byte {
-	if n <= maxPooledBody {
-		bodyPool.Lock()
-		i, _ := slices.BinarySearchFunc(bodyPool.free, n, func(b []byte, n int64) int { return cmpInt(int64(cap(b)), n) })
-		if i < len(bodyPool.free) && int64(cap(bodyPool.free[i])) <= n*3/2 {
-			b := bodyPool.free[i]
-			bodyPool.free = slices.Delete(bodyPool.free, i, i+1)
-			bodyPool.bytes -= cap(b)
-			bodyPool.Unlock()
-			return b[:n]
+// maxRecycled bounds the buffers a recycler keeps; more are left to the collector.
+const maxRecycled = 8
+
+// get returns a buffer of n bytes with stale contents: the caller overwrites all of them. The
+// smallest free buffer large enough is reused.
+func (r *recycler) get(n int64) []byte {
+	if r == nil {
+		return make([]byte, n)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(r.free, n, func(b []byte, n int64) int {
+		if int64(cap(b)) < n {
+			return -1
 		}
-		bodyPool.Unlock()
-	}
-	return make([]byte, n)
-}
-
-// putBody gives a buffer back; its bytes must no longer be referenced. When the pool is full,
-// its smallest buffers make room for a larger one (they save the least zeroing).
-func putBody(b []byte) {
-	if b == nil || cap(b) > maxPooledBody {
-		return
-	}
-	b = b[:0]
-	bodyPool.Lock()
-	defer bodyPool.Unlock()
-	for bodyPool.bytes+cap(b) > maxPooledBytes && len(bodyPool.free) > 0 && cap(bodyPool.free[0]) < cap(b) {
-		bodyPool.bytes -= cap(bodyPool.free[0])
-		bodyPool.free = slices.Delete(bodyPool.free, 0, 1)
-	}
-	if bodyPool.bytes+cap(b) > maxPooledBytes {
-		return
-	}
-	i, _ := slices.BinarySearchFunc(bodyPool.free, cap(b), func(x []byte, c int) int { return cmpInt(cap(x), c) })
-	bodyPool.free = slices.Insert(bodyPool.free, i, b)
-	bodyPool.bytes += cap(b)
-}
-
-func cmpInt[T int | int64](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
 		return 1
+	})
+	if i == len(r.free) {
+		return make([]byte, n)
 	}
-	return 0
+	b := r.free[i]
+	r.free = slices.Delete(r.free, i, i+1)
+	return b[:n]
+}
+
+// put gives a buffer back; its bytes must no longer be referenced.
+func (r *recycler) put(b []byte) {
+	if r == nil || b == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.free) >= maxRecycled {
+		r.free = r.free[1:] // the smallest saves the least zeroing
+	}
+	i, _ := slices.BinarySearchFunc(r.free, cap(b), func(x []byte, c int) int {
+		if cap(x) < c {
+			return -1
+		}
+		return 1
+	})
+	r.free = slices.Insert(r.free, i, b[:0])
 }

@@ -57,35 +57,31 @@ func TestBudgetOrderClipAndCancel(t *testing.T) {
 	}
 }
 
-// Body buffers are reused for bodies that fill at least two thirds of them, never for larger
-// ones, and the pool stays within its bound.
-func TestBodyPool(t *testing.T) {
-	b := getBody(100_000)
-	if len(b) != 100_000 {
-		t.Fatalf("len %d", len(b))
+// A fetch's body buffers are reused for its next bodies that fit them (the smallest that does),
+// never for larger ones, and it keeps only a few.
+func TestRecycler(t *testing.T) {
+	var r recycler
+	small, big := r.get(100_000), r.get(1_000_000)
+	if len(small) != 100_000 || len(big) != 1_000_000 {
+		t.Fatalf("lengths %d, %d", len(small), len(big))
 	}
-	putBody(b)
-	if c := getBody(200_000); cap(c) == cap(b) {
-		t.Error("a 100 KB buffer was handed out for 200 KB")
+	r.put(big)
+	r.put(small)
+	if b := r.get(200_000); &b[0] != &big[0] || len(b) != 200_000 {
+		t.Error("the 1 MB buffer was not reused for 200 KB (the 100 KB one is too small)")
 	}
-	if c := getBody(50_000); &c[:1][0] == &b[:1][0] {
-		t.Error("a 100 KB buffer was handed out for 50 KB")
+	if b := r.get(50_000); &b[0] != &small[0] {
+		t.Error("the 100 KB buffer was not reused for 50 KB")
 	}
-	if c := getBody(90_000); &c[0] != &b[0] || len(c) != 90_000 {
-		t.Error("the 100 KB buffer was not reused for 90 KB")
+	if b := r.get(10); &b[:1][0] == &small[0] || &b[:1][0] == &big[0] {
+		t.Error("a buffer was handed out twice")
 	}
-	for range 100 {
-		putBody(make([]byte, 1<<20))
+	for range 20 {
+		r.put(make([]byte, 10))
 	}
-	putBody(make([]byte, 3<<20)) // over the largest pooled size
-	bodyPool.Lock()
-	defer bodyPool.Unlock()
-	if bodyPool.bytes > maxPooledBytes {
-		t.Errorf("the pool holds %d bytes, over its bound of %d", bodyPool.bytes, maxPooledBytes)
+	if len(r.free) > maxRecycled {
+		t.Errorf("%d buffers kept, over %d", len(r.free), maxRecycled)
 	}
-	for i := 1; i < len(bodyPool.free); i++ {
-		if cap(bodyPool.free[i-1]) > cap(bodyPool.free[i]) {
-			t.Fatal("the pool is not ordered by capacity")
-		}
-	}
+	var none *recycler // a single fetch recycles nothing
+	none.put(none.get(10))
 }

@@ -274,17 +274,19 @@ type Fetched struct {
 	// what the body took from the connection's Budget
 	budget *Budget
 	taken  int64
+	// where Raw's buffer goes back to (nil: the collector)
+	buffers *recycler
 }
 
-// Release gives the body's bytes back to the connection's Budget and its buffer to the pool of
-// body buffers: the caller no longer holds Raw, nor anything sharing its bytes (a parsed message
+// Release gives the body's bytes back to the connection's Budget and its buffer to the fetch's
+// next bodies: the caller no longer holds Raw, nor anything sharing its bytes (a parsed message
 // shares nothing with it, except the raw bytes of one that could not be parsed: those the caller
 // copies).
 func (f *Fetched) Release() {
 	f.budget.Release(f.taken)
 	f.taken = 0
-	putBody(f.Raw)
-	f.Raw = nil
+	f.buffers.put(f.Raw)
+	f.Raw, f.buffers = nil, nil
 }
 
 // FetchBodies fetches the bytes and meta of several messages with one UID FETCH and passes each
@@ -307,6 +309,10 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 		want[u] = true
 	}
 	var stop error // set when the batch was ended on purpose
+	var buffers *recycler
+	if len(uids) > 1 {
+		buffers = &recycler{}
+	}
 	err := c.guard(ctx, 10*time.Minute, "UID FETCH BODY.PEEK[]", func() error {
 		cmd := c.c.Fetch(uidSet(uids), &imap.FetchOptions{
 			UID: true, RFC822Size: true, InternalDate: true, Flags: true,
@@ -347,7 +353,7 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 					f.budget, f.taken = c.target.Budget, taken
 					// One buffer of the announced size, filled in place (a bytes.Buffer would grow
 					// and copy it again near its end).
-					f.Raw = getBody(it.Literal.Size())
+					f.Raw, f.buffers = buffers.get(it.Literal.Size()), buffers
 					if _, err := io.ReadFull(it.Literal, f.Raw); err != nil {
 						f.Release()
 						c.abort(cmd)

@@ -647,3 +647,47 @@ func TestReconnectsAfterConnectionLoss(t *testing.T) {
 		t.Errorf("an acknowledged message came again after the reconnect: %q", m.GetEnvelope().GetSubject())
 	}
 }
+
+// While a consumer is behind and acknowledges in small batches, the rounds its acknowledgements
+// wake deliver from the last search's list instead of searching the folder every time; every
+// message is still delivered once, in order, and mail that arrives meanwhile follows.
+func TestBacklogRoundsDoNotSearchPerAck(t *testing.T) {
+	srv := newIMAP(t)
+	const n = 120
+	for i := range n {
+		srv.Append(t, user, "INBOX", mail(i, fmt.Sprintf("backlog %d", i)))
+	}
+	h := newHarness(t, srv)
+	h.addMailbox(func(mb *mailintakev1.Mailbox) {
+		mb.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP}
+	})
+	c := h.consume(4, 0)
+	var subjects []string
+	searches0 := srv.Commands("UID SEARCH") + srv.Commands("SEARCH")
+	for len(subjects) < n+1 {
+		if len(subjects) == n/2 {
+			srv.Append(t, user, "INBOX", mail(n, "arrived meanwhile"))
+		}
+		msgs := c.take(min(2, n+1-len(subjects))) // acknowledged two at a time: a round per pair
+		for _, m := range msgs {
+			subjects = append(subjects, m.GetEnvelope().GetSubject())
+		}
+		c.ack(msgs...)
+	}
+	for i, s := range subjects[:n] {
+		if want := fmt.Sprintf("backlog %d", i); s != want {
+			t.Fatalf("message %d: %q, want %q", i, s, want)
+		}
+	}
+	if subjects[n] != "arrived meanwhile" {
+		t.Errorf("last: %q", subjects[n])
+	}
+	if m := c.next(500 * time.Millisecond); m != nil {
+		t.Errorf("delivered again: %q", m.GetEnvelope().GetSubject())
+	}
+	searches := srv.Commands("UID SEARCH") + srv.Commands("SEARCH") - searches0
+	if searches > n/2/4 {
+		t.Errorf("%d searches for %d acknowledgement batches", searches, n/2)
+	}
+	t.Logf("%d searches for %d acknowledgement batches", searches, (n+1)/2)
+}
