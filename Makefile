@@ -64,7 +64,7 @@ test-faults: ## Run the fault-injection suite against a private Dovecot, and its
 	$(GO) test -count=1 -tags faults -run Fault -timeout 15m ./server/cmd/mailintaked/ $(if $(V),-v)
 
 .PHONY: bench
-bench: ## Measure: the raw IMAP floor, end to end, the peers, push latency, idle scale and parsing, on a private Dovecot; writes BENCHMARKS.md. Not part of make test.
+bench: ## Measure wall time and CPU of the IMAP floor, mbsync, mailintake (Go client, CLI) and the baseline release run by run, many mailboxes at once, the other peers, push latency, idle scale, replicas and parsing, on a private Dovecot; writes BENCHMARKS.md (MAILINTAKE_BENCH_* sizes: internal/bench/bench_test.go). Not part of make test.
 	@command -v dovecot >/dev/null || { echo "make bench needs Dovecot: apt-get install dovecot-imapd (and isync getmail6 fetchmail offlineimap for the peers)"; exit 1; }
 	.ci/install-postgres
 	$(GO) test -count=1 -tags bench -run TestBench -timeout 90m -v ./internal/bench/

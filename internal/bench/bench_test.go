@@ -34,18 +34,39 @@ import (
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
-// make bench: everything measured in one run on this machine, written as a Markdown table to
-// standard output and to BENCHMARKS.md (MAILINTAKE_BENCH_OUT). Sizes: MAILINTAKE_BENCH_N
-// (messages, default 2000), _RUNS (floor and end to end, default 5, medians reported),
-// _PEER_RUNS (default 3), _SCALE (idle mailboxes,
-// default 10000), _PUSH (push latency samples, default 200), _HA_KILLS and _HA_TERMS (failovers
-// measured, default 10 and 5), _HA_RUNS (PostgreSQL against SQLite, default 3), _HA_IDLE (idle
-// mailboxes of the planned restart, default 1000).
+// make bench: everything measured in one run on this machine, written as Markdown tables to
+// standard output and to BENCHMARKS.md (MAILINTAKE_BENCH_OUT): a summary, then every run of the
+// interleaved measurements (each with its ratio to the floor of the same run).
 //
-// For profiling by hand: MAILINTAKE_BENCH_ONLY=e2e measures only the floor and end to end (and
-// writes no BENCHMARKS.md), MAILINTAKE_BENCH_ONLY=scale only the idle mailboxes, =ha only the
-// replicas; MAILINTAKE_BENCH_PROFILE=FILE writes a CPU profile of the server
-// during the last end-to-end run.
+// The corpus (contest_test.go): the floor, mbsync, mailintake end to end with the Go client,
+// mailintake with the CLI (`mailintake tail --ack --quiet`) as the consumer, and the baseline
+// release's mailintaked, in turn run by run after a warm-up round; wall time and CPU seconds
+// of mailintaked, of the consumer and of Dovecot for each. Many mailboxes at once
+// (many_test.go): the floor with one connection per mailbox against mailintake, interleaved.
+// Then the other peers (getmail6, fetchmail, offlineimap; not interleaved), push latency, idle
+// mailboxes, the replicas (ha_test.go) and the parser's benchmarks.
+//
+// Environment:
+//
+//	MAILINTAKE_BENCH_N          messages in the corpus (default 2000)
+//	MAILINTAKE_BENCH_RUNS       interleaved runs of the corpus contestants (default 5)
+//	MAILINTAKE_BENCH_BASELINE   git ref of the baseline mailintaked (default a222271; none: skip)
+//	MAILINTAKE_BENCH_PEER_RUNS  runs of getmail6, fetchmail and offlineimap (default 3)
+//	MAILINTAKE_BENCH_MANY       mailboxes receiving mail at once (default 200)
+//	MAILINTAKE_BENCH_MANY_PER   messages in each of them (default 10)
+//	MAILINTAKE_BENCH_MANY_RUNS  interleaved runs of the many mailboxes (default 3)
+//	MAILINTAKE_BENCH_SCALE      idle mailboxes (default 10000)
+//	MAILINTAKE_BENCH_PUSH       push latency samples (default 200)
+//	MAILINTAKE_BENCH_HA_KILLS, _HA_TERMS  failovers measured (default 10 and 5)
+//	MAILINTAKE_BENCH_HA_RUNS    PostgreSQL against SQLite runs (default 3)
+//	MAILINTAKE_BENCH_HA_IDLE    idle mailboxes of the planned restart (default 1000)
+//	MAILINTAKE_BENCH_OUT        where the Markdown goes (default BENCHMARKS.md at the module root)
+//	MAILINTAKE_BENCH_PROFILE    FILE: a CPU profile (15 s) of mailintaked from the start of the
+//	                            last e2e run (with MAILINTAKE_BENCH_ONLY=many: the last many run)
+//
+// For profiling by hand, MAILINTAKE_BENCH_ONLY measures one part, logs it and writes no
+// BENCHMARKS.md: e2e (the interleaved corpus contestants), many (many mailboxes at once),
+// scale (the idle mailboxes), ha (the replicas).
 
 const (
 	user = "bench@example.com"
@@ -62,12 +83,39 @@ func envInt(name string, def int) int {
 func buildBinaries(t *testing.T) string {
 	dir := t.TempDir()
 	cmd := exec.Command("go", "build", "-o", dir+"/", "./server/cmd/mailintaked", "./plugins/basic/cmd/mailintake-auth-basic",
-		"./internal/fakes/imaptest/cmd/mailintake-dev-imap")
+		"./client/cmd/mailintake", "./internal/fakes/imaptest/cmd/mailintake-dev-imap")
 	cmd.Dir = testutil.ModuleRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v: %s", err, out)
 	}
+	t.Cleanup(func() { killStrays(dir) })
 	return dir
+}
+
+// killTree kills a process and the children it has now (mailintaked's auth plugins outlive a
+// SIGKILL of the daemon), and waits for it; once only.
+func killTree(cmd *exec.Cmd) {
+	if cmd.Process == nil || cmd.ProcessState != nil {
+		return
+	}
+	kids := childrenOf(cmd.Process.Pid)
+	cmd.Process.Kill()
+	cmd.Wait()
+	for _, pid := range kids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// killStrays kills the processes still running a binary from dir: the plugins of daemons
+// killed without killTree (the failovers of the replicas' measurements).
+func killStrays(dir string) {
+	exes, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, p := range exes {
+		if exe, err := os.Readlink(p); err == nil && strings.HasPrefix(exe, dir+"/") {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 type daemon struct {
@@ -92,7 +140,7 @@ func startDaemon(t *testing.T, bins string, args ...string) *daemon {
 		t.Fatal(err)
 	}
 	go bufio.NewScanner(out).Scan() // keep the pipe drained enough; warnings are rare
-	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
+	t.Cleanup(func() { killTree(d.cmd) })
 	var tok []byte
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		var err error
@@ -115,6 +163,12 @@ func startDaemon(t *testing.T, bins string, args ...string) *daemon {
 	return d
 }
 
+// stop ends the daemon, its client and its plugins.
+func (d *daemon) stop() {
+	d.c.Close()
+	killTree(d.cmd)
+}
+
 func (d *daemon) addMailbox(t *testing.T, mb *mailintakev1.Mailbox) string {
 	resp, err := d.c.Mailboxes.CreateMailbox(context.Background(), &mailintakev1.CreateMailboxRequest{Mailbox: mb})
 	if err != nil {
@@ -133,7 +187,12 @@ func dovecotMailbox(dv *dovecot.Server, t *testing.T) *mailintakev1.Mailbox {
 
 // consume acknowledges n messages (in batches) and returns when it has.
 func consume(t *testing.T, c *client.Client, n int, got func(*mailintakev1.Message)) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	consumeCtx(context.Background(), t, c, n, got)
+}
+
+// consumeCtx is consume, given up when ctx ends.
+func consumeCtx(ctx context.Context, t *testing.T, c *client.Client, n int, got func(*mailintakev1.Message)) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	s, err := c.Messages.StreamMessages(ctx, &mailintakev1.StreamMessagesRequest{MaxInFlight: 64})
 	if err != nil {
@@ -182,15 +241,6 @@ func consume(t *testing.T, c *client.Client, n int, got func(*mailintakev1.Messa
 	<-done
 }
 
-type e2eResult struct {
-	wall         time.Duration
-	cpu          float64 // the server's
-	consumerCPU  float64 // the consumer's (this process)
-	dovecotCPU   float64 // the mail server's
-	peakRSS      int64
-	bytes, count int
-}
-
 func median[T any](xs []T, key func(T) float64) T {
 	s := slices.Clone(xs)
 	sort.Slice(s, func(i, j int) bool { return key(s[i]) < key(s[j]) })
@@ -201,15 +251,27 @@ func TestBench(t *testing.T) {
 	n := envInt("MAILINTAKE_BENCH_N", 2000)
 	runs := envInt("MAILINTAKE_BENCH_RUNS", 5)
 	peerRuns := envInt("MAILINTAKE_BENCH_PEER_RUNS", 3)
+	manyN := envInt("MAILINTAKE_BENCH_MANY", 200)
+	manyPer := envInt("MAILINTAKE_BENCH_MANY_PER", 10)
+	manyRuns := envInt("MAILINTAKE_BENCH_MANY_RUNS", 3)
 	scaleN := envInt("MAILINTAKE_BENCH_SCALE", 10000)
 	pushN := envInt("MAILINTAKE_BENCH_PUSH", 200)
 	only := os.Getenv("MAILINTAKE_BENCH_ONLY")
-	profile := os.Getenv("MAILINTAKE_BENCH_PROFILE")
+	if !slices.Contains([]string{"", "e2e", "many", "scale", "ha"}, only) {
+		t.Fatalf("MAILINTAKE_BENCH_ONLY=%s: one of e2e, many, scale, ha", only)
+	}
 	bins := buildBinaries(t)
-	if only == "scale" {
+	switch only {
+	case "scale":
 		sc := scale(t, bins, scaleN)
 		t.Logf("%d idle mailboxes after one message each (delivered and acknowledged in %s): up in %s, RSS %.1f KB per mailbox, CPU at rest %.2f%% of one core, %.2f IMAP commands per mailbox per minute",
 			sc.n, sc.burst.Round(time.Millisecond), sc.up.Round(time.Millisecond), sc.rssPerMailbox, sc.cpuPct, sc.cmdsPerMin)
+		return
+	case "many":
+		m := manyBench(t, bins, manyN, manyPer, manyRuns, os.Getenv("MAILINTAKE_BENCH_PROFILE"))
+		for _, l := range manySummary(m) {
+			t.Logf("%s", l)
+		}
 		return
 	}
 	// The parser's benchmarks first, while nothing else runs on the machine.
@@ -239,69 +301,39 @@ func TestBench(t *testing.T) {
 		}
 		return
 	}
-	// A first fetch builds Dovecot's cache files; it is not measured.
-	if _, err := Floor(imaps, user, pass, tlsCfg); err != nil {
-		t.Fatalf("warm-up fetch: %v", err)
+
+	// The corpus contestants, interleaved run by run after a warm-up round (which also builds
+	// Dovecot's index and cache files).
+	baseDir, baseRef, baseNote := buildBaseline(t)
+	if baseNote != "" {
+		t.Logf("baseline %s: %s", baseRef, baseNote)
 	}
-	// The floor, then end to end, alternating, several runs.
-	var floors []FloorResult
-	var e2es []e2eResult
-	for r := range runs {
-		f, err := Floor(imaps, user, pass, tlsCfg)
-		if err != nil || f.Messages != n {
-			t.Fatalf("floor: %d messages, %v", f.Messages, err)
-		}
-		floors = append(floors, f)
-		var args []string
-		var prof chan error
-		if profile != "" && r == runs-1 {
-			metrics := freeAddr()
-			args = []string{"--metrics-listen", metrics, "--pprof"}
-			prof = make(chan error, 1)
-			go func() { prof <- cpuProfile(metrics, profile) }()
-		}
-		d := startDaemon(t, bins, args...)
-		cpu0, _ := CPUSeconds(d.cmd.Process.Pid)
-		self0, dv0 := selfCPU(), dovecotCPU()
-		start := time.Now()
-		d.addMailbox(t, dovecotMailbox(dv, t))
-		bytes := 0
-		consume(t, d.c, n, func(m *mailintakev1.Message) { bytes += int(m.GetRawSize()) })
-		res := e2eResult{wall: time.Since(start), count: n, bytes: bytes, consumerCPU: selfCPU() - self0, dovecotCPU: dovecotCPU() - dv0}
-		if prof != nil {
-			// The profile covers the run; the daemon stays up until it is written.
-			if err := <-prof; err != nil {
-				t.Errorf("CPU profile: %v", err)
-			}
-		}
-		cpu1, _ := CPUSeconds(d.cmd.Process.Pid)
-		res.cpu = cpu1 - cpu0
-		_, res.peakRSS, _ = Memory(d.cmd.Process.Pid)
-		e2es = append(e2es, res)
-		t.Logf("run %d: floor %s, end to end %s (%.2f×; CPU s: server %.1f, consumer %.1f, Dovecot %.1f; peak RSS %d MB)", r+1, f.Wall.Round(time.Millisecond),
-			res.wall.Round(time.Millisecond), res.wall.Seconds()/f.Wall.Seconds(), res.cpu, res.consumerCPU, res.dovecotCPU, res.peakRSS>>10)
-		d.cmd.Process.Kill() // nothing of this run competes with the next measurement
-		d.cmd.Wait()
+	env := &corpusEnv{t: t, bins: bins, baseline: baseDir, dv: dv, imaps: imaps, tlsCfg: tlsCfg, n: n, total: int64(total),
+		profile: os.Getenv("MAILINTAKE_BENCH_PROFILE"), runs: runs}
+	c := interleave(t, "floor", env.runners(baseRef), runs)
+	if baseNote != "" {
+		c.keys = append(c.keys, "baseline")
+		c.labels["baseline"], c.shorts["baseline"] = fmt.Sprintf("baseline mailintaked (%s)", baseRef), "baseline"
+		c.notes["baseline"] = baseNote
 	}
-	floor := median(floors, func(f FloorResult) float64 { return f.Wall.Seconds() })
-	e2e := median(e2es, func(e e2eResult) float64 { return e.wall.Seconds() })
+	if !c.has("mbsync") && c.notes["mbsync"] == "" {
+		c.keys = slices.Insert(c.keys, 1, "mbsync")
+		c.labels["mbsync"], c.shorts["mbsync"] = "mbsync (isync)", "mbsync"
+		c.notes["mbsync"] = "not installed"
+	}
+	for _, l := range corpusSummary(c) {
+		t.Logf("%s", l)
+	}
 	if only == "e2e" {
-		t.Logf("medians: floor %s, end to end %s = %.2f×", floor.Wall.Round(time.Millisecond), e2e.wall.Round(time.Millisecond), e2e.wall.Seconds()/floor.Wall.Seconds())
 		return
 	}
 
-	// Peers.
-	type peer struct {
-		name string
-		wall time.Duration
-		note string
-	}
+	// The other peers: not interleaved, compared with the median floor.
 	var peers []peer
 	for _, p := range []struct {
 		name, bin string
 		run       func(dir string) *exec.Cmd
 	}{
-		{"mbsync (isync)", "mbsync", func(dir string) *exec.Cmd { return mbsync(t, dir, dv) }},
 		{"getmail6", "getmail", func(dir string) *exec.Cmd { return getmail(t, dir, dv) }},
 		{"fetchmail", "fetchmail", func(dir string) *exec.Cmd { return fetchmail(t, dir, dv) }},
 		{"offlineimap", "offlineimap", func(dir string) *exec.Cmd { return offlineimap(t, dir, dv) }},
@@ -311,6 +343,7 @@ func TestBench(t *testing.T) {
 			continue
 		}
 		var walls []time.Duration
+		var cpus []float64
 		var note string
 		for range peerRuns {
 			dir := t.TempDir()
@@ -323,12 +356,19 @@ func TestBench(t *testing.T) {
 				break
 			}
 			walls = append(walls, time.Since(start))
+			cpus = append(cpus, (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds())
 		}
 		if len(walls) == 0 {
 			peers = append(peers, peer{name: p.name, note: note})
 			continue
 		}
-		peers = append(peers, peer{name: p.name, wall: median(walls, func(d time.Duration) float64 { return d.Seconds() })})
+		peers = append(peers, peer{name: p.name, wall: median(walls, func(d time.Duration) float64 { return d.Seconds() }), cpu: medianF(cpus)})
+	}
+
+	// Many mailboxes at once, on a Dovecot of their own.
+	many := manyBench(t, bins, manyN, manyPer, manyRuns, "")
+	for _, l := range manySummary(many) {
+		t.Logf("%s", l)
 	}
 
 	// Push latency: APPEND, then the consumer receives it.
@@ -336,6 +376,7 @@ func TestBench(t *testing.T) {
 	d.addMailbox(t, dovecotMailbox(dv, t))
 	consume(t, d.c, n, nil)
 	lat := pushLatency(t, d, imaps, tlsCfg, pushN)
+	d.stop()
 
 	// Scale: idle mailboxes on a separate in-memory IMAP server process.
 	sc := scale(t, bins, scaleN)
@@ -343,42 +384,171 @@ func TestBench(t *testing.T) {
 	// Several replicas on PostgreSQL.
 	ha := haBench(t, bins, dv, corpus)
 
-	ratio := func(d time.Duration) string { return fmt.Sprintf("%.2f×", d.Seconds()/floor.Wall.Seconds()) }
-	var b strings.Builder
-	host, _ := os.Hostname()
-	cpuModel := cpuName()
-	fmt.Fprintf(&b, "# Benchmarks\n\nMeasured by `make bench` on %s: %s, %d cores, Go %s, Dovecot %s (private instance, TLS on loopback).\n",
-		time.Now().UTC().Format("2006-01-02"), cpuModel, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), dovecotVersion())
-	fmt.Fprintf(&b, "Corpus: %d generated service-desk messages (seed 1), %.1f MB. Medians of %d runs (the peers: %d). Reproduce: `make bench` (after `apt-get install dovecot-imapd isync getmail6 fetchmail offlineimap`).\n\n", n, float64(total)/1e6, runs, peerRuns)
-	_ = host
-	b.WriteString("| measurement | figure | vs floor |\n|---|---|---|\n")
-	fmt.Fprintf(&b, "| floor: raw `UID FETCH 1:* (BODY.PEEK[])` over TLS | %s, %.1f MB/s, %.0f msg/s | 1.00× |\n", floor.Wall.Round(time.Millisecond), float64(floor.Bytes)/1e6/floor.Wall.Seconds(), float64(n)/floor.Wall.Seconds())
-	fmt.Fprintf(&b, "| mailintake end to end (fetch, parse, gRPC, ack) | %s, %.1f MB/s, %.0f msg/s, %.1f CPU s (the consumer %.1f, Dovecot %.1f), peak RSS %d MB | %s |\n",
-		e2e.wall.Round(time.Millisecond), float64(e2e.bytes)/1e6/e2e.wall.Seconds(), float64(n)/e2e.wall.Seconds(), e2e.cpu, e2e.consumerCPU, e2e.dovecotCPU, e2e.peakRSS>>10, ratio(e2e.wall))
-	for _, p := range peers {
-		if p.note != "" {
-			fmt.Fprintf(&b, "| %s | %s | |\n", p.name, p.note)
-		} else {
-			fmt.Fprintf(&b, "| %s | %s, %.1f MB/s | %s |\n", p.name, p.wall.Round(time.Millisecond), float64(total)/1e6/p.wall.Seconds(), ratio(p.wall))
-		}
-	}
-	fmt.Fprintf(&b, "| push latency (APPEND → consumer), %d messages | p50 %s, p99 %s | |\n", len(lat), pct(lat, 50), pct(lat, 99))
-	fmt.Fprintf(&b, "| %d idle mailboxes, each after one message delivered and acknowledged | %s to bring all sessions up; one message to every mailbox at once delivered and acknowledged in %s; RSS %.1f KB per mailbox (%d MB in all); CPU at rest %.1f%% of one core; %.2f IMAP commands per mailbox per minute at rest | |\n",
-		sc.n, sc.up.Round(time.Millisecond), sc.burst.Round(time.Millisecond), sc.rssPerMailbox, sc.rss>>10, sc.cpuPct, sc.cmdsPerMin)
-	for _, l := range haLines(ha) {
-		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
-	}
-	for _, l := range parseLines {
-		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
-	}
-	fmt.Print("\n" + b.String())
+	md := report(reportInput{n: n, total: total, peerRuns: peerRuns, corpus: c, peers: peers, many: many, lat: lat, scale: sc, ha: ha, parse: parseLines})
+	fmt.Print("\n" + md)
 	out := os.Getenv("MAILINTAKE_BENCH_OUT")
 	if out == "" {
 		out = filepath.Join(testutil.ModuleRoot(), "BENCHMARKS.md")
 	}
-	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
 		t.Error(err)
 	}
+}
+
+// peer is a peer's median run, not interleaved.
+type peer struct {
+	name string
+	wall time.Duration
+	cpu  float64 // its own CPU seconds
+	note string
+}
+
+type reportInput struct {
+	n, total, peerRuns int
+	corpus             *contest
+	peers              []peer
+	many               manyResult
+	lat                []time.Duration
+	scale              scaleResult
+	ha                 haResult
+	parse              [][2]string
+}
+
+// report is BENCHMARKS.md: the summary table, then every run of the interleaved measurements.
+func report(in reportInput) string {
+	c := in.corpus
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmarks\n\nMeasured by `make bench` on %s: %s, %d cores, Go %s, Dovecot %s (private instance, TLS on loopback).\n",
+		time.Now().UTC().Format("2006-01-02"), cpuName(), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), dovecotVersion())
+	fmt.Fprintf(&b, "Corpus: %d generated service-desk messages (seed 1), %.1f MB. The floor, mbsync and mailintake ran in turn, run by run: %d runs after a warm-up round that is not counted. "+
+		"Figures are medians of the runs; each ratio is the median of the ratios within a run (the machine's speed drifts between runs). "+
+		"CPU is user+system seconds of mailintaked (with its auth plugin), of the consumer and of Dovecot. "+
+		"getmail6, fetchmail and offlineimap: medians of %d runs, not interleaved, against the median floor. "+
+		"Reproduce: `make bench` (after `apt-get install dovecot-imapd isync getmail6 fetchmail offlineimap`).\n\n", in.n, float64(in.total)/1e6, c.runs, in.peerRuns)
+	b.WriteString("| measurement | figure | vs floor |\n|---|---|---|\n")
+	cpuOf := func(k string, f func(sample) float64) float64 { return c.med(k, f) }
+	server := func(s sample) float64 { return s.server }
+	consumer := func(s sample) float64 { return s.consumer }
+	dovecotS := func(s sample) float64 { return s.dovecot }
+	wallMed := func(c *contest, k string) time.Duration {
+		return time.Duration(c.med(k, wallOf) * float64(time.Second)).Round(time.Millisecond)
+	}
+	x := func(r float64) string { return fmt.Sprintf("%.2f×", r) }
+	for _, k := range c.keys {
+		label := c.labels[k]
+		if !c.has(k) {
+			fmt.Fprintf(&b, "| %s | %s | |\n", label, c.notes[k])
+			continue
+		}
+		fig := fmt.Sprintf("%s, %.1f MB/s, %.0f msg/s", wallMed(c, k), c.med(k, sample.mbps), c.med(k, sample.msgps))
+		switch k {
+		case "floor":
+			fig += fmt.Sprintf("; CPU s: the client %.2f, Dovecot %.2f", cpuOf(k, consumer), cpuOf(k, dovecotS))
+		case "mbsync":
+			fig += fmt.Sprintf("; CPU s: mbsync %.2f, Dovecot %.2f, in all %.2f", cpuOf(k, consumer), cpuOf(k, dovecotS), cpuOf(k, sample.total))
+		default:
+			fig += fmt.Sprintf("; mailintaked CPU **%.2f ms per message**, %.1f ms per MB (%.2f s)", cpuOf(k, sample.serverMsPerMsg), cpuOf(k, sample.serverMsPerMB), cpuOf(k, server))
+			if base := map[string]string{"e2e": "baseline", "cli": "baseline-cli"}[k]; base != "" {
+				if r, n := c.ratio(k, base, sample.serverMsPerMsg); n > 0 {
+					fig += fmt.Sprintf(" = **%.2f× the baseline's** (%s) in the same run", r, c.shorts[base])
+				}
+			}
+			who := "the Go client"
+			if k == "cli" || k == "baseline-cli" {
+				who = "the CLI"
+			}
+			fig += fmt.Sprintf("; CPU s: %s %.2f, Dovecot %.2f, in all %.2f; peak RSS %.0f MB", who, cpuOf(k, consumer), cpuOf(k, dovecotS), cpuOf(k, sample.total),
+				c.med(k, func(s sample) float64 { return float64(s.peakRSS) / 1024 }))
+			if r, n := c.ratio(k, "mbsync", wallOf); n > 0 {
+				fig += fmt.Sprintf("; wall %.2f× mbsync's", r)
+			}
+			if k == "cli" {
+				if r, n := c.ratio(k, "e2e", wallOf); n > 0 {
+					fig += fmt.Sprintf(", %.2f× the Go client's", r)
+				}
+			}
+			if k == "e2e" {
+				if r, n := c.ratio(k, "baseline", wallOf); n > 0 {
+					fig += fmt.Sprintf(", %.2f× the baseline's", r)
+				}
+			}
+		}
+		if note := c.notes[k]; note != "" {
+			fig += "; then " + note
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", label, fig, x(c.vsFloor(k)))
+	}
+	floorMed := c.med("floor", wallOf)
+	for _, p := range in.peers {
+		if p.note != "" {
+			fmt.Fprintf(&b, "| %s | %s | |\n", p.name, p.note)
+		} else {
+			fmt.Fprintf(&b, "| %s (not interleaved) | %s, %.1f MB/s; CPU %.2f s | %s (median floor) |\n", p.name, p.wall.Round(time.Millisecond),
+				float64(in.total)/1e6/p.wall.Seconds(), p.cpu, x(p.wall.Seconds()/floorMed))
+		}
+	}
+	m := in.many
+	if mc := m.contest; mc != nil {
+		what := fmt.Sprintf("%d mailboxes × %d messages at once (%s)", m.users, m.per, m.transport)
+		for _, k := range mc.keys {
+			if !mc.has(k) {
+				fmt.Fprintf(&b, "| %s, %s | %s | |\n", what, mc.labels[k], mc.notes[k])
+				continue
+			}
+			fig := fmt.Sprintf("%s, %.0f msg/s, %.1f MB/s", wallMed(mc, k), mc.med(k, sample.msgps), mc.med(k, sample.mbps))
+			if k == mc.floor {
+				fig += fmt.Sprintf("; CPU s: the client %.2f, Dovecot %.2f", mc.med(k, consumer), mc.med(k, dovecotS))
+			} else {
+				fig += fmt.Sprintf("; mailintaked CPU **%.2f ms per message** (%.2f s); CPU s: the Go client %.2f, Dovecot %.2f, in all %.2f; peak RSS %.0f MB",
+					mc.med(k, sample.serverMsPerMsg), mc.med(k, server), mc.med(k, consumer), mc.med(k, dovecotS), mc.med(k, sample.total),
+					mc.med(k, func(s sample) float64 { return float64(s.peakRSS) / 1024 }))
+			}
+			fmt.Fprintf(&b, "| %s, %s | %s | %s (the many-connection floor) |\n", what, mc.labels[k], fig, x(mc.vsFloor(k)))
+		}
+	}
+	fmt.Fprintf(&b, "| push latency (APPEND → consumer), %d messages | p50 %s, p99 %s | |\n", len(in.lat), pct(in.lat, 50), pct(in.lat, 99))
+	sc := in.scale
+	fmt.Fprintf(&b, "| %d idle mailboxes, each after one message delivered and acknowledged | %s to bring all sessions up; one message to every mailbox at once delivered and acknowledged in %s; **RSS %.1f KB per mailbox** (%d MB in all); **CPU at rest %.2f%% of one core**; %.2f IMAP commands per mailbox per minute at rest | |\n",
+		sc.n, sc.up.Round(time.Millisecond), sc.burst.Round(time.Millisecond), sc.rssPerMailbox, sc.rss>>10, sc.cpuPct, sc.cmdsPerMin)
+	for _, l := range haLines(in.ha) {
+		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
+	}
+	for _, l := range in.parse {
+		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
+	}
+	b.WriteString("\n## Every run\n\nEach interleaved run, with its ratio to the floor of the same run (for the many mailboxes: the floor with one connection per mailbox). CPU in seconds; mailintaked's per message in milliseconds.\n\n")
+	b.WriteString(runTable(c, m.contest))
+	return b.String()
+}
+
+// runTable is every counted run of the contests as a Markdown table.
+func runTable(contests ...*contest) string {
+	var b strings.Builder
+	b.WriteString("| run | contestant | wall | × this run's floor | CPU mailintaked | CPU consumer | CPU Dovecot | CPU in all | mailintaked ms/msg | MB/s |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range contests {
+		if c == nil {
+			continue
+		}
+		for r := 1; r <= c.runs; r++ {
+			f, hasFloor := c.get(r, c.floor)
+			for _, k := range c.keys {
+				s, ok := c.get(r, k)
+				if !ok {
+					continue
+				}
+				ratio, server, perMsg := "", "—", "—"
+				if hasFloor {
+					ratio = fmt.Sprintf("%.2f×", s.wall.Seconds()/f.wall.Seconds())
+				}
+				if s.server > 0 {
+					server, perMsg = fmt.Sprintf("%.2f", s.server), fmt.Sprintf("%.2f", s.serverMsPerMsg())
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %.1f |\n", strings.TrimSpace(c.name+" "+strconv.Itoa(r)), c.shorts[k], s.wall.Round(time.Millisecond), ratio,
+					server, s.consumer, s.dovecot, s.total(), perMsg, s.mbps())
+			}
+		}
+	}
+	return b.String()
 }
 
 func pct(xs []time.Duration, p int) time.Duration {
@@ -541,7 +711,7 @@ func scale(t *testing.T, bins string, n int) scaleResult {
 	res.cmdsPerMin = float64(ask("commands")-cmds0) * 2 / float64(n)
 	res.rss, _, _ = Memory(d.cmd.Process.Pid)
 	res.rssPerMailbox = float64(res.rss-rss0) / float64(n)
-	d.cmd.Process.Kill()
+	d.stop()
 	srv.Process.Kill()
 	return res
 }
@@ -697,8 +867,8 @@ readonly = True
 
 var _ = imap.FlagSeen
 
-// cpuProfile waits for the server's profiler on addr, then records a CPU profile until the
-// end-to-end run is over (it records 15 s) into file.
+// cpuProfile waits for the server's profiler on addr, then records a CPU profile of 15 s (the
+// daemon stays up until it is written) into file.
 func cpuProfile(addr, file string) error {
 	var resp *http.Response
 	var err error
@@ -724,32 +894,4 @@ func cpuProfile(addr, file string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// selfCPU returns the CPU seconds this process has used.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-// dovecotCPU returns the CPU seconds used by the Dovecot processes running now (the private
-// instance is the only one on a test machine).
-func dovecotCPU() float64 {
-	total := 0.0
-	procs, _ := filepath.Glob("/proc/[0-9]*/comm")
-	for _, p := range procs {
-		comm, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		switch strings.TrimSpace(string(comm)) {
-		case "imap", "imap-login", "dovecot", "auth", "config", "log", "anvil", "stats", "indexer", "imap-hibernate":
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
-			if c, err := CPUSeconds(pid); err == nil {
-				total += c
-			}
-		}
-	}
-	return total
 }

@@ -24,19 +24,24 @@ type FloorResult struct {
 
 // Floor is the raw IMAP floor: log in over TLS, UID FETCH 1:* (BODY.PEEK[]) and read every
 // literal to the end without parsing or keeping it. No client can get the mail out faster.
+// A nil cfg means plaintext IMAP (the same reads, without TLS).
 func Floor(addr, user, password string, cfg *tls.Config) (FloorResult, error) {
 	start := time.Now()
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
 		return FloorResult{}, err
 	}
-	// Large socket reads under TLS, as mailintake's own connections do.
-	tc := tls.Client(&readerConn{Conn: raw, r: bufio.NewReaderSize(raw, 256<<10)}, cfg)
-	if err := tc.Handshake(); err != nil {
-		raw.Close()
-		return FloorResult{}, err
+	// Large socket reads (under TLS), as mailintake's own connections do.
+	var conn net.Conn = &readerConn{Conn: raw, r: bufio.NewReaderSize(raw, 256<<10)}
+	if cfg != nil {
+		tc := tls.Client(conn, cfg)
+		if err := tc.Handshake(); err != nil {
+			raw.Close()
+			return FloorResult{}, err
+		}
+		conn = tc
 	}
-	c := imapclient.New(tc, nil)
+	c := imapclient.New(conn, nil)
 	defer c.Close()
 	if err := c.Login(user, password).Wait(); err != nil {
 		return FloorResult{}, err
@@ -88,6 +93,23 @@ func CPUSeconds(pid int) (float64, error) {
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
 	return (utime + stime) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// ProcTimes returns a process's parent, the user+system CPU seconds it has used, and those of
+// its children that have exited and been waited for (Linux /proc).
+func ProcTimes(pid int) (ppid int, self, children float64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ppid, _ = strconv.Atoi(f[1])
+	var t [4]float64
+	for i := range t {
+		t[i], _ = strconv.ParseFloat(f[11+i], 64) // utime, stime, cutime, cstime
+	}
+	return ppid, (t[0] + t[1]) / 100, (t[2] + t[3]) / 100, nil
 }
 
 // Memory returns a process's resident set size and its peak, in KiB (Linux /proc).

@@ -115,7 +115,7 @@ func (rs *replicaSet) start(id string) *daemon {
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
+	t.Cleanup(func() { killTree(d.cmd) })
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if rs.token == "" {
 			if tok, err := os.ReadFile(filepath.Join(d.data, "admin.token")); err == nil && len(tok) > 0 {
@@ -153,8 +153,7 @@ func (rs *replicaSet) cpu() float64 {
 
 func (rs *replicaSet) stopAll() {
 	for _, d := range rs.procs {
-		d.cmd.Process.Kill()
-		d.cmd.Wait()
+		killTree(d.cmd)
 	}
 }
 
@@ -363,8 +362,7 @@ func haBench(t *testing.T, bins string, dv *dovecot.Server, corpus [][]byte) haR
 				} else {
 					pgW, pgC = append(pgW, wall), append(pgC, cpu1-cpu0)
 				}
-				d.cmd.Process.Kill()
-				d.cmd.Wait()
+				killTree(d.cmd)
 			}
 		}
 		res.pgWall = median(pgW, func(d time.Duration) float64 { return d.Seconds() })

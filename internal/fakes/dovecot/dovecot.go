@@ -140,6 +140,8 @@ service imap-login {
     port = %[4]d
     ssl = yes
   }
+  # Each TLS session keeps a login process: make bench holds 200 mailboxes at once.
+  process_limit = 512
 }
 service anvil {
   unix_listener anvil-auth-penalty {
