@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -397,5 +400,45 @@ func TestProviderStateIsSwappedNotOverwritten(t *testing.T) {
 	}
 	if got := string(st.get("m1")); got != "6" {
 		t.Errorf("stored state %q, want 6", got)
+	}
+}
+
+// A real plugin process whose host is killed (SIGKILL: no chance to stop it) exits on its own
+// within a few seconds instead of running forever.
+func TestPluginExitsWhenItsHostIsKilled(t *testing.T) {
+	plugin := filepath.Join(testutil.PluginDir(t), "mailintake-auth-basic")
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	// The host: a shell that starts the plugin (with go-plugin's handshake cookie, so it
+	// serves), records its pid and waits.
+	host := exec.Command("sh", "-c", `"$0" >/dev/null 2>&1 & echo $! > "$1"; sleep 60`, plugin, pidFile)
+	host.Env = append(os.Environ(), authplugin.Handshake.MagicCookieKey+"="+authplugin.Handshake.MagicCookieValue, "PLUGIN_MIN_PORT=10000", "PLUGIN_MAX_PORT=25000", "PLUGIN_PROTOCOL_VERSIONS=1")
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	for deadline := time.Now().Add(10 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(pidFile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin did not start")
+		}
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	time.Sleep(1500 * time.Millisecond)
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("the plugin is not running while its host lives: %v", err)
+	}
+	host.Process.Kill()
+	host.Wait()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := syscall.Kill(pid, 0); err != nil {
+			return // gone (reaped by init)
+		}
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); strings.Contains(string(b), ") Z ") {
+			return // exited, not yet reaped
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the plugin is still running 10 s after its host was killed")
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,5 +64,24 @@ func TestValidator(t *testing.T) {
 	var verr *ValidationError
 	if !errors.As(v.Err(), &verr) || verr.Violations[0].Field != "client_id" || verr.Error() != `invalid config: client_id: must be a GUID, not "x"` {
 		t.Errorf("Err() = %v", v.Err())
+	}
+}
+
+// A plugin exits once its host is gone (it was re-parented), and not before.
+func TestExitWithParent(t *testing.T) {
+	var ppid atomic.Int64
+	ppid.Store(4242)
+	exited := make(chan struct{})
+	go exitWithParent(4242, time.Millisecond, func() int { return int(ppid.Load()) }, func() { close(exited) })
+	select {
+	case <-exited:
+		t.Fatal("exited while the parent lives")
+	case <-time.After(50 * time.Millisecond):
+	}
+	ppid.Store(1) // re-parented to init
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still running after its parent died")
 	}
 }

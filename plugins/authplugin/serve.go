@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -29,6 +30,9 @@ var Handshake = plugin.HandshakeConfig{
 
 // Serve serves p as a plugin process. It returns only when the host ends the process.
 func Serve(p Provider) {
+	// A host that is killed or crashes cannot stop its plugins: each exits on its own once its
+	// parent is gone, instead of waiting forever for calls that cannot come.
+	go exitWithParent(os.Getppid(), time.Second, os.Getppid, func() { os.Exit(0) })
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: p}},
@@ -84,3 +88,15 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, cc *grp
 }
 
 var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
+
+// exitWithParent calls exit once getppid no longer returns parent (the parent died and the
+// process was re-parented), checking every interval.
+func exitWithParent(parent int, interval time.Duration, getppid func() int, exit func()) {
+	for {
+		time.Sleep(interval)
+		if getppid() != parent {
+			exit()
+			return
+		}
+	}
+}
