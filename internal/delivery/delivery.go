@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailintake/mailintake/internal/store"
@@ -116,12 +117,17 @@ type Queue struct {
 	MailboxID string
 	Tenant    string
 	wake      chan struct{}
+	// onWake, when set, is called once by the next signal (OnWake).
+	onWake atomic.Pointer[func()]
 
 	// guarded by b.mu
 	uidValidity uint32
-	inflight    map[uint32]*flight
-	sent        map[Key]*sent
-	reserved    map[*Stream]int // slots promised to the session's next offers
+	// The maps are made when a first entry goes in and dropped when their last entry goes
+	// (tidyLocked): a Go map keeps its buckets after its entries are deleted, and thousands of
+	// idle mailboxes would each hold what their busiest moment needed.
+	inflight map[uint32]*flight
+	sent     map[Key]*sent
+	reserved map[*Stream]int // slots promised to the session's next offers
 	// waiting: the session has messages for which it found no free slot, so freed slots wake
 	// it; a session with nothing to deliver is not woken by every acknowledgement.
 	waiting   bool
@@ -136,8 +142,7 @@ func (b *Broker) Queue(mailboxID, tenant string) *Queue {
 	defer b.mu.Unlock()
 	q, ok := b.queues[mailboxID]
 	if !ok {
-		q = &Queue{b: b, MailboxID: mailboxID, Tenant: tenant, wake: make(chan struct{}, 1),
-			inflight: map[uint32]*flight{}, sent: map[Key]*sent{}, reserved: map[*Stream]int{}}
+		q = &Queue{b: b, MailboxID: mailboxID, Tenant: tenant, wake: make(chan struct{}, 1)}
 		b.queues[mailboxID] = q
 	}
 	q.Tenant = tenant
@@ -201,10 +206,39 @@ func (q *Queue) Settle() {
 // flight, or an acknowledgement is waiting to be applied.
 func (q *Queue) Wake() <-chan struct{} { return q.wake }
 
+// OnWake arranges for f to be called once by the queue's next signal, or at once (on the
+// calling goroutine) when a signal is pending on Wake: a session can wait for one without a
+// goroutine of its own. f must not block nor call into the broker. The signal stays on Wake
+// either way. cancel withdraws f and reports whether it had not been called (and will not be).
+func (q *Queue) OnWake(f func()) (cancel func() bool) {
+	p := &f
+	q.onWake.Store(p)
+	if len(q.wake) > 0 && q.onWake.CompareAndSwap(p, nil) {
+		f()
+	}
+	return func() bool { return q.onWake.CompareAndSwap(p, nil) }
+}
+
 func (q *Queue) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
+	}
+	if f := q.onWake.Swap(nil); f != nil {
+		(*f)()
+	}
+}
+
+// tidyLocked drops the queue's maps that are empty (see Queue.inflight).
+func (q *Queue) tidyLocked() {
+	if len(q.inflight) == 0 {
+		q.inflight = nil
+	}
+	if len(q.sent) == 0 {
+		q.sent = nil
+	}
+	if len(q.reserved) == 0 {
+		q.reserved = nil
 	}
 }
 
@@ -220,7 +254,7 @@ func (q *Queue) SetUIDValidity(v uint32) {
 		f.stream.leave(Key{q.MailboxID, q.uidValidity, uid})
 		f.stream.signalCapacity()
 	}
-	q.inflight = map[uint32]*flight{}
+	q.inflight = nil
 	q.uidValidity = v
 }
 
@@ -268,6 +302,9 @@ func (q *Queue) Reserve(n int) int {
 			break
 		}
 		s.reserved++
+		if q.reserved == nil {
+			q.reserved = map[*Stream]int{}
+		}
 		q.reserved[s]++
 	}
 	delete(q.b.woken, q)
@@ -294,6 +331,7 @@ func (q *Queue) releaseLocked() {
 			s.signalCapacity()
 		}
 	}
+	q.reserved = nil
 }
 
 // takeReservedLocked returns a stream with a slot reserved for this queue, and uses the slot.
@@ -354,12 +392,18 @@ func (q *Queue) Offer(msg *mailintakev1.Message) OfferResult {
 	st, ok := q.sent[k]
 	if !ok {
 		st = &sent{sha256: msg.GetSha256()}
+		if q.sent == nil {
+			q.sent = map[Key]*sent{}
+		}
 		q.sent[k] = st
 	}
 	st.attempts++
 	msg.Id = k.String()
 	msg.DeliveryAttempt = st.attempts
 	f := &flight{stream: s, deadline: q.b.now().Add(s.deadline)}
+	if q.inflight == nil {
+		q.inflight = map[uint32]*flight{}
+	}
 	q.inflight[k.UID] = f
 	s.inflight[k] = q
 	q.delivered++
@@ -536,6 +580,7 @@ func (b *Broker) CloseStream(s *Stream) {
 	for k, q := range s.inflight {
 		if f, ok := q.inflight[k.UID]; ok && f.stream == s && k.UIDValidity == q.uidValidity {
 			delete(q.inflight, k.UID)
+			q.tidyLocked()
 		}
 		q.signal()
 	}
@@ -606,6 +651,7 @@ func (b *Broker) Ack(ctx context.Context, ids []string, visible func(tenant stri
 		}
 		if f, ok := q.inflight[r.key.UID]; ok && r.key.UIDValidity == q.uidValidity {
 			delete(q.inflight, r.key.UID)
+			q.tidyLocked()
 			f.stream.leave(r.key)
 			f.stream.signalCapacity()
 		}
@@ -621,6 +667,7 @@ func (q *Queue) Forget(uidValidity, uid uint32) {
 	q.b.mu.Lock()
 	defer q.b.mu.Unlock()
 	delete(q.sent, Key{q.MailboxID, uidValidity, uid})
+	q.tidyLocked()
 }
 
 // watchDeadlines returns messages whose ack deadline passed to their mailboxes.
@@ -637,18 +684,24 @@ func (b *Broker) watchDeadlines() {
 	}
 }
 
+// expire looks at the messages in flight only, through their streams (at most their
+// max_in_flight each): going through every mailbox's queue four times a second was most of the
+// CPU of thousands of idle mailboxes.
 func (b *Broker) expire() {
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, q := range b.queues {
-		for uid, f := range q.inflight {
-			if now.After(f.deadline) {
-				delete(q.inflight, uid)
-				f.stream.leave(Key{q.MailboxID, q.uidValidity, uid})
-				f.stream.signalCapacity()
-				q.signal()
+	for _, s := range b.streams {
+		for k, q := range s.inflight {
+			f, ok := q.inflight[k.UID]
+			if !ok || f.stream != s || k.UIDValidity != q.uidValidity || !now.After(f.deadline) {
+				continue
 			}
+			delete(q.inflight, k.UID)
+			q.tidyLocked()
+			s.leave(k)
+			s.signalCapacity()
+			q.signal()
 		}
 	}
 }

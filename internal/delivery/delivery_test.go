@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -146,5 +147,123 @@ func TestFreedSlotWakesOneWaiterInOrder(t *testing.T) {
 	waiters[1].Settle()
 	if w := woken(); len(w) != 0 {
 		t.Fatalf("a used slot woke %v", w)
+	}
+}
+
+// A message past its ack deadline leaves the flight and wakes its mailbox; the broker finds it
+// through the streams' flights, whatever the number of idle mailboxes.
+func TestExpireReturnsMessagesPastTheirDeadline(t *testing.T) {
+	b := New(recorderFunc(func(map[string][]store.Ack) error { return nil }))
+	defer b.Close()
+	now := time.Now()
+	b.mu.Lock()
+	b.now = func() time.Time { return now }
+	b.mu.Unlock()
+	for i := range 1000 {
+		b.Queue("idle"+strconv.Itoa(i), "acme").SetUIDValidity(1)
+	}
+	q := b.Queue("mb", "acme")
+	q.SetUIDValidity(1)
+	s := b.Open(func(string, string) bool { return true }, 4, time.Minute)
+	if r := q.Offer(&mailintakev1.Message{UidValidity: 1, Uid: 5}); r != Delivered {
+		t.Fatalf("offer: %v", r)
+	}
+	<-s.Out()
+	select {
+	case <-q.Wake():
+	default:
+	}
+	b.expire()
+	if _, _, p := q.Counts(); p != 1 {
+		t.Fatalf("%d in flight before the deadline, want 1", p)
+	}
+	now = now.Add(2 * time.Minute)
+	b.expire()
+	if _, _, p := q.Counts(); p != 0 {
+		t.Fatalf("%d in flight after the deadline, want 0", p)
+	}
+	select {
+	case <-q.Wake():
+	default:
+		t.Error("the mailbox was not woken to deliver the message again")
+	}
+	if s.free() != 4 {
+		t.Errorf("the stream has %d free slots after the expiry, want 4", s.free())
+	}
+	// Delivered again, as attempt 2.
+	if r := q.Offer(&mailintakev1.Message{UidValidity: 1, Uid: 5}); r != Delivered {
+		t.Fatalf("offer again: %v", r)
+	}
+	if m := <-s.Out(); m.GetDeliveryAttempt() != 2 {
+		t.Errorf("delivery attempt %d, want 2", m.GetDeliveryAttempt())
+	}
+}
+
+// A queue's maps go once empty: an idle mailbox holds none after its traffic.
+func TestQueueMapsDroppedWhenEmpty(t *testing.T) {
+	var q *Queue
+	b := New(recorderFunc(func(map[string][]store.Ack) error { return nil }))
+	defer b.Close()
+	q = b.Queue("mb", "acme")
+	q.SetUIDValidity(3)
+	s := b.Open(func(string, string) bool { return true }, 8, time.Minute)
+	if got := q.Reserve(4); got != 4 {
+		t.Fatalf("reserved %d", got)
+	}
+	for uid := uint32(1); uid <= 3; uid++ {
+		if r := q.Offer(&mailintakev1.Message{UidValidity: 3, Uid: uid}); r != Delivered {
+			t.Fatalf("offer %d: %v", uid, r)
+		}
+	}
+	q.Release()
+	var ids []string
+	for range 3 {
+		ids = append(ids, (<-s.Out()).GetId())
+	}
+	if _, err := b.Ack(context.Background(), ids, func(string) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	for uid := uint32(1); uid <= 3; uid++ {
+		q.Forget(3, uid)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q.inflight != nil || q.sent != nil || q.reserved != nil {
+		t.Errorf("maps kept after the traffic: inflight %v, sent %v, reserved %v", q.inflight, q.sent, q.reserved)
+	}
+	if _, ok := q.sent[Key{"mb", 3, 1}]; ok || q.busyLocked(1) {
+		t.Error("a forgotten message is still known")
+	}
+}
+
+// OnWake: f runs once, on the next signal or at once for a pending one; cancel withdraws it.
+func TestOnWake(t *testing.T) {
+	b := New(recorderFunc(func(map[string][]store.Ack) error { return nil }))
+	defer b.Close()
+	q := b.Queue("mb", "acme")
+	calls := 0
+	f := func() { calls++ }
+	q.OnWake(f)
+	if calls != 0 {
+		t.Fatal("called with no signal pending")
+	}
+	q.Signal()
+	q.Signal()
+	if calls != 1 {
+		t.Fatalf("called %d times by two signals, want once", calls)
+	}
+	// A signal is pending on Wake: a new f runs at once.
+	cancel := q.OnWake(f)
+	if calls != 2 || cancel() {
+		t.Fatalf("with a signal pending: called %d times (want 2), cancel said not called", calls)
+	}
+	<-q.Wake()
+	cancel = q.OnWake(f)
+	if !cancel() {
+		t.Fatal("cancel of a waiting f reported it called")
+	}
+	q.Signal()
+	if calls != 2 {
+		t.Errorf("a cancelled f was called")
 	}
 }

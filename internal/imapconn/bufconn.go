@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // readBufferSize is how much one read from the socket may take while a fetch streams.
@@ -26,6 +27,66 @@ type bufferedConn struct {
 	r, w      int
 	err       error // a read error that came with data, returned once the data is read
 	streaming bool  // the last read filled its buffer: more is probably waiting
+	// closed, when set, is called after each Close (Conn.Notify learns so of the end).
+	closed func()
+
+	// The write deadline is held here and set on the socket only while a Write runs (see
+	// SetWriteDeadline).
+	wmu       sync.Mutex
+	wdeadline time.Time
+	writers   int
+}
+
+// SetWriteDeadline keeps the deadline for the writes to come (and applies it to those under
+// way). imapclient sets a 30-second write deadline when it begins a command and clears it when
+// the command ends, which for IDLE is at DONE: on the socket, that armed a runtime timer per
+// idling connection that fired half a minute after each IDLE began, waking the process for
+// nothing thousands of times after every burst of mail. Held here, a deadline only bounds the
+// writes, as it is meant to.
+func (c *bufferedConn) SetWriteDeadline(t time.Time) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wdeadline = t
+	if c.writers > 0 {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return nil
+}
+
+// SetDeadline sets the read deadline on the socket and keeps the write deadline.
+func (c *bufferedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// Write writes under the write deadline, which is then taken off the socket again.
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	c.writers++
+	set := !c.wdeadline.IsZero()
+	if set {
+		c.Conn.SetWriteDeadline(c.wdeadline)
+	}
+	c.wmu.Unlock()
+	n, err := c.Conn.Write(p)
+	c.wmu.Lock()
+	c.writers--
+	if c.writers == 0 && (set || !c.wdeadline.IsZero()) {
+		c.Conn.SetWriteDeadline(time.Time{})
+	}
+	c.wmu.Unlock()
+	return n, err
+}
+
+// Close closes the connection and tells closed.
+func (c *bufferedConn) Close() error {
+	err := c.Conn.Close()
+	if c.closed != nil {
+		c.closed()
+	}
+	return err
 }
 
 func (c *bufferedConn) Read(p []byte) (int, error) {

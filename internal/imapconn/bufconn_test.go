@@ -2,9 +2,11 @@ package imapconn
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -64,5 +66,66 @@ func TestBufferedConn(t *testing.T) {
 	close(more)
 	if b := <-done; string(b) != "tail" {
 		t.Errorf("after the wait: %q", b)
+	}
+}
+
+// The write deadline is held by the connection and applied to writes only, with the meaning
+// of a socket's: a passed deadline fails the next write, one cleared lets it through, one set
+// or passing while a write is blocked ends that write.
+func TestBufferedConnWriteDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		s, err := ln.Accept()
+		if err == nil {
+			accepted <- s // never read: writes block once the socket buffers are full
+		}
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	defer peer.Close()
+	c := &bufferedConn{Conn: raw}
+	defer c.Close()
+
+	c.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := c.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write after a passed deadline: %v", err)
+	}
+	c.SetWriteDeadline(time.Time{})
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatalf("write with the deadline cleared: %v", err)
+	}
+	big := make([]byte, 64<<20)
+	c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	start := time.Now()
+	if _, err := c.Write(big); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a blocked write past its deadline: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the blocked write ended after %s", d)
+	}
+	// A deadline set while a write is blocked applies to it.
+	c.SetWriteDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(big)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("a write blocked when its deadline was set: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a deadline set during a blocked write did not end it")
 	}
 }

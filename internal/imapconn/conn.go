@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -92,8 +93,10 @@ type Conn struct {
 	mu       sync.Mutex
 	selected *Selected
 	ns       *Namespace // asked once, by Namespace
-	closed   chan struct{}
-	once     sync.Once
+	// onChange, when set, is called once by the next update or the connection's end (Notify);
+	// ended is set once the connection closed.
+	onChange atomic.Pointer[func()]
+	ended    atomic.Bool
 }
 
 // Updates returns a channel that receives a value when the server reports new messages or
@@ -115,8 +118,35 @@ func (c *Conn) Caps() imap.CapSet { return c.c.Caps() }
 
 // Close closes the connection.
 func (c *Conn) Close() error {
-	c.once.Do(func() { close(c.closed) })
 	return c.c.Close()
+}
+
+// Notify arranges for f to be called once when the server reports new messages or expunges
+// (one already reported and not drained counts: f is then called at once, on the calling
+// goroutine) or when the connection ends, whoever ends it. A caller can so wait for news
+// without a goroutine of its own. f must not block: it runs on the library's reading
+// goroutine. cancel withdraws f and reports whether it had not been called (and will not be).
+func (c *Conn) Notify(f func()) (cancel func() bool) {
+	p := &f
+	c.onChange.Store(p)
+	if (len(c.updates) > 0 || c.ended.Load()) && c.onChange.CompareAndSwap(p, nil) {
+		f()
+	}
+	return func() bool { return c.onChange.CompareAndSwap(p, nil) }
+}
+
+// changed calls the function Notify armed, if any.
+func (c *Conn) changed() {
+	if f := c.onChange.Swap(nil); f != nil {
+		(*f)()
+	}
+}
+
+// connClosed is called when the connection under the client closes: the client's reader
+// closes it when it stops, for whatever reason, and so do Close and the watchdogs.
+func (c *Conn) connClosed() {
+	c.ended.Store(true)
+	c.changed()
 }
 
 // Done is closed when the connection was closed.
@@ -152,6 +182,7 @@ func (c *Conn) notify() {
 	case c.updates <- struct{}{}:
 	default:
 	}
+	c.changed()
 }
 
 // Dial connects, reporting each step to report (which may be nil).
@@ -189,9 +220,8 @@ func Dial(ctx context.Context, t Target, report func(Step)) (*Conn, error) {
 	}
 	report(Step{Kind: StepTCP, Duration: time.Since(start), Detail: raw.RemoteAddr().String()})
 
-	c := &Conn{raw: raw, target: t, timeout: t.CommandTimeout, updates: make(chan struct{}, 1), closed: make(chan struct{})}
+	c := &Conn{raw: raw, target: t, timeout: t.CommandTimeout, updates: make(chan struct{}, 1)}
 	opts := &imapclient.Options{
-		TLSConfig: &tls.Config{ServerName: t.Host, RootCAs: t.RootCAs, InsecureSkipVerify: t.SkipVerify, MinVersion: tls.VersionTLS12},
 		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
 			Mailbox: func(data *imapclient.UnilateralDataMailbox) {
 				if data.NumMessages != nil {
@@ -201,11 +231,15 @@ func Dial(ctx context.Context, t Target, report func(Step)) (*Conn, error) {
 			Expunge: func(uint32) { c.notify() },
 		},
 	}
+	if t.Security != Plaintext {
+		// The client keeps its options for the connection's life: a plaintext one holds none.
+		opts.TLSConfig = &tls.Config{ServerName: t.Host, RootCAs: t.RootCAs, InsecureSkipVerify: t.SkipVerify, MinVersion: tls.VersionTLS12}
+	}
 	stopOnCancel := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stopOnCancel()
 
 	// TLS
-	var conn net.Conn = &bufferedConn{Conn: raw}
+	var conn net.Conn = &bufferedConn{Conn: raw, closed: c.connClosed}
 	if t.Security == TLS {
 		start = time.Now()
 		tc := tls.Client(conn, opts.TLSConfig)

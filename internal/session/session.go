@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -34,6 +36,8 @@ type session struct {
 	ticket  *regexp.Regexp
 	maxSize int64
 	inline  int64
+	// rs is run's state, handed from one goroutine of the session to the next.
+	rs runState
 }
 
 func newSession(sup *Supervisor, mb *store.Mailbox) *session {
@@ -92,59 +96,186 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// run connects and serves until ctx ends, reconnecting with backoff.
-func (s *session) run(ctx context.Context) {
-	log := s.sup.log.With("mailbox_id", s.id)
-	backoff := s.sup.opts.MinBackoff
-	authBackoff := s.sup.opts.AuthBackoff
-	force := false
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		if attempt > 0 {
-			s.sup.metrics.Reconnects.WithLabelValues(s.id).Inc()
+// A session runs on one goroutine at a time, and on none while it waits: for news while idle
+// (IDLE, or the poll interval on servers without IDLE) and for its next attempt after an error.
+// The goroutine that starts a wait arms its events and returns; the first event (the server's
+// report, the broker's wake-up, the connection's end, the IDLE restart or poll or backoff timer,
+// the session's end) continues the session on a new goroutine (waiting.fire). A goroutine
+// parked in a wait kept the stack its deepest call had grown it to (the store's SQLite queries,
+// the parser), and never gave it back: with imapclient's two goroutines per idling connection,
+// stacks were 17 KB of the 78 KB an idle mailbox cost (2,000 mailboxes; 7 KB without ours).
+
+// runState is what run keeps from one goroutine of the session to the next.
+type runState struct {
+	backoff, authBackoff time.Duration
+	force                bool
+	attempts             int
+	start                time.Time // when the current connection attempt began
+}
+
+// live is a connection being served.
+type live struct {
+	conn            *imapconn.Conn
+	d               *deliverer
+	expiry, renewAt time.Time // the credential's expiry, and when to renew the connection before it
+}
+
+// waiting is a parked session's wait.
+type waiting struct {
+	s   *session
+	ctx context.Context
+	// l is the connection whose news is awaited (nil: a backoff before the next attempt), and
+	// idling its IDLE command (nil: a poll interval).
+	l      *live
+	idling *imapconn.Idling
+	// slots: the connection waits for a free consumer slot only, with no IDLE (nor a NOOP to
+	// end the wait): the next round searches the folder once the backlog is delivered, so news
+	// from the server is not needed meanwhile, and an IDLE and its DONE per batch of a
+	// consumer's acknowledgements cost both sides CPU for nothing.
+	slots bool
+	// state: bit 1 once armed, bit 2 once an event fired; whichever sets the second bit
+	// continues the session.
+	state             atomic.Int32
+	timer             *time.Timer
+	stopCtx, stopWake func() bool
+	stopConn          func() bool
+}
+
+const (
+	waitArmed = 1 << iota
+	waitFired
+)
+
+// park waits for the first of: ctx's end, timer, and for a connection its news or end and
+// the broker's wake-up. It returns at once; the session continues in resume.
+func (s *session) park(ctx context.Context, l *live, idling *imapconn.Idling, timer time.Duration) {
+	s.parkWait(&waiting{s: s, ctx: ctx, l: l, idling: idling}, timer)
+}
+
+// parkForSlots parks a connection that waits for a free consumer slot only (waiting.slots).
+func (s *session) parkForSlots(ctx context.Context, l *live, timer time.Duration) {
+	s.parkWait(&waiting{s: s, ctx: ctx, l: l, slots: true}, timer)
+}
+
+func (s *session) parkWait(w *waiting, timer time.Duration) {
+	ctx, l := w.ctx, w.l
+	fire := w.fire
+	w.timer = time.AfterFunc(timer, fire)
+	w.stopCtx = context.AfterFunc(ctx, fire)
+	if l != nil {
+		w.stopWake = s.queue.OnWake(fire)
+		w.stopConn = l.conn.Notify(fire)
+	}
+	if old := w.state.Or(waitArmed); old&waitFired != 0 {
+		go s.resume(w) // an event came while the others were armed
+	}
+}
+
+// fire is each event's callback: the first one continues the session (once it is armed).
+func (w *waiting) fire() {
+	if old := w.state.Or(waitFired); old&waitFired == 0 && old&waitArmed != 0 {
+		go w.s.resume(w)
+	}
+}
+
+// resume continues a parked session on the goroutine fire started.
+func (s *session) resume(w *waiting) {
+	w.timer.Stop()
+	w.stopCtx()
+	if w.l != nil {
+		w.stopWake()
+		w.stopConn()
+		// A wake-up from the broker that came before now is seen by the next round.
+		select {
+		case <-s.queue.Wake():
+		default:
 		}
-		start := time.Now()
-		err := s.serve(ctx, force)
-		force = false
-		if ctx.Err() != nil {
+	}
+	s.run(w.ctx, w)
+}
+
+// start runs the session from its first connection.
+func (s *session) start(ctx context.Context) {
+	s.rs = runState{backoff: s.sup.opts.MinBackoff, authBackoff: s.sup.opts.AuthBackoff}
+	s.run(ctx, nil)
+}
+
+// end marks a session that stopped for good.
+func (s *session) end() {
+	close(s.done)
+	s.sup.wg.Done()
+}
+
+// log returns the session's logger.
+func (s *session) log() *slog.Logger { return s.sup.log.With("mailbox_id", s.id) }
+
+// run connects and serves until ctx ends, reconnecting with backoff. It returns when the
+// session ended, or parked in a wait (resume continues it); from is the wait that ended, if
+// any.
+func (s *session) run(ctx context.Context, from *waiting) {
+	for {
+		var err error
+		if from != nil && from.l != nil {
+			// News, the IDLE restart or poll timer, or the end: the wait is ended in any case,
+			// and the connection closed if ctx ended.
+			err = s.serveOn(ctx, from.l, from)
+		} else {
+			if ctx.Err() != nil {
+				break
+			}
+			if s.rs.attempts > 0 {
+				s.sup.metrics.Reconnects.WithLabelValues(s.id).Inc()
+			}
+			s.rs.attempts++
+			s.rs.start = time.Now()
+			force := s.rs.force
+			s.rs.force = false
+			err = s.serve(ctx, force)
+		}
+		from = nil
+		if errors.Is(err, errParked) {
 			return
+		}
+		if ctx.Err() != nil {
+			break
 		}
 		if errors.Is(err, store.ErrFenced) || !s.sup.opts.Trusted() {
 			// Another replica holds the mailbox now: stop; the membership stops this session's
 			// record at its next round.
 			s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, "another replica took the mailbox over")
-			log.Info("lease lost; session stopped", "err", err)
-			return
+			s.log().Info("lease lost; session stopped", "err", err)
+			break
 		}
-		if time.Since(start) > time.Minute {
-			backoff = s.sup.opts.MinBackoff // it worked for a while: start over
+		if time.Since(s.rs.start) > time.Minute {
+			s.rs.backoff = s.sup.opts.MinBackoff // it worked for a while: start over
 		}
 		var wait time.Duration
 		var pe *providerError
 		switch {
 		case errors.Is(err, errForceRefresh):
-			force = true
+			s.rs.force = true
 			continue
 		case errors.Is(err, errTokenExpiring):
 			continue
 		case imapconn.IsAuthError(err):
 			s.sup.metrics.AuthFailed.WithLabelValues(s.id).Inc()
-			wait = jitter(authBackoff)
+			wait = jitter(s.rs.authBackoff)
 			af := refusedLogin(err)
 			s.status.fail(mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED, "the mail server refused the login", err, time.Now().Add(wait), af)
 			s.event("auth", "login refused: %v; next attempt in %s", err, wait.Round(time.Second))
-			log.Warn("login refused", "err", err, "retry_in", wait)
-			authBackoff = min(2*authBackoff, s.sup.opts.MaxAuthBackoff)
+			s.log().Warn("login refused", "err", err, "retry_in", wait)
+			s.rs.authBackoff = min(2*s.rs.authBackoff, s.sup.opts.MaxAuthBackoff)
 		case errors.As(err, &pe):
 			s.sup.metrics.AuthFailed.WithLabelValues(s.id).Inc()
 			af := authFailure(pe.err)
 			if af.Reason == mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_TEMPORARY ||
 				af.Reason == mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_PROVIDER_ERROR {
-				wait = jitter(backoff)
-				backoff = min(2*backoff, s.sup.opts.MaxBackoff)
+				wait = jitter(s.rs.backoff)
+				s.rs.backoff = min(2*s.rs.backoff, s.sup.opts.MaxBackoff)
 				s.status.fail(mailintakev1.MailboxState_MAILBOX_STATE_ERROR, "the auth provider failed; retrying", pe, time.Now().Add(wait), af)
 			} else {
-				wait = jitter(authBackoff)
-				authBackoff = min(2*authBackoff, s.sup.opts.MaxAuthBackoff)
+				wait = jitter(s.rs.authBackoff)
+				s.rs.authBackoff = min(2*s.rs.authBackoff, s.sup.opts.MaxAuthBackoff)
 				state := mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED
 				if af.Reason == mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_AUTHORIZATION_REQUIRED {
 					state = mailintakev1.MailboxState_MAILBOX_STATE_AWAITING_AUTHORIZATION
@@ -152,20 +283,18 @@ func (s *session) run(ctx context.Context) {
 				s.status.fail(state, af.Message, pe, time.Now().Add(wait), af)
 			}
 			s.event("auth", "%v; next attempt in %s", pe, wait.Round(time.Second))
-			log.Warn("auth provider failure", "err", pe, "retry_in", wait)
+			s.log().Warn("auth provider failure", "err", pe, "retry_in", wait)
 		default:
-			wait = jitter(backoff)
-			backoff = min(2*backoff, s.sup.opts.MaxBackoff)
+			wait = jitter(s.rs.backoff)
+			s.rs.backoff = min(2*s.rs.backoff, s.sup.opts.MaxBackoff)
 			s.status.fail(mailintakev1.MailboxState_MAILBOX_STATE_ERROR, "connection failed; retrying", err, time.Now().Add(wait), nil)
 			s.event("error", "%v; next attempt in %s", err, wait.Round(time.Second))
-			log.Warn("session error", "err", err, "retry_in", wait)
+			s.log().Warn("session error", "err", err, "retry_in", wait)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
+		s.park(ctx, nil, nil, wait) // the next attempt, on another goroutine
+		return
 	}
+	s.end()
 }
 
 // authFailure maps a provider error to the API's explanation.
@@ -195,7 +324,10 @@ func authFailure(err error) *mailintakev1.AuthFailure {
 	return &mailintakev1.AuthFailure{Reason: reason, ProviderCode: e.Code, Message: msg, Action: e.Action, SupportIds: e.SupportIDs}
 }
 
-// serve runs one connection: connect, catch up, deliver, idle, until an error or ctx ends.
+// errParked is returned when the session parked in a wait: another goroutine continues it.
+var errParked = errors.New("the session waits for news")
+
+// serve connects, then serves the connection (serveOn).
 func (s *session) serve(ctx context.Context, force bool) error {
 	s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, "connecting to "+s.mb.Spec.GetHost())
 	conn, sel, expiry, err := s.sup.connect(ctx, s.mb.Spec, s.mb.RevealedSecrets(), force, nil)
@@ -208,75 +340,106 @@ func (s *session) serve(ctx context.Context, force bool) error {
 		}
 		return err
 	}
-	defer conn.Logout()
 	if h, ok := s.sup.plugins.Health(s.id); ok {
 		s.status.token(h)
 	}
+	l := &live{conn: conn, expiry: expiry}
 	// A token-authenticated connection is renewed a little before its token lapses: a minute
 	// before, or a quarter of its lifetime for short-lived tokens.
-	var renewAt time.Time
 	if !expiry.IsZero() {
-		renewAt = expiry.Add(-min(time.Minute, time.Until(expiry)/4))
+		l.renewAt = expiry.Add(-min(time.Minute, time.Until(expiry)/4))
 	}
 	s.event("connect", "connected to %s, signed in, selected %s (%d messages)", s.mb.Spec.GetHost(), sel.Name, sel.NumMessages)
 
 	st, err := s.checkpoint(ctx, sel)
 	if err != nil {
+		conn.Logout()
 		return err
 	}
 	s.queue.SetUIDValidity(sel.UIDValidity)
-	d := &deliverer{s: s, conn: conn, st: st, meta: map[uint32]imapconn.Meta{}}
-	for {
-		if !s.sup.opts.Trusted() {
-			// This replica may have lost the lease (it was paused, or cut off from the
-			// database): another may own the mailbox now, so do nothing more on the server.
-			return errNotTrusted
+	l.d = &deliverer{s: s, conn: conn, st: st, meta: map[uint32]imapconn.Meta{}}
+	return s.serveOn(ctx, l, nil)
+}
+
+// serveOn serves a connection for one round (catch up, deliver) and starts the wait for news
+// that follows it: it returns errParked once the wait is armed, and the round after the wait
+// runs on the goroutine its end starts. from is the wait that ended, if any. On an error, or
+// when ctx ended, the connection is logged out.
+func (s *session) serveOn(ctx context.Context, l *live, from *waiting) (err error) {
+	conn, d := l.conn, l.d
+	defer func() {
+		if !errors.Is(err, errParked) {
+			conn.Logout()
 		}
-		s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_SYNCING, "synchronising")
-		// What the server reported so far is seen by this round's search: only what it reports
-		// from now on ends the next IDLE or poll early.
-		conn.DrainUpdates()
-		if err := d.round(ctx); err != nil {
+	}()
+	if from != nil {
+		if err := s.endWait(ctx, l, from); err != nil {
 			return err
 		}
-		s.status.synced()
-		s.sup.metrics.LastSuccess.WithLabelValues(s.id).SetToCurrentTime()
-		if !expiry.IsZero() && time.Now().After(renewAt) {
-			// The token this connection signed in with is about to lapse; servers may end the
-			// session then. Reconnect with a fresh credential first.
-			return errTokenExpiring
+	}
+	if !s.sup.opts.Trusted() {
+		// This replica may have lost the lease (it was paused, or cut off from the
+		// database): another may own the mailbox now, so do nothing more on the server.
+		return errNotTrusted
+	}
+	s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_SYNCING, "synchronising")
+	// What the server reported so far is seen by this round's search: only what it reports
+	// from now on ends the next IDLE or poll early.
+	conn.DrainUpdates()
+	if err := d.round(ctx); err != nil {
+		return err
+	}
+	s.status.synced()
+	s.sup.metrics.LastSuccess.WithLabelValues(s.id).SetToCurrentTime()
+	if !l.expiry.IsZero() && time.Now().After(l.renewAt) {
+		// The token this connection signed in with is about to lapse; servers may end the
+		// session then. Reconnect with a fresh credential first.
+		return errTokenExpiring
+	}
+	if len(d.held) > 0 || d.more {
+		// Work is waiting for a free consumer slot: wait for the broker only.
+		s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_IDLE, "waiting for a consumer to take more messages")
+	} else {
+		s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_IDLE, "watching for new mail")
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	wait := s.sup.opts.IdleRestart
+	if !l.expiry.IsZero() {
+		wait = min(wait, max(time.Until(l.renewAt), 10*time.Millisecond))
+	}
+	if d.waiting() {
+		// Woken by the broker when a slot frees, or after wait at the latest (a round then
+		// keeps the connection in use).
+		s.parkForSlots(ctx, l, wait)
+		return errParked
+	}
+	if !conn.CanIdle() {
+		s.park(ctx, l, nil, s.sup.opts.PollInterval)
+		return errParked
+	}
+	idling, err := conn.StartIdle(ctx)
+	if err != nil {
+		return fmt.Errorf("IDLE: %w", err)
+	}
+	s.park(ctx, l, idling, wait)
+	return errParked
+}
+
+// endWait ends a connection's wait: DONE after IDLE, a NOOP (asking for news) after a poll
+// interval, nothing after a wait for consumer slots.
+func (s *session) endWait(ctx context.Context, l *live, w *waiting) error {
+	if w.idling != nil {
+		if err := w.idling.Stop(ctx); err != nil {
+			return fmt.Errorf("IDLE: %w", err)
 		}
-		if len(d.held) > 0 || d.more {
-			// Work is waiting for a free consumer slot: wait for the broker only.
-			s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_IDLE, "waiting for a consumer to take more messages")
-		} else {
-			s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_IDLE, "watching for new mail")
-		}
-		if conn.CanIdle() {
-			wait := s.sup.opts.IdleRestart
-			if !expiry.IsZero() {
-				wait = min(wait, max(time.Until(renewAt), 10*time.Millisecond))
-			}
-			if err := conn.Idle(ctx, s.queue.Wake(), wait); err != nil {
-				return fmt.Errorf("IDLE: %w", err)
-			}
-		} else {
-			select {
-			case <-ctx.Done():
-			case <-s.queue.Wake():
-			case <-conn.Updates():
-			case <-time.After(s.sup.opts.PollInterval):
-			}
-			if ctx.Err() == nil {
-				if err := conn.Noop(ctx); err != nil {
-					return fmt.Errorf("NOOP: %w", err)
-				}
-			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+	} else if !w.slots && ctx.Err() == nil {
+		if err := l.conn.Noop(ctx); err != nil {
+			return fmt.Errorf("NOOP: %w", err)
 		}
 	}
+	return ctx.Err()
 }
 
 // checkpoint loads the durable checkpoint, creating it on the first sync and resetting it when

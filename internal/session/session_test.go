@@ -649,8 +649,9 @@ func TestReconnectsAfterConnectionLoss(t *testing.T) {
 }
 
 // While a consumer is behind and acknowledges in small batches, the rounds its acknowledgements
-// wake deliver from the last search's list instead of searching the folder every time; every
-// message is still delivered once, in order, and mail that arrives meanwhile follows.
+// wake deliver from the last search's list instead of searching the folder every time, and the
+// session waits for them without IDLE; every message is still delivered once, in order, and
+// mail that arrives meanwhile follows.
 func TestBacklogRoundsDoNotSearchPerAck(t *testing.T) {
 	srv := newIMAP(t)
 	const n = 120
@@ -664,6 +665,7 @@ func TestBacklogRoundsDoNotSearchPerAck(t *testing.T) {
 	c := h.consume(4, 0)
 	var subjects []string
 	searches0 := srv.Commands("UID SEARCH") + srv.Commands("SEARCH")
+	idles0 := srv.Commands("IDLE")
 	for len(subjects) < n+1 {
 		if len(subjects) == n/2 {
 			srv.Append(t, user, "INBOX", mail(n, "arrived meanwhile"))
@@ -689,5 +691,11 @@ func TestBacklogRoundsDoNotSearchPerAck(t *testing.T) {
 	if searches > n/2/4 {
 		t.Errorf("%d searches for %d acknowledgement batches", searches, n/2)
 	}
-	t.Logf("%d searches for %d acknowledgement batches", searches, (n+1)/2)
+	// Nor an IDLE (and its DONE) per batch: a session waiting for consumer slots waits for the
+	// broker alone.
+	idles := srv.Commands("IDLE") - idles0
+	if idles > n/2/4 {
+		t.Errorf("%d IDLE commands for %d acknowledgement batches", idles, n/2)
+	}
+	t.Logf("%d searches and %d IDLE commands for %d acknowledgement batches", searches, idles, (n+1)/2)
 }

@@ -201,12 +201,12 @@ func (s *Supervisor) swapLocked(mailboxID string, mb *store.Mailbox) *session {
 	sess.cancel = cancel
 	s.wg.Add(1)
 	go func() {
-		defer s.wg.Done()
-		defer close(sess.done)
 		if old != nil {
 			old.wait() // never two sessions on one mailbox at once
 		}
-		sess.run(sctx)
+		// The session may go on on other goroutines (it holds none while it waits); it calls
+		// s.wg.Done and closes sess.done when it has ended.
+		sess.start(sctx)
 	}()
 	return old
 }

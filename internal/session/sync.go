@@ -81,7 +81,7 @@ func (d *deliverer) round(ctx context.Context) error {
 	clear(d.done)
 	err = d.deliver(ctx, pending, replay)
 	if !d.waiting() {
-		d.backlog = nil
+		d.dropBacklog()
 	}
 	return err
 }
@@ -93,7 +93,7 @@ func (d *deliverer) waiting() bool { return d.more || len(d.held) > 0 }
 // since, if rounds may still deliver from it.
 func (d *deliverer) fromBacklog() ([]uint32, bool) {
 	if d.backlog == nil || time.Since(d.backlogAt) > backlogFor {
-		d.backlog = nil
+		d.dropBacklog()
 		return nil, false
 	}
 	left := make([]uint32, 0, len(d.backlog))
@@ -104,6 +104,14 @@ func (d *deliverer) fromBacklog() ([]uint32, bool) {
 	}
 	d.backlog = left
 	return left, true
+}
+
+// dropBacklog forgets the last search's list; an idle mailbox keeps no map of its own.
+func (d *deliverer) dropBacklog() {
+	d.backlog, d.backlogReplay, d.done = nil, nil, nil
+	if len(d.meta) == 0 {
+		d.meta = nil
+	}
 }
 
 // markDone records a UID that no round may deliver again from the backlog.
@@ -561,10 +569,7 @@ func (d *deliverer) loadMeta(ctx context.Context, next []uint32) error {
 	if err != nil {
 		return err
 	}
-	clear(d.meta)
-	for k, v := range m {
-		d.meta[k] = v
-	}
+	d.meta = m
 	return nil
 }
 
