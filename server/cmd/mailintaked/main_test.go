@@ -92,22 +92,33 @@ func freeAddr(t *testing.T) string {
 
 func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{logs: &syncBuf{}, addr: freeAddr(t)}
-	args := append([]string{"--listen", d.addr, "--data-dir", dataDir, "--log-level", "debug"}, extra...)
-	d.cmd = exec.Command(filepath.Join(bins(t), "mailintaked"), args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(d.logs.String(), "msg=serving") {
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon did not start:\n%s", d.logs.String())
+	for attempt := 1; ; attempt++ {
+		d := &daemon{logs: &syncBuf{}, addr: freeAddr(t)}
+		args := append([]string{"--listen", d.addr, "--data-dir", dataDir, "--log-level", "debug"}, extra...)
+		d.cmd = exec.Command(filepath.Join(bins(t), "mailintaked"), args...)
+		d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+		if err := d.cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
+		deadline := time.Now().Add(15 * time.Second)
+		for !strings.Contains(d.logs.String(), "msg=serving") {
+			if strings.Contains(d.logs.String(), "address already in use") && attempt < 3 {
+				// The free port was taken between freeAddr and the daemon's listen (tests of
+				// other packages run at the same time): another port.
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("daemon did not start:\n%s", d.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if strings.Contains(d.logs.String(), "msg=serving") {
+			return d
+		}
+		d.cmd.Process.Kill()
+		d.cmd.Wait()
 	}
-	return d
 }
 
 func (d *daemon) stop(t *testing.T) {
