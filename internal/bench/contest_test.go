@@ -291,15 +291,7 @@ func (e *corpusEnv) mbsync(int) (sample, error) {
 // process. With profile set, the server's CPU profile of the run is written there.
 func (e *corpusEnv) goClient(bins, profile string) (sample, error) {
 	t := e.t
-	var args []string
-	var prof chan error
-	if profile != "" {
-		metrics := freeAddr()
-		args = []string{"--metrics-listen", metrics, "--pprof"}
-		prof = make(chan error, 1)
-		go func() { prof <- cpuProfile(metrics, profile) }()
-	}
-	d := startDaemon(t, bins, args...)
+	d, profiled := startProfiled(t, bins, profile)
 	defer d.stop()
 	pid := d.cmd.Process.Pid
 	cpu0, self0, dv0 := treeCPU(pid), selfCPU(), dovecotCPU(e.dv)
@@ -309,12 +301,7 @@ func (e *corpusEnv) goClient(bins, profile string) (sample, error) {
 	consume(t, d.c, e.n, func(m *mailintakev1.Message) { bytes += int64(m.GetRawSize()) })
 	s := sample{wall: time.Since(start), server: treeCPU(pid) - cpu0, consumer: selfCPU() - self0, dovecot: dovecotCPU(e.dv) - dv0, msgs: e.n, bytes: bytes}
 	_, s.peakRSS, _ = Memory(pid)
-	if prof != nil {
-		// The profile covers the run; the daemon stays up until it is written.
-		if err := <-prof; err != nil {
-			t.Errorf("CPU profile: %v", err)
-		}
-	}
+	profiled()
 	return s, nil
 }
 
@@ -440,4 +427,22 @@ func corpusSummary(c *contest) []string {
 		lines = append(lines, fmt.Sprintf("machine CPU (mailintaked, consumer, Dovecot), current / baseline within the run: median %.2f× (%d runs)", r, n))
 	}
 	return lines
+}
+
+// startProfiled starts mailintaked from bins; with profile set, it records the server's CPU
+// profile into that file from the start, and the returned func waits until it is written (the
+// daemon must stay up until then). Without a profile the func does nothing.
+func startProfiled(t *testing.T, bins, profile string) (*daemon, func()) {
+	if profile == "" {
+		return startDaemon(t, bins), func() {}
+	}
+	metrics := freeAddr()
+	prof := make(chan error, 1)
+	go func() { prof <- cpuProfile(metrics, profile) }()
+	d := startDaemon(t, bins, "--metrics-listen", metrics, "--pprof")
+	return d, func() {
+		if err := <-prof; err != nil {
+			t.Errorf("CPU profile: %v", err)
+		}
+	}
 }

@@ -108,15 +108,11 @@ func manyOn(t *testing.T, bins string, dv *dovecot.Server, users, per, runs int,
 		return s, nil
 	}
 	mailintakeMany := func(run int) (sample, error) {
-		var args []string
-		var prof chan error
-		if profile != "" && run == runs {
-			metrics := freeAddr()
-			args = []string{"--metrics-listen", metrics, "--pprof"}
-			prof = make(chan error, 1)
-			go func() { prof <- cpuProfile(metrics, profile) }()
+		file := ""
+		if run == runs {
+			file = profile
 		}
-		d := startDaemon(t, bins, args...)
+		d, profiled := startProfiled(t, bins, file)
 		defer d.stop()
 		pid := d.cmd.Process.Pid
 		cpu0, self0, dv0 := treeCPU(pid), selfCPU(), dovecotCPU(dv)
@@ -146,11 +142,7 @@ func manyOn(t *testing.T, bins string, dv *dovecot.Server, users, per, runs int,
 		s := sample{wall: time.Since(start), server: treeCPU(pid) - cpu0, consumer: selfCPU() - self0, dovecot: dovecotCPU(dv) - dv0, msgs: users * per, bytes: bytes}
 		_, s.peakRSS, _ = Memory(pid)
 		wg.Wait()
-		if prof != nil {
-			if err := <-prof; err != nil {
-				t.Errorf("CPU profile: %v", err)
-			}
-		}
+		profiled()
 		return s, nil
 	}
 	res.contest = interleave(t, "floor-many", []runner{

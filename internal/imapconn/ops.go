@@ -445,37 +445,6 @@ func (c *Conn) Noop(ctx context.Context) error {
 	return c.guard(ctx, 0, "NOOP", func() error { return c.c.Noop().Wait() })
 }
 
-// Idle idles until the server reports a change, wake fires, max passes or ctx ends. It returns
-// nil in all those cases but a broken connection.
-func (c *Conn) Idle(ctx context.Context, wake <-chan struct{}, max time.Duration) error {
-	var idle *imapclient.IdleCommand
-	err := c.guard(ctx, 0, "IDLE", func() error {
-		var err error
-		idle, err = c.c.Idle()
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	t := time.NewTimer(max)
-	defer t.Stop()
-	select {
-	case <-c.updates:
-		// Consumed: the caller's next round looks at the folder. Putting the signal back would
-		// end the next IDLE at once, and the one after, for ever.
-	case <-wake:
-	case <-t.C:
-	case <-ctx.Done():
-	case <-c.c.Closed():
-	}
-	return c.guard(ctx, 0, "DONE", func() error {
-		if err := idle.Close(); err != nil {
-			return err
-		}
-		return idle.Wait()
-	})
-}
-
 // Logout ends the session politely and closes the connection.
 func (c *Conn) Logout() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
