@@ -388,9 +388,8 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 			own = bytes.Clone(body)
 		}
 		a.Message = p.message(own, where, depth+1)
-	case "message/delivery-status", "message/global-delivery-status":
-		msg.Signals.Bounce = true
-		msg.Signals.BounceRecipients = append(msg.Signals.BounceRecipients, deliveryStatus(body)...)
+	default:
+		reportPart(msg, ct, ctParams, body)
 	}
 	msg.Attachments = append(msg.Attachments, a)
 }
@@ -494,40 +493,6 @@ func subject(h mail.Header) (string, error) {
 var outOfOffice = regexp.MustCompile(`(?i)^\s*(auto(matic)?\s*(reply|response|antwort|réponse|respuesta)\b|out of (the )?office|abwesenheit|absence|abwesend|réponse automatique|respuesta automática|fuori sede|afwezig|automatisch antwoord|frånvaro|fravær|poza biurem|ausente|i am (currently )?(out|away))`)
 
 // signals reads the service-desk signals from the header.
-func signals(h mail.Header, msg *mailintakev1.Message, ticket *regexp.Regexp) {
-	s := msg.Signals
-	auto := strings.ToLower(strings.TrimSpace(h.Get("Auto-Submitted")))
-	prec := strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
-	suppress := strings.ToLower(h.Get("X-Auto-Response-Suppress"))
-	subject := ""
-	if msg.Envelope != nil {
-		subject = msg.Envelope.Subject
-	}
-	switch {
-	case outOfOffice.MatchString(subject), h.Has("X-Autoreply") && outOfOffice.MatchString(subject):
-		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_OUT_OF_OFFICE
-	case h.Has("X-Autoreply"), h.Has("X-Autorespond"), h.Has("X-Auto-Reply"), auto == "auto-replied", prec == "auto_reply",
-		strings.Contains(suppress, "all") || strings.Contains(suppress, "oof") && strings.Contains(suppress, "autoreply"):
-		// RFC 3834 and the vendor headers of Exchange, cPanel and others.
-		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_AUTO_GENERATED
-	case auto != "" && auto != "no":
-		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_AUTO_GENERATED
-	}
-	if ct := strings.ToLower(h.Get("Content-Type")); strings.HasPrefix(ct, "multipart/report") && strings.Contains(ct, "delivery-status") {
-		s.Bounce = true
-	}
-	s.MailingList = h.Has("List-Id") || h.Has("List-Unsubscribe") || h.Has("List-Post")
-	s.Bulk = prec == "bulk" || prec == "list" || prec == "junk"
-	if ticket != nil && msg.Envelope != nil {
-		if m := ticket.FindStringSubmatch(msg.Envelope.Subject); m != nil {
-			s.TicketReference = m[0]
-			if len(m) > 1 {
-				s.TicketReference = m[1]
-			}
-		}
-	}
-}
-
 // SHA256 returns the lower-case hex SHA-256 of raw, as Message.sha256 carries it.
 func SHA256(raw []byte) string {
 	sum := sha256.Sum256(raw)

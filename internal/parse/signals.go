@@ -7,8 +7,54 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/emersion/go-message/mail"
+
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
+
+// signals sets the message's signals from its header and what the walk found.
+func signals(h mail.Header, msg *mailintakev1.Message, ticket *regexp.Regexp) {
+	s := msg.Signals
+	auto := strings.ToLower(strings.TrimSpace(h.Get("Auto-Submitted")))
+	prec := strings.ToLower(strings.TrimSpace(h.Get("Precedence")))
+	suppress := strings.ToLower(h.Get("X-Auto-Response-Suppress"))
+	subject := ""
+	if msg.Envelope != nil {
+		subject = msg.Envelope.Subject
+	}
+	switch {
+	case outOfOffice.MatchString(subject), h.Has("X-Autoreply") && outOfOffice.MatchString(subject):
+		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_OUT_OF_OFFICE
+	case h.Has("X-Autoreply"), h.Has("X-Autorespond"), h.Has("X-Auto-Reply"), auto == "auto-replied", prec == "auto_reply",
+		strings.Contains(suppress, "all") || strings.Contains(suppress, "oof") && strings.Contains(suppress, "autoreply"):
+		// RFC 3834 and the vendor headers of Exchange, cPanel and others.
+		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_AUTO_GENERATED
+	case auto != "" && auto != "no":
+		s.AutoReply = mailintakev1.AutoReplyKind_AUTO_REPLY_KIND_AUTO_GENERATED
+	}
+	if ct := strings.ToLower(h.Get("Content-Type")); strings.HasPrefix(ct, "multipart/report") && strings.Contains(ct, "delivery-status") {
+		s.Bounce = true
+	}
+	s.MailingList = h.Has("List-Id") || h.Has("List-Unsubscribe") || h.Has("List-Post")
+	s.Bulk = prec == "bulk" || prec == "list" || prec == "junk"
+	if ticket != nil && msg.Envelope != nil {
+		if m := ticket.FindStringSubmatch(msg.Envelope.Subject); m != nil {
+			s.TicketReference = m[0]
+			if len(m) > 1 {
+				s.TicketReference = m[1]
+			}
+		}
+	}
+}
+
+// reportPart notes a part of a delivery or feedback report found by the walk.
+func reportPart(msg *mailintakev1.Message, ct string, ctParams map[string]string, body []byte) {
+	switch ct {
+	case "message/delivery-status", "message/global-delivery-status":
+		msg.Signals.Bounce = true
+		msg.Signals.BounceRecipients = append(msg.Signals.BounceRecipients, deliveryStatus(body)...)
+	}
+}
 
 // calendarMethod finds the iTIP method in a text/calendar body (RFC 5546).
 var calendarMethod = regexp.MustCompile(`(?im)^METHOD:\s*([A-Z-]+)\s*$`)

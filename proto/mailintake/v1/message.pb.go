@@ -129,6 +129,214 @@ func (AutoReplyKind) EnumDescriptor() ([]byte, []int) {
 	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{1}
 }
 
+// BounceKind tells a delivery failure from a warning.
+type BounceKind int32
+
+const (
+	// Not a bounce.
+	BounceKind_BOUNCE_KIND_UNSPECIFIED BounceKind = 0
+	// Delivery failed: the mail server gave up on at least one recipient.
+	BounceKind_BOUNCE_KIND_FAILURE BounceKind = 1
+	// Delivery is delayed: the mail server is still trying; a failure may follow.
+	BounceKind_BOUNCE_KIND_DELAY BounceKind = 2
+)
+
+// Enum value maps for BounceKind.
+var (
+	BounceKind_name = map[int32]string{
+		0: "BOUNCE_KIND_UNSPECIFIED",
+		1: "BOUNCE_KIND_FAILURE",
+		2: "BOUNCE_KIND_DELAY",
+	}
+	BounceKind_value = map[string]int32{
+		"BOUNCE_KIND_UNSPECIFIED": 0,
+		"BOUNCE_KIND_FAILURE":     1,
+		"BOUNCE_KIND_DELAY":       2,
+	}
+)
+
+func (x BounceKind) Enum() *BounceKind {
+	p := new(BounceKind)
+	*p = x
+	return p
+}
+
+func (x BounceKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BounceKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_mailintake_v1_message_proto_enumTypes[2].Descriptor()
+}
+
+func (BounceKind) Type() protoreflect.EnumType {
+	return &file_mailintake_v1_message_proto_enumTypes[2]
+}
+
+func (x BounceKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BounceKind.Descriptor instead.
+func (BounceKind) EnumDescriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{2}
+}
+
+// BounceReason classifies why delivery to a recipient failed.
+type BounceReason int32
+
+const (
+	// Not known.
+	BounceReason_BOUNCE_REASON_UNSPECIFIED BounceReason = 0
+	// The address does not exist (5.1.1, "user unknown", "no such user").
+	BounceReason_BOUNCE_REASON_UNKNOWN_USER BounceReason = 1
+	// The recipient's mailbox is full or over quota (5.2.2, 4.2.2).
+	BounceReason_BOUNCE_REASON_MAILBOX_FULL BounceReason = 2
+	// The message is larger than the receiving server accepts (5.2.3, 5.3.4).
+	BounceReason_BOUNCE_REASON_MESSAGE_TOO_LARGE BounceReason = 3
+	// The receiving server blocked or filtered the message (spam, reputation, content, blocklist).
+	BounceReason_BOUNCE_REASON_BLOCKED BounceReason = 4
+	// Delivery expired or is delayed (4.4.7, "retry timeout exceeded").
+	BounceReason_BOUNCE_REASON_EXPIRED BounceReason = 5
+	// The recipient's domain or host does not exist or cannot be reached (5.1.2, 5.4.4).
+	BounceReason_BOUNCE_REASON_HOST_UNKNOWN BounceReason = 6
+	// A policy or authentication check refused it (SPF, DKIM, DMARC, relaying denied, 5.7.x).
+	BounceReason_BOUNCE_REASON_POLICY BounceReason = 7
+	// Another reason.
+	BounceReason_BOUNCE_REASON_OTHER BounceReason = 8
+)
+
+// Enum value maps for BounceReason.
+var (
+	BounceReason_name = map[int32]string{
+		0: "BOUNCE_REASON_UNSPECIFIED",
+		1: "BOUNCE_REASON_UNKNOWN_USER",
+		2: "BOUNCE_REASON_MAILBOX_FULL",
+		3: "BOUNCE_REASON_MESSAGE_TOO_LARGE",
+		4: "BOUNCE_REASON_BLOCKED",
+		5: "BOUNCE_REASON_EXPIRED",
+		6: "BOUNCE_REASON_HOST_UNKNOWN",
+		7: "BOUNCE_REASON_POLICY",
+		8: "BOUNCE_REASON_OTHER",
+	}
+	BounceReason_value = map[string]int32{
+		"BOUNCE_REASON_UNSPECIFIED":       0,
+		"BOUNCE_REASON_UNKNOWN_USER":      1,
+		"BOUNCE_REASON_MAILBOX_FULL":      2,
+		"BOUNCE_REASON_MESSAGE_TOO_LARGE": 3,
+		"BOUNCE_REASON_BLOCKED":           4,
+		"BOUNCE_REASON_EXPIRED":           5,
+		"BOUNCE_REASON_HOST_UNKNOWN":      6,
+		"BOUNCE_REASON_POLICY":            7,
+		"BOUNCE_REASON_OTHER":             8,
+	}
+)
+
+func (x BounceReason) Enum() *BounceReason {
+	p := new(BounceReason)
+	*p = x
+	return p
+}
+
+func (x BounceReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BounceReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_mailintake_v1_message_proto_enumTypes[3].Descriptor()
+}
+
+func (BounceReason) Type() protoreflect.EnumType {
+	return &file_mailintake_v1_message_proto_enumTypes[3]
+}
+
+func (x BounceReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BounceReason.Descriptor instead.
+func (BounceReason) EnumDescriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{3}
+}
+
+// ThreadMethod says how a thread candidate was found.
+type ThreadMethod int32
+
+const (
+	// Unknown.
+	ThreadMethod_THREAD_METHOD_UNSPECIFIED ThreadMethod = 0
+	// The In-Reply-To header: the message this one answers (a Message-ID).
+	ThreadMethod_THREAD_METHOD_IN_REPLY_TO ThreadMethod = 1
+	// The References header: an earlier message of the conversation (a Message-ID).
+	ThreadMethod_THREAD_METHOD_REFERENCES ThreadMethod = 2
+	// Outlook's Thread-Index: the conversation's 22-byte root, base64 as in the header's first
+	// 30 characters; every message of an Outlook conversation carries the same.
+	ThreadMethod_THREAD_METHOD_THREAD_INDEX ThreadMethod = 3
+	// Outlook's Thread-Topic: the conversation's subject without prefixes.
+	ThreadMethod_THREAD_METHOD_THREAD_TOPIC ThreadMethod = 4
+	// The mailbox's ticket_pattern matched the subject.
+	ThreadMethod_THREAD_METHOD_SUBJECT_REFERENCE ThreadMethod = 5
+	// The mailbox's ticket_pattern matched the text body (e.g. a quoted footer).
+	ThreadMethod_THREAD_METHOD_BODY_REFERENCE ThreadMethod = 6
+	// A plus address among the recipients, e.g. support+T1234@example.com gives "T1234".
+	ThreadMethod_THREAD_METHOD_PLUS_ADDRESS ThreadMethod = 7
+	// A bounce's or feedback report's original Message-ID.
+	ThreadMethod_THREAD_METHOD_ORIGINAL_MESSAGE ThreadMethod = 8
+)
+
+// Enum value maps for ThreadMethod.
+var (
+	ThreadMethod_name = map[int32]string{
+		0: "THREAD_METHOD_UNSPECIFIED",
+		1: "THREAD_METHOD_IN_REPLY_TO",
+		2: "THREAD_METHOD_REFERENCES",
+		3: "THREAD_METHOD_THREAD_INDEX",
+		4: "THREAD_METHOD_THREAD_TOPIC",
+		5: "THREAD_METHOD_SUBJECT_REFERENCE",
+		6: "THREAD_METHOD_BODY_REFERENCE",
+		7: "THREAD_METHOD_PLUS_ADDRESS",
+		8: "THREAD_METHOD_ORIGINAL_MESSAGE",
+	}
+	ThreadMethod_value = map[string]int32{
+		"THREAD_METHOD_UNSPECIFIED":       0,
+		"THREAD_METHOD_IN_REPLY_TO":       1,
+		"THREAD_METHOD_REFERENCES":        2,
+		"THREAD_METHOD_THREAD_INDEX":      3,
+		"THREAD_METHOD_THREAD_TOPIC":      4,
+		"THREAD_METHOD_SUBJECT_REFERENCE": 5,
+		"THREAD_METHOD_BODY_REFERENCE":    6,
+		"THREAD_METHOD_PLUS_ADDRESS":      7,
+		"THREAD_METHOD_ORIGINAL_MESSAGE":  8,
+	}
+)
+
+func (x ThreadMethod) Enum() *ThreadMethod {
+	p := new(ThreadMethod)
+	*p = x
+	return p
+}
+
+func (x ThreadMethod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ThreadMethod) Descriptor() protoreflect.EnumDescriptor {
+	return file_mailintake_v1_message_proto_enumTypes[4].Descriptor()
+}
+
+func (ThreadMethod) Type() protoreflect.EnumType {
+	return &file_mailintake_v1_message_proto_enumTypes[4]
+}
+
+func (x ThreadMethod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ThreadMethod.Descriptor instead.
+func (ThreadMethod) EnumDescriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{4}
+}
+
 // QuarantineState says what happens to a quarantined message next.
 type QuarantineState int32
 
@@ -166,11 +374,11 @@ func (x QuarantineState) String() string {
 }
 
 func (QuarantineState) Descriptor() protoreflect.EnumDescriptor {
-	return file_mailintake_v1_message_proto_enumTypes[2].Descriptor()
+	return file_mailintake_v1_message_proto_enumTypes[5].Descriptor()
 }
 
 func (QuarantineState) Type() protoreflect.EnumType {
-	return &file_mailintake_v1_message_proto_enumTypes[2]
+	return &file_mailintake_v1_message_proto_enumTypes[5]
 }
 
 func (x QuarantineState) Number() protoreflect.EnumNumber {
@@ -179,7 +387,7 @@ func (x QuarantineState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use QuarantineState.Descriptor instead.
 func (QuarantineState) EnumDescriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{2}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{5}
 }
 
 // Address is a mailbox address split into its display name and address.
@@ -316,7 +524,10 @@ type Envelope struct {
 	// The Cc addresses.
 	Cc []*Address `protobuf:"bytes,10,rep,name=cc,proto3" json:"cc,omitempty"`
 	// The Bcc addresses (rarely present in received mail).
-	Bcc           []*Address `protobuf:"bytes,11,rep,name=bcc,proto3" json:"bcc,omitempty"`
+	Bcc []*Address `protobuf:"bytes,11,rep,name=bcc,proto3" json:"bcc,omitempty"`
+	// Set when the message has no usable From: the header the from addresses were taken from
+	// instead ("Sender", "Reply-To" or "Return-Path"). A problem with code "from" says so too.
+	FromFallback  string `protobuf:"bytes,12,opt,name=from_fallback,json=fromFallback,proto3" json:"from_fallback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -426,6 +637,13 @@ func (x *Envelope) GetBcc() []*Address {
 		return x.Bcc
 	}
 	return nil
+}
+
+func (x *Envelope) GetFromFallback() string {
+	if x != nil {
+		return x.FromFallback
+	}
+	return ""
 }
 
 // Attachment is a non-body part of the message.
@@ -561,17 +779,26 @@ func (x *Attachment) GetMessage() *Message {
 	return nil
 }
 
-// BounceRecipient is one failed recipient of a delivery status notification.
+// BounceRecipient is one failed (or delayed) recipient of a bounce.
 type BounceRecipient struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The recipient address.
 	Address string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
-	// The DSN action, e.g. "failed", "delayed".
+	// The DSN action, e.g. "failed", "delayed"; for a notice without one, "failed" or "delayed"
+	// as the notice says.
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
-	// The status code, e.g. "5.1.1".
+	// The enhanced status code, e.g. "5.1.1"; empty when the notice gives none.
 	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
-	// The remote server's diagnostic text.
-	Diagnostic    string `protobuf:"bytes,4,opt,name=diagnostic,proto3" json:"diagnostic,omitempty"`
+	// The remote server's diagnostic text, e.g. "550 5.1.1 <bob@example.com>: user unknown".
+	Diagnostic string `protobuf:"bytes,4,opt,name=diagnostic,proto3" json:"diagnostic,omitempty"`
+	// The basic SMTP reply code (RFC 5321), e.g. 550; 0 when the notice gives none.
+	SmtpCode uint32 `protobuf:"varint,5,opt,name=smtp_code,json=smtpCode,proto3" json:"smtp_code,omitempty"`
+	// Why it failed, from the status codes or, without them, the notice's words.
+	Reason BounceReason `protobuf:"varint,6,opt,name=reason,proto3,enum=mailintake.v1.BounceReason" json:"reason,omitempty"`
+	// The failure is permanent (5.x.x, 5xx or the notice's words): do not send again unchanged.
+	Permanent bool `protobuf:"varint,7,opt,name=permanent,proto3" json:"permanent,omitempty"`
+	// The server that answered, when the notice names it (DSN Remote-MTA).
+	RemoteMta     string `protobuf:"bytes,8,opt,name=remote_mta,json=remoteMta,proto3" json:"remote_mta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -634,14 +861,298 @@ func (x *BounceRecipient) GetDiagnostic() string {
 	return ""
 }
 
+func (x *BounceRecipient) GetSmtpCode() uint32 {
+	if x != nil {
+		return x.SmtpCode
+	}
+	return 0
+}
+
+func (x *BounceRecipient) GetReason() BounceReason {
+	if x != nil {
+		return x.Reason
+	}
+	return BounceReason_BOUNCE_REASON_UNSPECIFIED
+}
+
+func (x *BounceRecipient) GetPermanent() bool {
+	if x != nil {
+		return x.Permanent
+	}
+	return false
+}
+
+func (x *BounceRecipient) GetRemoteMta() string {
+	if x != nil {
+		return x.RemoteMta
+	}
+	return ""
+}
+
+// Bounce describes a delivery report: a failure or a delay warning, in any of the common
+// formats (RFC 3464 multipart/report, and the text notices of Exim, Postfix, Sendmail, qmail,
+// Exchange, Domino, Gmail and others).
+type Bounce struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Failure or delay.
+	Kind BounceKind `protobuf:"varint,1,opt,name=kind,proto3,enum=mailintake.v1.BounceKind" json:"kind,omitempty"`
+	// The recipients the report is about.
+	Recipients []*BounceRecipient `protobuf:"bytes,2,rep,name=recipients,proto3" json:"recipients,omitempty"`
+	// The Message-ID (without angle brackets) of the message that bounced, from the returned
+	// original or its headers: link the bounce to the reply that was sent.
+	OriginalMessageId string `protobuf:"bytes,3,opt,name=original_message_id,json=originalMessageId,proto3" json:"original_message_id,omitempty"`
+	// The reporting server, when named (DSN Reporting-MTA).
+	ReportingMta string `protobuf:"bytes,4,opt,name=reporting_mta,json=reportingMta,proto3" json:"reporting_mta,omitempty"`
+	// How it was recognised: "rfc3464", or the notice's format, e.g. "exim", "qmail", "postfix",
+	// "sendmail", "exchange", "domino", "gmail", "x-failed-recipients", "text".
+	Format        string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bounce) Reset() {
+	*x = Bounce{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bounce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bounce) ProtoMessage() {}
+
+func (x *Bounce) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bounce.ProtoReflect.Descriptor instead.
+func (*Bounce) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Bounce) GetKind() BounceKind {
+	if x != nil {
+		return x.Kind
+	}
+	return BounceKind_BOUNCE_KIND_UNSPECIFIED
+}
+
+func (x *Bounce) GetRecipients() []*BounceRecipient {
+	if x != nil {
+		return x.Recipients
+	}
+	return nil
+}
+
+func (x *Bounce) GetOriginalMessageId() string {
+	if x != nil {
+		return x.OriginalMessageId
+	}
+	return ""
+}
+
+func (x *Bounce) GetReportingMta() string {
+	if x != nil {
+		return x.ReportingMta
+	}
+	return ""
+}
+
+func (x *Bounce) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+// FeedbackReport is an ARF feedback report (RFC 5965): a complaint or abuse report about a
+// message sent from this domain, not customer mail.
+type FeedbackReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Feedback-Type: "abuse", "fraud", "virus", "not-spam", "auth-failure", "other".
+	FeedbackType string `protobuf:"bytes,1,opt,name=feedback_type,json=feedbackType,proto3" json:"feedback_type,omitempty"`
+	// The reporter's User-Agent.
+	UserAgent string `protobuf:"bytes,2,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	// The Message-ID (without angle brackets) of the reported message.
+	OriginalMessageId string `protobuf:"bytes,3,opt,name=original_message_id,json=originalMessageId,proto3" json:"original_message_id,omitempty"`
+	// The reported message's envelope sender (Original-Mail-From).
+	OriginalMailFrom string `protobuf:"bytes,4,opt,name=original_mail_from,json=originalMailFrom,proto3" json:"original_mail_from,omitempty"`
+	// The reported message's envelope recipients (Original-Rcpt-To).
+	OriginalRcptTo []string `protobuf:"bytes,5,rep,name=original_rcpt_to,json=originalRcptTo,proto3" json:"original_rcpt_to,omitempty"`
+	// The IP address the reported message came from (Source-IP).
+	SourceIp string `protobuf:"bytes,6,opt,name=source_ip,json=sourceIp,proto3" json:"source_ip,omitempty"`
+	// The domains the report is about (Reported-Domain).
+	ReportedDomains []string `protobuf:"bytes,7,rep,name=reported_domains,json=reportedDomains,proto3" json:"reported_domains,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FeedbackReport) Reset() {
+	*x = FeedbackReport{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedbackReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedbackReport) ProtoMessage() {}
+
+func (x *FeedbackReport) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedbackReport.ProtoReflect.Descriptor instead.
+func (*FeedbackReport) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FeedbackReport) GetFeedbackType() string {
+	if x != nil {
+		return x.FeedbackType
+	}
+	return ""
+}
+
+func (x *FeedbackReport) GetUserAgent() string {
+	if x != nil {
+		return x.UserAgent
+	}
+	return ""
+}
+
+func (x *FeedbackReport) GetOriginalMessageId() string {
+	if x != nil {
+		return x.OriginalMessageId
+	}
+	return ""
+}
+
+func (x *FeedbackReport) GetOriginalMailFrom() string {
+	if x != nil {
+		return x.OriginalMailFrom
+	}
+	return ""
+}
+
+func (x *FeedbackReport) GetOriginalRcptTo() []string {
+	if x != nil {
+		return x.OriginalRcptTo
+	}
+	return nil
+}
+
+func (x *FeedbackReport) GetSourceIp() string {
+	if x != nil {
+		return x.SourceIp
+	}
+	return ""
+}
+
+func (x *FeedbackReport) GetReportedDomains() []string {
+	if x != nil {
+		return x.ReportedDomains
+	}
+	return nil
+}
+
+// SignalEvidence says what decided a signal, so a service desk can show why it treated a
+// message as it did.
+type SignalEvidence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Signals field it decided: "auto_reply", "bounce", "feedback", "mailing_list", "bulk",
+	// "ticket_reference" or "calendar_method".
+	Signal string `protobuf:"bytes,1,opt,name=signal,proto3" json:"signal,omitempty"`
+	// Where it was found: "header", "subject", "body", "structure" (a part's content type) or
+	// "sender" (the From address, e.g. MAILER-DAEMON).
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// What was found, e.g. "Auto-Submitted: auto-replied", "X-Failed-Recipients",
+	// "multipart/report; report-type=delivery-status", "Mail delivery failed".
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalEvidence) Reset() {
+	*x = SignalEvidence{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalEvidence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalEvidence) ProtoMessage() {}
+
+func (x *SignalEvidence) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalEvidence.ProtoReflect.Descriptor instead.
+func (*SignalEvidence) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SignalEvidence) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+func (x *SignalEvidence) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *SignalEvidence) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // Signals are facts about a message that decide how a service desk treats it.
 type Signals struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The message was generated automatically; do not auto-reply to it.
 	AutoReply AutoReplyKind `protobuf:"varint,1,opt,name=auto_reply,json=autoReply,proto3,enum=mailintake.v1.AutoReplyKind" json:"auto_reply,omitempty"`
-	// The message is a bounce (delivery status notification).
+	// The message is a bounce: a delivery failure or delay report, in any common format
+	// (bounce_report says which and what it is about).
 	Bounce bool `protobuf:"varint,2,opt,name=bounce,proto3" json:"bounce,omitempty"`
-	// The failed recipients of a bounce.
+	// The recipients of a bounce; the same as bounce_report.recipients.
 	BounceRecipients []*BounceRecipient `protobuf:"bytes,3,rep,name=bounce_recipients,json=bounceRecipients,proto3" json:"bounce_recipients,omitempty"`
 	// The message came through a mailing list (List-Id and friends).
 	MailingList bool `protobuf:"varint,4,opt,name=mailing_list,json=mailingList,proto3" json:"mailing_list,omitempty"`
@@ -651,13 +1162,19 @@ type Signals struct {
 	TicketReference string `protobuf:"bytes,6,opt,name=ticket_reference,json=ticketReference,proto3" json:"ticket_reference,omitempty"`
 	// The iTIP method of a calendar invitation (REQUEST, CANCEL, REPLY, …); empty when none.
 	CalendarMethod string `protobuf:"bytes,7,opt,name=calendar_method,json=calendarMethod,proto3" json:"calendar_method,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The bounce, when bounce is set.
+	BounceReport *Bounce `protobuf:"bytes,8,opt,name=bounce_report,json=bounceReport,proto3" json:"bounce_report,omitempty"`
+	// An ARF feedback report (abuse or spam complaint); such a message is not a bounce.
+	Feedback *FeedbackReport `protobuf:"bytes,9,opt,name=feedback,proto3" json:"feedback,omitempty"`
+	// What decided each signal that is set, one entry per piece of evidence.
+	Evidence      []*SignalEvidence `protobuf:"bytes,10,rep,name=evidence,proto3" json:"evidence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Signals) Reset() {
 	*x = Signals{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[5]
+	mi := &file_mailintake_v1_message_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +1186,7 @@ func (x *Signals) String() string {
 func (*Signals) ProtoMessage() {}
 
 func (x *Signals) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[5]
+	mi := &file_mailintake_v1_message_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +1199,7 @@ func (x *Signals) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signals.ProtoReflect.Descriptor instead.
 func (*Signals) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{5}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Signals) GetAutoReply() AutoReplyKind {
@@ -734,6 +1251,92 @@ func (x *Signals) GetCalendarMethod() string {
 	return ""
 }
 
+func (x *Signals) GetBounceReport() *Bounce {
+	if x != nil {
+		return x.BounceReport
+	}
+	return nil
+}
+
+func (x *Signals) GetFeedback() *FeedbackReport {
+	if x != nil {
+		return x.Feedback
+	}
+	return nil
+}
+
+func (x *Signals) GetEvidence() []*SignalEvidence {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+// ThreadCandidate is one value a service desk can match an existing ticket on.
+type ThreadCandidate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How it was found.
+	Method ThreadMethod `protobuf:"varint,1,opt,name=method,proto3,enum=mailintake.v1.ThreadMethod" json:"method,omitempty"`
+	// The value: a Message-ID without angle brackets, a Thread-Index root, a topic, a ticket
+	// reference or a plus-address tag.
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// Where it was found, e.g. the header name, or the recipient address of a plus address.
+	Source        string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThreadCandidate) Reset() {
+	*x = ThreadCandidate{}
+	mi := &file_mailintake_v1_message_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThreadCandidate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThreadCandidate) ProtoMessage() {}
+
+func (x *ThreadCandidate) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_message_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThreadCandidate.ProtoReflect.Descriptor instead.
+func (*ThreadCandidate) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ThreadCandidate) GetMethod() ThreadMethod {
+	if x != nil {
+		return x.Method
+	}
+	return ThreadMethod_THREAD_METHOD_UNSPECIFIED
+}
+
+func (x *ThreadCandidate) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *ThreadCandidate) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 // Reply splits a reply's text body into what is new and what is quoted.
 type Reply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -749,7 +1352,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[6]
+	mi := &file_mailintake_v1_message_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +1364,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[6]
+	mi := &file_mailintake_v1_message_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +1377,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{6}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Reply) GetNewText() string {
@@ -813,7 +1416,7 @@ type ParseProblem struct {
 
 func (x *ParseProblem) Reset() {
 	*x = ParseProblem{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[7]
+	mi := &file_mailintake_v1_message_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +1428,7 @@ func (x *ParseProblem) String() string {
 func (*ParseProblem) ProtoMessage() {}
 
 func (x *ParseProblem) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[7]
+	mi := &file_mailintake_v1_message_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +1441,7 @@ func (x *ParseProblem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParseProblem.ProtoReflect.Descriptor instead.
 func (*ParseProblem) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{7}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ParseProblem) GetPart() string {
@@ -906,14 +1509,26 @@ type Message struct {
 	// The raw message, set when it could not be parsed at all (so nothing is lost).
 	Raw []byte `protobuf:"bytes,20,opt,name=raw,proto3" json:"raw,omitempty"`
 	// The IMAP flags at fetch time.
-	Flags         []string `protobuf:"bytes,21,rep,name=flags,proto3" json:"flags,omitempty"`
+	Flags []string `protobuf:"bytes,21,rep,name=flags,proto3" json:"flags,omitempty"`
+	// The candidates a service desk matches this message to a ticket on, strongest first:
+	// In-Reply-To, References (newest first), a bounce's original, the ticket reference,
+	// plus addresses, Outlook's Thread-Index and Thread-Topic.
+	Thread []*ThreadCandidate `protobuf:"bytes,22,rep,name=thread,proto3" json:"thread,omitempty"`
+	// SHA-256 of the message without the header fields each delivery adds (Received,
+	// Delivered-To, Return-Path, X-Original-To and similar), lower-case hex: the same for one
+	// mail delivered into two mailboxes.
+	ContentSha256 string `protobuf:"bytes,23,opt,name=content_sha256,json=contentSha256,proto3" json:"content_sha256,omitempty"`
+	// The id of a message delivered earlier from another mailbox of the same tenant that is
+	// this same mail (same Message-ID and content_sha256): a customer who wrote to sales@ and
+	// support@ at once. Open one ticket, not two. Empty when none.
+	DuplicateOf   string `protobuf:"bytes,24,opt,name=duplicate_of,json=duplicateOf,proto3" json:"duplicate_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[8]
+	mi := &file_mailintake_v1_message_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1540,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[8]
+	mi := &file_mailintake_v1_message_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1553,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{8}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Message) GetId() string {
@@ -1088,6 +1703,27 @@ func (x *Message) GetFlags() []string {
 	return nil
 }
 
+func (x *Message) GetThread() []*ThreadCandidate {
+	if x != nil {
+		return x.Thread
+	}
+	return nil
+}
+
+func (x *Message) GetContentSha256() string {
+	if x != nil {
+		return x.ContentSha256
+	}
+	return ""
+}
+
+func (x *Message) GetDuplicateOf() string {
+	if x != nil {
+		return x.DuplicateOf
+	}
+	return ""
+}
+
 // StreamMessagesRequest is the request of StreamMessages.
 type StreamMessagesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1103,7 +1739,7 @@ type StreamMessagesRequest struct {
 
 func (x *StreamMessagesRequest) Reset() {
 	*x = StreamMessagesRequest{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[9]
+	mi := &file_mailintake_v1_message_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1751,7 @@ func (x *StreamMessagesRequest) String() string {
 func (*StreamMessagesRequest) ProtoMessage() {}
 
 func (x *StreamMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[9]
+	mi := &file_mailintake_v1_message_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1764,7 @@ func (x *StreamMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamMessagesRequest.ProtoReflect.Descriptor instead.
 func (*StreamMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{9}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StreamMessagesRequest) GetMailboxIds() []string {
@@ -1163,7 +1799,7 @@ type StreamMessagesResponse struct {
 
 func (x *StreamMessagesResponse) Reset() {
 	*x = StreamMessagesResponse{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[10]
+	mi := &file_mailintake_v1_message_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1811,7 @@ func (x *StreamMessagesResponse) String() string {
 func (*StreamMessagesResponse) ProtoMessage() {}
 
 func (x *StreamMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[10]
+	mi := &file_mailintake_v1_message_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1824,7 @@ func (x *StreamMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamMessagesResponse.ProtoReflect.Descriptor instead.
 func (*StreamMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{10}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StreamMessagesResponse) GetMessage() *Message {
@@ -1209,7 +1845,7 @@ type AckMessagesRequest struct {
 
 func (x *AckMessagesRequest) Reset() {
 	*x = AckMessagesRequest{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[11]
+	mi := &file_mailintake_v1_message_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1857,7 @@ func (x *AckMessagesRequest) String() string {
 func (*AckMessagesRequest) ProtoMessage() {}
 
 func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[11]
+	mi := &file_mailintake_v1_message_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1870,7 @@ func (x *AckMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesRequest.ProtoReflect.Descriptor instead.
 func (*AckMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{11}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AckMessagesRequest) GetMessageIds() []string {
@@ -1257,7 +1893,7 @@ type AckMessagesResponse struct {
 
 func (x *AckMessagesResponse) Reset() {
 	*x = AckMessagesResponse{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[12]
+	mi := &file_mailintake_v1_message_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1269,7 +1905,7 @@ func (x *AckMessagesResponse) String() string {
 func (*AckMessagesResponse) ProtoMessage() {}
 
 func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[12]
+	mi := &file_mailintake_v1_message_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1282,7 +1918,7 @@ func (x *AckMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckMessagesResponse.ProtoReflect.Descriptor instead.
 func (*AckMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{12}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AckMessagesResponse) GetAcknowledgedIds() []string {
@@ -1312,7 +1948,7 @@ type GetAttachmentRequest struct {
 
 func (x *GetAttachmentRequest) Reset() {
 	*x = GetAttachmentRequest{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[13]
+	mi := &file_mailintake_v1_message_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1960,7 @@ func (x *GetAttachmentRequest) String() string {
 func (*GetAttachmentRequest) ProtoMessage() {}
 
 func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[13]
+	mi := &file_mailintake_v1_message_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1973,7 @@ func (x *GetAttachmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttachmentRequest.ProtoReflect.Descriptor instead.
 func (*GetAttachmentRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{13}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetAttachmentRequest) GetMessageId() string {
@@ -1372,7 +2008,7 @@ type GetAttachmentResponse struct {
 
 func (x *GetAttachmentResponse) Reset() {
 	*x = GetAttachmentResponse{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[14]
+	mi := &file_mailintake_v1_message_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +2020,7 @@ func (x *GetAttachmentResponse) String() string {
 func (*GetAttachmentResponse) ProtoMessage() {}
 
 func (x *GetAttachmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[14]
+	mi := &file_mailintake_v1_message_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +2033,7 @@ func (x *GetAttachmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttachmentResponse.ProtoReflect.Descriptor instead.
 func (*GetAttachmentResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{14}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetAttachmentResponse) GetAttachment() *Attachment {
@@ -1439,7 +2075,7 @@ type GetRawMessageRequest struct {
 
 func (x *GetRawMessageRequest) Reset() {
 	*x = GetRawMessageRequest{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[15]
+	mi := &file_mailintake_v1_message_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +2087,7 @@ func (x *GetRawMessageRequest) String() string {
 func (*GetRawMessageRequest) ProtoMessage() {}
 
 func (x *GetRawMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[15]
+	mi := &file_mailintake_v1_message_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +2100,7 @@ func (x *GetRawMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRawMessageRequest.ProtoReflect.Descriptor instead.
 func (*GetRawMessageRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{15}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetRawMessageRequest) GetMessageId() string {
@@ -1487,7 +2123,7 @@ type GetRawMessageResponse struct {
 
 func (x *GetRawMessageResponse) Reset() {
 	*x = GetRawMessageResponse{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[16]
+	mi := &file_mailintake_v1_message_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1499,7 +2135,7 @@ func (x *GetRawMessageResponse) String() string {
 func (*GetRawMessageResponse) ProtoMessage() {}
 
 func (x *GetRawMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[16]
+	mi := &file_mailintake_v1_message_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1512,7 +2148,7 @@ func (x *GetRawMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRawMessageResponse.ProtoReflect.Descriptor instead.
 func (*GetRawMessageResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{16}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRawMessageResponse) GetSize() uint64 {
@@ -1562,7 +2198,7 @@ type QuarantinedMessage struct {
 
 func (x *QuarantinedMessage) Reset() {
 	*x = QuarantinedMessage{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[17]
+	mi := &file_mailintake_v1_message_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +2210,7 @@ func (x *QuarantinedMessage) String() string {
 func (*QuarantinedMessage) ProtoMessage() {}
 
 func (x *QuarantinedMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[17]
+	mi := &file_mailintake_v1_message_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +2223,7 @@ func (x *QuarantinedMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuarantinedMessage.ProtoReflect.Descriptor instead.
 func (*QuarantinedMessage) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{17}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QuarantinedMessage) GetId() string {
@@ -1685,7 +2321,7 @@ type ListQuarantinedMessagesRequest struct {
 
 func (x *ListQuarantinedMessagesRequest) Reset() {
 	*x = ListQuarantinedMessagesRequest{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[18]
+	mi := &file_mailintake_v1_message_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +2333,7 @@ func (x *ListQuarantinedMessagesRequest) String() string {
 func (*ListQuarantinedMessagesRequest) ProtoMessage() {}
 
 func (x *ListQuarantinedMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[18]
+	mi := &file_mailintake_v1_message_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +2346,7 @@ func (x *ListQuarantinedMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQuarantinedMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListQuarantinedMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{18}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListQuarantinedMessagesRequest) GetMailboxId() string {
@@ -1731,7 +2367,7 @@ type ListQuarantinedMessagesResponse struct {
 
 func (x *ListQuarantinedMessagesResponse) Reset() {
 	*x = ListQuarantinedMessagesResponse{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[19]
+	mi := &file_mailintake_v1_message_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2379,7 @@ func (x *ListQuarantinedMessagesResponse) String() string {
 func (*ListQuarantinedMessagesResponse) ProtoMessage() {}
 
 func (x *ListQuarantinedMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[19]
+	mi := &file_mailintake_v1_message_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2392,7 @@ func (x *ListQuarantinedMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListQuarantinedMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListQuarantinedMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{19}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListQuarantinedMessagesResponse) GetMessages() []*QuarantinedMessage {
@@ -1777,7 +2413,7 @@ type ReplayQuarantinedMessageRequest struct {
 
 func (x *ReplayQuarantinedMessageRequest) Reset() {
 	*x = ReplayQuarantinedMessageRequest{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[20]
+	mi := &file_mailintake_v1_message_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +2425,7 @@ func (x *ReplayQuarantinedMessageRequest) String() string {
 func (*ReplayQuarantinedMessageRequest) ProtoMessage() {}
 
 func (x *ReplayQuarantinedMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[20]
+	mi := &file_mailintake_v1_message_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +2438,7 @@ func (x *ReplayQuarantinedMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayQuarantinedMessageRequest.ProtoReflect.Descriptor instead.
 func (*ReplayQuarantinedMessageRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{20}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReplayQuarantinedMessageRequest) GetId() string {
@@ -1823,7 +2459,7 @@ type ReplayQuarantinedMessageResponse struct {
 
 func (x *ReplayQuarantinedMessageResponse) Reset() {
 	*x = ReplayQuarantinedMessageResponse{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[21]
+	mi := &file_mailintake_v1_message_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +2471,7 @@ func (x *ReplayQuarantinedMessageResponse) String() string {
 func (*ReplayQuarantinedMessageResponse) ProtoMessage() {}
 
 func (x *ReplayQuarantinedMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[21]
+	mi := &file_mailintake_v1_message_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +2484,7 @@ func (x *ReplayQuarantinedMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayQuarantinedMessageResponse.ProtoReflect.Descriptor instead.
 func (*ReplayQuarantinedMessageResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{21}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReplayQuarantinedMessageResponse) GetMessage() *QuarantinedMessage {
@@ -1869,7 +2505,7 @@ type ReleaseQuarantinedMessageRequest struct {
 
 func (x *ReleaseQuarantinedMessageRequest) Reset() {
 	*x = ReleaseQuarantinedMessageRequest{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[22]
+	mi := &file_mailintake_v1_message_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +2517,7 @@ func (x *ReleaseQuarantinedMessageRequest) String() string {
 func (*ReleaseQuarantinedMessageRequest) ProtoMessage() {}
 
 func (x *ReleaseQuarantinedMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[22]
+	mi := &file_mailintake_v1_message_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2530,7 @@ func (x *ReleaseQuarantinedMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseQuarantinedMessageRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseQuarantinedMessageRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{22}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ReleaseQuarantinedMessageRequest) GetId() string {
@@ -1913,7 +2549,7 @@ type ReleaseQuarantinedMessageResponse struct {
 
 func (x *ReleaseQuarantinedMessageResponse) Reset() {
 	*x = ReleaseQuarantinedMessageResponse{}
-	mi := &file_mailintake_v1_message_proto_msgTypes[23]
+	mi := &file_mailintake_v1_message_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2561,7 @@ func (x *ReleaseQuarantinedMessageResponse) String() string {
 func (*ReleaseQuarantinedMessageResponse) ProtoMessage() {}
 
 func (x *ReleaseQuarantinedMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_message_proto_msgTypes[23]
+	mi := &file_mailintake_v1_message_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2574,7 @@ func (x *ReleaseQuarantinedMessageResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReleaseQuarantinedMessageResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseQuarantinedMessageResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{23}
+	return file_mailintake_v1_message_proto_rawDescGZIP(), []int{27}
 }
 
 var File_mailintake_v1_message_proto protoreflect.FileDescriptor
@@ -1951,7 +2587,7 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xbc\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xe1\x03\n" +
 	"\bEnvelope\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1e\n" +
@@ -1967,7 +2603,8 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\x02to\x18\t \x03(\v2\x16.mailintake.v1.AddressR\x02to\x12&\n" +
 	"\x02cc\x18\n" +
 	" \x03(\v2\x16.mailintake.v1.AddressR\x02cc\x12(\n" +
-	"\x03bcc\x18\v \x03(\v2\x16.mailintake.v1.AddressR\x03bcc\"\xcd\x02\n" +
+	"\x03bcc\x18\v \x03(\v2\x16.mailintake.v1.AddressR\x03bcc\x12#\n" +
+	"\rfrom_fallback\x18\f \x01(\tR\ffromFallback\"\xcd\x02\n" +
 	"\n" +
 	"Attachment\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
@@ -1981,14 +2618,40 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\x04data\x18\b \x01(\fR\x04data\x12!\n" +
 	"\fdata_omitted\x18\t \x01(\bR\vdataOmitted\x120\n" +
 	"\amessage\x18\n" +
-	" \x01(\v2\x16.mailintake.v1.MessageR\amessage\"{\n" +
+	" \x01(\v2\x16.mailintake.v1.MessageR\amessage\"\x8a\x02\n" +
 	"\x0fBounceRecipient\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x16\n" +
 	"\x06status\x18\x03 \x01(\tR\x06status\x12\x1e\n" +
 	"\n" +
 	"diagnostic\x18\x04 \x01(\tR\n" +
-	"diagnostic\"\xb6\x02\n" +
+	"diagnostic\x12\x1b\n" +
+	"\tsmtp_code\x18\x05 \x01(\rR\bsmtpCode\x123\n" +
+	"\x06reason\x18\x06 \x01(\x0e2\x1b.mailintake.v1.BounceReasonR\x06reason\x12\x1c\n" +
+	"\tpermanent\x18\a \x01(\bR\tpermanent\x12\x1d\n" +
+	"\n" +
+	"remote_mta\x18\b \x01(\tR\tremoteMta\"\xe4\x01\n" +
+	"\x06Bounce\x12-\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x19.mailintake.v1.BounceKindR\x04kind\x12>\n" +
+	"\n" +
+	"recipients\x18\x02 \x03(\v2\x1e.mailintake.v1.BounceRecipientR\n" +
+	"recipients\x12.\n" +
+	"\x13original_message_id\x18\x03 \x01(\tR\x11originalMessageId\x12#\n" +
+	"\rreporting_mta\x18\x04 \x01(\tR\freportingMta\x12\x16\n" +
+	"\x06format\x18\x05 \x01(\tR\x06format\"\xa4\x02\n" +
+	"\x0eFeedbackReport\x12#\n" +
+	"\rfeedback_type\x18\x01 \x01(\tR\ffeedbackType\x12\x1d\n" +
+	"\n" +
+	"user_agent\x18\x02 \x01(\tR\tuserAgent\x12.\n" +
+	"\x13original_message_id\x18\x03 \x01(\tR\x11originalMessageId\x12,\n" +
+	"\x12original_mail_from\x18\x04 \x01(\tR\x10originalMailFrom\x12(\n" +
+	"\x10original_rcpt_to\x18\x05 \x03(\tR\x0eoriginalRcptTo\x12\x1b\n" +
+	"\tsource_ip\x18\x06 \x01(\tR\bsourceIp\x12)\n" +
+	"\x10reported_domains\x18\a \x03(\tR\x0freportedDomains\"X\n" +
+	"\x0eSignalEvidence\x12\x16\n" +
+	"\x06signal\x18\x01 \x01(\tR\x06signal\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xe8\x03\n" +
 	"\aSignals\x12;\n" +
 	"\n" +
 	"auto_reply\x18\x01 \x01(\x0e2\x1c.mailintake.v1.AutoReplyKindR\tautoReply\x12\x16\n" +
@@ -1997,7 +2660,15 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\fmailing_list\x18\x04 \x01(\bR\vmailingList\x12\x12\n" +
 	"\x04bulk\x18\x05 \x01(\bR\x04bulk\x12)\n" +
 	"\x10ticket_reference\x18\x06 \x01(\tR\x0fticketReference\x12'\n" +
-	"\x0fcalendar_method\x18\a \x01(\tR\x0ecalendarMethod\"a\n" +
+	"\x0fcalendar_method\x18\a \x01(\tR\x0ecalendarMethod\x12:\n" +
+	"\rbounce_report\x18\b \x01(\v2\x15.mailintake.v1.BounceR\fbounceReport\x129\n" +
+	"\bfeedback\x18\t \x01(\v2\x1d.mailintake.v1.FeedbackReportR\bfeedback\x129\n" +
+	"\bevidence\x18\n" +
+	" \x03(\v2\x1d.mailintake.v1.SignalEvidenceR\bevidence\"t\n" +
+	"\x0fThreadCandidate\x123\n" +
+	"\x06method\x18\x01 \x01(\x0e2\x1b.mailintake.v1.ThreadMethodR\x06method\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\"a\n" +
 	"\x05Reply\x12\x19\n" +
 	"\bnew_text\x18\x01 \x01(\tR\anewText\x12\x1f\n" +
 	"\vquoted_text\x18\x02 \x01(\tR\n" +
@@ -2006,7 +2677,7 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\fParseProblem\x12\x12\n" +
 	"\x04part\x18\x01 \x01(\tR\x04part\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x82\x06\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x84\a\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2030,7 +2701,10 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\x05reply\x18\x12 \x01(\v2\x14.mailintake.v1.ReplyR\x05reply\x127\n" +
 	"\bproblems\x18\x13 \x03(\v2\x1b.mailintake.v1.ParseProblemR\bproblems\x12\x10\n" +
 	"\x03raw\x18\x14 \x01(\fR\x03raw\x12\x14\n" +
-	"\x05flags\x18\x15 \x03(\tR\x05flags\"\x9a\x01\n" +
+	"\x05flags\x18\x15 \x03(\tR\x05flags\x126\n" +
+	"\x06thread\x18\x16 \x03(\v2\x1e.mailintake.v1.ThreadCandidateR\x06thread\x12%\n" +
+	"\x0econtent_sha256\x18\x17 \x01(\tR\rcontentSha256\x12!\n" +
+	"\fduplicate_of\x18\x18 \x01(\tR\vduplicateOf\"\x9a\x01\n" +
 	"\x15StreamMessagesRequest\x12\x1f\n" +
 	"\vmailbox_ids\x18\x01 \x03(\tR\n" +
 	"mailboxIds\x12\"\n" +
@@ -2098,7 +2772,32 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\rAutoReplyKind\x12\x1f\n" +
 	"\x1bAUTO_REPLY_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dAUTO_REPLY_KIND_OUT_OF_OFFICE\x10\x01\x12\"\n" +
-	"\x1eAUTO_REPLY_KIND_AUTO_GENERATED\x10\x02*k\n" +
+	"\x1eAUTO_REPLY_KIND_AUTO_GENERATED\x10\x02*Y\n" +
+	"\n" +
+	"BounceKind\x12\x1b\n" +
+	"\x17BOUNCE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13BOUNCE_KIND_FAILURE\x10\x01\x12\x15\n" +
+	"\x11BOUNCE_KIND_DELAY\x10\x02*\x9b\x02\n" +
+	"\fBounceReason\x12\x1d\n" +
+	"\x19BOUNCE_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aBOUNCE_REASON_UNKNOWN_USER\x10\x01\x12\x1e\n" +
+	"\x1aBOUNCE_REASON_MAILBOX_FULL\x10\x02\x12#\n" +
+	"\x1fBOUNCE_REASON_MESSAGE_TOO_LARGE\x10\x03\x12\x19\n" +
+	"\x15BOUNCE_REASON_BLOCKED\x10\x04\x12\x19\n" +
+	"\x15BOUNCE_REASON_EXPIRED\x10\x05\x12\x1e\n" +
+	"\x1aBOUNCE_REASON_HOST_UNKNOWN\x10\x06\x12\x18\n" +
+	"\x14BOUNCE_REASON_POLICY\x10\a\x12\x17\n" +
+	"\x13BOUNCE_REASON_OTHER\x10\b*\xb5\x02\n" +
+	"\fThreadMethod\x12\x1d\n" +
+	"\x19THREAD_METHOD_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19THREAD_METHOD_IN_REPLY_TO\x10\x01\x12\x1c\n" +
+	"\x18THREAD_METHOD_REFERENCES\x10\x02\x12\x1e\n" +
+	"\x1aTHREAD_METHOD_THREAD_INDEX\x10\x03\x12\x1e\n" +
+	"\x1aTHREAD_METHOD_THREAD_TOPIC\x10\x04\x12#\n" +
+	"\x1fTHREAD_METHOD_SUBJECT_REFERENCE\x10\x05\x12 \n" +
+	"\x1cTHREAD_METHOD_BODY_REFERENCE\x10\x06\x12\x1e\n" +
+	"\x1aTHREAD_METHOD_PLUS_ADDRESS\x10\a\x12\"\n" +
+	"\x1eTHREAD_METHOD_ORIGINAL_MESSAGE\x10\b*k\n" +
 	"\x0fQuarantineState\x12 \n" +
 	"\x1cQUARANTINE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15QUARANTINE_STATE_HELD\x10\x01\x12\x1b\n" +
@@ -2124,86 +2823,101 @@ func file_mailintake_v1_message_proto_rawDescGZIP() []byte {
 	return file_mailintake_v1_message_proto_rawDescData
 }
 
-var file_mailintake_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mailintake_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_mailintake_v1_message_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_mailintake_v1_message_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_mailintake_v1_message_proto_goTypes = []any{
 	(Disposition)(0),                          // 0: mailintake.v1.Disposition
 	(AutoReplyKind)(0),                        // 1: mailintake.v1.AutoReplyKind
-	(QuarantineState)(0),                      // 2: mailintake.v1.QuarantineState
-	(*Address)(nil),                           // 3: mailintake.v1.Address
-	(*Header)(nil),                            // 4: mailintake.v1.Header
-	(*Envelope)(nil),                          // 5: mailintake.v1.Envelope
-	(*Attachment)(nil),                        // 6: mailintake.v1.Attachment
-	(*BounceRecipient)(nil),                   // 7: mailintake.v1.BounceRecipient
-	(*Signals)(nil),                           // 8: mailintake.v1.Signals
-	(*Reply)(nil),                             // 9: mailintake.v1.Reply
-	(*ParseProblem)(nil),                      // 10: mailintake.v1.ParseProblem
-	(*Message)(nil),                           // 11: mailintake.v1.Message
-	(*StreamMessagesRequest)(nil),             // 12: mailintake.v1.StreamMessagesRequest
-	(*StreamMessagesResponse)(nil),            // 13: mailintake.v1.StreamMessagesResponse
-	(*AckMessagesRequest)(nil),                // 14: mailintake.v1.AckMessagesRequest
-	(*AckMessagesResponse)(nil),               // 15: mailintake.v1.AckMessagesResponse
-	(*GetAttachmentRequest)(nil),              // 16: mailintake.v1.GetAttachmentRequest
-	(*GetAttachmentResponse)(nil),             // 17: mailintake.v1.GetAttachmentResponse
-	(*GetRawMessageRequest)(nil),              // 18: mailintake.v1.GetRawMessageRequest
-	(*GetRawMessageResponse)(nil),             // 19: mailintake.v1.GetRawMessageResponse
-	(*QuarantinedMessage)(nil),                // 20: mailintake.v1.QuarantinedMessage
-	(*ListQuarantinedMessagesRequest)(nil),    // 21: mailintake.v1.ListQuarantinedMessagesRequest
-	(*ListQuarantinedMessagesResponse)(nil),   // 22: mailintake.v1.ListQuarantinedMessagesResponse
-	(*ReplayQuarantinedMessageRequest)(nil),   // 23: mailintake.v1.ReplayQuarantinedMessageRequest
-	(*ReplayQuarantinedMessageResponse)(nil),  // 24: mailintake.v1.ReplayQuarantinedMessageResponse
-	(*ReleaseQuarantinedMessageRequest)(nil),  // 25: mailintake.v1.ReleaseQuarantinedMessageRequest
-	(*ReleaseQuarantinedMessageResponse)(nil), // 26: mailintake.v1.ReleaseQuarantinedMessageResponse
-	(*timestamppb.Timestamp)(nil),             // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),               // 28: google.protobuf.Duration
+	(BounceKind)(0),                           // 2: mailintake.v1.BounceKind
+	(BounceReason)(0),                         // 3: mailintake.v1.BounceReason
+	(ThreadMethod)(0),                         // 4: mailintake.v1.ThreadMethod
+	(QuarantineState)(0),                      // 5: mailintake.v1.QuarantineState
+	(*Address)(nil),                           // 6: mailintake.v1.Address
+	(*Header)(nil),                            // 7: mailintake.v1.Header
+	(*Envelope)(nil),                          // 8: mailintake.v1.Envelope
+	(*Attachment)(nil),                        // 9: mailintake.v1.Attachment
+	(*BounceRecipient)(nil),                   // 10: mailintake.v1.BounceRecipient
+	(*Bounce)(nil),                            // 11: mailintake.v1.Bounce
+	(*FeedbackReport)(nil),                    // 12: mailintake.v1.FeedbackReport
+	(*SignalEvidence)(nil),                    // 13: mailintake.v1.SignalEvidence
+	(*Signals)(nil),                           // 14: mailintake.v1.Signals
+	(*ThreadCandidate)(nil),                   // 15: mailintake.v1.ThreadCandidate
+	(*Reply)(nil),                             // 16: mailintake.v1.Reply
+	(*ParseProblem)(nil),                      // 17: mailintake.v1.ParseProblem
+	(*Message)(nil),                           // 18: mailintake.v1.Message
+	(*StreamMessagesRequest)(nil),             // 19: mailintake.v1.StreamMessagesRequest
+	(*StreamMessagesResponse)(nil),            // 20: mailintake.v1.StreamMessagesResponse
+	(*AckMessagesRequest)(nil),                // 21: mailintake.v1.AckMessagesRequest
+	(*AckMessagesResponse)(nil),               // 22: mailintake.v1.AckMessagesResponse
+	(*GetAttachmentRequest)(nil),              // 23: mailintake.v1.GetAttachmentRequest
+	(*GetAttachmentResponse)(nil),             // 24: mailintake.v1.GetAttachmentResponse
+	(*GetRawMessageRequest)(nil),              // 25: mailintake.v1.GetRawMessageRequest
+	(*GetRawMessageResponse)(nil),             // 26: mailintake.v1.GetRawMessageResponse
+	(*QuarantinedMessage)(nil),                // 27: mailintake.v1.QuarantinedMessage
+	(*ListQuarantinedMessagesRequest)(nil),    // 28: mailintake.v1.ListQuarantinedMessagesRequest
+	(*ListQuarantinedMessagesResponse)(nil),   // 29: mailintake.v1.ListQuarantinedMessagesResponse
+	(*ReplayQuarantinedMessageRequest)(nil),   // 30: mailintake.v1.ReplayQuarantinedMessageRequest
+	(*ReplayQuarantinedMessageResponse)(nil),  // 31: mailintake.v1.ReplayQuarantinedMessageResponse
+	(*ReleaseQuarantinedMessageRequest)(nil),  // 32: mailintake.v1.ReleaseQuarantinedMessageRequest
+	(*ReleaseQuarantinedMessageResponse)(nil), // 33: mailintake.v1.ReleaseQuarantinedMessageResponse
+	(*timestamppb.Timestamp)(nil),             // 34: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),               // 35: google.protobuf.Duration
 }
 var file_mailintake_v1_message_proto_depIdxs = []int32{
-	27, // 0: mailintake.v1.Envelope.date:type_name -> google.protobuf.Timestamp
-	3,  // 1: mailintake.v1.Envelope.from:type_name -> mailintake.v1.Address
-	3,  // 2: mailintake.v1.Envelope.sender:type_name -> mailintake.v1.Address
-	3,  // 3: mailintake.v1.Envelope.reply_to:type_name -> mailintake.v1.Address
-	3,  // 4: mailintake.v1.Envelope.to:type_name -> mailintake.v1.Address
-	3,  // 5: mailintake.v1.Envelope.cc:type_name -> mailintake.v1.Address
-	3,  // 6: mailintake.v1.Envelope.bcc:type_name -> mailintake.v1.Address
+	34, // 0: mailintake.v1.Envelope.date:type_name -> google.protobuf.Timestamp
+	6,  // 1: mailintake.v1.Envelope.from:type_name -> mailintake.v1.Address
+	6,  // 2: mailintake.v1.Envelope.sender:type_name -> mailintake.v1.Address
+	6,  // 3: mailintake.v1.Envelope.reply_to:type_name -> mailintake.v1.Address
+	6,  // 4: mailintake.v1.Envelope.to:type_name -> mailintake.v1.Address
+	6,  // 5: mailintake.v1.Envelope.cc:type_name -> mailintake.v1.Address
+	6,  // 6: mailintake.v1.Envelope.bcc:type_name -> mailintake.v1.Address
 	0,  // 7: mailintake.v1.Attachment.disposition:type_name -> mailintake.v1.Disposition
-	11, // 8: mailintake.v1.Attachment.message:type_name -> mailintake.v1.Message
-	1,  // 9: mailintake.v1.Signals.auto_reply:type_name -> mailintake.v1.AutoReplyKind
-	7,  // 10: mailintake.v1.Signals.bounce_recipients:type_name -> mailintake.v1.BounceRecipient
-	27, // 11: mailintake.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
-	5,  // 12: mailintake.v1.Message.envelope:type_name -> mailintake.v1.Envelope
-	4,  // 13: mailintake.v1.Message.headers:type_name -> mailintake.v1.Header
-	6,  // 14: mailintake.v1.Message.attachments:type_name -> mailintake.v1.Attachment
-	8,  // 15: mailintake.v1.Message.signals:type_name -> mailintake.v1.Signals
-	9,  // 16: mailintake.v1.Message.reply:type_name -> mailintake.v1.Reply
-	10, // 17: mailintake.v1.Message.problems:type_name -> mailintake.v1.ParseProblem
-	28, // 18: mailintake.v1.StreamMessagesRequest.ack_deadline:type_name -> google.protobuf.Duration
-	11, // 19: mailintake.v1.StreamMessagesResponse.message:type_name -> mailintake.v1.Message
-	6,  // 20: mailintake.v1.GetAttachmentResponse.attachment:type_name -> mailintake.v1.Attachment
-	4,  // 21: mailintake.v1.QuarantinedMessage.headers:type_name -> mailintake.v1.Header
-	3,  // 22: mailintake.v1.QuarantinedMessage.from:type_name -> mailintake.v1.Address
-	2,  // 23: mailintake.v1.QuarantinedMessage.state:type_name -> mailintake.v1.QuarantineState
-	27, // 24: mailintake.v1.QuarantinedMessage.create_time:type_name -> google.protobuf.Timestamp
-	20, // 25: mailintake.v1.ListQuarantinedMessagesResponse.messages:type_name -> mailintake.v1.QuarantinedMessage
-	20, // 26: mailintake.v1.ReplayQuarantinedMessageResponse.message:type_name -> mailintake.v1.QuarantinedMessage
-	12, // 27: mailintake.v1.MessageService.StreamMessages:input_type -> mailintake.v1.StreamMessagesRequest
-	14, // 28: mailintake.v1.MessageService.AckMessages:input_type -> mailintake.v1.AckMessagesRequest
-	16, // 29: mailintake.v1.MessageService.GetAttachment:input_type -> mailintake.v1.GetAttachmentRequest
-	18, // 30: mailintake.v1.MessageService.GetRawMessage:input_type -> mailintake.v1.GetRawMessageRequest
-	21, // 31: mailintake.v1.MessageService.ListQuarantinedMessages:input_type -> mailintake.v1.ListQuarantinedMessagesRequest
-	23, // 32: mailintake.v1.MessageService.ReplayQuarantinedMessage:input_type -> mailintake.v1.ReplayQuarantinedMessageRequest
-	25, // 33: mailintake.v1.MessageService.ReleaseQuarantinedMessage:input_type -> mailintake.v1.ReleaseQuarantinedMessageRequest
-	13, // 34: mailintake.v1.MessageService.StreamMessages:output_type -> mailintake.v1.StreamMessagesResponse
-	15, // 35: mailintake.v1.MessageService.AckMessages:output_type -> mailintake.v1.AckMessagesResponse
-	17, // 36: mailintake.v1.MessageService.GetAttachment:output_type -> mailintake.v1.GetAttachmentResponse
-	19, // 37: mailintake.v1.MessageService.GetRawMessage:output_type -> mailintake.v1.GetRawMessageResponse
-	22, // 38: mailintake.v1.MessageService.ListQuarantinedMessages:output_type -> mailintake.v1.ListQuarantinedMessagesResponse
-	24, // 39: mailintake.v1.MessageService.ReplayQuarantinedMessage:output_type -> mailintake.v1.ReplayQuarantinedMessageResponse
-	26, // 40: mailintake.v1.MessageService.ReleaseQuarantinedMessage:output_type -> mailintake.v1.ReleaseQuarantinedMessageResponse
-	34, // [34:41] is the sub-list for method output_type
-	27, // [27:34] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	18, // 8: mailintake.v1.Attachment.message:type_name -> mailintake.v1.Message
+	3,  // 9: mailintake.v1.BounceRecipient.reason:type_name -> mailintake.v1.BounceReason
+	2,  // 10: mailintake.v1.Bounce.kind:type_name -> mailintake.v1.BounceKind
+	10, // 11: mailintake.v1.Bounce.recipients:type_name -> mailintake.v1.BounceRecipient
+	1,  // 12: mailintake.v1.Signals.auto_reply:type_name -> mailintake.v1.AutoReplyKind
+	10, // 13: mailintake.v1.Signals.bounce_recipients:type_name -> mailintake.v1.BounceRecipient
+	11, // 14: mailintake.v1.Signals.bounce_report:type_name -> mailintake.v1.Bounce
+	12, // 15: mailintake.v1.Signals.feedback:type_name -> mailintake.v1.FeedbackReport
+	13, // 16: mailintake.v1.Signals.evidence:type_name -> mailintake.v1.SignalEvidence
+	4,  // 17: mailintake.v1.ThreadCandidate.method:type_name -> mailintake.v1.ThreadMethod
+	34, // 18: mailintake.v1.Message.internal_date:type_name -> google.protobuf.Timestamp
+	8,  // 19: mailintake.v1.Message.envelope:type_name -> mailintake.v1.Envelope
+	7,  // 20: mailintake.v1.Message.headers:type_name -> mailintake.v1.Header
+	9,  // 21: mailintake.v1.Message.attachments:type_name -> mailintake.v1.Attachment
+	14, // 22: mailintake.v1.Message.signals:type_name -> mailintake.v1.Signals
+	16, // 23: mailintake.v1.Message.reply:type_name -> mailintake.v1.Reply
+	17, // 24: mailintake.v1.Message.problems:type_name -> mailintake.v1.ParseProblem
+	15, // 25: mailintake.v1.Message.thread:type_name -> mailintake.v1.ThreadCandidate
+	35, // 26: mailintake.v1.StreamMessagesRequest.ack_deadline:type_name -> google.protobuf.Duration
+	18, // 27: mailintake.v1.StreamMessagesResponse.message:type_name -> mailintake.v1.Message
+	9,  // 28: mailintake.v1.GetAttachmentResponse.attachment:type_name -> mailintake.v1.Attachment
+	7,  // 29: mailintake.v1.QuarantinedMessage.headers:type_name -> mailintake.v1.Header
+	6,  // 30: mailintake.v1.QuarantinedMessage.from:type_name -> mailintake.v1.Address
+	5,  // 31: mailintake.v1.QuarantinedMessage.state:type_name -> mailintake.v1.QuarantineState
+	34, // 32: mailintake.v1.QuarantinedMessage.create_time:type_name -> google.protobuf.Timestamp
+	27, // 33: mailintake.v1.ListQuarantinedMessagesResponse.messages:type_name -> mailintake.v1.QuarantinedMessage
+	27, // 34: mailintake.v1.ReplayQuarantinedMessageResponse.message:type_name -> mailintake.v1.QuarantinedMessage
+	19, // 35: mailintake.v1.MessageService.StreamMessages:input_type -> mailintake.v1.StreamMessagesRequest
+	21, // 36: mailintake.v1.MessageService.AckMessages:input_type -> mailintake.v1.AckMessagesRequest
+	23, // 37: mailintake.v1.MessageService.GetAttachment:input_type -> mailintake.v1.GetAttachmentRequest
+	25, // 38: mailintake.v1.MessageService.GetRawMessage:input_type -> mailintake.v1.GetRawMessageRequest
+	28, // 39: mailintake.v1.MessageService.ListQuarantinedMessages:input_type -> mailintake.v1.ListQuarantinedMessagesRequest
+	30, // 40: mailintake.v1.MessageService.ReplayQuarantinedMessage:input_type -> mailintake.v1.ReplayQuarantinedMessageRequest
+	32, // 41: mailintake.v1.MessageService.ReleaseQuarantinedMessage:input_type -> mailintake.v1.ReleaseQuarantinedMessageRequest
+	20, // 42: mailintake.v1.MessageService.StreamMessages:output_type -> mailintake.v1.StreamMessagesResponse
+	22, // 43: mailintake.v1.MessageService.AckMessages:output_type -> mailintake.v1.AckMessagesResponse
+	24, // 44: mailintake.v1.MessageService.GetAttachment:output_type -> mailintake.v1.GetAttachmentResponse
+	26, // 45: mailintake.v1.MessageService.GetRawMessage:output_type -> mailintake.v1.GetRawMessageResponse
+	29, // 46: mailintake.v1.MessageService.ListQuarantinedMessages:output_type -> mailintake.v1.ListQuarantinedMessagesResponse
+	31, // 47: mailintake.v1.MessageService.ReplayQuarantinedMessage:output_type -> mailintake.v1.ReplayQuarantinedMessageResponse
+	33, // 48: mailintake.v1.MessageService.ReleaseQuarantinedMessage:output_type -> mailintake.v1.ReleaseQuarantinedMessageResponse
+	42, // [42:49] is the sub-list for method output_type
+	35, // [35:42] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_message_proto_init() }
@@ -2216,8 +2930,8 @@ func file_mailintake_v1_message_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailintake_v1_message_proto_rawDesc), len(file_mailintake_v1_message_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   24,
+			NumEnums:      6,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
