@@ -1514,13 +1514,16 @@ type Message struct {
 	// In-Reply-To, References (newest first), a bounce's original, the ticket reference,
 	// plus addresses, Outlook's Thread-Index and Thread-Topic.
 	Thread []*ThreadCandidate `protobuf:"bytes,22,rep,name=thread,proto3" json:"thread,omitempty"`
-	// SHA-256 of the message without the header fields each delivery adds (Received,
-	// Delivered-To, Return-Path, X-Original-To and similar), lower-case hex: the same for one
-	// mail delivered into two mailboxes.
-	ContentSha256 string `protobuf:"bytes,23,opt,name=content_sha256,json=contentSha256,proto3" json:"content_sha256,omitempty"`
+	// A fingerprint of the message without the header fields each delivery adds (Received,
+	// Delivered-To, Return-Path, X-Original-To and similar): 16 lower-case hex digits of its
+	// 64-bit xxHash, the same for one mail delivered into two mailboxes. With the Message-ID it
+	// tells a copy of a mail from another mail; it is not a cryptographic hash (sha256 is): a
+	// second SHA-256 over every message would cost about an eighth of the server's CPU per
+	// message, for a comparison between mails that already share a Message-ID.
+	ContentFingerprint string `protobuf:"bytes,23,opt,name=content_fingerprint,json=contentFingerprint,proto3" json:"content_fingerprint,omitempty"`
 	// The id of a message delivered earlier from another mailbox of the same tenant that is
-	// this same mail (same Message-ID and content_sha256): a customer who wrote to sales@ and
-	// support@ at once. Open one ticket, not two. Empty when none.
+	// this same mail (same Message-ID and content_fingerprint): a customer who wrote to sales@
+	// and support@ at once. Open one ticket, not two. Empty when none.
 	DuplicateOf   string `protobuf:"bytes,24,opt,name=duplicate_of,json=duplicateOf,proto3" json:"duplicate_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1710,9 +1713,9 @@ func (x *Message) GetThread() []*ThreadCandidate {
 	return nil
 }
 
-func (x *Message) GetContentSha256() string {
+func (x *Message) GetContentFingerprint() string {
 	if x != nil {
-		return x.ContentSha256
+		return x.ContentFingerprint
 	}
 	return ""
 }
@@ -2677,7 +2680,7 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\fParseProblem\x12\x12\n" +
 	"\x04part\x18\x01 \x01(\tR\x04part\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x84\a\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x8e\a\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -2702,8 +2705,8 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\bproblems\x18\x13 \x03(\v2\x1b.mailintake.v1.ParseProblemR\bproblems\x12\x10\n" +
 	"\x03raw\x18\x14 \x01(\fR\x03raw\x12\x14\n" +
 	"\x05flags\x18\x15 \x03(\tR\x05flags\x126\n" +
-	"\x06thread\x18\x16 \x03(\v2\x1e.mailintake.v1.ThreadCandidateR\x06thread\x12%\n" +
-	"\x0econtent_sha256\x18\x17 \x01(\tR\rcontentSha256\x12!\n" +
+	"\x06thread\x18\x16 \x03(\v2\x1e.mailintake.v1.ThreadCandidateR\x06thread\x12/\n" +
+	"\x13content_fingerprint\x18\x17 \x01(\tR\x12contentFingerprint\x12!\n" +
 	"\fduplicate_of\x18\x18 \x01(\tR\vduplicateOf\"\x9a\x01\n" +
 	"\x15StreamMessagesRequest\x12\x1f\n" +
 	"\vmailbox_ids\x18\x01 \x03(\tR\n" +
