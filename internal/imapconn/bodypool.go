@@ -9,15 +9,23 @@ import (
 // of a body's size is zeroed by the runtime before the body overwrites it and left to the
 // collector after the parse, a tenth of the server's CPU per message on mail of hundreds of
 // kilobytes. The buffers live only as long as the call's bodies do (a few are between the
-// connection and the parsers at any time), so recycling them holds no more memory than
-// allocating them would: nothing is kept between batches or while a mailbox is idle.
+// connection and the parsers at any time): nothing is kept between batches or while a mailbox
+// is idle. What it keeps is bounded in bytes too: keeping the largest bodies of a batch (several
+// megabytes each) raised the server's peak RSS by a fifth for a saving that, per byte, is no
+// larger than on ordinary mail.
 type recycler struct {
-	mu   sync.Mutex
-	free [][]byte // by capacity, ascending
+	mu    sync.Mutex
+	free  [][]byte // by capacity, ascending
+	bytes int      // the capacity of free, summed
 }
 
-// maxRecycled bounds the buffers a recycler keeps; more are left to the collector.
-const maxRecycled = 8
+// A recycler keeps at most maxRecycled buffers of at most maxRecycledBytes in all, none larger
+// than maxRecycledBuffer; the rest are left to the collector.
+const (
+	maxRecycled       = 8
+	maxRecycledBytes  = 4 << 20
+	maxRecycledBuffer = 1 << 20
+)
 
 // get returns a buffer of n bytes with stale contents: the caller overwrites all of them. The
 // smallest free buffer large enough is reused.
@@ -38,19 +46,22 @@ func (r *recycler) get(n int64) []byte {
 	}
 	b := r.free[i]
 	r.free = slices.Delete(r.free, i, i+1)
+	r.bytes -= cap(b)
 	return b[:n]
 }
 
 // put gives a buffer back; its bytes must no longer be referenced.
 func (r *recycler) put(b []byte) {
-	if r == nil || b == nil {
+	if r == nil || b == nil || cap(b) > maxRecycledBuffer {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.free) >= maxRecycled {
+	for len(r.free) > 0 && (len(r.free) >= maxRecycled || r.bytes+cap(b) > maxRecycledBytes) {
+		r.bytes -= cap(r.free[0])
 		r.free = r.free[1:] // the smallest saves the least zeroing
 	}
+	r.bytes += cap(b)
 	i, _ := slices.BinarySearchFunc(r.free, cap(b), func(x []byte, c int) int {
 		if cap(x) < c {
 			return -1

@@ -58,11 +58,11 @@ func TestBudgetOrderClipAndCancel(t *testing.T) {
 }
 
 // A fetch's body buffers are reused for its next bodies that fit them (the smallest that does),
-// never for larger ones, and it keeps only a few.
+// never for larger ones, and it keeps only a few, of a few megabytes in all.
 func TestRecycler(t *testing.T) {
 	var r recycler
-	small, big := r.get(100_000), r.get(1_000_000)
-	if len(small) != 100_000 || len(big) != 1_000_000 {
+	small, big := r.get(100_000), r.get(maxRecycledBuffer)
+	if len(small) != 100_000 || len(big) != maxRecycledBuffer {
 		t.Fatalf("lengths %d, %d", len(small), len(big))
 	}
 	r.put(big)
@@ -81,6 +81,22 @@ func TestRecycler(t *testing.T) {
 	}
 	if len(r.free) > maxRecycled {
 		t.Errorf("%d buffers kept, over %d", len(r.free), maxRecycled)
+	}
+	// Bounded in bytes: a buffer over maxRecycledBuffer is never kept, and the total stays
+	// under maxRecycledBytes (the smallest go first).
+	r.put(make([]byte, maxRecycledBuffer+1))
+	for range maxRecycled {
+		r.put(make([]byte, maxRecycledBuffer))
+	}
+	total := 0
+	for _, b := range r.free {
+		if cap(b) > maxRecycledBuffer {
+			t.Errorf("a %d-byte buffer was kept", cap(b))
+		}
+		total += cap(b)
+	}
+	if total > maxRecycledBytes || total != r.bytes {
+		t.Errorf("%d bytes kept (counted %d), over %d", total, r.bytes, maxRecycledBytes)
 	}
 	var none *recycler // a single fetch recycles nothing
 	none.put(none.get(10))
