@@ -108,8 +108,10 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	case errors.As(err, &perr):
 		return status.Error(codes.FailedPrecondition, perr.Error())
 	case errors.Is(err, pluginhost.ErrPinMismatch), errors.Is(err, pluginhost.ErrPluginFailed):
+		// The server answered: its provider is broken. Unavailable would read "cannot reach
+		// the server" to every client.
 		log.ErrorContext(ctx, "auth provider failure", "method", method, "request_id", requestID(ctx), "err", err)
-		return status.Error(codes.Unavailable, err.Error())
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, new(*ConnectionError)):
 		return status.Error(codes.FailedPrecondition, "the mail server: "+err.Error())
 	case errors.Is(err, authplugin.ErrNotInteractive):

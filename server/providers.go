@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 
 	"github.com/mailintake/mailintake/internal/pluginhost"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -26,6 +27,10 @@ func providerToProto(info pluginhost.Info, admin bool) *mailintakev1.AuthProvide
 	if admin {
 		p.Path, p.Sha256 = info.Path, info.SHA256
 	}
+	if info.Err != nil {
+		p.Error = providerFailure(info.Err)
+		return p
+	}
 	for _, name := range info.Protocols {
 		if v, ok := protocolByName[name]; ok {
 			p.Protocols = append(p.Protocols, v)
@@ -40,11 +45,11 @@ func providerToProto(info pluginhost.Info, admin bool) *mailintakev1.AuthProvide
 	return p
 }
 
-// ListAuthProviders describes every installed provider. A provider that cannot start is logged
-// by the host and left out rather than failing the whole list.
+// ListAuthProviders describes every installed provider. A provider that cannot be used is
+// listed with its error instead of failing the whole list.
 func (a *authProviderService) ListAuthProviders(ctx context.Context, _ *mailintakev1.ListAuthProvidersRequest) (*mailintakev1.ListAuthProvidersResponse, error) {
 	infos, err := a.s.plugins.Providers(ctx)
-	if len(infos) == 0 && err != nil {
+	if err != nil {
 		return nil, err
 	}
 	resp := &mailintakev1.ListAuthProvidersResponse{}
@@ -52,6 +57,16 @@ func (a *authProviderService) ListAuthProviders(ctx context.Context, _ *mailinta
 		resp.Providers = append(resp.Providers, providerToProto(info, caller(ctx).Admin))
 	}
 	return resp, nil
+}
+
+// providerFailure says in words why a provider cannot be used and what to do.
+func providerFailure(err error) string {
+	switch {
+	case errors.Is(err, pluginhost.ErrPinMismatch):
+		return err.Error()
+	default:
+		return err.Error() + "; run the executable by hand to see its output, or check the server's log for the provider's messages"
+	}
 }
 
 func (a *authProviderService) BeginAuthorization(ctx context.Context, req *mailintakev1.BeginAuthorizationRequest) (*mailintakev1.BeginAuthorizationResponse, error) {

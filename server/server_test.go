@@ -75,7 +75,7 @@ type env struct {
 	msgs    mailintakev1.MessageServiceClient
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, plugins ...func(*pluginhost.Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, dir: t.TempDir(), logs: &logBuffer{}}
@@ -88,7 +88,11 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := pluginhost.New(pluginhost.Options{Dir: testutil.PluginDir(t), State: st, Logger: log})
+	hopts := pluginhost.Options{Dir: testutil.PluginDir(t), State: st, Logger: log}
+	for _, o := range plugins {
+		o(&hopts)
+	}
+	host := pluginhost.New(hopts)
 	broker := delivery.New(st)
 	sup := session.NewSupervisor(st, host, broker, metrics.New(), log, session.Options{
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, AuthBackoff: time.Hour, CommandTimeout: 10 * time.Second})
@@ -313,6 +317,12 @@ func TestValidationNamesFieldsAndWritesNothing(t *testing.T) {
 		{"provider rejects a field", func(m *mailintakev1.Mailbox) { m.AuthConfig = map[string]string{"mechanism": "CRAM-MD5"} }, "mailbox.auth_config.mechanism"},
 		{"provider wants a secret", func(m *mailintakev1.Mailbox) { m.AuthSecrets = nil }, "mailbox.auth_secrets.password"},
 		{"no username", func(m *mailintakev1.Mailbox) { m.Username = "" }, "mailbox.username"},
+		// The provider's secret flag decides where a field lives, not its name.
+		{"a secret in the config", func(m *mailintakev1.Mailbox) { m.AuthConfig = map[string]string{"password": "x"} }, "mailbox.auth_config.password"},
+		{"a setting in the secrets", func(m *mailintakev1.Mailbox) { m.AuthSecrets["mechanism"] = "PLAIN" }, "mailbox.auth_secrets.mechanism"},
+		{"a required setting named like a secret", func(m *mailintakev1.Mailbox) {
+			m.AuthProvider, m.AuthConfig, m.AuthSecrets = "fake", map[string]string{"behavior": "needs-password-file"}, nil
+		}, "mailbox.auth_config.password_file"},
 		{"move without folder", func(m *mailintakev1.Mailbox) {
 			m.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MOVE}
 		}, "mailbox.after_ack.folder"},
@@ -410,6 +420,39 @@ func TestPagination(t *testing.T) {
 	wantCode(t, "page size 5000", err, codes.InvalidArgument)
 	_, err = e.mailbox.ListMailboxes(as(e.admin), &mailintakev1.ListMailboxesRequest{PageToken: "!!"})
 	wantCode(t, "bad page token", err, codes.InvalidArgument)
+}
+
+// A provider that cannot be used is listed with its reason, and a request that needs it is
+// answered FailedPrecondition (the server was reached; its provider failed), not Unavailable.
+func TestBrokenProviderIsReportedAsSuch(t *testing.T) {
+	pin := strings.Repeat("ab", 32)
+	e := newEnv(t, func(o *pluginhost.Options) { o.Pins = map[string]string{"fake": pin} })
+	resp, err := e.provs.ListAuthProviders(as(e.admin), &mailintakev1.ListAuthProvidersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fake, basic *mailintakev1.AuthProvider
+	for _, p := range resp.GetProviders() {
+		switch p.GetName() {
+		case "fake":
+			fake = p
+		case "basic":
+			basic = p
+		}
+	}
+	if basic == nil || basic.GetError() != "" || len(basic.GetFields()) == 0 {
+		t.Errorf("basic = %v", basic)
+	}
+	if fake == nil || !strings.Contains(fake.GetError(), pin) || !strings.Contains(fake.GetError(), fake.GetSha256()) || len(fake.GetFields()) != 0 {
+		t.Errorf("fake with a wrong pin = %v, want its error naming both hashes", fake)
+	}
+	mb := validMailbox("acme")
+	mb.AuthProvider, mb.AuthSecrets = "fake", nil
+	_, err = e.mailbox.CreateMailbox(as(e.admin), &mailintakev1.CreateMailboxRequest{Mailbox: mb})
+	wantCode(t, "a mailbox of a provider with a wrong pin", err, codes.FailedPrecondition)
+	if !strings.Contains(status.Convert(err).Message(), "pinned") {
+		t.Errorf("message = %q", status.Convert(err).Message())
+	}
 }
 
 func TestProviders(t *testing.T) {

@@ -153,16 +153,36 @@ func (s *Server) validateMailbox(ctx context.Context, prefix string, mb *mailint
 }
 
 // validateProvider lets the provider check its fields and maps its violations onto request
-// field paths. It returns an error only when the provider could not be asked.
+// field paths. The provider's own description decides where a field lives: a field it declares
+// secret is in auth_secrets (stored encrypted, never returned), any other in auth_config; a
+// field given on the wrong side is a violation. It returns an error only when the provider
+// could not be asked.
 func (s *Server) validateProvider(ctx context.Context, prefix string, mb *mailintakev1.Mailbox, secrets map[string]string, v *violations) error {
-	err := s.plugins.Validate(ctx, mb.AuthProvider, session.Account(mb, secrets))
+	info, err := s.plugins.Describe(ctx, mb.AuthProvider)
+	if errors.Is(err, pluginhost.ErrUnknownProvider) {
+		names, _ := s.plugins.Discover()
+		v.add(prefix+"auth_provider", "unknown provider %q (installed: %s)", mb.AuthProvider, strings.Join(names, ", "))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	secret := map[string]bool{}
+	for _, fld := range info.Fields {
+		secret[fld.Name] = fld.Secret
+		_, inConfig := mb.AuthConfig[fld.Name]
+		_, inSecrets := secrets[fld.Name]
+		switch {
+		case fld.Secret && inConfig:
+			v.add(prefix+"auth_config."+fld.Name, "is a secret of provider %q: give it in auth_secrets (auth_config is stored in the clear and shown to every reader)", mb.AuthProvider)
+		case !fld.Secret && inSecrets && fld.Name != "username":
+			v.add(prefix+"auth_secrets."+fld.Name, "is not a secret of provider %q: give it in auth_config", mb.AuthProvider)
+		}
+	}
+	err = s.plugins.Validate(ctx, mb.AuthProvider, session.Account(mb, secrets))
 	var verr *authplugin.ValidationError
 	switch {
 	case err == nil:
-		return nil
-	case errors.Is(err, pluginhost.ErrUnknownProvider):
-		names, _ := s.plugins.Discover()
-		v.add(prefix+"auth_provider", "unknown provider %q (installed: %s)", mb.AuthProvider, strings.Join(names, ", "))
 		return nil
 	case errors.As(err, &verr):
 		for _, fv := range verr.Violations {
@@ -170,8 +190,13 @@ func (s *Server) validateProvider(ctx context.Context, prefix string, mb *mailin
 			switch {
 			case fv.Field == "username":
 				path = prefix + "username"
-			case isSecretField(fv.Field, secrets, mb.AuthConfig):
+			case secret[fv.Field]:
 				path = prefix + "auth_secrets." + fv.Field
+			case !declared(info.Fields, fv.Field):
+				// A field the provider checks but does not describe: where it was given.
+				if _, ok := secrets[fv.Field]; ok {
+					path = prefix + "auth_secrets." + fv.Field
+				}
 			}
 			v.add(path, "%s", fv.Description)
 		}
@@ -181,16 +206,14 @@ func (s *Server) validateProvider(ctx context.Context, prefix string, mb *mailin
 	}
 }
 
-// isSecretField guesses where a provider's field lives when the provider names it: in the
-// secrets if given there, or if not in the config and named like a secret.
-func isSecretField(name string, secrets, config map[string]string) bool {
-	if _, ok := secrets[name]; ok {
-		return true
+// declared reports whether the provider describes a field of that name.
+func declared(fields []authplugin.Field, name string) bool {
+	for _, f := range fields {
+		if f.Name == name {
+			return true
+		}
 	}
-	if _, ok := config[name]; ok {
-		return false
-	}
-	return strings.Contains(name, "password") || strings.Contains(name, "secret")
+	return false
 }
 
 func checkPEM(text string) error {

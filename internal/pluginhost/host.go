@@ -76,7 +76,15 @@ type Info struct {
 	authplugin.Description
 	Path   string // the executable
 	SHA256 string // its SHA-256, lower-case hex
+	// Err is set, by Providers, for a provider that is installed but cannot be used; its
+	// Description then holds only its name.
+	Err error
 }
+
+// failureMemory is how long a provider that failed to start answers with the same failure
+// instead of being started again, while its executable stays the same: a listing or a
+// validation then answers at once instead of waiting for another failed start.
+const failureMemory = 15 * time.Second
 
 // Host runs provider plugins. It is safe for concurrent use.
 type Host struct {
@@ -96,8 +104,23 @@ type managed struct {
 	path   string
 	mu     sync.Mutex // serialises start and restart
 	client *plugin.Client
+	cmd    *exec.Cmd // the client's process
 	prov   *authplugin.Client
 	starts int
+
+	// The last failed start, its time, and the executable's size and time then.
+	failed   error
+	failedAt time.Time
+	failedOf string
+}
+
+// stamp identifies a version of an executable cheaply: its size and modification time.
+func stamp(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprint(st.Size(), st.ModTime().UnixNano())
 }
 
 // New returns a Host. It starts nothing until a provider is first used.
@@ -198,13 +221,35 @@ func (h *Host) client(name string) (*managed, *authplugin.Client, error) {
 	}
 	if m.client != nil {
 		h.log.Warn("auth provider plugin exited; restarting", "provider", name)
+		// Kill asks the provider to shut down, then waits for its output pipes: a child that
+		// holds them (a script provider's interpreter) is killed with its group after 2 s,
+		// and in any case once the provider is gone.
+		t := time.AfterFunc(2*time.Second, func() { killGroup(m.cmd) })
 		m.client.Kill()
+		t.Stop()
+		killGroup(m.cmd)
 		m.client = nil
 	}
+	if m.failed != nil && h.opts.Now().Sub(m.failedAt) < failureMemory && stamp(m.path) == m.failedOf {
+		return nil, nil, m.failed
+	}
+	m.failed = nil
+	prov, err := h.start(m)
+	if err != nil {
+		m.failed, m.failedAt, m.failedOf = err, h.opts.Now(), stamp(m.path)
+		return nil, nil, err
+	}
+	return m, prov, nil
+}
+
+// start starts a provider's process; m.mu is held.
+func (h *Host) start(m *managed) (*authplugin.Client, error) {
+	name := m.name
+	cmd := command(m.path)
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  authplugin.Handshake,
 		Plugins:          plugin.PluginSet{authplugin.PluginName: &authplugin.GRPCPlugin{}},
-		Cmd:              exec.Command(m.path),
+		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Logger:           newHCLogger(h.log.With("provider", name)),
@@ -216,34 +261,38 @@ func (h *Host) client(name string) (*managed, *authplugin.Client, error) {
 	if pin, ok := h.opts.Pins[name]; ok {
 		sum, err := hex.DecodeString(strings.ToLower(strings.TrimSpace(pin)))
 		if err != nil || len(sum) != sha256.Size {
-			return nil, nil, fmt.Errorf("%w: the pin for %q is not a SHA-256 in hex", ErrPinMismatch, name)
+			return nil, fmt.Errorf("%w: the pin for %q is not a SHA-256 in hex", ErrPinMismatch, name)
 		}
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	c := plugin.NewClient(cfg)
 	rpc, err := c.Client()
 	if err != nil {
+		killGroup(cmd) // first: c.Kill waits for the output pipes, which a child may hold
 		c.Kill()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			actual, _ := fileSHA256(m.path)
-			return nil, nil, fmt.Errorf("%w: %s has SHA-256 %s; refusing to run it", ErrPinMismatch, m.path, actual)
+			return nil, fmt.Errorf("%w: %s has SHA-256 %s but is pinned to %s; refusing to run it (if it was replaced on purpose, pin the new hash)",
+				ErrPinMismatch, m.path, actual, hex.EncodeToString(cfg.SecureConfig.Checksum))
 		}
-		return nil, nil, fmt.Errorf("%w: starting %s: %v", ErrPluginFailed, m.path, err)
+		return nil, fmt.Errorf("%w: starting %s: %v", ErrPluginFailed, m.path, err)
 	}
 	raw, err := rpc.Dispense(authplugin.PluginName)
 	if err != nil {
+		killGroup(cmd) // first: c.Kill waits for the output pipes, which a child may hold
 		c.Kill()
-		return nil, nil, fmt.Errorf("%w: %s: %v", ErrPluginFailed, name, err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrPluginFailed, name, err)
 	}
 	prov, ok := raw.(*authplugin.Client)
 	if !ok {
+		killGroup(cmd) // first: c.Kill waits for the output pipes, which a child may hold
 		c.Kill()
-		return nil, nil, fmt.Errorf("%w: %s dispensed %T", ErrPluginFailed, name, raw)
+		return nil, fmt.Errorf("%w: %s dispensed %T", ErrPluginFailed, name, raw)
 	}
-	m.client, m.prov = c, prov
+	m.client, m.cmd, m.prov = c, cmd, prov
 	m.starts++
 	h.log.Info("auth provider plugin started", "provider", name, "path", m.path, "pid", c.ReattachConfig().Pid, "starts", m.starts)
-	return m, prov, nil
+	return prov, nil
 }
 
 // kill stops a provider's process so that the next call starts a new one.
@@ -252,7 +301,13 @@ func (h *Host) kill(m *managed, reason string) {
 	defer m.mu.Unlock()
 	if m.client != nil {
 		h.log.Warn("stopping auth provider plugin", "provider", m.name, "reason", reason)
+		// Kill asks the provider to shut down, then waits for its output pipes: a child that
+		// holds them (a script provider's interpreter) is killed with its group after 2 s,
+		// and in any case once the provider is gone.
+		t := time.AfterFunc(2*time.Second, func() { killGroup(m.cmd) })
 		m.client.Kill()
+		t.Stop()
+		killGroup(m.cmd)
 		m.client = nil
 	}
 }
@@ -334,25 +389,29 @@ func (h *Host) Describe(ctx context.Context, name string) (Info, error) {
 	return Info{Description: d, Path: path, SHA256: sum}, nil
 }
 
-// Providers describes every installed provider. A provider that fails to start is logged and
-// left out; the error lists them.
+// Providers describes every installed provider, asking them all at once. A provider that
+// cannot be used is listed with its name and Err, and logged.
 func (h *Host) Providers(ctx context.Context) ([]Info, error) {
 	names, err := h.Discover()
 	if err != nil {
 		return nil, err
 	}
-	var out []Info
-	var errs []error
-	for _, n := range names {
-		info, err := h.Describe(ctx, n)
-		if err != nil {
-			h.log.Error("auth provider unavailable", "provider", n, "err", err)
-			errs = append(errs, fmt.Errorf("%s: %w", n, err))
-			continue
-		}
-		out = append(out, info)
+	out := make([]Info, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Go(func() {
+			info, err := h.Describe(ctx, n)
+			if err != nil {
+				h.log.Error("auth provider unavailable", "provider", n, "err", err)
+				info.Name, info.Err = n, err
+				info.Path, _ = h.path(n)
+				info.SHA256, _ = fileSHA256(info.Path)
+			}
+			out[i] = info
+		})
 	}
-	return out, errors.Join(errs...)
+	wg.Wait()
+	return out, nil
 }
 
 // Validate asks the provider to validate an account's config. It returns a

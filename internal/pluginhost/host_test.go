@@ -290,8 +290,8 @@ func TestPinnedSHA256(t *testing.T) {
 	bad := strings.Repeat("0", 64)
 	h2, _, _ := newHost(t, Options{Dir: dir, Pins: map[string]string{"basic": bad}})
 	_, err = h2.Describe(context.Background(), "basic")
-	if !errors.Is(err, ErrPinMismatch) || !strings.Contains(err.Error(), good) {
-		t.Fatalf("mismatched pin: err = %v, want ErrPinMismatch naming the actual hash", err)
+	if !errors.Is(err, ErrPinMismatch) || !strings.Contains(err.Error(), good) || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("mismatched pin: err = %v, want ErrPinMismatch naming the actual hash and the pinned one", err)
 	}
 	if h2.Pid("basic") != 0 {
 		t.Errorf("a plugin with a mismatched pin is running")
@@ -440,5 +440,61 @@ func TestPluginExitsWhenItsHostIsKilled(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the plugin is still running 10 s after its host was killed")
 		}
+	}
+}
+
+// A provider that cannot start is listed with its reason, beside the others, at once; its
+// failure is remembered for a while (no start per listing) and forgotten when the executable
+// changes.
+func TestBrokenProviderIsListedWithItsReason(t *testing.T) {
+	dir := testutil.CopyPlugins(t, "basic", "fake")
+	broken := filepath.Join(dir, "mailintake-auth-broken")
+	// A provider that writes a handshake line go-plugin cannot read, then waits.
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho 'not a handshake'\nsleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ := newHost(t, Options{Dir: dir, Pins: map[string]string{"fake": strings.Repeat("ab", 32)}})
+	start := time.Now()
+	infos, err := h.Providers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	byName := map[string]Info{}
+	for _, i := range infos {
+		byName[i.Name] = i
+	}
+	if len(infos) != 3 || byName["basic"].Err != nil || len(byName["basic"].Fields) == 0 {
+		t.Fatalf("providers = %+v", infos)
+	}
+	if e := byName["broken"].Err; !errors.Is(e, ErrPluginFailed) || byName["broken"].Path != broken {
+		t.Errorf("broken: %v at %q, want ErrPluginFailed", e, byName["broken"].Path)
+	}
+	if e := byName["fake"].Err; !errors.Is(e, ErrPinMismatch) || !strings.Contains(e.Error(), strings.Repeat("ab", 32)) {
+		t.Errorf("pinned fake: %v, want ErrPinMismatch naming the pin", e)
+	}
+	if took > 5*time.Second {
+		t.Errorf("listing with a broken provider took %s", took)
+	}
+	start = time.Now()
+	if _, err := h.Describe(context.Background(), "broken"); !errors.Is(err, ErrPluginFailed) {
+		t.Errorf("again: %v", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("the remembered failure took %s: the provider was started again", d)
+	}
+	// Fixed on disk: started again at once.
+	real, err := os.ReadFile(filepath.Join(dir, "mailintake-auth-basic"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(broken+".new", real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(broken+".new", broken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Describe(context.Background(), "broken"); err != nil {
+		t.Errorf("after the fix: %v", err)
 	}
 }

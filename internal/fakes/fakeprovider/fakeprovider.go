@@ -30,11 +30,12 @@ func (Provider) Describe(context.Context) (authplugin.Description, error) {
 	return authplugin.Description{
 		Name: "fake", Version: "0.0.1", DisplayName: "Fake (tests only)",
 		Fields: []authplugin.Field{
-			{Name: "behavior", Type: authplugin.FieldEnum, Options: []string{"ok", "fail", "error", "crash", "hang", "garbage"}},
+			{Name: "behavior", Type: authplugin.FieldEnum, Options: []string{"ok", "fail", "error", "crash", "hang", "garbage", "needs-password-file"}},
 			{Name: "ttl", Help: "credential lifetime, a Go duration"},
 			{Name: "password", Secret: true},
 			{Name: "login_password", Secret: true, Help: "the credential's secret, to sign in to a real server"},
 			{Name: "control", Help: "a file whose content, when it exists, overrides behavior"},
+			{Name: "password_file", Help: "not a secret despite its name: required when behavior is needs-password-file"},
 		},
 		SASLMechanisms: []string{"PLAIN"},
 		Protocols:      []string{"imap"},
@@ -44,6 +45,9 @@ func (Provider) Describe(context.Context) (authplugin.Description, error) {
 // ValidateConfig implements authplugin.Provider.
 func (Provider) ValidateConfig(_ context.Context, a authplugin.Account) error {
 	var v authplugin.Validator
+	if a.Config["behavior"] == "needs-password-file" && a.Config["password_file"] == "" {
+		v.Add("password_file", "is required")
+	}
 	if ttl, ok := a.Config["ttl"]; ok {
 		if _, err := time.ParseDuration(ttl); err != nil {
 			v.Add("ttl", "must be a duration like 90s")

@@ -280,7 +280,11 @@ type AuthProvider struct {
 	// The path of the plugin executable.
 	Path string `protobuf:"bytes,9,opt,name=path,proto3" json:"path,omitempty"`
 	// SHA-256 of the plugin executable, lower-case hex.
-	Sha256        string `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 string `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Set when the provider is installed but cannot be used: why, in words, and what to do (a
+	// pin mismatch naming both hashes, a failed start or handshake, a crash). Only name (and,
+	// for an admin, path and sha256) is set beside it.
+	Error         string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -381,6 +385,13 @@ func (x *AuthProvider) GetPath() string {
 func (x *AuthProvider) GetSha256() string {
 	if x != nil {
 		return x.Sha256
+	}
+	return ""
+}
+
+func (x *AuthProvider) GetError() string {
+	if x != nil {
+		return x.Error
 	}
 	return ""
 }
@@ -774,7 +785,7 @@ const file_mailintake_v1_auth_provider_proto_rawDesc = "" +
 	"\brequired\x18\x05 \x01(\bR\brequired\x12\x16\n" +
 	"\x06secret\x18\x06 \x01(\bR\x06secret\x12\x18\n" +
 	"\aoptions\x18\a \x03(\tR\aoptions\x12#\n" +
-	"\rdefault_value\x18\b \x01(\tR\fdefaultValue\"\xe3\x02\n" +
+	"\rdefault_value\x18\b \x01(\tR\fdefaultValue\"\xf9\x02\n" +
 	"\fAuthProvider\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
@@ -786,7 +797,8 @@ const file_mailintake_v1_auth_provider_proto_rawDesc = "" +
 	"\vinteractive\x18\b \x01(\bR\vinteractive\x12\x12\n" +
 	"\x04path\x18\t \x01(\tR\x04path\x12\x16\n" +
 	"\x06sha256\x18\n" +
-	" \x01(\tR\x06sha256\"\xf3\x02\n" +
+	" \x01(\tR\x06sha256\x12\x14\n" +
+	"\x05error\x18\v \x01(\tR\x05error\"\xf3\x02\n" +
 	"\rAuthorization\x12\x1d\n" +
 	"\n" +
 	"mailbox_id\x18\x01 \x01(\tR\tmailboxId\x127\n" +
