@@ -75,13 +75,14 @@ bench-parse: ## Go benchmarks of the parser against go-message's bare walk.
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target (parser, TNEF, API requests) for FUZZTIME (default 10m).
-	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText FuzzBase64; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
+	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText FuzzBase64 FuzzBounceNotice FuzzReportFields; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
+	$(GO) test -run XXX -fuzz '^FuzzContentFingerprint$$' -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(or $(FUZZTIME),10m) ./internal/tnef/
 	$(GO) test -run XXX -fuzz FuzzRequests -fuzztime $(or $(FUZZTIME),10m) ./server/
 
 .PHONY: corpus-check
-corpus-check: ## Run the parser over a real-world corpus: make corpus-check CORPUS=../shared/corpus [V=1].
-	$(GO) run ./internal/tools/corpuscheck -corpus $(CORPUS) $(if $(V),-v)
+corpus-check: ## Run the parser over a real-world corpus: make corpus-check CORPUS=../shared/corpus [BOUNCES=DIR, checked out by internal/tools/corpuscheck/fetch-bounces.sh DIR] [V=1].
+	$(GO) run ./internal/tools/corpuscheck -corpus $(CORPUS) $(if $(BOUNCES),-bounces $(BOUNCES)) $(if $(V),-v)
 
 .PHONY: proto
 proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regenerate the protobuf and gRPC code.

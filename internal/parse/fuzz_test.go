@@ -18,6 +18,12 @@ var fuzzSeeds = []string{
 	"Subject: =?UTF-8?B?broken?= =?iso-2022-jp?B?GyRCJDkbKEI=?=\r\nTo: \"a@b\" <c@d>, e@f\r\n\r\n",
 	"Content-Type: text/plain; name=This is a test.txt\r\n\r\n",
 	"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n",
+	// Hard senders and attachments, threading.
+	"From: Smith, John <j@x.example>\r\nReply-To: =?us-ascii?Q?J=F6rg?= <j@x.example>\r\nSubject: =?iso-8859-1?Q?J=C3=B6rg?= =?x-unknown?B?w6k=?=\r\n\r\n",
+	"Sender: <>\r\nReturn-Path: <bounce@x.example>\r\nIn-Reply-To: <a@b>\r\nReferences: <c@d> <a@b>\r\nTo: s+T1@x.example\r\nThread-Index: AQHYhh6dAAAAAAAAAAAAAAAAAAAAAP8AECAA\r\nThread-Topic: t\r\n\r\n",
+	"Subject: uu\r\n\r\ntext\r\nbegin 644 a.txt\r\n#86)C\r\n`\r\nend\r\nbegin-base64 644 b\r\nYWJj\r\n====\r\nbegin 644 c\r\nM\r\n",
+	"Content-Type: multipart/alternative; boundary=a\r\n\r\n--a\r\nContent-Type: text/plain; name*0*=iso-8859-1''a%E9; name*1=b\r\n\r\nx\r\n--a\r\nContent-Type: message/partial; id=x; number=1\r\n\r\nSubject: y\r\n\r\n--a--\r\n",
+	"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: multipart/mixed; boundary=i\r\n\r\n--i\r\nContent-Type: application/pdf; name=a.pdf\r\n\r\nPDF\r\n--i--\r\n--o--\r\n",
 }
 
 func FuzzParse(f *testing.F) {
@@ -54,6 +60,10 @@ func FuzzOpenPart(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s), "2")
 	}
+	for _, id := range []string{"1", "1.1", "2.1", "1:1", "1.1.1", "1:x"} {
+		f.Add([]byte(fuzzSeeds[len(fuzzSeeds)-1]), id)
+		f.Add([]byte(fuzzSeeds[len(fuzzSeeds)-3]), id)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte, id string) {
 		_, body, err := OpenPart(bytes.NewReader(raw), id)
 		if err == nil && body != nil {
@@ -77,6 +87,28 @@ func FuzzBase64(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src string) {
 		if err := base64Agrees(src); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzContentFingerprint checks that the fingerprint is always 16 hex digits and leaves out the
+// fields a delivery adds: a Received and a Delivered-To field before the header do not change it.
+func FuzzContentFingerprint(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte("Received: x\r\n\tfor y\r\nX-Spam-Status: no\r\nSubject: s\r\n\r\nbody"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fp := ContentFingerprint(raw)
+		if len(fp) != 16 || strings.Trim(fp, "0123456789abcdef") != "" {
+			t.Fatalf("fingerprint %q", fp)
+		}
+		if len(raw) > 0 && (raw[0] == ' ' || raw[0] == '\t' || bytes.HasPrefix(raw, []byte("From "))) {
+			return // a continuation line would join the added field; an mbox line counts only first
+		}
+		delivered := append([]byte("Received: from mx by store; Mon, 2 Mar 2026\r\nDelivered-To: a@b\r\n"), raw...)
+		if got := ContentFingerprint(delivered); got != fp {
+			t.Fatalf("delivery fields counted: %s, %s", got, fp)
 		}
 	})
 }

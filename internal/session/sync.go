@@ -427,10 +427,14 @@ func (d *deliverer) fetchAlone(ctx context.Context, meta *imapconn.Meta, replay 
 	}
 	_, replaying := replay[meta.UID]
 	msg, err := d.fetch(ctx, *meta, replaying)
-	if err == nil && msg != nil {
-		offer(msg) // nil: quarantined, gone, or recognised as already acknowledged
+	if err != nil || msg == nil {
+		return err // nil: quarantined, gone, or recognised as already acknowledged
 	}
-	return err
+	if err := d.markCopies(ctx, []*mailintakev1.Message{msg}); err != nil {
+		return err
+	}
+	offer(msg)
+	return nil
 }
 
 // fetchBatch fetches a batch of messages with one UID FETCH. The bodies go to parse workers as
@@ -489,8 +493,43 @@ func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, repla
 	}()
 	got := map[uint32]bool{}
 	var failed error
-	for j := range order {
-		r := <-j.res
+	// Parsed messages wait in ready for their copies' claim (markCopies), then are offered in
+	// order. A message whose successor is parsed already waits for it, so the messages parsed
+	// by then share one store write (while the loop waits for a claim, the workers go on); the
+	// others are claimed and offered before the loop waits for the next parse. ready holds at
+	// most the batch.
+	var ready []*mailintakev1.Message
+	flush := func() {
+		if failed == nil && len(ready) > 0 {
+			if err := d.markCopies(ctx, ready); err != nil {
+				failed = err
+				cancel()
+			} else {
+				for _, m := range ready {
+					offer(m)
+				}
+			}
+		}
+		ready = ready[:0]
+	}
+	var ahead *job       // the next job, taken from order to see whether it is parsed
+	var aheadRes *result // its result, when it was
+	for {
+		j := ahead
+		if j == nil {
+			next, ok := <-order
+			if !ok {
+				break
+			}
+			j = &next
+		}
+		var r result
+		if aheadRes != nil {
+			r = *aheadRes
+		} else {
+			r = <-j.res
+		}
+		ahead, aheadRes = nil, nil
 		got[j.f.Meta.UID] = true
 		switch {
 		case failed != nil:
@@ -498,9 +537,24 @@ func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, repla
 			failed = r.err
 			cancel() // the connection closes; the session reconnects
 		case r.msg != nil:
-			offer(r.msg)
+			ready = append(ready, r.msg)
 		}
+		select {
+		case next, ok := <-order:
+			if ok {
+				ahead = &next
+				select {
+				case nr := <-next.res:
+					aheadRes = &nr
+					continue // parsed already: it joins this claim
+				default:
+				}
+			}
+		default:
+		}
+		flush()
 	}
+	flush()
 	err := <-fetched
 	wg.Wait()
 	if failed != nil {
@@ -545,6 +599,9 @@ func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, repla
 				return err
 			}
 			if msg != nil {
+				if err := d.markCopies(ctx, []*mailintakev1.Message{msg}); err != nil {
+					return err
+				}
 				offer(msg)
 			}
 		}
@@ -591,6 +648,7 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 		msg := parse.Parse(hdr, s.parseOptions())
 		msg.RawSize = uint64(meta.Size)
 		msg.Sha256 = ""
+		msg.ContentFingerprint = "" // the header's, not the message's: it claims no copy
 		msg.Problems = append(msg.Problems, &mailintakev1.ParseProblem{Code: "limit",
 			Message: fmt.Sprintf("the message is %d bytes, over the mailbox's limit of %d bytes: only its header was parsed; fetch it with GetRawMessage", meta.Size, s.maxSize)})
 		s.fill(msg, d.st, meta)
@@ -649,6 +707,54 @@ func (d *deliverer) prepare(ctx context.Context, raw []byte, meta imapconn.Meta)
 	}
 	s.fill(msg, d.st, meta)
 	return msg, nil
+}
+
+// markCopies sets Message.duplicate_of on messages about to be offered that are copies of a mail
+// delivered earlier from another mailbox of the tenant (a customer who wrote to sales@ and
+// support@ at once): it claims the messages that have a Message-ID and a content fingerprint
+// in one store call (store.SyncStore.ClaimCopies, one small write), under the ids the delivery
+// queue gives them. Messages without either claim nothing and are not looked up.
+//
+// Every such message is claimed, even in a tenant with a single mailbox: a mailbox added later
+// (on any replica) may backfill the same mail, and its copy can name the first only if the
+// first was claimed; counting a tenant's mailboxes would cost a read as large as the write.
+//
+// A store error fails the round, as the other store errors of a round do: the messages are not
+// offered, and are fetched again at the next round once the store is back. Delivering them
+// without duplicate_of instead would open the second ticket this prevents, and the answer
+// would change at a redelivery. The exception is a store that cannot write at all
+// (store.ErrUnavailable: a full or failing disk): intake goes on without duplicate_of, as it
+// goes on while acknowledgements are refused, instead of stopping until an admin frees space.
+func (d *deliverer) markCopies(ctx context.Context, msgs []*mailintakev1.Message) error {
+	var copies []store.MailCopy
+	var claimed []*mailintakev1.Message
+	for _, m := range msgs {
+		mid, fp := m.GetEnvelope().GetMessageId(), m.GetContentFingerprint()
+		if mid == "" || fp == "" {
+			continue
+		}
+		id := delivery.Key{MailboxID: d.s.queue.MailboxID, UIDValidity: m.GetUidValidity(), UID: m.GetUid()}.String()
+		copies = append(copies, store.MailCopy{Tenant: m.GetTenant(), MessageID: mid, Fingerprint: fp, MailboxID: d.s.queue.MailboxID, ID: id})
+		claimed = append(claimed, m)
+	}
+	if len(copies) == 0 {
+		return nil
+	}
+	firsts, err := d.s.sup.store.ClaimCopies(ctx, time.Now(), copies)
+	if errors.Is(err, store.ErrUnavailable) {
+		// The disk is full or failing: nothing can be recorded, acknowledgements included.
+		// Intake goes on (the PSA sees the mail; its acks are refused until the store is back
+		// and the messages come again, then with duplicate_of) rather than stopping altogether.
+		d.s.event("error", "delivered without duplicate_of: %v", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recording the messages' copies for duplicate_of: %w", err)
+	}
+	for i, m := range claimed {
+		m.DuplicateOf = firsts[i]
+	}
+	return nil
 }
 
 // unreturned deals with messages a body fetch did not return. Expunged meanwhile: nothing to do.

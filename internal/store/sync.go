@@ -75,6 +75,29 @@ const (
 	EventFoldWindow     = 24 * time.Hour
 )
 
+// MailCopy is one delivery of a mail into one mailbox, about to be offered: what ClaimCopies
+// records. Tenant, MessageID and Fingerprint name the mail; MailboxID and ID the delivery.
+type MailCopy struct {
+	Tenant string
+	// MessageID is the mail's Message-ID header (Envelope.message_id).
+	MessageID string
+	// Fingerprint is the message's Message.content_fingerprint: its content without the header
+	// fields each delivery adds, so two deliveries of one mail have the same.
+	Fingerprint string
+	MailboxID   string
+	// ID is the id the message is delivered under (Message.id: mailbox:uidvalidity:uid), the
+	// same on every replica and at every redelivery.
+	ID string
+}
+
+// A claim of ClaimCopies counts for CopyRetention after it was made: a copy of the mail claimed
+// later than that is first again. Expired claims are deleted at most once per
+// CopyPruneInterval by each store (each process), in the call that finds the interval passed.
+const (
+	CopyRetention     = 30 * 24 * time.Hour
+	CopyPruneInterval = time.Hour
+)
+
 // SyncStore is the delivery side of the store.
 type SyncStore interface {
 	// SyncState returns the checkpoint, or nil when the mailbox was never synced.
@@ -112,4 +135,21 @@ type SyncStore interface {
 	AddEvent(ctx context.Context, e Event) error
 	// ListEvents returns a mailbox's events newest first, with ids below beforeID (0: from the newest).
 	ListEvents(ctx context.Context, mailboxID string, beforeID int64, limit int) ([]Event, error)
+
+	// ClaimCopies records, for each copy, the first delivery of its mail in its tenant — keyed by
+	// (Tenant, MessageID, Fingerprint), the first claim within CopyRetention wins — and answers,
+	// in the order of copies, the ID of that first claimant when it is a message of another
+	// mailbox: this copy is a duplicate of it (Message.duplicate_of). The answer is "" when
+	// this copy is the first, when the first claimant is of the same mailbox (a redelivery of
+	// the same message, or the same mail under a new UIDVALIDITY), or when MessageID or
+	// Fingerprint is empty (no claim is made). A claim never changes hands within its
+	// retention, so the answer for a copy is the same at every redelivery, on every replica.
+	// Within one call, the earlier copy of a mail is the first.
+	//
+	// It is atomic under concurrent calls from any replica: one claim of a mail wins, and every
+	// call answers it. now is the claim's time (zero: the current time); claims older than
+	// CopyRetention before it no longer count. Claims belong to the tenant's mail, not to a
+	// mailbox: a mailbox's deletion leaves them (they expire), and the call is not fenced by a
+	// lease (every replica delivers a message under the same ID).
+	ClaimCopies(ctx context.Context, now time.Time, copies []MailCopy) ([]string, error)
 }

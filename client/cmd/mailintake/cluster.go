@@ -1,44 +1,57 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
-const clusterUsage = "cluster status [--json]"
-
 // notClustered is what cluster status says about a server that is not a cluster.
 const notClustered = "this server is a single process on its embedded SQLite store: it owns every mailbox"
 
-func (a *app) cluster(ctx context.Context, args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usagef("cluster needs a subcommand: %s", clusterUsage)
-	}
-	if args[0] != "status" {
-		return usagef("unknown cluster subcommand %q: %s", args[0], clusterUsage)
-	}
-	fs := a.newFlags("cluster status", clusterUsage)
-	if pos, err := parseArgs(fs, args[1:]); err != nil {
-		return err
-	} else if len(pos) > 0 {
-		return usagef("cluster status takes no arguments")
-	}
-	cl, err := a.connect()
-	if err != nil {
-		return err
-	}
-	rctx, cancel := a.rpcCtx(ctx)
-	defer cancel()
-	resp, err := cl.Cluster.GetClusterStatus(rctx, &mailintakev1.GetClusterStatusRequest{})
-	if err != nil {
-		return err
-	}
+// clusterCmd is `mailintake cluster`: the replicas sharing one database.
+func (a *app) clusterCmd() *cobra.Command {
+	cmd := subcommandsOnly(&cobra.Command{
+		Use:   "cluster",
+		Short: "The replicas sharing the database (admin token)",
+		Long: `Show the replicas of a server that runs as several processes on one PostgreSQL database: which
+are alive and how many mailboxes each holds. Needs the admin token.`,
+		Example: "  mailintake --addr 127.0.0.1:7475 --token \"$(cat r1/admin.token)\" cluster status",
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "status",
+		Short: "The replicas and the mailboxes each holds (admin token)",
+		Long: `Show the replicas sharing the database: id, address, alive or not, mailboxes held, the highest
+lease epoch, start time and when the heartbeat expires; the replica that answered is marked. Then
+when the mailboxes were last reconciled, how many no live replica holds, and the last error. A
+server on its embedded SQLite store says it is a single process.`,
+		Example: `  mailintake --data-dir data cluster status
+  mailintake --data-dir data cluster status --json`,
+		Args:              noArgs("cluster status takes no arguments"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := a.connect()
+			if err != nil {
+				return err
+			}
+			rctx, cancel := a.rpcCtx(cmd.Context())
+			defer cancel()
+			resp, err := cl.Cluster.GetClusterStatus(rctx, &mailintakev1.GetClusterStatusRequest{})
+			if err != nil {
+				return err
+			}
+			return a.printCluster(resp)
+		},
+	})
+	return cmd
+}
+
+// printCluster prints the cluster status as JSON, or as a summary, a table and notes.
+func (a *app) printCluster(resp *mailintakev1.GetClusterStatusResponse) error {
 	if a.g.json {
 		return a.printJSON(resp)
 	}
@@ -84,6 +97,7 @@ func (a *app) cluster(ctx context.Context, args []string) error {
 	return nil
 }
 
+// yesNo spells a boolean for the cluster table.
 func yesNo(b bool) string {
 	if b {
 		return "yes"

@@ -47,6 +47,7 @@ import (
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
 	"github.com/mailintake/mailintake/internal/store/internal/authrecord"
+	"github.com/mailintake/mailintake/internal/store/internal/mailcopy"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -153,6 +154,18 @@ var migrations = []string{
 		sealed     bytea NOT NULL,
 		updated_at bigint NOT NULL
 	);`,
+	// The first delivery of each mail in a tenant (ClaimCopies), keyed by the hash of tenant,
+	// Message-ID and content fingerprint (mailcopy.Key). No foreign key to mailboxes: a claim
+	// belongs to the tenant's mail, it stays when its mailbox is deleted (the message was
+	// delivered, a later copy is still its duplicate) until it expires, and a claim never fails
+	// for a mailbox deleted meanwhile.
+	`CREATE TABLE mail_copies (
+		key        bytea PRIMARY KEY,
+		mailbox_id text COLLATE "C" NOT NULL,
+		message_id text COLLATE "C" NOT NULL,
+		claimed_at bigint NOT NULL
+	);
+	CREATE INDEX mail_copies_claimed ON mail_copies (claimed_at);`,
 }
 
 // Advisory lock keys. The migration lock is the one-bigint form; the events lock the two-int4
@@ -169,6 +182,9 @@ const (
 type Store struct {
 	pool *pgxpool.Pool
 	box  *secrets.Box
+	// copies says when this process's ClaimCopies deletes expired claims (each replica does,
+	// at most once per store.CopyPruneInterval).
+	copies mailcopy.Pruner
 }
 
 // Open connects to the database at url (a PostgreSQL URL or key=value connection string, as

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,6 +54,17 @@ func TestPostgres(t *testing.T) {
 	t.Run("SecretsNotInPlaintext", func(t *testing.T) { testSecretsNotInPlaintext(t, srv) })
 	t.Run("ConcurrentMigrations", func(t *testing.T) { testConcurrentMigrations(t, srv) })
 	t.Run("TerminatedConnections", func(t *testing.T) { testTerminatedConnections(t, srv) })
+	t.Run("ClaimCopiesAcrossReplicas", func(t *testing.T) { testClaimCopiesAcrossReplicas(t, srv) })
+	t.Run("CopiesPruned", func(t *testing.T) {
+		s := openFresh(t, srv)
+		storetest.CopiesPruned(t, s, func(t *testing.T) int {
+			var n int
+			if err := s.pool.QueryRow(t.Context(), `SELECT count(*) FROM mail_copies`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		})
+	})
 }
 
 // dumpTables returns every row of every table of the store's schema in PostgreSQL's text form
@@ -392,5 +404,58 @@ func TestVerifyKeyRefusesAnotherKey(t *testing.T) {
 	}
 	if err := a.VerifyKey(ctx); err != nil {
 		t.Errorf("the first replica's check after the refusal: %v", err)
+	}
+}
+
+// Copies of one mail claimed at once by several replicas (each its own store on the database)
+// agree on one first copy, named by every other.
+func testClaimCopiesAcrossReplicas(t *testing.T, srv *pgserver.Server) {
+	url := srv.CreateDatabase(t, "copies")
+	var replicas []*Store
+	for range 3 {
+		s, err := Open(t.Context(), url, testBox(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		replicas = append(replicas, s)
+	}
+	const mailboxes = 12
+	for round := range 20 {
+		msgID := fmt.Sprintf("<round-%d@customer.example>", round)
+		answers := make([]string, mailboxes)
+		errs := make([]error, mailboxes)
+		var wg sync.WaitGroup
+		for m := range mailboxes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := store.MailCopy{Tenant: "acme", MessageID: msgID, Fingerprint: "0123456789abcdef",
+					MailboxID: fmt.Sprintf("mb%d", m), ID: fmt.Sprintf("mb%d:1:%d", m, round+1)}
+				var got []string
+				got, errs[m] = replicas[m%len(replicas)].ClaimCopies(t.Context(), time.Time{}, []store.MailCopy{c})
+				if errs[m] == nil {
+					answers[m] = got[0]
+				}
+			}()
+		}
+		wg.Wait()
+		first, named := -1, map[string]int{}
+		for m, a := range answers {
+			if errs[m] != nil {
+				t.Fatalf("round %d, mailbox %d: %v", round, m, errs[m])
+			}
+			if a == "" {
+				if first >= 0 {
+					t.Fatalf("round %d: mailboxes %d and %d both first", round, first, m)
+				}
+				first = m
+			} else {
+				named[a]++
+			}
+		}
+		if want := fmt.Sprintf("mb%d:1:%d", first, round+1); first < 0 || len(named) != 1 || named[want] != mailboxes-1 {
+			t.Fatalf("round %d: first %d, named %v", round, first, named)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/internal/store/internal/mailcopy"
 )
 
 // SyncState implements store.SyncStore.
@@ -331,4 +333,81 @@ func (s *Store) ListEvents(ctx context.Context, mailboxID string, beforeID int64
 		return rows.Err()
 	})
 	return out, err
+}
+
+// ClaimCopies implements store.SyncStore. One round trip: a batch, which PostgreSQL runs as one
+// implicit transaction, of the claims (one INSERT … ON CONFLICT, rows sorted by key so that
+// concurrent calls take their locks in the same order) and a SELECT of the keys' winners. Under
+// READ COMMITTED the SELECT takes a new snapshot, after the INSERT waited for any concurrent
+// claim of the same key to commit: it reads that claim when it won. A claim expired by the
+// call's time is taken over (the upsert's WHERE); expired claims are deleted, in the same batch,
+// at most once per store.CopyPruneInterval by each replica. Not fenced: the claim is a fact
+// about the tenant's mail, and a replica that lost the mailbox names its messages as the new
+// owner does.
+func (s *Store) ClaimCopies(ctx context.Context, now time.Time, copies []store.MailCopy) ([]string, error) {
+	claims, index := mailcopy.Plan(copies, func(c store.MailCopy) bool { return storable(c.MailboxID) && storable(c.ID) })
+	if len(claims) == 0 {
+		return make([]string, len(copies)), nil
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	cut := now.Add(-store.CopyRetention).UnixNano()
+	prune := s.copies.Due(now)
+	n := len(claims)
+	keys := make([][]byte, n)
+	mailboxIDs, ids := make([]string, n), make([]string, n)
+	for j, c := range claims {
+		keys[j], mailboxIDs[j], ids[j] = c.Key, c.MailboxID, c.ID
+	}
+	winners := make([]mailcopy.Winner, n)
+	err := s.retry(ctx, func() error {
+		clear(winners)
+		b := &pgx.Batch{}
+		if prune {
+			b.Queue(`DELETE FROM mail_copies WHERE claimed_at < $1`, cut)
+		}
+		b.Queue(`INSERT INTO mail_copies (key, mailbox_id, message_id, claimed_at)
+			SELECT k, m, i, $4::bigint FROM unnest($1::bytea[], $2::text[], $3::text[]) AS c (k, m, i)
+			ON CONFLICT (key) DO UPDATE SET mailbox_id = excluded.mailbox_id, message_id = excluded.message_id, claimed_at = excluded.claimed_at
+			WHERE mail_copies.claimed_at < $5::bigint`, keys, mailboxIDs, ids, now.UnixNano(), cut)
+		b.Queue(`SELECT key, mailbox_id, message_id FROM mail_copies WHERE key = ANY ($1::bytea[])`, keys)
+		br := s.pool.SendBatch(ctx, b)
+		defer br.Close()
+		if prune {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var key []byte
+			var w mailcopy.Winner
+			if err := rows.Scan(&key, &w.MailboxID, &w.ID); err != nil {
+				rows.Close()
+				return err
+			}
+			if j, ok := slices.BinarySearchFunc(claims, key, func(c mailcopy.Claim, k []byte) int { return bytes.Compare(c.Key, k) }); ok {
+				winners[j] = w
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	if prune {
+		s.copies.Pruned(now)
+	}
+	return mailcopy.Answers(copies, index, winners), nil
 }

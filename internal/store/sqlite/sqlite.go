@@ -23,6 +23,7 @@ import (
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
 	"github.com/mailintake/mailintake/internal/store/internal/authrecord"
+	"github.com/mailintake/mailintake/internal/store/internal/mailcopy"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -116,6 +117,18 @@ var migrations = []string{
 		sealed     BLOB NOT NULL,
 		updated_at INTEGER NOT NULL
 	);`,
+	// The first delivery of each mail in a tenant (ClaimCopies), keyed by the hash of tenant,
+	// Message-ID and content fingerprint (mailcopy.Key). No foreign key to mailboxes: a claim
+	// belongs to the tenant's mail, it stays when its mailbox is deleted (the message was
+	// delivered, a later copy is still its duplicate) until it expires, and a claim never fails
+	// for a mailbox deleted meanwhile.
+	`CREATE TABLE mail_copies (
+		key        BLOB PRIMARY KEY,
+		mailbox_id TEXT NOT NULL,
+		message_id TEXT NOT NULL,
+		claimed_at INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX mail_copies_claimed ON mail_copies (claimed_at);`,
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -129,6 +142,8 @@ type Store struct {
 	db  *sql.DB // reads
 	w   *sql.DB // writes: one connection
 	box *secrets.Box
+	// copies says when ClaimCopies deletes expired claims.
+	copies mailcopy.Pruner
 }
 
 // Open opens (creating if needed) the database in dir and applies pending migrations.

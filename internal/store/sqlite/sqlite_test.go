@@ -16,6 +16,7 @@ import (
 
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/internal/store/storetest"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -315,4 +316,17 @@ func TestAuthorizationBoundToMailbox(t *testing.T) {
 	if a, err := s.GetAuthorization(ctx, "a"); err != nil || a == nil || a.Handle != "handle-a" {
 		t.Errorf("GetAuthorization(a) = %+v, %v", a, err)
 	}
+}
+
+// Expired claims of ClaimCopies are deleted at most once an hour (by the claims' times).
+func TestCopiesPruned(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	storetest.CopiesPruned(t, s, func(t *testing.T) int {
+		var n int
+		if err := s.db.QueryRowContext(t.Context(), `SELECT count(*) FROM mail_copies`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/internal/store/internal/mailcopy"
 )
 
 // SyncState implements store.SyncStore.
@@ -283,4 +284,50 @@ func (s *Store) ListEvents(ctx context.Context, mailboxID string, beforeID int64
 		out = append(out, e)
 	}
 	return out, wrap(rows.Err())
+}
+
+// ClaimCopies implements store.SyncStore. The claims of a call and the reading of their winners
+// run in one write transaction on the single writer connection, so no other claim comes between
+// them: the first to commit a key is its winner for every later call. A claim expired by the
+// call's time is taken over (the upsert's WHERE); expired claims are deleted, in the same
+// transaction, at most once per store.CopyPruneInterval.
+func (s *Store) ClaimCopies(ctx context.Context, now time.Time, copies []store.MailCopy) ([]string, error) {
+	claims, index := mailcopy.Plan(copies, nil)
+	if len(claims) == 0 {
+		return make([]string, len(copies)), nil
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	cut := now.Add(-store.CopyRetention).UnixNano()
+	prune := s.copies.Due(now)
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer tx.Rollback()
+	if prune {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM mail_copies WHERE claimed_at < ?`, cut); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	winners := make([]mailcopy.Winner, len(claims))
+	for j, c := range claims {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO mail_copies (key, mailbox_id, message_id, claimed_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET mailbox_id = excluded.mailbox_id, message_id = excluded.message_id, claimed_at = excluded.claimed_at
+			WHERE mail_copies.claimed_at < ?`, c.Key, c.MailboxID, c.ID, now.UnixNano(), cut); err != nil {
+			return nil, wrap(err)
+		}
+		err := tx.QueryRowContext(ctx, `SELECT mailbox_id, message_id FROM mail_copies WHERE key = ?`, c.Key).Scan(&winners[j].MailboxID, &winners[j].ID)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, wrap(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, wrap(err)
+	}
+	if prune {
+		s.copies.Pruned(now)
+	}
+	return mailcopy.Answers(copies, index, winners), nil
 }

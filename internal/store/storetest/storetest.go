@@ -77,6 +77,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"VerifyKey", testVerifyKey},
 		{"ClaimOnce", testClaimOnce},
+		{"ClaimCopies", testClaimCopies},
+		{"ClaimCopiesInOneCall", testClaimCopiesInOneCall},
+		{"ClaimCopiesConcurrent", testClaimCopiesConcurrent},
+		{"ClaimCopiesRetention", testClaimCopiesRetention},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {
@@ -1524,4 +1528,206 @@ func testClaimOnce(t *testing.T, s store.Store) {
 	if first, err := s.ClaimOnce(ctx, "admin-token"); err != nil || first {
 		t.Errorf("a later claim: %v, %v", first, err)
 	}
+}
+
+// mailCopy is one delivery of the mail <msgID> with fingerprint fp of tenant into mailbox mb,
+// under the id mb:1:uid.
+func mailCopy(tenant, msgID, fp, mb string, uid int) store.MailCopy {
+	return store.MailCopy{Tenant: tenant, MessageID: msgID, Fingerprint: fp, MailboxID: mb, ID: fmt.Sprintf("%s:1:%d", mb, uid)}
+}
+
+// claimCopies claims copies at now and checks the answers.
+func claimCopies(t *testing.T, s store.Store, now time.Time, want []string, copies ...store.MailCopy) {
+	t.Helper()
+	got, err := s.ClaimCopies(t.Context(), now, copies)
+	if err != nil {
+		t.Fatalf("ClaimCopies(%v): %v", copies, err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("ClaimCopies(%v) = %q, want %q", copies, got, want)
+	}
+}
+
+// testClaimCopies: the first copy of a mail in a tenant is first; a copy from another mailbox
+// names it; the same message again, the same mailbox, another content, another tenant, or a
+// copy without a Message-ID or fingerprint names nothing.
+func testClaimCopies(t *testing.T, s store.Store) {
+	create(t, s, "sales", "support")
+	now := time.Now()
+	const mid = "<c1@customer.example>"
+	first := mailCopy("acme", mid, "00112233aabbccdd", "sales", 10)
+	claimCopies(t, s, now, []string{""}, first)
+	second := mailCopy("acme", mid, "00112233aabbccdd", "support", 4)
+	claimCopies(t, s, now, []string{first.ID}, second)
+	// Redeliveries, in any order, answer the same: never themselves, never flipped.
+	claimCopies(t, s, now, []string{""}, first)
+	claimCopies(t, s, now, []string{first.ID}, second)
+	claimCopies(t, s, now.Add(time.Minute), []string{first.ID, ""}, second, first)
+	// The same mail in the first mailbox again (a new UIDVALIDITY, a second copy there): not a
+	// duplicate of another mailbox's.
+	again := first
+	again.ID = "sales:2:10"
+	claimCopies(t, s, now, []string{""}, again)
+	// Another content under the same Message-ID, another tenant: other mails.
+	claimCopies(t, s, now, []string{""}, mailCopy("acme", mid, "ffffffffffffffff", "support", 5))
+	claimCopies(t, s, now, []string{""}, mailCopy("globex", mid, "00112233aabbccdd", "support", 6))
+	// No Message-ID or no fingerprint: no claim, and nothing answered.
+	noID := mailCopy("acme", "", "00112233aabbccdd", "sales", 11)
+	claimCopies(t, s, now, []string{""}, noID)
+	noID.MailboxID, noID.ID = "support", "support:1:11"
+	claimCopies(t, s, now, []string{""}, noID)
+	noFP := mailCopy("acme", mid, "", "sales", 12)
+	claimCopies(t, s, now, []string{""}, noFP)
+	noFP.MailboxID, noFP.ID = "support", "support:1:12"
+	claimCopies(t, s, now, []string{""}, noFP)
+	// Whatever bytes the header holds (NUL, invalid UTF-8, very long), in any tenant.
+	odd := mailCopy("t\x00\xff", "<\x00\xfe"+strings.Repeat("x", 5000)+">", "0000000000000001", "sales", 13)
+	claimCopies(t, s, now, []string{""}, odd)
+	oddCopy := odd
+	oddCopy.MailboxID, oddCopy.ID = "support", "support:1:13"
+	claimCopies(t, s, now, []string{odd.ID}, oddCopy)
+	// Fields are not confused with each other: the tenant's end is not the Message-ID's start.
+	claimCopies(t, s, now, []string{""}, mailCopy("ac", "me"+mid, "00112233aabbccdd", "support", 14))
+	// Nothing to claim.
+	if got, err := s.ClaimCopies(t.Context(), now, nil); err != nil || len(got) != 0 {
+		t.Errorf("ClaimCopies(nil) = %q, %v", got, err)
+	}
+	// A mailbox's deletion leaves its claims: its message was delivered, a later copy is still
+	// its duplicate.
+	must(t, s.DeleteMailbox(t.Context(), "sales"))
+	third := mailCopy("acme", mid, "00112233aabbccdd", "other", 1)
+	claimCopies(t, s, now, []string{first.ID}, third)
+	// Mailboxes the store does not know can claim (the claim is the tenant's mail's).
+	claimCopies(t, s, now, []string{""}, mailCopy("acme", "<new@x>", "1", "unknown-mailbox", 1))
+}
+
+// testClaimCopiesInOneCall: answers come in the order of the copies; within a call the earlier
+// copy of a mail is the first.
+func testClaimCopiesInOneCall(t *testing.T, s store.Store) {
+	now := time.Now()
+	a1 := mailCopy("acme", "<one@x>", "f1", "a", 1)
+	b1 := mailCopy("acme", "<one@x>", "f1", "b", 1)
+	a2 := mailCopy("acme", "<two@x>", "f2", "a", 2)
+	a1again := mailCopy("acme", "<one@x>", "f1", "a", 3) // a second copy in mailbox a
+	skip := mailCopy("acme", "", "f3", "a", 4)
+	var many []store.MailCopy
+	var want []string
+	for i := range 30 {
+		many = append(many, mailCopy("acme", fmt.Sprintf("<many-%d@x>", i), "f", "c", i+1))
+		want = append(want, "")
+	}
+	claimCopies(t, s, now, append([]string{"", a1.ID, "", "", ""}, want...), append([]store.MailCopy{a1, b1, a2, a1again, skip}, many...)...)
+	b2 := mailCopy("acme", "<two@x>", "f2", "b", 2)
+	c1 := mailCopy("acme", "<one@x>", "f1", "c", 9)
+	claimCopies(t, s, now, []string{a2.ID, "", a1.ID, a1.ID}, b2, many[3], c1, b1)
+	// The copies of mailbox c named in the first call are first for their mails.
+	for i := range many {
+		many[i].MailboxID, many[i].ID = "d", fmt.Sprintf("d:1:%d", i+1)
+		want[i] = fmt.Sprintf("c:1:%d", i+1)
+	}
+	claimCopies(t, s, now, want, many...)
+}
+
+// testClaimCopiesConcurrent: copies of one mail claimed at once from many mailboxes (replicas,
+// sessions) agree on one first copy; calls that claim the same mails in other orders do not
+// deadlock.
+func testClaimCopiesConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now()
+	const workers = 16
+	var wg sync.WaitGroup
+	answers := make([][]string, workers)
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mb := fmt.Sprintf("mb%02d", w)
+			var copies []store.MailCopy
+			for m := range 8 {
+				m = (m + w) % 8 // each worker in another order
+				copies = append(copies, mailCopy("acme", fmt.Sprintf("<race-%d@x>", m), "f", mb, m+1))
+			}
+			for range 3 {
+				answers[w], errs[w] = s.ClaimCopies(ctx, now, copies)
+				if errs[w] != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for w, err := range errs {
+		if err != nil {
+			t.Fatalf("worker %d: %v", w, err)
+		}
+	}
+	for m := range 8 {
+		var firsts []string
+		names := map[string]bool{}
+		for w := range workers {
+			a := answers[w][(m-w%8+8)%8]
+			if a == "" {
+				firsts = append(firsts, fmt.Sprintf("mb%02d", w))
+			} else {
+				names[a] = true
+			}
+		}
+		if len(firsts) != 1 || len(names) != 1 || !names[fmt.Sprintf("%s:1:%d", firsts[0], m+1)] {
+			t.Errorf("mail %d: first for %v, others name %v; want one first, named by all the others", m, firsts, names)
+		}
+	}
+}
+
+// testClaimCopiesRetention: a claim counts for store.CopyRetention after it was made (by the
+// calls' times); a copy claimed later is first again, and named by the copies after it.
+func testClaimCopiesRetention(t *testing.T, s store.Store) {
+	now := time.Now()
+	old := now.Add(-store.CopyRetention - time.Hour)
+	claimCopies(t, s, old, []string{""}, mailCopy("acme", "<old@x>", "f", "a", 1))
+	claimCopies(t, s, now, []string{""}, mailCopy("acme", "<old@x>", "f", "b", 1))
+	claimCopies(t, s, now, []string{"b:1:1"}, mailCopy("acme", "<old@x>", "f", "c", 1))
+	claimCopies(t, s, now, []string{"b:1:1"}, mailCopy("acme", "<old@x>", "f", "a", 1))
+	// Exactly CopyRetention old still counts; a nanosecond more does not.
+	t1 := now.Add(-2 * store.CopyRetention)
+	claimCopies(t, s, t1, []string{""}, mailCopy("acme", "<edge@x>", "f", "d", 1))
+	claimCopies(t, s, t1.Add(store.CopyRetention), []string{"d:1:1"}, mailCopy("acme", "<edge@x>", "f", "e", 1))
+	claimCopies(t, s, t1.Add(store.CopyRetention+1), []string{""}, mailCopy("acme", "<edge@x>", "f", "f", 1))
+	claimCopies(t, s, t1.Add(store.CopyRetention+2), []string{"f:1:1"}, mailCopy("acme", "<edge@x>", "f", "g", 1))
+	// A claim within the retention is kept across the deletions of expired ones.
+	claimCopies(t, s, now.Add(-store.CopyRetention+3*store.CopyPruneInterval), []string{""}, mailCopy("acme", "<recent@x>", "f", "h", 1))
+	claimCopies(t, s, now.Add(2*store.CopyPruneInterval), []string{"h:1:1"}, mailCopy("acme", "<recent@x>", "f", "i", 1))
+}
+
+// CopiesPruned checks, on a new empty store s, that ClaimCopies deletes expired claims at most
+// once per store.CopyPruneInterval and keeps the others. rows counts the claims s keeps (the
+// rows of its table of claims), which the store's interface does not show.
+func CopiesPruned(t *testing.T, s store.Store, rows func(t *testing.T) int) {
+	t0 := time.Now().Add(-2 * store.CopyRetention)
+	claim := func(at time.Time, msgID string) {
+		t.Helper()
+		if _, err := s.ClaimCopies(t.Context(), at, []store.MailCopy{mailCopy("acme", msgID, "f", "a", 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(n int, when string) {
+		t.Helper()
+		if got := rows(t); got != n {
+			t.Errorf("%s: %d claims kept, want %d", when, got, n)
+		}
+	}
+	claim(t0, "<a@x>")
+	want(1, "after the first claim")
+	// An hour and more later, within A's retention: the deletion runs and keeps A.
+	claim(t0.Add(store.CopyRetention-30*time.Minute), "<b@x>")
+	want(2, "within the retention")
+	// A has expired, but the last deletion was less than an interval ago: nothing is deleted.
+	claim(t0.Add(store.CopyRetention+time.Minute), "<c@x>")
+	want(3, "within an interval of the last deletion")
+	// An interval after the last deletion: A goes, B and C stay.
+	claim(t0.Add(store.CopyRetention+31*time.Minute), "<d@x>")
+	want(3, "an interval after the last deletion")
+	// Far later every claim but the newest has expired.
+	claim(t0.Add(3*store.CopyRetention), "<e@x>")
+	want(1, "after every other claim expired")
 }

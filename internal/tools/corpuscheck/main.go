@@ -4,7 +4,18 @@
 // and per field, how many asserted values the parser matches, every mail that fails to parse, and
 // the reply cases' score. The corpus is read where it is; nothing of it is copied.
 //
+// It also scores the bounce recognition on three public bounce collections, read from checkouts
+// of their repositories (see bounces.go), with the values their tests assert: recognised
+// bounces, failed recipients, failure or delay, status and SMTP codes, reason class, diagnostic,
+// original Message-ID. It exits 1 when a mail fails to parse or a bounce target is missed
+// (95% of the bounces recognised, the failed recipients right for 90%).
+//
 //	go run ./internal/tools/corpuscheck -corpus ../shared/corpus [-v]
+//	git clone https://github.com/rjbs/Mail-DeliveryStatus-BounceParser /tmp/bounces/Mail-DeliveryStatus-BounceParser
+//	git clone https://github.com/postalsys/emailengine /tmp/bounces/emailengine
+//	git clone https://github.com/jurov/gnu-mailman /tmp/bounces/gnu-mailman   # GNU Mailman 2.1
+//	go run ./internal/tools/corpuscheck -bounces /tmp/bounces [-v]
+//	go run ./internal/tools/corpuscheck -show mail.eml [-v]   # the signals of one mail
 package main
 
 import (
@@ -16,6 +27,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/mailintake/mailintake/internal/parse"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -31,19 +44,58 @@ type tally struct{ ok, total int }
 
 func main() {
 	corpus := flag.String("corpus", "", "path of the corpus (e.g. ../shared/corpus)")
+	bounceParser := flag.String("bounceparser", "", "path of a checkout of github.com/rjbs/Mail-DeliveryStatus-BounceParser")
+	emailengine := flag.String("emailengine", "", "path of a checkout of github.com/postalsys/emailengine")
+	mailman := flag.String("mailman2", "", "path of a checkout of GNU Mailman 2.1 (tests/bounces, tests/test_bounces.py)")
+	bounces := flag.String("bounces", "", "a directory holding the three bounce checkouts, found by name (Mail-DeliveryStatus-BounceParser, emailengine, gnu-mailman or mailman2); the flags above override")
 	verbose := flag.Bool("v", false, "print every mismatch")
+	show := flag.String("show", "", "print the signals the parser reads from one mail file, as JSON (with -v, and its text body), and exit")
 	flag.Parse()
-	if *corpus == "" {
-		fmt.Fprintln(os.Stderr, "usage: corpuscheck -corpus DIR [-v]")
+	if *show != "" {
+		raw, err := os.ReadFile(*show)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		m := parse.Parse(raw, parse.Options{})
+		fmt.Println(protojson.Format(m.GetSignals()))
+		if *verbose {
+			fmt.Printf("text body:\n%s\n", m.GetTextBody())
+		}
+		return
+	}
+	if *bounces != "" {
+		for _, c := range []struct {
+			flag  *string
+			names []string
+		}{
+			{bounceParser, []string{"Mail-DeliveryStatus-BounceParser", "bounceparser"}},
+			{emailengine, []string{"emailengine"}},
+			{mailman, []string{"gnu-mailman", "mailman2", "mailman"}},
+		} {
+			for _, n := range c.names {
+				if st, err := os.Stat(filepath.Join(*bounces, n)); *c.flag == "" && err == nil && st.IsDir() {
+					*c.flag = filepath.Join(*bounces, n)
+				}
+			}
+		}
+	}
+	if *corpus == "" && *bounceParser == "" && *emailengine == "" && *mailman == "" {
+		fmt.Fprintln(os.Stderr, "usage: corpuscheck [-corpus DIR] [-bounces DIR | -bounceparser DIR -emailengine DIR -mailman2 DIR] [-v] | -show FILE [-v]")
 		os.Exit(2)
 	}
-	failed := checkEmails(*corpus, *verbose)
-	okR, totalR := checkReplies(*corpus, *verbose)
-	if failed > 0 {
+	failed := 0
+	if *corpus != "" {
+		failed = checkEmails(*corpus, *verbose)
+		checkReplies(*corpus, *verbose)
+	}
+	ok := true
+	if *bounceParser != "" || *emailengine != "" || *mailman != "" {
+		ok = checkBounces(*bounceParser, *emailengine, *mailman, *verbose)
+	}
+	if failed > 0 || !ok {
 		os.Exit(1)
 	}
-	_ = okR
-	_ = totalR
 }
 
 func norm(s string) string {

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// defFlags are the flags that describe a mailbox (add, update, test).
+type defFlags struct {
+	name, host, security, username, provider, caFile, folder, afterAck, startFrom, tenant, ticketPattern string
+	port                                                                                                 int
+	config                                                                                               []string
+	passwordStdin, secretStdin, disabled, skipVerify                                                     bool
+	maxMessageBytes                                                                                      uint64
+	secretField                                                                                          string
+}
+
+// register adds the flags to fs.
+func (d *defFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&d.name, "name", "", "display name")
+	fs.StringVar(&d.host, "host", "", "mail server host, e.g. outlook.office365.com")
+	fs.IntVar(&d.port, "port", 0, "mail server port (default 993 for tls, 143 for starttls and none)")
+	fs.StringVar(&d.security, "security", "tls", "tls, starttls or none")
+	fs.StringVar(&d.username, "username", "", "the account to sign in as")
+	fs.StringVar(&d.provider, "provider", "", "auth provider, e.g. basic or o365 (see 'mailintake providers')")
+	fs.StringArrayVar(&d.config, "config", nil, "provider field as `key=value` (repeatable)")
+	fs.BoolVar(&d.passwordStdin, "password-stdin", false, "read the password from standard input")
+	fs.BoolVar(&d.secretStdin, "secret-stdin", false, "read the client secret (or the secret named by --secret-field) from standard input")
+	fs.StringVar(&d.secretField, "secret-field", "client_secret", "the provider's secret field --secret-stdin fills")
+	fs.StringVar(&d.caFile, "ca-file", "", "PEM CA certificates to trust for the mail server")
+	fs.BoolVar(&d.skipVerify, "insecure-skip-verify", false, "do not verify the mail server's certificate (testing only)")
+	fs.StringVar(&d.folder, "folder", "", "folder to watch (default INBOX)")
+	fs.StringVar(&d.afterAck, "after-ack", "", "mark-seen (default), move:FOLDER, delete or keep")
+	fs.StringVar(&d.startFrom, "start-from", "", "new (default), unseen or all")
+	fs.StringVar(&d.tenant, "tenant", "", "tenant the mailbox belongs to (required with the admin token)")
+	fs.StringVar(&d.ticketPattern, "ticket-pattern", "", `regular expression finding a ticket reference in the subject, e.g. '\[#(\d+)\]'`)
+	fs.Uint64Var(&d.maxMessageBytes, "max-message-size", 0, "messages larger than this many bytes are quarantined")
+	fs.BoolVar(&d.disabled, "disabled", false, "create the mailbox disabled")
+}
+
+// invalid is a bad flag value, reported like the server's field violations (exit 1).
+func invalid(field, format string, args ...any) error {
+	return &failure{msg: fmt.Sprintf("invalid request:\n  mailbox.%s: %s", field, fmt.Sprintf(format, args...))}
+}
+
+var securities = map[string]mailintakev1.Security{
+	"tls": mailintakev1.Security_SECURITY_TLS, "ssl": mailintakev1.Security_SECURITY_TLS,
+	"starttls": mailintakev1.Security_SECURITY_STARTTLS, "none": mailintakev1.Security_SECURITY_NONE,
+}
+
+var startFroms = map[string]mailintakev1.StartFrom{
+	"new": mailintakev1.StartFrom_START_FROM_NEW, "unseen": mailintakev1.StartFrom_START_FROM_UNSEEN, "all": mailintakev1.StartFrom_START_FROM_ALL,
+}
+
+// parseAfterAck reads --after-ack: mark-seen, move:FOLDER, delete or keep.
+func parseAfterAck(s string) (*mailintakev1.AfterAck, error) {
+	action, folder, hasFolder := strings.Cut(s, ":")
+	switch strings.ToLower(action) {
+	case "mark-seen", "seen":
+		return &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN}, nil
+	case "move":
+		if !hasFolder || folder == "" {
+			return nil, invalid("after_ack.folder", "move needs a folder: --after-ack move:Processed")
+		}
+		return &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MOVE, Folder: folder}, nil
+	case "delete":
+		return &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE}, nil
+	case "keep":
+		return &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP}, nil
+	}
+	return nil, invalid("after_ack", "%q is not one of mark-seen, move:FOLDER, delete, keep", s)
+}
+
+// build turns the flags that were set into a mailbox definition and its field mask.
+func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintakev1.Mailbox, []string, error) {
+	set := fs.Changed
+	mb := &mailintakev1.Mailbox{DisplayName: d.name, Host: d.host, Username: d.username, AuthProvider: d.provider,
+		Folder: d.folder, Tenant: d.tenant, TicketPattern: d.ticketPattern, Enabled: !d.disabled}
+	var mask []string
+	if forCreate || set("security") {
+		sec, ok := securities[strings.ToLower(d.security)]
+		if !ok {
+			return nil, nil, invalid("security", "%q is not one of tls, starttls, none", d.security)
+		}
+		mb.Security = sec
+	}
+	if set("port") {
+		if d.port < 0 || d.port > 1<<31 {
+			return nil, nil, invalid("port", "must be between 1 and 65535, not %d", d.port)
+		}
+		mb.Port = uint32(d.port)
+	} else if forCreate {
+		mb.Port = 993
+		if mb.Security != mailintakev1.Security_SECURITY_TLS {
+			mb.Port = 143
+		}
+	}
+	if d.afterAck != "" {
+		aa, err := parseAfterAck(d.afterAck)
+		if err != nil {
+			return nil, nil, err
+		}
+		mb.AfterAck = aa
+	}
+	if d.startFrom != "" {
+		sf, ok := startFroms[strings.ToLower(d.startFrom)]
+		if !ok {
+			return nil, nil, invalid("start_from", "%q is not one of new, unseen, all", d.startFrom)
+		}
+		mb.StartFrom = sf
+	}
+	if d.caFile != "" {
+		pem, err := os.ReadFile(d.caFile)
+		if err != nil {
+			return nil, nil, invalid("ca_pem", "--ca-file: %v", err)
+		}
+		mb.CaPem = string(pem)
+	}
+	mb.InsecureSkipVerify = d.skipVerify
+	if d.maxMessageBytes > 0 {
+		mb.Limits = &mailintakev1.MailboxLimits{MaxMessageBytes: d.maxMessageBytes}
+	}
+	if len(d.config) > 0 {
+		mb.AuthConfig = map[string]string{}
+		for _, kv := range d.config {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return nil, nil, usagef("--config takes key=value, not %q", kv)
+			}
+			mb.AuthConfig[k] = v
+		}
+	}
+	if d.passwordStdin && d.secretStdin {
+		return nil, nil, usagef("--password-stdin and --secret-stdin both read standard input; give one")
+	}
+	if d.passwordStdin || d.secretStdin {
+		v, err := readSecret(a.stdin)
+		if err != nil {
+			return nil, nil, err
+		}
+		key := "password"
+		if d.secretStdin {
+			key = d.secretField
+		}
+		mb.AuthSecrets = map[string]string{key: v}
+	}
+	for flagName, path := range map[string]string{
+		"name": "display_name", "host": "host", "port": "port", "security": "security", "username": "username",
+		"provider": "auth_provider", "config": "auth_config", "ca-file": "ca_pem", "insecure-skip-verify": "insecure_skip_verify",
+		"folder": "folder", "after-ack": "after_ack", "start-from": "start_from", "ticket-pattern": "ticket_pattern",
+		"max-message-size": "limits", "disabled": "enabled",
+	} {
+		if set(flagName) {
+			mask = append(mask, path)
+		}
+	}
+	if mb.AuthSecrets != nil {
+		mask = append(mask, "auth_secrets")
+	}
+	slices.Sort(mask)
+	return mb, mask, nil
+}
+
+// readSecret reads one secret from r: the whole input without its final line break.
+func readSecret(r io.Reader) (string, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("reading standard input: %w", err)
+	}
+	return strings.TrimRight(string(data), "\r\n"), nil
+}
+
+// promptSecrets asks on the terminal for the provider's required secrets that were not given.
+func (a *app) promptSecrets(ctx context.Context, mb *mailintakev1.Mailbox) error {
+	f, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) || mb.AuthProvider == "" {
+		return nil
+	}
+	cl, err := a.connect()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := a.rpcCtx(ctx)
+	defer cancel()
+	resp, err := cl.Providers.ListAuthProviders(rctx, &mailintakev1.ListAuthProvidersRequest{})
+	if err != nil {
+		return err
+	}
+	for _, p := range resp.GetProviders() {
+		if p.GetName() != mb.AuthProvider {
+			continue
+		}
+		for _, fld := range p.GetFields() {
+			if !fld.GetSecret() || !fld.GetRequired() || mb.AuthSecrets[fld.GetName()] != "" {
+				continue
+			}
+			label := fld.GetLabel()
+			if label == "" {
+				label = fld.GetName()
+			}
+			fmt.Fprintf(a.stderr, "%s: ", label)
+			v, err := term.ReadPassword(int(f.Fd()))
+			fmt.Fprintln(a.stderr)
+			if err != nil {
+				return err
+			}
+			if mb.AuthSecrets == nil {
+				mb.AuthSecrets = map[string]string{}
+			}
+			mb.AuthSecrets[fld.GetName()] = string(v)
+		}
+	}
+	return nil
+}
