@@ -215,8 +215,8 @@ func TestMessageIDDomain(t *testing.T) {
 	if id := NewMessageID(""); !strings.HasSuffix(id, "@"+fallbackDomain) {
 		t.Errorf("NewMessageID(\"\") = %q", id)
 	}
-	if NewMessageID("example.com") == NewMessageID("example.com") {
-		t.Error("two equal Message-IDs")
+	if a, b := NewMessageID("example.com"), NewMessageID("example.com"); a == b {
+		t.Errorf("two equal Message-IDs: %s", a)
 	}
 }
 
