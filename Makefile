@@ -30,9 +30,15 @@ build: ## Build the server, the CLI and the built-in auth plugins into bin/.
 run: build ## Build, then serve on $(LISTEN) with the embedded store in $(DATA_DIR).
 	$(BIN)/mailintaked --listen $(LISTEN) --data-dir $(DATA_DIR)
 
+# The provider SDK and the example provider are Go modules of their own: ./... of the server's
+# module does not reach them.
+SDK := plugins/authplugin
+SDK_EXAMPLE := plugins/examples/statictoken
+
 .PHONY: test
-test: ## Run the unit and integration tests (with the race detector).
+test: ## Run the unit and integration tests (with the race detector), the server's and the provider SDK's.
 	$(GO) test -race -count=1 ./...
+	cd $(SDK) && $(GO) test -race -count=1 ./...
 
 .PHONY: dev-idp
 dev-idp: ## Serve the fake Microsoft identity platform on 127.0.0.1:7470 for trying the o365 provider.
@@ -85,25 +91,31 @@ corpus-check: ## Run the parser over a real-world corpus: make corpus-check CORP
 	$(GO) run ./internal/tools/corpuscheck -corpus $(CORPUS) $(if $(BOUNCES),-bounces $(BOUNCES)) $(if $(V),-v)
 
 .PHONY: proto
-proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regenerate the protobuf and gRPC code.
+proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc ## Regenerate the protobuf and gRPC code (authplugin.v1's into the SDK module, $(SDK)/authpluginv1).
 	$(TOOLS)/buf generate
 
 .PHONY: lint
 lint: $(TOOLS)/buf $(TOOLS)/staticcheck proto ## go vet, staticcheck, buf lint, and a check that generated code is current.
 	$(GO) vet ./...
+	cd $(SDK) && $(GO) vet ./...
+	cd $(SDK_EXAMPLE) && $(GO) vet ./...
 	$(GO) vet -tags interop,faults,ha ./server/cmd/mailintaked/
 	$(GO) vet -tags interop ./internal/fakes/...
 	$(GO) vet -tags postgres ./internal/store/...
 	$(GO) vet -tags bench ./internal/bench/
 	$(TOOLS)/staticcheck ./...
+	cd $(SDK) && $(TOOLS)/staticcheck ./...
+	cd $(SDK_EXAMPLE) && $(TOOLS)/staticcheck ./...
+	@cd $(SDK) && $(GO) mod tidy -diff || { echo "$(SDK)/go.mod is not tidy: run 'go mod tidy' there"; exit 1; }
+	@cd $(SDK_EXAMPLE) && $(GO) mod tidy -diff || { echo "$(SDK_EXAMPLE)/go.mod is not tidy: run 'go mod tidy' there"; exit 1; }
 	$(TOOLS)/staticcheck -tags interop,faults,ha ./server/cmd/mailintaked/
 	$(TOOLS)/staticcheck -tags interop ./internal/fakes/...
 	$(TOOLS)/staticcheck -tags postgres ./internal/store/...
 	$(TOOLS)/staticcheck -tags bench ./internal/bench/
 	$(TOOLS)/buf lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
-	@git diff --exit-code -- proto || { echo "generated code is out of date: run 'make proto' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- proto)" || { git status --porcelain -- proto; echo "generated code is out of date: run 'make proto' and commit"; exit 1; }
+	@git diff --exit-code -- proto $(SDK)/authpluginv1 || { echo "generated code is out of date: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- proto $(SDK)/authpluginv1)" || { git status --porcelain -- proto $(SDK)/authpluginv1; echo "generated code is out of date: run 'make proto' and commit"; exit 1; }
 
 .PHONY: tools
 tools: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/staticcheck ## Install the pinned code generators and linters into .tools/bin.

@@ -246,18 +246,12 @@ func (h *Host) client(name string) (*managed, *authplugin.Client, error) {
 func (h *Host) start(m *managed) (*authplugin.Client, error) {
 	name := m.name
 	cmd := command(m.path)
-	cfg := &plugin.ClientConfig{
-		HandshakeConfig:  authplugin.Handshake,
-		Plugins:          plugin.PluginSet{authplugin.PluginName: &authplugin.GRPCPlugin{}},
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           newHCLogger(h.log.With("provider", name)),
-		SyncStdout:       &lineLogger{l: h.log.With("provider", name), stream: "stdout"},
-		SyncStderr:       &lineLogger{l: h.log.With("provider", name), stream: "stderr"},
-		StartTimeout:     h.opts.StartTimeout,
-		Managed:          false,
-	}
+	cfg := authplugin.ClientConfig(cmd)
+	cfg.Logger = newHCLogger(h.log.With("provider", name))
+	cfg.SyncStdout = &lineLogger{l: h.log.With("provider", name), stream: "stdout"}
+	cfg.SyncStderr = &lineLogger{l: h.log.With("provider", name), stream: "stderr"}
+	cfg.StartTimeout = h.opts.StartTimeout
+	cfg.Managed = false
 	if pin, ok := h.opts.Pins[name]; ok {
 		sum, err := hex.DecodeString(strings.ToLower(strings.TrimSpace(pin)))
 		if err != nil || len(sum) != sha256.Size {
@@ -266,7 +260,12 @@ func (h *Host) start(m *managed) (*authplugin.Client, error) {
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
 	c := plugin.NewClient(cfg)
-	rpc, err := c.Client()
+	// Connect also checks the provider's health: a provider that does not report SERVING for
+	// the service "plugin" is refused, and so is one whose certificate or protocol version
+	// does not fit (it says so, naming both versions).
+	ctx, cancel := context.WithTimeout(context.Background(), h.opts.StartTimeout)
+	defer cancel()
+	prov, err := authplugin.Connect(ctx, c)
 	if err != nil {
 		killGroup(cmd) // first: c.Kill waits for the output pipes, which a child may hold
 		c.Kill()
@@ -276,18 +275,6 @@ func (h *Host) start(m *managed) (*authplugin.Client, error) {
 				ErrPinMismatch, m.path, actual, hex.EncodeToString(cfg.SecureConfig.Checksum))
 		}
 		return nil, fmt.Errorf("%w: starting %s: %v", ErrPluginFailed, m.path, err)
-	}
-	raw, err := rpc.Dispense(authplugin.PluginName)
-	if err != nil {
-		killGroup(cmd) // first: c.Kill waits for the output pipes, which a child may hold
-		c.Kill()
-		return nil, fmt.Errorf("%w: %s: %v", ErrPluginFailed, name, err)
-	}
-	prov, ok := raw.(*authplugin.Client)
-	if !ok {
-		killGroup(cmd) // first: c.Kill waits for the output pipes, which a child may hold
-		c.Kill()
-		return nil, fmt.Errorf("%w: %s dispensed %T", ErrPluginFailed, name, raw)
 	}
 	m.client, m.cmd, m.prov = c, cmd, prov
 	m.starts++

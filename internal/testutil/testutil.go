@@ -44,7 +44,8 @@ func PluginDir(t testing.TB) string {
 			buildErr = &buildError{err: err, out: strings.TrimSpace(string(out))}
 			return
 		}
-		// The example third-party provider is its own module: it builds from its directory.
+		// The example third-party provider is its own module (it requires only the SDK's): it
+		// builds from its directory.
 		cmd = exec.Command("go", "build", "-o", filepath.Join(buildDir, "mailintake-auth-statictoken"), ".")
 		cmd.Dir = filepath.Join(ModuleRoot(), "plugins", "examples", "statictoken")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -55,6 +56,49 @@ func PluginDir(t testing.TB) string {
 		t.Fatalf("building plugins: %v", buildErr)
 	}
 	return buildDir
+}
+
+var (
+	badOnce sync.Once
+	badPath string
+	badErr  error
+)
+
+// BadProviders installs the SDK's deliberately broken test provider (a provider written without
+// the SDK, as one in another language is: plugins/authplugin/authplugintest/testdata/badprovider)
+// under each of the given modes' names, mailintake-auth-<mode>, in a fresh directory. Its name
+// picks its mistake: "good" has none, "notserving" reports NOT_SERVING, "ipcert" serves a
+// certificate for 127.0.0.1 only, "future" speaks protocol version 99, …
+func BadProviders(t testing.TB, modes ...string) string {
+	t.Helper()
+	badOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mailintake-badprovider-")
+		if err != nil {
+			badErr = err
+			return
+		}
+		badPath = filepath.Join(dir, "badprovider")
+		// The SDK is its own module: the program builds from its directory.
+		cmd := exec.Command("go", "build", "-o", badPath, "./authplugintest/testdata/badprovider")
+		cmd.Dir = filepath.Join(ModuleRoot(), "plugins", "authplugin")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			badErr = &buildError{err: err, out: strings.TrimSpace(string(out))}
+		}
+	})
+	if badErr != nil {
+		t.Fatalf("building the broken test provider: %v", badErr)
+	}
+	data, err := os.ReadFile(badPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	for _, m := range modes {
+		if err := os.WriteFile(filepath.Join(dst, "mailintake-auth-"+m), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }
 
 // CopyPlugins copies the built plugins into a fresh directory the test may change.

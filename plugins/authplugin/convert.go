@@ -6,7 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	authpluginv1 "github.com/mailintake/mailintake/proto/authplugin/v1"
+	"github.com/mailintake/mailintake/plugins/authplugin/authpluginv1"
 )
 
 // Conversions between the SDK's types and authplugin.v1. Plugin authors never see the

@@ -36,4 +36,22 @@
 //
 // A provider that supports an interactive sign-in (e.g. a device code flow) also implements
 // [Authorizer]. New capabilities arrive as new optional interfaces, never as changes to [Provider].
+//
+// # Versions
+//
+// The SDK is a Go module of its own, tagged plugins/authplugin/vX.Y.Z apart from the server:
+//
+//	go get github.com/mailintake/mailintake/plugins/authplugin@v1.0.0
+//
+// What the server and a provider speak is the protocol version ([ProtocolVersion]), not the
+// SDK's: every v1.x.y release speaks protocol version 1, and a server speaks every protocol
+// version the SDK releases before it spoke, so a provider built with an older SDK keeps working.
+// A provider speaking only a version the server does not know is refused with a
+// [*ProtocolVersionError] naming both. The README says more.
+//
+// # Checking a provider
+//
+// Package authplugintest starts a provider executable as the server does and reports each thing
+// it gets wrong (handshake, certificate, health, Describe, typed errors, stdout, speed, stop), for
+// a provider in any language.
 package authplugin

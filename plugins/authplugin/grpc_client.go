@@ -6,7 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	authpluginv1 "github.com/mailintake/mailintake/proto/authplugin/v1"
+	"github.com/mailintake/mailintake/plugins/authplugin/authpluginv1"
 )
 
 // Client calls a provider running in a plugin process. The host obtains one by dispensing

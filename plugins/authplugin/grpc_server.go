@@ -7,7 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	authpluginv1 "github.com/mailintake/mailintake/proto/authplugin/v1"
+	"github.com/mailintake/mailintake/plugins/authplugin/authpluginv1"
 )
 
 // grpcServer adapts a Provider to the authplugin.v1 service (plugin side).

@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	authpluginv1 "github.com/mailintake/mailintake/proto/authplugin/v1"
+	"github.com/mailintake/mailintake/plugins/authplugin/authpluginv1"
 )
 
 // PluginName is the name under which the provider is dispensed through go-plugin.
@@ -21,22 +21,25 @@ const ExecutablePrefix = "mailintake-auth-"
 
 // Handshake is the go-plugin handshake shared by the host and every provider. The cookie is a
 // guard against running a provider by hand, not a security measure; integrity comes from the
-// host's SHA-256 pins and go-plugin's automatic mTLS.
+// host's SHA-256 pins and go-plugin's automatic mTLS. Its ProtocolVersion is the oldest one the
+// SDK speaks; [ProtocolVersions] lists them all.
 var Handshake = plugin.HandshakeConfig{
 	ProtocolVersion:  1,
 	MagicCookieKey:   "MAILINTAKE_AUTH_PLUGIN",
 	MagicCookieValue: "6c1f0b0e-provider-v1",
 }
 
-// Serve serves p as a plugin process. It returns only when the host ends the process.
+// Serve serves p as a plugin process. It returns only when the host ends the process. It
+// offers every protocol version the SDK speaks ([ProtocolVersions]); go-plugin settles on the
+// newest one the host speaks too.
 func Serve(p Provider) {
 	// A host that is killed or crashes cannot stop its plugins: each exits on its own once its
 	// parent is gone, instead of waiting forever for calls that cannot come.
 	go exitWithParent(os.Getppid(), time.Second, os.Getppid, func() { os.Exit(0) })
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: Handshake,
-		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: p}},
-		GRPCServer:      plugin.DefaultGRPCServer,
+		HandshakeConfig:  Handshake,
+		VersionedPlugins: versionedPlugins(p),
+		GRPCServer:       plugin.DefaultGRPCServer,
 	})
 }
 

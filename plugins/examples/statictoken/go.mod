@@ -2,7 +2,7 @@ module example.com/mailintake-auth-statictoken
 
 go 1.26.0
 
-require github.com/mailintake/mailintake v0.0.0
+require github.com/mailintake/mailintake/plugins/authplugin v1.0.0
 
 require (
 	github.com/fatih/color v1.13.0 // indirect
@@ -11,14 +11,16 @@ require (
 	github.com/hashicorp/go-plugin v1.8.0 // indirect
 	github.com/hashicorp/yamux v0.1.2 // indirect
 	github.com/mattn/go-colorable v0.1.12 // indirect
-	github.com/mattn/go-isatty v0.0.24 // indirect
+	github.com/mattn/go-isatty v0.0.17 // indirect
 	github.com/oklog/run v1.1.0 // indirect
-	golang.org/x/net v0.62.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
-	golang.org/x/text v0.43.0 // indirect
-	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c // indirect
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	google.golang.org/grpc v1.85.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/mailintake/mailintake => ../../..
+// In this repository the example builds against the SDK beside it. A provider of your own
+// leaves this out: `go get github.com/mailintake/mailintake/plugins/authplugin@v1.0.0`.
+replace github.com/mailintake/mailintake/plugins/authplugin => ../../authplugin

@@ -1,7 +1,8 @@
 // Command mailintake-auth-statictoken is an example third-party auth provider for mailintake: it
 // presents a bearer token the admin stores for the mailbox (e.g. one issued by another system) with
 // SASL XOAUTH2 or OAUTHBEARER. It lives in its own Go module and uses only the public SDK, exactly
-// as a provider written outside this repository would.
+// as a provider written outside this repository would: its go.mod requires the SDK's module alone
+// (go get github.com/mailintake/mailintake/plugins/authplugin@v1.0.0), not the server's.
 //
 // Build it, put it in the server's plugin directory, optionally pin its SHA-256:
 //

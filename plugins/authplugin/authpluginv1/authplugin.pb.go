@@ -1443,7 +1443,7 @@ const file_authplugin_v1_authplugin_proto_rawDesc = "" +
 	"\x0eValidateConfig\x12$.authplugin.v1.ValidateConfigRequest\x1a%.authplugin.v1.ValidateConfigResponse\x12`\n" +
 	"\x0fIssueCredential\x12%.authplugin.v1.IssueCredentialRequest\x1a&.authplugin.v1.IssueCredentialResponse\x12i\n" +
 	"\x12BeginAuthorization\x12(.authplugin.v1.BeginAuthorizationRequest\x1a).authplugin.v1.BeginAuthorizationResponse\x12f\n" +
-	"\x11PollAuthorization\x12'.authplugin.v1.PollAuthorizationRequest\x1a(.authplugin.v1.PollAuthorizationResponseBCZAgithub.com/mailintake/mailintake/proto/authplugin/v1;authpluginv1b\x06proto3"
+	"\x11PollAuthorization\x12'.authplugin.v1.PollAuthorizationRequest\x1a(.authplugin.v1.PollAuthorizationResponseBOZMgithub.com/mailintake/mailintake/plugins/authplugin/authpluginv1;authpluginv1b\x06proto3"
 
 var (
 	file_authplugin_v1_authplugin_proto_rawDescOnce sync.Once
