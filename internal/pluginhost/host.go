@@ -247,7 +247,8 @@ func (h *Host) start(m *managed) (*authplugin.Client, error) {
 	name := m.name
 	cmd := command(m.path)
 	cfg := authplugin.ClientConfig(cmd)
-	cfg.Logger = newHCLogger(h.log.With("provider", name))
+	cfg.Logger = newHCLogger(h.log.With("provider", name), filepath.Base(m.path))
+	cfg.Stderr = &stderrLogger{l: h.log.With("provider", name)} // go-plugin's own parser is muted: see slogAdapter
 	cfg.SyncStdout = &lineLogger{l: h.log.With("provider", name), stream: "stdout"}
 	cfg.SyncStderr = &lineLogger{l: h.log.With("provider", name), stream: "stderr"}
 	cfg.StartTimeout = h.opts.StartTimeout
@@ -283,9 +284,16 @@ func (h *Host) start(m *managed) (*authplugin.Client, error) {
 }
 
 // kill stops a provider's process so that the next call starts a new one.
-func (h *Host) kill(m *managed, reason string) {
+//
+// used is the process's client a failing call used: when the provider was restarted since (by
+// another call that failed at the same time), the new process is left alone. nil stops
+// whatever runs.
+func (h *Host) kill(m *managed, used *authplugin.Client, reason string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if used != nil && m.prov != used {
+		return
+	}
 	if m.client != nil {
 		h.log.Warn("stopping auth provider plugin", "provider", m.name, "reason", reason)
 		// Kill asks the provider to shut down, then waits for its output pipes: a child that
@@ -343,13 +351,13 @@ func (h *Host) call(ctx context.Context, name string, fn func(ctx context.Contex
 		case err == nil:
 			return nil
 		case timedOut:
-			h.kill(m, "call exceeded its deadline")
+			h.kill(m, p, "call exceeded its deadline")
 			return fmt.Errorf("%w: %s did not answer within %s", ErrPluginFailed, name, h.opts.CallTimeout)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case transportFailure(err):
 			// The process died or its connection broke: start a new one and try once more.
-			h.kill(m, "transport failure: "+status.Convert(err).Message())
+			h.kill(m, p, "transport failure: "+status.Convert(err).Message())
 			if attempt == 0 {
 				continue
 			}
@@ -435,7 +443,7 @@ func (h *Host) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, m := range h.plugins {
-		h.kill(m, "server stopping")
+		h.kill(m, nil, "server stopping")
 	}
 }
 

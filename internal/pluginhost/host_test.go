@@ -253,6 +253,78 @@ func TestKilledPluginIsRestarted(t *testing.T) {
 	}
 }
 
+// Calls in flight when the provider dies restart it once: each failing call stops only the
+// process it used, not the one another call has started meanwhile (with four callers, one
+// SIGKILL led to three or four starts, and a caller on its one retry could fail).
+func TestConcurrentCallsRestartTheProviderOnce(t *testing.T) {
+	h, _, _ := newHost(t, Options{CallTimeout: 20 * time.Second})
+	ctx := context.Background()
+	control := filepath.Join(t.TempDir(), "behavior")
+	if err := os.WriteFile(control, []byte("hang"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Describe(ctx, "fake"); err != nil {
+		t.Fatal(err)
+	}
+	const callers = 4
+	errs := make(chan error, callers)
+	for i := range callers {
+		go func() {
+			_, err := h.Credential(ctx, "fake", acct(fmt.Sprintf("m%d", i), map[string]string{"control": control}), false)
+			errs <- err
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // the calls are in flight, hanging
+	if err := os.WriteFile(control, []byte("ok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(h.Pid("fake"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Errorf("a call in flight when the provider died: %v, want it retried on the new process", err)
+		}
+	}
+	if n := h.Starts("fake"); n != 2 {
+		t.Errorf("the provider was started %d times, want 2 (one restart)", n)
+	}
+}
+
+// Whatever a provider writes to stderr is logged, never parsed into a crash: go-plugin's own
+// parser panics (and takes the server down) on an hclog line whose message, level or timestamp
+// is not a string.
+func TestProviderStderrCannotCrashTheHost(t *testing.T) {
+	dir := testutil.CopyPlugins(t, "basic")
+	script := "#!/bin/sh\n" +
+		"echo '{\"@message\":42,\"@level\":\"error\",\"n\":1}' >&2\n" +
+		"echo '{\"@message\":\"x\",\"@level\":7}' >&2\n" +
+		"echo '{\"@message\":\"stamp\",\"@timestamp\":1}' >&2\n" +
+		"echo '[WARN] plain warning' >&2\n" +
+		"echo 'not a handshake'\n"
+	if err := os.WriteFile(filepath.Join(dir, "mailintake-auth-noisy"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h, _, logs := newHost(t, Options{Dir: dir})
+	if _, err := h.Describe(context.Background(), "noisy"); !errors.Is(err, ErrPluginFailed) {
+		t.Fatalf("Describe = %v, want ErrPluginFailed", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "plain warning") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	out := logs.String()
+	for _, want := range []string{`"msg":"42"`, `"level":"ERROR"`, `"msg":"x"`, `"msg":"stamp"`, `"level":"WARN","msg":"plain warning"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %s:\n%s", want, out)
+		}
+	}
+	// The host still serves other providers.
+	if _, err := h.Describe(context.Background(), "basic"); err != nil {
+		t.Errorf("basic after the noisy provider: %v", err)
+	}
+}
+
 func TestCrashingAndHangingPlugins(t *testing.T) {
 	h, _, _ := newHost(t, Options{CallTimeout: 2 * time.Second})
 	ctx := context.Background()

@@ -144,7 +144,7 @@ func TestHealthAndCertificateAreRequired(t *testing.T) {
 	}
 	m := h.plugins["nocontroller"]
 	start := time.Now()
-	h.kill(m, "test")
+	h.kill(m, nil, "test")
 	if d := time.Since(start); d < 1500*time.Millisecond {
 		t.Errorf("stopping a provider without plugin.GRPCController took %s; the README says every stop waits 2 s", d)
 	}
