@@ -44,7 +44,7 @@ cannot be reached or the caller is not authenticated.`,
 	root.SetErr(a.stderr)
 	a.g.register(root.PersistentFlags())
 	a.completeGlobals(root)
-	root.AddCommand(a.mailboxCmd(), a.tailCmd(), a.parseCmd(), a.providersCmd(), a.quarantineCmd(),
+	root.AddCommand(a.mailboxCmd(), a.tailCmd(), a.parseCmd(), a.providersCmd(), a.providerCmd(), a.quarantineCmd(),
 		a.tokenCmd(), a.clusterCmd())
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
