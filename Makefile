@@ -84,6 +84,7 @@ fuzz: ## Run each fuzz target (parser, TNEF, API requests) for FUZZTIME (default
 	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText FuzzBase64 FuzzBounceNotice FuzzReportFields; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
 	$(GO) test -run XXX -fuzz '^FuzzContentFingerprint$$' -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(or $(FUZZTIME),10m) ./internal/tnef/
+	for f in FuzzResponseLine FuzzList FuzzBody FuzzDotRoundTrip; do $(GO) test -run XXX -fuzz "^$$f\$$" -fuzztime $(or $(FUZZTIME),10m) ./internal/pop3/ || exit 1; done
 	$(GO) test -run XXX -fuzz FuzzRequests -fuzztime $(or $(FUZZTIME),10m) ./server/
 
 .PHONY: corpus-check
