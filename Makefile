@@ -12,6 +12,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION := v0.8.2
 
 LISTEN ?= 127.0.0.1:7465
+HTTP_LISTEN ?= 127.0.0.1:7466
 DATA_DIR ?= data
 CORPUS ?= ../shared/corpus
 
@@ -27,8 +28,13 @@ build: ## Build the server, the CLI and the built-in auth plugins into bin/.
 	$(GO) build -o $(BIN)/ ./server/cmd/mailintaked ./client/cmd/mailintake ./plugins/basic/cmd/mailintake-auth-basic ./plugins/o365/cmd/mailintake-auth-o365
 
 .PHONY: run
-run: build ## Build, then serve on $(LISTEN) with the embedded store in $(DATA_DIR).
-	$(BIN)/mailintaked --listen $(LISTEN) --data-dir $(DATA_DIR)
+run: build ## Build, then serve the API on $(LISTEN) and the admin web page on $(HTTP_LISTEN), with the embedded store in $(DATA_DIR).
+	@echo "The admin web page: http://$(HTTP_LISTEN)/ (sign in with the admin token in $(DATA_DIR)/admin.token)"
+	$(BIN)/mailintaked --listen $(LISTEN) --http-listen $(HTTP_LISTEN) --data-dir $(DATA_DIR)
+
+.PHONY: test-ui
+test-ui: ## Drive the admin web page in headless Chromium (Debian's chromium) against the real daemon and an in-process IMAP server; SCREENSHOTS=docs/web keeps screenshots.
+	$(if $(SCREENSHOTS),MAILINTAKE_SCREENSHOTS=$(abspath $(SCREENSHOTS))) $(GO) test -count=1 -tags browser -run Browser -timeout 10m ./server/cmd/mailintaked/ $(if $(V),-v)
 
 # The provider SDK and the example provider are Go modules of their own: ./... of the server's
 # module does not reach them.
@@ -100,7 +106,7 @@ lint: $(TOOLS)/buf $(TOOLS)/staticcheck proto ## go vet, staticcheck, buf lint, 
 	$(GO) vet ./...
 	cd $(SDK) && $(GO) vet ./...
 	cd $(SDK_EXAMPLE) && $(GO) vet ./...
-	$(GO) vet -tags interop,faults,ha ./server/cmd/mailintaked/
+	$(GO) vet -tags interop,faults,ha,browser ./server/cmd/mailintaked/
 	$(GO) vet -tags interop ./internal/fakes/...
 	$(GO) vet -tags postgres ./internal/store/...
 	$(GO) vet -tags bench ./internal/bench/
@@ -109,7 +115,7 @@ lint: $(TOOLS)/buf $(TOOLS)/staticcheck proto ## go vet, staticcheck, buf lint, 
 	cd $(SDK_EXAMPLE) && $(TOOLS)/staticcheck ./...
 	@cd $(SDK) && $(GO) mod tidy -diff || { echo "$(SDK)/go.mod is not tidy: run 'go mod tidy' there"; exit 1; }
 	@cd $(SDK_EXAMPLE) && $(GO) mod tidy -diff || { echo "$(SDK_EXAMPLE)/go.mod is not tidy: run 'go mod tidy' there"; exit 1; }
-	$(TOOLS)/staticcheck -tags interop,faults,ha ./server/cmd/mailintaked/
+	$(TOOLS)/staticcheck -tags interop,faults,ha,browser ./server/cmd/mailintaked/
 	$(TOOLS)/staticcheck -tags interop ./internal/fakes/...
 	$(TOOLS)/staticcheck -tags postgres ./internal/store/...
 	$(TOOLS)/staticcheck -tags bench ./internal/bench/

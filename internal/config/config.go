@@ -60,6 +60,11 @@ type Config struct {
 	MetricsListen string
 	// Pprof also serves Go's profiler at /debug/pprof/ on the metrics listener.
 	Pprof bool
+	// HTTPListen, when set, serves the admin web page (internal/web) on its own listener.
+	HTTPListen string
+	// HTTPHosts are host names, besides HTTPListen's own (and the loopback names when it is a
+	// loopback address), that the web page answers to: its Host allowlist.
+	HTTPHosts string
 	// PluginPins maps a provider name to the SHA-256 its executable must have.
 	PluginPins map[string]string
 }
@@ -85,8 +90,10 @@ func Load(args []string, getenv func(string) string, usage io.Writer) (*Config, 
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&c.PluginTimeout, "plugin-timeout", 30*time.Second, "deadline of each auth plugin call")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (e.g. 127.0.0.1:7466); empty: off")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "address to serve Prometheus metrics on at /metrics (e.g. 127.0.0.1:7467); empty: off")
 	fs.BoolVar(&c.Pprof, "pprof", false, "also serve Go's profiler at /debug/pprof/ on --metrics-listen (keep that address private)")
+	fs.StringVar(&c.HTTPListen, "http-listen", "", "address to serve the admin web page on (e.g. 127.0.0.1:7466); plaintext only on loopback unless --insecure, HTTPS with --tls-cert; empty: off")
+	fs.StringVar(&c.HTTPHosts, "http-hosts", "", "comma-separated host names the web page also answers to (its Host allowlist holds --http-listen's address, and the loopback names when that is loopback), e.g. mail-admin.example.com")
 	fs.Usage = func() {
 		fmt.Fprintf(usage, "Usage: mailintaked [flags]\n\nServes the mailintake gRPC API. Every flag can also be set with the environment\nvariable MAILINTAKE_<FLAG> (e.g. MAILINTAKE_DATA_DIR) or in the --config file.\n\n")
 		fs.PrintDefaults()
@@ -194,6 +201,9 @@ func (c *Config) validate() error {
 	}
 	if c.Pprof && c.MetricsListen == "" {
 		return errors.New("--pprof needs --metrics-listen")
+	}
+	if c.HTTPHosts != "" && c.HTTPListen == "" {
+		return errors.New("--http-hosts needs --http-listen")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

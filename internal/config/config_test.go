@@ -126,3 +126,16 @@ func TestReplicaFlags(t *testing.T) {
 		t.Errorf("a wildcard listen address without --advertise-addr: %v", err)
 	}
 }
+
+func TestHTTPListen(t *testing.T) {
+	none := func(string) string { return "" }
+	if _, err := Load([]string{"--http-hosts", "admin.example.com"}, none, io.Discard); err == nil || !strings.Contains(err.Error(), "--http-listen") {
+		t.Errorf("--http-hosts without --http-listen: %v", err)
+	}
+	c, err := Load(nil, func(k string) string {
+		return map[string]string{"MAILINTAKE_HTTP_LISTEN": "127.0.0.1:7466", "MAILINTAKE_HTTP_HOSTS": "a.example,b.example"}[k]
+	}, io.Discard)
+	if err != nil || c.HTTPListen != "127.0.0.1:7466" || c.HTTPHosts != "a.example,b.example" {
+		t.Errorf("from the environment: %+v, %v", c, err)
+	}
+}

@@ -137,6 +137,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case !isLoopback(c.Listen) && !c.Insecure:
 		return fmt.Errorf("refusing to serve %s without TLS: give --tls-cert and --tls-key, or --insecure to accept plaintext on the network", c.Listen)
 	}
+	if err := checkWebListen(c); err != nil {
+		return err
+	}
 
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -279,6 +282,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}))
 	g := grpc.NewServer(append(serverOpts, srv.ServerOptions()...)...)
 	srv.Register(g)
+	stopWeb, err := startWeb(ctx, c, srv, log) // the admin web page (web.go)
+	if err != nil {
+		leave()
+		return err
+	}
+	defer stopWeb()
 
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
