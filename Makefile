@@ -25,7 +25,7 @@ help: ## Show this help.
 .PHONY: build
 build: ## Build the server, the CLI and the built-in auth plugins into bin/.
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./server/cmd/mailintaked ./client/cmd/mailintake ./plugins/basic/cmd/mailintake-auth-basic ./plugins/o365/cmd/mailintake-auth-o365
+	$(GO) build -o $(BIN)/ ./server/cmd/mailintaked ./client/cmd/mailintake ./plugins/basic/cmd/mailintake-auth-basic ./plugins/o365/cmd/mailintake-auth-o365 ./plugins/google/cmd/mailintake-auth-google
 
 .PHONY: run
 run: build ## Build, then serve the API on $(LISTEN) and the admin web page on $(HTTP_LISTEN), with the embedded store in $(DATA_DIR).
@@ -47,7 +47,7 @@ test: ## Run the unit and integration tests (with the race detector), the server
 	cd $(SDK) && $(GO) test -race -count=1 ./...
 
 .PHONY: dev-idp
-dev-idp: ## Serve the fake Microsoft identity platform on 127.0.0.1:7470 for trying the o365 provider.
+dev-idp: ## Serve the fake Microsoft identity platform on 127.0.0.1:7470 (and a fake Google under /google) for trying the o365 and google providers.
 	$(GO) run ./internal/fakes/idp/cmd/mailintake-dev-idp
 
 .PHONY: imap-servers

@@ -97,8 +97,8 @@ func TestDiscoverAndDescribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(names, ",") != "basic,fake,o365,statictoken" {
-		t.Fatalf("Discover = %v, want [basic fake o365 statictoken]", names)
+	if strings.Join(names, ",") != "basic,fake,google,o365,statictoken" {
+		t.Fatalf("Discover = %v, want [basic fake google o365 statictoken]", names)
 	}
 	infos, err := h.Providers(context.Background())
 	if err != nil {

@@ -24,7 +24,7 @@ func ModuleRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// PluginDir builds the provider plugins (basic, o365, the test fake and the example third-party
+// PluginDir builds the provider plugins (basic, o365, google, the test fake and the example third-party
 // statictoken) once per test binary and
 // returns the directory holding them. Tests that use it run real plugin subprocesses.
 func PluginDir(t testing.TB) string {
@@ -37,6 +37,7 @@ func PluginDir(t testing.TB) string {
 		cmd := exec.Command("go", "build", "-o", buildDir+string(os.PathSeparator),
 			"./plugins/basic/cmd/mailintake-auth-basic",
 			"./plugins/o365/cmd/mailintake-auth-o365",
+			"./plugins/google/cmd/mailintake-auth-google",
 			"./internal/fakes/fakeprovider/cmd/mailintake-auth-fake")
 		cmd.Dir = ModuleRoot()
 		out, err := cmd.CombinedOutput()

@@ -3,7 +3,8 @@
 // and device_code grants, the devicecode endpoint, Microsoft-shaped error bodies (error,
 // error_description with "AADSTSnnnnn:", error_codes, trace_id, correlation_id), rotating refresh
 // tokens, token lifetimes set by the test, revocation, and an RFC 7662 introspection endpoint so a
-// real IMAP server (Dovecot's oauth2 passdb) can validate its access tokens.
+// real IMAP server (Dovecot's oauth2 passdb) can validate its access tokens. Google (google.go) is
+// a fake of Google's OAuth 2.0 endpoints beside it, for the google provider.
 package idp
 
 import (
