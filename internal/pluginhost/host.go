@@ -97,6 +97,33 @@ type Host struct {
 	cacheMu sync.Mutex
 	cache   map[string]*cacheEntry
 	flights map[string]*sync.Mutex
+
+	sumsMu sync.Mutex
+	sums   map[string][2]string // executable → its stamp and SHA-256 then
+}
+
+// sum returns an executable's SHA-256, hashing it again only when its size or modification
+// time changed: Describe runs at every mailbox validation, and hashing a provider of tens of
+// megabytes each time was half of the server's CPU while 200 mailboxes were added.
+func (h *Host) sum(path string) (string, error) {
+	st := stamp(path)
+	h.sumsMu.Lock()
+	c, ok := h.sums[path]
+	h.sumsMu.Unlock()
+	if ok && st != "" && c[0] == st {
+		return c[1], nil
+	}
+	sum, err := fileSHA256(path)
+	if err != nil {
+		return "", err
+	}
+	h.sumsMu.Lock()
+	if h.sums == nil {
+		h.sums = map[string][2]string{}
+	}
+	h.sums[path] = [2]string{st, sum}
+	h.sumsMu.Unlock()
+	return sum, nil
 }
 
 type managed struct {
@@ -380,7 +407,7 @@ func (h *Host) Describe(ctx context.Context, name string) (Info, error) {
 		return Info{}, err
 	}
 	path, _ := h.path(name)
-	sum, _ := fileSHA256(path)
+	sum, _ := h.sum(path)
 	return Info{Description: d, Path: path, SHA256: sum}, nil
 }
 
@@ -400,7 +427,7 @@ func (h *Host) Providers(ctx context.Context) ([]Info, error) {
 				h.log.Error("auth provider unavailable", "provider", n, "err", err)
 				info.Name, info.Err = n, err
 				info.Path, _ = h.path(n)
-				info.SHA256, _ = fileSHA256(info.Path)
+				info.SHA256, _ = h.sum(info.Path)
 			}
 			out[i] = info
 		})

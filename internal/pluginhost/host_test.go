@@ -570,3 +570,26 @@ func TestBrokenProviderIsListedWithItsReason(t *testing.T) {
 		t.Errorf("after the fix: %v", err)
 	}
 }
+
+// An executable's SHA-256 is computed again only when the file changed: Describe runs at every
+// mailbox validation.
+func TestExecutableHashIsCachedUntilTheFileChanges(t *testing.T) {
+	h, _, _ := newHost(t, Options{})
+	path := filepath.Join(t.TempDir(), "mailintake-auth-x")
+	if err := os.WriteFile(path, []byte("one"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first, err := h.sum(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := h.sum(path); again != first || len(h.sums) != 1 {
+		t.Errorf("second sum %s (first %s), %d cached", again, first, len(h.sums))
+	}
+	if err := os.WriteFile(path, []byte("two, longer"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if changed, _ := h.sum(path); changed == first {
+		t.Error("the hash of a changed file was not computed again")
+	}
+}
