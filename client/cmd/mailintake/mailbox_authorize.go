@@ -42,9 +42,14 @@ completes, fails or expires. Ctrl-C stops waiting; the server keeps polling.`,
 				}
 			} else {
 				fmt.Fprintln(a.stdout, auth.GetMessage())
-				fmt.Fprintf(a.stdout, "  URL:  %s\n  code: %s\n", auth.GetVerificationUri(), auth.GetUserCode())
-				if auth.GetExpireTime() != nil {
-					fmt.Fprintf(a.stdout, "  the code expires at %s\n", auth.GetExpireTime().AsTime().Local().Format("15:04:05"))
+				fmt.Fprintf(a.stdout, "  URL:  %s\n", auth.GetVerificationUri())
+				// A browser sign-in (Google's installed-app flow) has no code to enter: its
+				// message says what to do.
+				if auth.GetUserCode() != "" {
+					fmt.Fprintf(a.stdout, "  code: %s\n", auth.GetUserCode())
+					if auth.GetExpireTime() != nil {
+						fmt.Fprintf(a.stdout, "  the code expires at %s\n", auth.GetExpireTime().AsTime().Local().Format("15:04:05"))
+					}
 				}
 			}
 			if noWait {
