@@ -180,6 +180,11 @@ func (s *Supervisor) pollAuthorization(ctx context.Context, mb *store.Mailbox, p
 			s.eventFor(ctx, id, "auth", "interactive sign-in expired")
 			return
 		}
+		// The mailbox as it is now: a secret saved meanwhile (Google's pasted redirect address,
+		// authorization_response) reaches the provider at the next poll, on any replica.
+		if cur, err := s.store.GetMailbox(ctx, id); err == nil {
+			acct = Account(cur.Spec, cur.RevealedSecrets())
+		}
 		res, err := s.plugins.PollAuthorization(ctx, mb.Spec.GetAuthProvider(), acct, handle)
 		if e, ok := authplugin.AsError(err); ok && e.Reason == authplugin.ReasonAuthorizationPending {
 			if e.RetryAfter > 0 {
