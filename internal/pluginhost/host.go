@@ -107,22 +107,20 @@ type Host struct {
 // megabytes each time was half of the server's CPU while 200 mailboxes were added.
 func (h *Host) sum(path string) (string, error) {
 	st := stamp(path)
+	// Held while hashing: many validations at once (200 mailboxes added together) hash once.
 	h.sumsMu.Lock()
-	c, ok := h.sums[path]
-	h.sumsMu.Unlock()
-	if ok && st != "" && c[0] == st {
+	defer h.sumsMu.Unlock()
+	if c, ok := h.sums[path]; ok && st != "" && c[0] == st {
 		return c[1], nil
 	}
 	sum, err := fileSHA256(path)
 	if err != nil {
 		return "", err
 	}
-	h.sumsMu.Lock()
 	if h.sums == nil {
 		h.sums = map[string][2]string{}
 	}
 	h.sums[path] = [2]string{st, sum}
-	h.sumsMu.Unlock()
 	return sum, nil
 }
 
