@@ -34,13 +34,19 @@ func FuzzRequests(f *testing.F) {
 	seed(5, &mailintakev1.GetAttachmentRequest{MessageId: "m:1:1", AttachmentId: "1:x"})
 	seed(6, &mailintakev1.ListMailboxesRequest{PageSize: -5, PageToken: "\xff", Tenant: "../x"})
 	seed(7, &mailintakev1.CreateTokenRequest{Tenant: "acme\x00", Name: string(make([]byte, 300))})
+	seed(8, &mailintakev1.SendMessageRequest{MailboxId: "x", IdempotencyKey: "k\x00", From: "<>",
+		Content: &mailintakev1.SendMessageRequest_Draft{Draft: &mailintakev1.Draft{To: []string{"a@b", "\r\n"}, Attachments: []*mailintakev1.OutboundAttachment{{Filename: "a\nb"}}}}})
+	seed(8, &mailintakev1.SendMessageRequest{IdempotencyKey: "k", Content: &mailintakev1.SendMessageRequest_Raw{Raw: []byte("From: x\r\n\r\n")},
+		InReplyTo: &mailintakev1.InReplyTo{Original: &mailintakev1.InReplyTo_RfcMessageId{RfcMessageId: "<>"}}})
+	seed(9, &mailintakev1.ListOutboundMessagesRequest{PageSize: 5000, PageToken: "\xff", State: 42, MailboxId: "nope"})
 	e := newEnv(f)
 	ctx := as(e.admin)
+	out := mailintakev1.NewOutboundServiceClient(e.conn)
 	f.Fuzz(func(t *testing.T, kind byte, b []byte) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		var err error
-		switch kind % 8 {
+		switch kind % 10 {
 		case 0:
 			req := &mailintakev1.CreateMailboxRequest{}
 			if proto.Unmarshal(b, req) != nil {
@@ -108,11 +114,26 @@ func FuzzRequests(f *testing.F) {
 				return
 			}
 			_, err = e.tokens.CreateToken(cctx, req)
+		case 8:
+			req := &mailintakev1.SendMessageRequest{}
+			if proto.Unmarshal(b, req) != nil {
+				return
+			}
+			if req.GetInReplyTo().GetDeliveredMessageId() != "" {
+				req.InReplyTo = nil // reading the original would dial out
+			}
+			_, err = out.SendMessage(cctx, req)
+		case 9:
+			req := &mailintakev1.ListOutboundMessagesRequest{}
+			if proto.Unmarshal(b, req) != nil {
+				return
+			}
+			_, err = out.ListOutboundMessages(cctx, req)
 		}
 		switch status.Code(err) {
 		case codes.OK, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied, codes.FailedPrecondition:
 		default:
-			t.Fatalf("request kind %d: %v", kind%8, err)
+			t.Fatalf("request kind %d: %v", kind%10, err)
 		}
 	})
 }

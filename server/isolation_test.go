@@ -41,8 +41,17 @@ func TestTenantIsolationEveryRPC(t *testing.T) {
 	globex := e.tenantToken("globex")
 	spec := imapMailbox(srv, "")
 	spec.Limits = &mailintakev1.MailboxLimits{MaxMessageBytes: 2048}
+	spec.SendingEnabled, spec.SmtpHost, spec.SmtpSecurity = true, "127.0.0.1", mailintakev1.Security_SECURITY_NONE
 	mb := e.create(acme, spec)
 	id := mb.GetId()
+	// acme queued a message (no sender runs: it stays queued).
+	outbound := mailintakev1.NewOutboundServiceClient(e.conn)
+	sent, err := outbound.SendMessage(as(acme), &mailintakev1.SendMessageRequest{MailboxId: id, IdempotencyKey: "k",
+		Content: &mailintakev1.SendMessageRequest_Draft{Draft: &mailintakev1.Draft{To: []string{"c@example.net"}, TextBody: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outboundID := sent.GetOutboundMessage().GetId()
 
 	// acme receives its message (held unacknowledged) and has a quarantined one.
 	ctx, cancel := context.WithTimeout(as(acme), 30*time.Second)
@@ -153,6 +162,30 @@ func TestTenantIsolationEveryRPC(t *testing.T) {
 			_, err := e.provs.GetAuthorization(g, &mailintakev1.GetAuthorizationRequest{MailboxId: id})
 			return err
 		}, codes.NotFound},
+		"OutboundService.SendMessage": {func() error {
+			_, err := outbound.SendMessage(g, &mailintakev1.SendMessageRequest{MailboxId: id, IdempotencyKey: "k",
+				Content: &mailintakev1.SendMessageRequest_Draft{Draft: &mailintakev1.Draft{To: []string{"c@example.net"}, TextBody: "x"}}})
+			return err
+		}, codes.NotFound},
+		"OutboundService.GetOutboundMessage": {func() error {
+			_, err := outbound.GetOutboundMessage(g, &mailintakev1.GetOutboundMessageRequest{Id: outboundID})
+			return err
+		}, codes.NotFound},
+		"OutboundService.ListOutboundMessages": {func() error {
+			r, err := outbound.ListOutboundMessages(g, &mailintakev1.ListOutboundMessagesRequest{})
+			if err == nil && len(r.GetOutboundMessages()) > 0 {
+				return fmt.Errorf("listed %v", r.GetOutboundMessages())
+			}
+			if err != nil {
+				return err
+			}
+			_, err = outbound.ListOutboundMessages(g, &mailintakev1.ListOutboundMessagesRequest{MailboxId: id})
+			if status.Code(err) != codes.NotFound {
+				return fmt.Errorf("listing acme's mailbox: %v", err)
+			}
+			_, err = outbound.ListOutboundMessages(g, &mailintakev1.ListOutboundMessagesRequest{Tenant: "acme"})
+			return err
+		}, codes.PermissionDenied},
 		"TokenService.CreateToken": {func() error {
 			_, err := e.tokens.CreateToken(g, &mailintakev1.CreateTokenRequest{Tenant: "acme"})
 			return err
@@ -171,6 +204,7 @@ func TestTenantIsolationEveryRPC(t *testing.T) {
 	files := []protoreflect.FileDescriptor{
 		mailintakev1.File_mailintake_v1_mailbox_proto, mailintakev1.File_mailintake_v1_message_proto,
 		mailintakev1.File_mailintake_v1_auth_provider_proto, mailintakev1.File_mailintake_v1_token_proto,
+		mailintakev1.File_mailintake_v1_outbound_proto,
 	}
 	for _, f := range files {
 		for i := range f.Services().Len() {
@@ -205,6 +239,10 @@ func TestTenantIsolationEveryRPC(t *testing.T) {
 	q, err := e.msgs.ListQuarantinedMessages(as(acme), &mailintakev1.ListQuarantinedMessagesRequest{MailboxId: id})
 	if err != nil || len(q.GetMessages()) != 1 {
 		t.Errorf("acme's quarantine after the matrix: %v, %v", q, err)
+	}
+	list, err := outbound.ListOutboundMessages(as(acme), &mailintakev1.ListOutboundMessagesRequest{})
+	if err != nil || len(list.GetOutboundMessages()) != 1 || list.GetOutboundMessages()[0].GetId() != outboundID {
+		t.Errorf("acme's outbox after the matrix: %v, %v", list, err)
 	}
 }
 

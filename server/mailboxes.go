@@ -171,6 +171,12 @@ var updatable = map[string]func(dst, src *mailintakev1.Mailbox){
 	"start_from":           func(d, s *mailintakev1.Mailbox) { d.StartFrom = s.StartFrom },
 	"limits":               func(d, s *mailintakev1.Mailbox) { d.Limits = s.Limits },
 	"ticket_pattern":       func(d, s *mailintakev1.Mailbox) { d.TicketPattern = s.TicketPattern },
+	"sending_enabled":      func(d, s *mailintakev1.Mailbox) { d.SendingEnabled = s.SendingEnabled },
+	"smtp_host":            func(d, s *mailintakev1.Mailbox) { d.SmtpHost = s.SmtpHost },
+	"smtp_port":            func(d, s *mailintakev1.Mailbox) { d.SmtpPort = s.SmtpPort },
+	"smtp_security":        func(d, s *mailintakev1.Mailbox) { d.SmtpSecurity = s.SmtpSecurity },
+	"smtp_from":            func(d, s *mailintakev1.Mailbox) { d.SmtpFrom = s.SmtpFrom },
+	"smtp_max_per_minute":  func(d, s *mailintakev1.Mailbox) { d.SmtpMaxPerMinute = s.SmtpMaxPerMinute },
 }
 
 func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.UpdateMailboxRequest) (*mailintakev1.UpdateMailboxResponse, error) {
@@ -226,6 +232,7 @@ func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.Up
 	m.s.log.InfoContext(ctx, "mailbox updated", "mailbox_id", next.Id, "fields", paths)
 	m.s.addEvent(ctx, next.Id, "config", "mailbox updated: "+strings.Join(paths, ", "))
 	m.s.reload(ctx, next.Id)
+	m.s.outbox.Wake() // sending may have been turned on for queued mail
 	return &mailintakev1.UpdateMailboxResponse{Mailbox: present(stored)}, nil
 }
 

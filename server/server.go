@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/mailintake/mailintake/internal/delivery"
+	"github.com/mailintake/mailintake/internal/outbox"
 	"github.com/mailintake/mailintake/internal/pluginhost"
 	"github.com/mailintake/mailintake/internal/relay"
 	"github.com/mailintake/mailintake/internal/session"
@@ -36,6 +37,9 @@ type Options struct {
 	Cluster *Cluster
 	// Replica serves the other replicas (ReplicaService's relay calls); set with Cluster.
 	Replica *relay.Service
+	// Outbox, when set, is woken when a message is queued (OutboundService) or a mailbox's
+	// sending changes; it sends in the background. Without it, queued mail waits for a sender.
+	Outbox *outbox.Sender
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -48,6 +52,7 @@ type Server struct {
 	broker   *delivery.Broker
 	cluster  *Cluster
 	replica  *relay.Service
+	outbox   *outbox.Sender
 	log      *slog.Logger
 	now      func() time.Time
 	health   *health.Server
@@ -87,7 +92,7 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{store: opts.Store, plugins: opts.Plugins, sessions: opts.Sessions, broker: opts.Broker, cluster: opts.Cluster, replica: opts.Replica,
+	return &Server{store: opts.Store, plugins: opts.Plugins, sessions: opts.Sessions, broker: opts.Broker, cluster: opts.Cluster, replica: opts.Replica, outbox: opts.Outbox,
 		log: opts.Logger, now: opts.Now, health: health.NewServer(), closing: make(chan struct{})}
 }
 
@@ -99,11 +104,17 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 		// Messages of hundreds of kilobytes go out in fewer, larger writes (gRPC's default
 		// 32 KB buffer made a write system call per two HTTP/2 frames).
 		grpc.WriteBufferSize(writeBufferSize),
+		// SendMessage carries the message's bodies and attachments.
+		grpc.MaxRecvMsgSize(maxRequestBytes),
 	}
 }
 
 // writeBufferSize is each API connection's write buffer.
 const writeBufferSize = 256 << 10
+
+// maxRequestBytes bounds a request: a SendMessage with a message of maxOutboundBytes and a little
+// room for its other fields (gRPC's default is 4 MiB).
+const maxRequestBytes = maxOutboundBytes + 4<<20
 
 // Register registers the services, the health service and reflection on g.
 func (s *Server) Register(g *grpc.Server) {
@@ -112,6 +123,7 @@ func (s *Server) Register(g *grpc.Server) {
 	mailintakev1.RegisterAuthProviderServiceServer(g, &authProviderService{s: s})
 	mailintakev1.RegisterTokenServiceServer(g, &tokenService{s: s})
 	mailintakev1.RegisterClusterServiceServer(g, &clusterService{s: s})
+	mailintakev1.RegisterOutboundServiceServer(g, &outboundService{s: s})
 	if s.replica != nil {
 		replicav1.RegisterReplicaServiceServer(g, &replicaService{Service: s.replica, s: s})
 	}

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/mail"
 	"regexp"
+	"slices"
 	"strings"
 
+	"github.com/mailintake/mailintake/internal/outbox"
 	"github.com/mailintake/mailintake/internal/pluginhost"
 	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/plugins/authplugin"
@@ -69,6 +72,54 @@ func normalize(mb *mailintakev1.Mailbox) {
 	}
 	if mb.AuthConfig == nil {
 		mb.AuthConfig = map[string]string{}
+	}
+	normalizeSending(mb)
+}
+
+// normalizeSending fills the submission server's defaults: Microsoft 365's for an o365 mailbox
+// whose sending is turned on without one, and the port and security that go together.
+func normalizeSending(mb *mailintakev1.Mailbox) {
+	mb.SmtpHost = strings.TrimSpace(mb.SmtpHost)
+	mb.SmtpFrom = strings.TrimSpace(mb.SmtpFrom)
+	if mb.SendingEnabled && mb.SmtpHost == "" && mb.AuthProvider == "o365" {
+		mb.SmtpHost = outbox.Office365Host
+		if mb.SmtpPort == 0 {
+			mb.SmtpPort = outbox.Office365Port
+		}
+		if mb.SmtpSecurity == mailintakev1.Security_SECURITY_UNSPECIFIED {
+			mb.SmtpSecurity = outbox.Office365Security
+		}
+	}
+	if mb.SmtpHost != "" {
+		mb.SmtpSecurity = outbox.Security(mb)
+		mb.SmtpPort = uint32(outbox.Port(mb))
+	}
+}
+
+// maxPerMinuteCap bounds smtp_max_per_minute.
+const maxPerMinuteCap = 10000
+
+// validateSending checks the submission settings.
+func validateSending(f func(string) string, mb *mailintakev1.Mailbox, v *violations) {
+	switch {
+	case mb.SmtpHost == "" && mb.SendingEnabled:
+		v.add(f("smtp_host"), "is required to send: the submission server, e.g. smtp.office365.com (filled in for o365 mailboxes)")
+	case mb.SmtpHost != "" && !validHost(mb.SmtpHost):
+		v.add(f("smtp_host"), "%q is not a host name or IP address", mb.SmtpHost)
+	}
+	if mb.SmtpPort > 65535 {
+		v.add(f("smtp_port"), "must be between 1 and 65535 (587 for STARTTLS, 465 for TLS), not %d", mb.SmtpPort)
+	}
+	if _, ok := mailintakev1.Security_name[int32(mb.SmtpSecurity)]; !ok {
+		v.add(f("smtp_security"), "unknown security mode %d: use TLS, STARTTLS or NONE", mb.SmtpSecurity)
+	}
+	if mb.SmtpFrom != "" {
+		if a, err := mail.ParseAddress(mb.SmtpFrom); err != nil || strings.ContainsAny(mb.SmtpFrom, "\r\n") || !strings.Contains(a.Address, "@") {
+			v.add(f("smtp_from"), "%q is not an email address (\"Name <address>\" or an address)", mb.SmtpFrom)
+		}
+	}
+	if mb.SmtpMaxPerMinute > maxPerMinuteCap {
+		v.add(f("smtp_max_per_minute"), "must be at most %d", maxPerMinuteCap)
 	}
 }
 
@@ -144,6 +195,7 @@ func (s *Server) validateMailbox(ctx context.Context, prefix string, mb *mailint
 			v.add(f("auth_config"), "has an empty key")
 		}
 	}
+	validateSending(f, mb, &v)
 	if mb.AuthProvider == "" {
 		v.add(f("auth_provider"), "is required (e.g. basic or o365)")
 	} else if err := s.validateProvider(ctx, prefix, mb, secrets, &v); err != nil {
@@ -166,6 +218,10 @@ func (s *Server) validateProvider(ctx context.Context, prefix string, mb *mailin
 	}
 	if err != nil {
 		return err
+	}
+	if mb.SendingEnabled && len(info.Protocols) > 0 && !slices.Contains(info.Protocols, "smtp") {
+		v.add(prefix+"sending_enabled", "provider %q issues no SMTP credentials (it serves %s): sending needs one that does",
+			mb.AuthProvider, strings.Join(info.Protocols, ", "))
 	}
 	secret := map[string]bool{}
 	for _, fld := range info.Fields {

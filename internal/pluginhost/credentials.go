@@ -100,7 +100,7 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 	defer f.Unlock()
 
 	h.cacheMu.Lock()
-	cached, haveCached := h.cache[acct.MailboxID]
+	cached, haveCached := h.cache[cacheKey(acct)]
 	h.cacheMu.Unlock()
 	haveCached = haveCached && cached.fingerprint == fp
 	if !force && haveCached && (cached.refreshAt.IsZero() || h.opts.Now().Before(cached.refreshAt)) {
@@ -129,7 +129,9 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 				"provider", provider, "mailbox_id", acct.MailboxID, "expires", cached.cred.Expiry, "err", err)
 			return cached.cred, nil
 		}
-		h.Invalidate(acct.MailboxID)
+		h.cacheMu.Lock()
+		delete(h.cache, cacheKey(acct)) // this protocol's only: the other's may still be good
+		h.cacheMu.Unlock()
 		return authplugin.Credential{}, err
 	}
 	if res.StateChanged && h.opts.State != nil && acct.MailboxID != "" {
@@ -153,7 +155,7 @@ func (h *Host) Credential(ctx context.Context, provider string, acct authplugin.
 	}
 	if acct.MailboxID != "" {
 		h.cacheMu.Lock()
-		h.cache[acct.MailboxID] = entry
+		h.cache[cacheKey(acct)] = entry
 		h.cacheMu.Unlock()
 	}
 	return res.Credential, nil
@@ -182,10 +184,22 @@ func usable(provider string, c authplugin.Credential, now time.Time) error {
 	return fmt.Errorf("%w: %s issued an unusable credential: %s", ErrPluginFailed, provider, why)
 }
 
-// Invalidate drops a mailbox's cached credential.
+// cacheKey is where a credential is cached: per mailbox and protocol, so that a mailbox that
+// reads over IMAP and sends over SMTP keeps both credentials (with one cache entry per mailbox,
+// every send and every reconnection after it asked the provider again, an OAuth refresh each).
+// The reading protocol's entry is the mailbox id alone, which Health reads.
+func cacheKey(acct authplugin.Account) string {
+	if acct.Protocol == "smtp" {
+		return acct.MailboxID + "\x00smtp"
+	}
+	return acct.MailboxID
+}
+
+// Invalidate drops a mailbox's cached credentials.
 func (h *Host) Invalidate(mailboxID string) {
 	h.cacheMu.Lock()
 	delete(h.cache, mailboxID)
+	delete(h.cache, mailboxID+"\x00smtp")
 	h.cacheMu.Unlock()
 }
 
@@ -193,6 +207,7 @@ func (h *Host) Invalidate(mailboxID string) {
 func (h *Host) Forget(mailboxID string) {
 	h.cacheMu.Lock()
 	delete(h.cache, mailboxID)
+	delete(h.cache, mailboxID+"\x00smtp")
 	delete(h.flights, mailboxID)
 	h.cacheMu.Unlock()
 }

@@ -593,3 +593,30 @@ func TestExecutableHashIsCachedUntilTheFileChanges(t *testing.T) {
 		t.Error("the hash of a changed file was not computed again")
 	}
 }
+
+// A mailbox that reads and sends keeps a credential per protocol: alternating between IMAP and
+// SMTP asks the provider once for each, not at every switch.
+func TestCredentialsCachedPerProtocol(t *testing.T) {
+	h, _, _ := newHost(t, Options{})
+	ctx := context.Background()
+	imap := acct("m1", map[string]string{"ttl": "1h"})
+	smtp := imap
+	smtp.Protocol, smtp.Host, smtp.Port = "smtp", "smtp.example.com", 587
+	for i := range 3 {
+		ci, err := h.Credential(ctx, "fake", imap, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs, err := h.Credential(ctx, "fake", smtp, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.Secret != "token-1" || cs.Secret != "token-2" {
+			t.Fatalf("round %d: imap %q, smtp %q; want token-1 and token-2 from the cache", i, ci.Secret, cs.Secret)
+		}
+	}
+	h.Invalidate("m1")
+	if c, _ := h.Credential(ctx, "fake", smtp, false); c.Secret != "token-3" {
+		t.Errorf("after Invalidate: %q, want a new credential", c.Secret)
+	}
+}

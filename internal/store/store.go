@@ -1,5 +1,6 @@
 // Package store defines the server's persistence: mailboxes with their encrypted secrets,
-// provider state and API tokens. The embedded implementation is in store/sqlite; a PostgreSQL
+// provider state, API tokens, the delivery checkpoints (sync.go) and the outbox of mail sent as
+// the mailboxes (outbound.go). The embedded implementation is in store/sqlite; a PostgreSQL
 // implementation for several replicas satisfies the same [Store] interface.
 //
 // Implementations encrypt secrets and provider state with a secrets.Box before they reach the
@@ -110,6 +111,7 @@ type Store interface {
 	RevokeToken(ctx context.Context, id string, at time.Time) error
 
 	SyncStore
+	OutboxStore
 
 	// VerifyKey checks that the store's secret key is the database's: the first call on a new
 	// database seals a check value with it; later calls (every start, every replica) open it,

@@ -205,7 +205,9 @@ func (p Provider) BeginAuthorization(ctx context.Context, req authplugin.Request
 		return authplugin.Authorization{}, &authplugin.Error{Reason: authplugin.ReasonConfigInvalid,
 			Message: "interactive sign-in is for flow device_code; this mailbox uses " + s.flow, Action: "Set the config field flow=device_code first."}
 	}
-	da, err := s.oauthConfig().DeviceAuth(p.ctx(ctx))
+	cfg := s.oauthConfig()
+	cfg.Scopes = s.signInScopes(req.Account.Protocol)
+	da, err := cfg.DeviceAuth(p.ctx(ctx))
 	if err != nil {
 		return authplugin.Authorization{}, convert(err)
 	}

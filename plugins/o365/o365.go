@@ -81,7 +81,9 @@ func (Provider) Describe(context.Context) (authplugin.Description, error) {
 			{Name: FieldClientSecret, Label: "Client secret", Secret: true, Help: "The secret's Value (flow client_credentials)."},
 			{Name: FieldAuthority, Label: "Authority", Type: authplugin.FieldURL, Default: DefaultAuthority,
 				Help: "The identity platform: https://login.microsoftonline.us (US Government), https://login.partner.microsoftonline.cn (China)."},
-			{Name: FieldScopes, Label: "Scopes", Help: "Space-separated; empty for the defaults of the protocol and flow."},
+			{Name: FieldScopes, Label: "Scopes", Help: "Space-separated; empty for the defaults of the protocol and flow. " +
+				"By default the interactive sign-in (device_code) asks for reading (IMAP or POP) and sending (SMTP.Send) at once, so one consent and one refresh token cover both; " +
+				"set the reading scope alone (with offline_access) where SMTP.Send cannot be consented."},
 			{Name: FieldSecretExpiry, Label: "Client secret expires", Help: "The secret's expiry date (YYYY-MM-DD, the 'Expires' column in Entra ID): the status warns 30 days before."},
 		},
 		SASLMechanisms: []string{"XOAUTH2"},
@@ -94,6 +96,8 @@ type settings struct {
 	clientID, tenant, flow, secret, authority, password, username string
 	scopes                                                        []string
 	secretExpires                                                 time.Time
+	// explicitScopes is set when the config names the scopes: they are used for everything.
+	explicitScopes bool
 }
 
 // health reports the credential's lifecycle: the refresh token's age and the client secret's
@@ -213,7 +217,7 @@ func parseSettings(a authplugin.Account) (*settings, error) {
 		s.secretExpires = t
 	}
 	if sc := strings.Fields(cfg[FieldScopes]); len(sc) > 0 {
-		s.scopes = sc
+		s.scopes, s.explicitScopes = sc, true
 		for _, x := range sc {
 			if x != "offline_access" && x != "openid" && x != "profile" && !strings.HasPrefix(x, "https://") {
 				v.Add(FieldScopes, "%q must be a full resource-prefixed scope (https://outlook.office.com/IMAP.AccessAsUser.All)", x)
@@ -240,6 +244,29 @@ func defaultScopes(flow, protocol string) []string {
 		sc = ScopeSMTP
 	}
 	return []string{sc, scopeOfflineOnly, "openid", "profile"}
+}
+
+// consentScopes are the scopes an interactive sign-in asks for: reading (IMAP, or POP for a POP3
+// mailbox) and sending (SMTP.Send) together. Both are scopes of one resource
+// (https://outlook.office.com), so the one consent and the one refresh token cover both: a
+// mailbox whose sending is turned on later needs no second sign-in, and each access token is then
+// asked for with its protocol's scope alone (defaultScopes). A token request, unlike the sign-in,
+// never asks for more than its protocol needs: a mailbox whose app registration lacks SMTP.Send
+// keeps reading.
+func consentScopes(protocol string) []string {
+	read := ScopeIMAP
+	if protocol == "pop3" {
+		read = ScopePOP
+	}
+	return []string{read, ScopeSMTP, scopeOfflineOnly, "openid", "profile"}
+}
+
+// signInScopes are the scopes of an interactive sign-in: the configured ones, else consentScopes.
+func (s *settings) signInScopes(protocol string) []string {
+	if s.explicitScopes || s.flow == FlowClientCredentials {
+		return s.scopes
+	}
+	return consentScopes(protocol)
 }
 
 func (s *settings) endpoint() oauth2.Endpoint {

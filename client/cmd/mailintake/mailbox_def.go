@@ -22,6 +22,11 @@ type defFlags struct {
 	passwordStdin, secretStdin, disabled, skipVerify                                                     bool
 	maxMessageBytes                                                                                      uint64
 	secretField                                                                                          string
+	// Sending (SMTP submission).
+	sending                          bool
+	smtpHost, smtpSecurity, smtpFrom string
+	smtpPort                         int
+	smtpMaxPerMinute                 uint32
 }
 
 // register adds the flags to fs.
@@ -45,6 +50,12 @@ func (d *defFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&d.ticketPattern, "ticket-pattern", "", `regular expression finding a ticket reference in the subject, e.g. '\[#(\d+)\]'`)
 	fs.Uint64Var(&d.maxMessageBytes, "max-message-size", 0, "messages larger than this many bytes are quarantined")
 	fs.BoolVar(&d.disabled, "disabled", false, "create the mailbox disabled")
+	fs.BoolVar(&d.sending, "sending", false, "send mail as the mailbox (mailintake send); implied by --smtp-host; an o365 mailbox gets smtp.office365.com:587 starttls")
+	fs.StringVar(&d.smtpHost, "smtp-host", "", "the submission server for sending, e.g. smtp.office365.com (turns sending on unless --sending=false)")
+	fs.IntVar(&d.smtpPort, "smtp-port", 0, "the submission server's port (default 465 for tls, 587 for starttls, 25 for none)")
+	fs.StringVar(&d.smtpSecurity, "smtp-security", "", "tls, starttls or none (default starttls, tls on port 465); --ca-file applies too")
+	fs.StringVar(&d.smtpFrom, "smtp-from", "", `From address of sent mail, e.g. 'Support <support@example.com>' (default: the username)`)
+	fs.Uint32Var(&d.smtpMaxPerMinute, "smtp-max-per-minute", 0, "send at most this many messages a minute (default 30, Exchange Online's limit)")
 }
 
 // invalid is a bad flag value, reported like the server's field violations (exit 1).
@@ -126,6 +137,9 @@ func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintake
 		mb.CaPem = string(pem)
 	}
 	mb.InsecureSkipVerify = d.skipVerify
+	if err := d.buildSending(fs, mb, forCreate, &mask); err != nil {
+		return nil, nil, err
+	}
 	if d.maxMessageBytes > 0 {
 		mb.Limits = &mailintakev1.MailboxLimits{MaxMessageBytes: d.maxMessageBytes}
 	}
@@ -168,6 +182,45 @@ func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintake
 	}
 	slices.Sort(mask)
 	return mb, mask, nil
+}
+
+// buildSending reads the sending flags into mb and the mask. --smtp-host turns sending on unless
+// --sending says otherwise; --smtp-security without --smtp-port resets the port to the
+// security's default.
+func (d *defFlags) buildSending(fs *pflag.FlagSet, mb *mailintakev1.Mailbox, forCreate bool, mask *[]string) error {
+	set := fs.Changed
+	mb.SmtpHost, mb.SmtpFrom, mb.SmtpMaxPerMinute = d.smtpHost, d.smtpFrom, d.smtpMaxPerMinute
+	switch {
+	case set("sending"):
+		mb.SendingEnabled = d.sending
+		*mask = append(*mask, "sending_enabled")
+	case set("smtp-host"):
+		mb.SendingEnabled = d.smtpHost != ""
+		*mask = append(*mask, "sending_enabled")
+	}
+	if set("smtp-security") {
+		sec, ok := securities[strings.ToLower(d.smtpSecurity)]
+		if !ok {
+			return invalid("smtp_security", "%q is not one of tls, starttls, none", d.smtpSecurity)
+		}
+		mb.SmtpSecurity = sec
+		if !set("smtp-port") && !forCreate {
+			*mask = append(*mask, "smtp_port") // 0: the default of the new security
+		}
+	}
+	if set("smtp-port") {
+		if d.smtpPort < 1 || d.smtpPort > 65535 {
+			return invalid("smtp_port", "must be between 1 and 65535, not %d", d.smtpPort)
+		}
+		mb.SmtpPort = uint32(d.smtpPort)
+	}
+	for flagName, path := range map[string]string{"smtp-host": "smtp_host", "smtp-port": "smtp_port", "smtp-security": "smtp_security",
+		"smtp-from": "smtp_from", "smtp-max-per-minute": "smtp_max_per_minute"} {
+		if set(flagName) && !slices.Contains(*mask, path) {
+			*mask = append(*mask, path)
+		}
+	}
+	return nil
 }
 
 // readSecret reads one secret from r: the whole input without its final line break.

@@ -150,6 +150,12 @@ func server(mb *mailintakev1.Mailbox) string {
 	return fmt.Sprintf("%s:%d (%s)", mb.GetHost(), mb.GetPort(), sec)
 }
 
+// smtpServer is a mailbox's submission server as host:port (security).
+func smtpServer(mb *mailintakev1.Mailbox) string {
+	sec := strings.ToLower(strings.TrimPrefix(mb.GetSmtpSecurity().String(), "SECURITY_"))
+	return fmt.Sprintf("%s:%d (%s)", mb.GetSmtpHost(), mb.GetSmtpPort(), sec)
+}
+
 // printMailbox prints a mailbox as JSON or as an aligned list of its fields.
 func (a *app) printMailbox(mb *mailintakev1.Mailbox) error {
 	if a.g.json {
@@ -187,6 +193,18 @@ func (a *app) printMailbox(mb *mailintakev1.Mailbox) error {
 	line("after ack", aa)
 	line("start from", strings.ToLower(strings.TrimPrefix(mb.GetStartFrom().String(), "START_FROM_")))
 	line("ticket pattern", mb.GetTicketPattern())
+	switch {
+	case mb.GetSendingEnabled() && mb.GetSmtpHost() != "":
+		line("sending", "on, via "+smtpServer(mb))
+	case mb.GetSmtpHost() != "":
+		line("sending", "off (server "+smtpServer(mb)+")")
+	default:
+		line("sending", "off")
+	}
+	line("send as", mb.GetSmtpFrom())
+	if n := mb.GetSmtpMaxPerMinute(); n > 0 {
+		line("send rate", fmt.Sprintf("at most %d a minute", n))
+	}
 	if mb.GetCreateTime() != nil {
 		line("created", mb.GetCreateTime().AsTime().Format("2006-01-02 15:04:05 MST"))
 	}

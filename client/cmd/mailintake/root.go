@@ -13,7 +13,8 @@ func (a *app) rootCmd() *cobra.Command {
 		Use:   "mailintake",
 		Short: "The command-line client of the mailintake server",
 		Long: `mailintake manages a mailintake server: its mailboxes, API tokens and quarantine; follows the
-message stream as JSON lines; shows the cluster's replicas; and parses a message offline.
+message stream as JSON lines; sends mail as a mailbox and shows what became of it; shows the
+cluster's replicas; and parses a message offline.
 
 The global flags are accepted before or after the command. The API token comes from --token,
 MAILINTAKE_TOKEN, --token-file, or --data-dir of a local server (its admin.token).
@@ -44,7 +45,7 @@ cannot be reached or the caller is not authenticated.`,
 	root.SetErr(a.stderr)
 	a.g.register(root.PersistentFlags())
 	a.completeGlobals(root)
-	root.AddCommand(a.mailboxCmd(), a.tailCmd(), a.parseCmd(), a.providersCmd(), a.providerCmd(), a.quarantineCmd(),
+	root.AddCommand(a.mailboxCmd(), a.tailCmd(), a.sendCmd(), a.outboundCmd(), a.parseCmd(), a.providersCmd(), a.providerCmd(), a.quarantineCmd(),
 		a.tokenCmd(), a.clusterCmd())
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {

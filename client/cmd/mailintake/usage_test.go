@@ -12,7 +12,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"frob"}, `unknown command "frob" (commands: cluster, completion, mailbox, parse, providers, quarantine, tail, token)`},
+		{[]string{"frob"}, `unknown command "frob" (commands: cluster, completion, mailbox, outbound, parse, provider, providers, quarantine, send, tail, token)`},
 		{[]string{"mailbx"}, "Did you mean this?\n\tmailbox"},
 		{[]string{"--frob", "mailbox", "list"}, "unknown flag: --frob"},
 		{[]string{"mailbox", "list", "--frob"}, "unknown flag: --frob\nRun 'mailintake mailbox list --help' for usage."},

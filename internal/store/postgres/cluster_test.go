@@ -39,6 +39,7 @@ func TestCluster(t *testing.T) {
 		{"ClaimMany", testClaimMany},
 		{"DeleteCascades", testOwnerDeleteCascades},
 		{"PendingWork", testPendingWork},
+		{"FencedOutbox", testFencedOutbox},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.f(t, openFresh(t, srv)) })
 	}

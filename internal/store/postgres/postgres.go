@@ -166,6 +166,37 @@ var migrations = []string{
 		claimed_at bigint NOT NULL
 	);
 	CREATE INDEX mail_copies_claimed ON mail_copies (claimed_at);`,
+	// The outbox: mail sent as the mailboxes (store.OutboxStore). Lists and structures are JSON
+	// text (outboxrow); raw is the composed message, in the clear (bodies are not secrets). The
+	// idempotency key is bytea: any bytes a caller sends are a key of their own.
+	`CREATE TABLE outbound (
+		id              text COLLATE "C" PRIMARY KEY,
+		mailbox_id      text COLLATE "C" NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		tenant          text COLLATE "C" NOT NULL,
+		idempotency_key bytea NOT NULL,
+		request_hash    bytea NOT NULL,
+		state           text NOT NULL,
+		message_id      text NOT NULL,
+		in_reply_to     text NOT NULL,
+		mail_from       text NOT NULL,
+		recipients      text NOT NULL,
+		subject         text NOT NULL,
+		size            bigint NOT NULL,
+		raw             bytea NOT NULL,
+		warnings        text NOT NULL,
+		attempts        integer NOT NULL,
+		next_attempt_at bigint NOT NULL,
+		error           text,
+		result          text,
+		created_at      bigint NOT NULL,
+		updated_at      bigint NOT NULL,
+		sent_at         bigint NOT NULL,
+		UNIQUE (mailbox_id, idempotency_key)
+	);
+	CREATE INDEX outbound_mailbox ON outbound (mailbox_id, id);
+	CREATE INDEX outbound_tenant ON outbound (tenant, id);
+	CREATE INDEX outbound_pending ON outbound (mailbox_id, next_attempt_at) WHERE state IN ('queued', 'sending');
+	CREATE INDEX outbound_final ON outbound (updated_at) WHERE state IN ('sent', 'failed', 'unknown');`,
 }
 
 // Advisory lock keys. The migration lock is the one-bigint form; the events lock the two-int4

@@ -129,6 +129,36 @@ var migrations = []string{
 		claimed_at INTEGER NOT NULL
 	) WITHOUT ROWID;
 	CREATE INDEX mail_copies_claimed ON mail_copies (claimed_at);`,
+	// The outbox: mail sent as the mailboxes (store.OutboxStore). Lists and structures are JSON
+	// text (outboxrow); raw is the composed message, in the clear (bodies are not secrets).
+	`CREATE TABLE outbound (
+		id              TEXT PRIMARY KEY,
+		mailbox_id      TEXT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		tenant          TEXT NOT NULL,
+		idempotency_key TEXT NOT NULL,
+		request_hash    BLOB NOT NULL,
+		state           TEXT NOT NULL,
+		message_id      TEXT NOT NULL,
+		in_reply_to     TEXT NOT NULL,
+		mail_from       TEXT NOT NULL,
+		recipients      TEXT NOT NULL,
+		subject         TEXT NOT NULL,
+		size            INTEGER NOT NULL,
+		raw             BLOB NOT NULL,
+		warnings        TEXT NOT NULL,
+		attempts        INTEGER NOT NULL,
+		next_attempt_at INTEGER NOT NULL,
+		error           TEXT,
+		result          TEXT,
+		created_at      INTEGER NOT NULL,
+		updated_at      INTEGER NOT NULL,
+		sent_at         INTEGER NOT NULL,
+		UNIQUE (mailbox_id, idempotency_key)
+	);
+	CREATE INDEX outbound_mailbox ON outbound (mailbox_id, id);
+	CREATE INDEX outbound_tenant ON outbound (tenant, id);
+	CREATE INDEX outbound_pending ON outbound (mailbox_id, next_attempt_at) WHERE state IN ('queued', 'sending');
+	CREATE INDEX outbound_final ON outbound (updated_at) WHERE state IN ('sent', 'failed', 'unknown');`,
 }
 
 // Store is the SQLite implementation of store.Store.

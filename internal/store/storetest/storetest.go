@@ -81,6 +81,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ClaimCopiesInOneCall", testClaimCopiesInOneCall},
 		{"ClaimCopiesConcurrent", testClaimCopiesConcurrent},
 		{"ClaimCopiesRetention", testClaimCopiesRetention},
+		{"OutboundLifecycle", testOutboundLifecycle},
+		{"OutboundTransitions", testOutboundTransitions},
+		{"OutboundConcurrent", testOutboundConcurrent},
+		{"OutboundWork", testOutboundWork},
+		{"OutboundInterrupt", testOutboundInterrupt},
+		{"ListOutbound", testListOutbound},
+		{"PruneOutbound", testPruneOutbound},
+		{"OutboundDeleteCascades", testOutboundDeleteCascades},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {

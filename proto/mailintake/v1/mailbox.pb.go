@@ -707,9 +707,30 @@ type Mailbox struct {
 	// When the mailbox was created. Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When the mailbox was last changed. Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Whether mail can be sent as the mailbox (OutboundService), through its submission server
+	// (smtp_host) with a credential its auth provider issues for SMTP (basic: PLAIN or LOGIN with
+	// the username and password; o365: XOAUTH2 with the SMTP.Send scope). Sending is independent of
+	// enabled (reading). Turning it on for an o365 mailbox without smtp_host fills in
+	// smtp.office365.com, port 587, STARTTLS.
+	SendingEnabled bool `protobuf:"varint,23,opt,name=sending_enabled,json=sendingEnabled,proto3" json:"sending_enabled,omitempty"`
+	// The submission server's host name, e.g. "smtp.office365.com". Required when sending_enabled.
+	SmtpHost string `protobuf:"bytes,24,opt,name=smtp_host,json=smtpHost,proto3" json:"smtp_host,omitempty"`
+	// The submission server's port. 0 means 465 with SECURITY_TLS, 587 with SECURITY_STARTTLS and
+	// 25 with SECURITY_NONE.
+	SmtpPort uint32 `protobuf:"varint,25,opt,name=smtp_port,json=smtpPort,proto3" json:"smtp_port,omitempty"`
+	// How the submission connection is protected. Unset: SECURITY_TLS on port 465, otherwise
+	// SECURITY_STARTTLS. ca_pem and insecure_skip_verify apply to it as to the mail server.
+	SmtpSecurity Security `protobuf:"varint,26,opt,name=smtp_security,json=smtpSecurity,proto3,enum=mailintake.v1.Security" json:"smtp_security,omitempty"`
+	// The From address of mail sent as the mailbox ("Name <address>" or an address), e.g. a shared
+	// mailbox's address while username is the delegate that signs in. Empty: the username, which
+	// must then be an email address.
+	SmtpFrom string `protobuf:"bytes,27,opt,name=smtp_from,json=smtpFrom,proto3" json:"smtp_from,omitempty"`
+	// At most this many messages a minute are sent as the mailbox; more wait their turn. 0 means
+	// 30, Exchange Online's limit.
+	SmtpMaxPerMinute uint32 `protobuf:"varint,28,opt,name=smtp_max_per_minute,json=smtpMaxPerMinute,proto3" json:"smtp_max_per_minute,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Mailbox) Reset() {
@@ -894,6 +915,48 @@ func (x *Mailbox) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Mailbox) GetSendingEnabled() bool {
+	if x != nil {
+		return x.SendingEnabled
+	}
+	return false
+}
+
+func (x *Mailbox) GetSmtpHost() string {
+	if x != nil {
+		return x.SmtpHost
+	}
+	return ""
+}
+
+func (x *Mailbox) GetSmtpPort() uint32 {
+	if x != nil {
+		return x.SmtpPort
+	}
+	return 0
+}
+
+func (x *Mailbox) GetSmtpSecurity() Security {
+	if x != nil {
+		return x.SmtpSecurity
+	}
+	return Security_SECURITY_UNSPECIFIED
+}
+
+func (x *Mailbox) GetSmtpFrom() string {
+	if x != nil {
+		return x.SmtpFrom
+	}
+	return ""
+}
+
+func (x *Mailbox) GetSmtpMaxPerMinute() uint32 {
+	if x != nil {
+		return x.SmtpMaxPerMinute
+	}
+	return 0
 }
 
 // AuthFailure explains an authentication failure.
@@ -2493,7 +2556,8 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x06folder\x18\x02 \x01(\tR\x06folder\"z\n" +
 	"\rMailboxLimits\x12*\n" +
 	"\x11max_message_bytes\x18\x01 \x01(\x04R\x0fmaxMessageBytes\x12=\n" +
-	"\x1bmax_inline_attachment_bytes\x18\x02 \x01(\x04R\x18maxInlineAttachmentBytes\"\xa6\b\n" +
+	"\x1bmax_inline_attachment_bytes\x18\x02 \x01(\x04R\x18maxInlineAttachmentBytes\"\x93\n" +
+	"\n" +
 	"\aMailbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12!\n" +
@@ -2521,7 +2585,13 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\vcreate_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x1a=\n" +
+	"updateTime\x12'\n" +
+	"\x0fsending_enabled\x18\x17 \x01(\bR\x0esendingEnabled\x12\x1b\n" +
+	"\tsmtp_host\x18\x18 \x01(\tR\bsmtpHost\x12\x1b\n" +
+	"\tsmtp_port\x18\x19 \x01(\rR\bsmtpPort\x12<\n" +
+	"\rsmtp_security\x18\x1a \x01(\x0e2\x17.mailintake.v1.SecurityR\fsmtpSecurity\x12\x1b\n" +
+	"\tsmtp_from\x18\x1b \x01(\tR\bsmtpFrom\x12-\n" +
+	"\x13smtp_max_per_minute\x18\x1c \x01(\rR\x10smtpMaxPerMinute\x1a=\n" +
 	"\x0fAuthConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
@@ -2775,61 +2845,62 @@ var file_mailintake_v1_mailbox_proto_depIdxs = []int32{
 	9,  // 7: mailintake.v1.Mailbox.limits:type_name -> mailintake.v1.MailboxLimits
 	38, // 8: mailintake.v1.Mailbox.create_time:type_name -> google.protobuf.Timestamp
 	38, // 9: mailintake.v1.Mailbox.update_time:type_name -> google.protobuf.Timestamp
-	5,  // 10: mailintake.v1.AuthFailure.reason:type_name -> mailintake.v1.AuthFailureReason
-	37, // 11: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
-	38, // 12: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	38, // 13: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
-	38, // 14: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
-	4,  // 15: mailintake.v1.MailboxStatus.state:type_name -> mailintake.v1.MailboxState
-	38, // 16: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
-	11, // 17: mailintake.v1.MailboxStatus.auth_failure:type_name -> mailintake.v1.AuthFailure
-	38, // 18: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	38, // 19: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
-	38, // 20: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
-	12, // 21: mailintake.v1.MailboxStatus.token_health:type_name -> mailintake.v1.TokenHealth
-	13, // 22: mailintake.v1.MailboxStatus.counts:type_name -> mailintake.v1.MessageCounts
-	6,  // 23: mailintake.v1.TestStep.kind:type_name -> mailintake.v1.TestStepKind
-	7,  // 24: mailintake.v1.TestStep.result:type_name -> mailintake.v1.TestStepResult
-	39, // 25: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
-	11, // 26: mailintake.v1.TestStep.auth_failure:type_name -> mailintake.v1.AuthFailure
-	10, // 27: mailintake.v1.CreateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 28: mailintake.v1.CreateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 29: mailintake.v1.GetMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 30: mailintake.v1.ListMailboxesResponse.mailboxes:type_name -> mailintake.v1.Mailbox
-	10, // 31: mailintake.v1.UpdateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	40, // 32: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
-	10, // 33: mailintake.v1.UpdateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 34: mailintake.v1.TestConnectionRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	15, // 35: mailintake.v1.TestConnectionResponse.steps:type_name -> mailintake.v1.TestStep
-	14, // 36: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
-	10, // 37: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	3,  // 38: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
-	38, // 39: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
-	38, // 40: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
-	32, // 41: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
-	16, // 42: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
-	18, // 43: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
-	20, // 44: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
-	22, // 45: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
-	24, // 46: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
-	26, // 47: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
-	28, // 48: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
-	30, // 49: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
-	33, // 50: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
-	17, // 51: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
-	19, // 52: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
-	21, // 53: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
-	23, // 54: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
-	25, // 55: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
-	27, // 56: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
-	29, // 57: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
-	31, // 58: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
-	34, // 59: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
-	51, // [51:60] is the sub-list for method output_type
-	42, // [42:51] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	1,  // 10: mailintake.v1.Mailbox.smtp_security:type_name -> mailintake.v1.Security
+	5,  // 11: mailintake.v1.AuthFailure.reason:type_name -> mailintake.v1.AuthFailureReason
+	37, // 12: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
+	38, // 13: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	38, // 14: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
+	38, // 15: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
+	4,  // 16: mailintake.v1.MailboxStatus.state:type_name -> mailintake.v1.MailboxState
+	38, // 17: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
+	11, // 18: mailintake.v1.MailboxStatus.auth_failure:type_name -> mailintake.v1.AuthFailure
+	38, // 19: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	38, // 20: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
+	38, // 21: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	12, // 22: mailintake.v1.MailboxStatus.token_health:type_name -> mailintake.v1.TokenHealth
+	13, // 23: mailintake.v1.MailboxStatus.counts:type_name -> mailintake.v1.MessageCounts
+	6,  // 24: mailintake.v1.TestStep.kind:type_name -> mailintake.v1.TestStepKind
+	7,  // 25: mailintake.v1.TestStep.result:type_name -> mailintake.v1.TestStepResult
+	39, // 26: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
+	11, // 27: mailintake.v1.TestStep.auth_failure:type_name -> mailintake.v1.AuthFailure
+	10, // 28: mailintake.v1.CreateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 29: mailintake.v1.CreateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 30: mailintake.v1.GetMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 31: mailintake.v1.ListMailboxesResponse.mailboxes:type_name -> mailintake.v1.Mailbox
+	10, // 32: mailintake.v1.UpdateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	40, // 33: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
+	10, // 34: mailintake.v1.UpdateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 35: mailintake.v1.TestConnectionRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	15, // 36: mailintake.v1.TestConnectionResponse.steps:type_name -> mailintake.v1.TestStep
+	14, // 37: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
+	10, // 38: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	3,  // 39: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
+	38, // 40: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
+	38, // 41: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
+	32, // 42: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
+	16, // 43: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
+	18, // 44: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
+	20, // 45: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
+	22, // 46: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
+	24, // 47: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
+	26, // 48: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
+	28, // 49: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
+	30, // 50: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
+	33, // 51: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
+	17, // 52: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
+	19, // 53: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
+	21, // 54: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
+	23, // 55: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
+	25, // 56: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
+	27, // 57: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
+	29, // 58: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
+	31, // 59: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
+	34, // 60: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
+	52, // [52:61] is the sub-list for method output_type
+	43, // [43:52] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_mailbox_proto_init() }
