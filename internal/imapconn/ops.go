@@ -10,6 +10,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailintake/mailintake/internal/saslclient"
 )
 
 // AuthError is a refusal of the credential by the mail server.
@@ -63,17 +65,8 @@ func (c *Conn) Authenticate(ctx context.Context, cred Credential) error {
 		return nil
 	}
 	ae := &AuthError{Mechanism: mech}
-	switch cl := sc.(type) {
-	case *xoauth2Client:
-		if cl.challenge != nil {
-			ae.TokenRejected = true
-			ae.Text = fmt.Sprintf("token rejected (status %s)", cl.challenge.Status)
-		}
-	case *oauthBearerClient:
-		if cl.failed != nil {
-			ae.TokenRejected = true
-			ae.Text = fmt.Sprintf("token rejected (%s)", cl.failed.Status)
-		}
+	if r := saslclient.Rejection(sc); r != "" {
+		ae.TokenRejected, ae.Text = true, r
 	}
 	var ie *imap.Error
 	if errors.As(err, &ie) {
