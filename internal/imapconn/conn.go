@@ -49,10 +49,12 @@ type Target struct {
 	CommandTimeout time.Duration
 	// Budget, when set, is shared by connections to bound the message bodies they hold at once.
 	Budget *Budget
-	// Allow, when set, is asked right before every command but LOGOUT is sent: false refuses it
-	// with ErrNotAllowed. A replica that may have lost the mailbox's lease (it was paused, or
-	// cut off from the database) sends nothing more to the server, even a command it had
-	// already decided on before the pause.
+	// Allow, when set, is asked right before every command but LOGOUT and an IDLE's DONE is
+	// sent: false refuses it with ErrNotAllowed. A replica that may have lost the mailbox's
+	// lease (it was paused, or cut off from the database) sends nothing more to the server, even
+	// a command it had already decided on before the pause. DONE and LOGOUT only end what is
+	// running and change nothing on the server; refusing DONE left an idling connection to wait
+	// for its watchdog before LOGOUT, which held a stopping replica's leases for seconds.
 	Allow func() bool
 }
 
@@ -154,7 +156,7 @@ func (c *Conn) Done() <-chan struct{} { return c.c.Closed() }
 
 // guard runs fn, closing the connection if ctx ends or d passes first, and reports which.
 func (c *Conn) guard(ctx context.Context, d time.Duration, what string, fn func() error) error {
-	if c.target.Allow != nil && what != "LOGOUT" && !c.target.Allow() {
+	if c.target.Allow != nil && what != "LOGOUT" && what != "DONE" && !c.target.Allow() {
 		return fmt.Errorf("%s: %w", what, ErrNotAllowed)
 	}
 	if d == 0 {
