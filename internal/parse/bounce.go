@@ -162,6 +162,7 @@ func detectBounce(h mail.Header, msg *mailintakev1.Message, subject string, ev *
 	b := &mailintakev1.Bounce{Format: sig.format}
 	if rep != nil {
 		b.ReportingMta = rep.ReportingMta
+		b.OriginalEnvelopeId = rep.OriginalEnvelopeId
 	}
 	delay := false
 	if dsnFailed || dsnDelayed {

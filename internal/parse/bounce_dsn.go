@@ -109,6 +109,40 @@ func deliveryStatus(body []byte) (reportingMTA string, out []*mailintakev1.Bounc
 	return reportingMTA, out
 }
 
+// envelopeID returns the Original-Envelope-Id of a delivery-status body's per-message block
+// (RFC 3464 section 2.2.1): the ENVID the sender gave with MAIL FROM (RFC 3461 section 4.4).
+// The field should carry it decoded, but some servers copy the xtext form: "+XX" hex escapes
+// are decoded. Empty when there is none, or it is not printable ASCII.
+func envelopeID(body []byte) string {
+	blocks := dsnBlocks(body)
+	if len(blocks) == 0 {
+		return ""
+	}
+	return decodeXtext(strings.TrimSpace(fieldOf(blocks[0], "original-envelope-id")))
+}
+
+// decodeXtext decodes RFC 3461 xtext ("+" and two upper-case hex digits for a byte); text
+// without a valid escape is returned as it is. Anything not printable ASCII gives "".
+func decodeXtext(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '!' || c > '~' {
+			return ""
+		}
+		if c == '+' && i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]) {
+			n := unhex(v[i+1])<<4 | unhex(v[i+2])
+			if n >= '!' && n <= '~' {
+				b.WriteByte(n)
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
 // rfc822Address returns the address of an "rfc822; a@b.c" recipient field, or "" when the
 // field is of another type or the address has no domain with a dot.
 func rfc822Address(v string) string {

@@ -380,3 +380,26 @@ END:VCALENDAR
 		t.Errorf("normal mail has evidence: %v", normal.Signals.Evidence)
 	}
 }
+
+// TestOriginalEnvelopeID covers the report's Original-Envelope-Id (RFC 3464 2.2.1): read from the
+// per-message block, an xtext escape decoded, and absent from a report without one.
+func TestOriginalEnvelopeID(t *testing.T) {
+	report := func(perMessage string) *mailintakev1.Message {
+		return Parse([]byte("From: MAILER-DAEMON@example.org\r\nSubject: Undelivered Mail Returned to Sender\r\n"+
+			"Content-Type: multipart/report; report-type=delivery-status; boundary=r\r\n\r\n"+
+			"--r\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n--r\r\nContent-Type: message/delivery-status\r\n\r\n"+
+			perMessage+"Reporting-MTA: dns; mx.example.org\r\n\r\n"+
+			"Final-Recipient: rfc822; gone@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n--r--\r\n"), Options{})
+	}
+	for _, c := range []struct{ field, want string }{
+		{"Original-Envelope-Id: 0190a8c2-7f3e-7b1a-9c4d-2e5f6a7b8c9d\r\n", "0190a8c2-7f3e-7b1a-9c4d-2e5f6a7b8c9d"},
+		{"Original-Envelope-Id: id+2Bone\r\n", "id+one"},
+		{"original-envelope-id:  plain+zz \r\n", "plain+zz"},
+		{"", ""},
+	} {
+		b := report(c.field).GetSignals().GetBounceReport()
+		if b.GetKind() != mailintakev1.BounceKind_BOUNCE_KIND_FAILURE || b.GetOriginalEnvelopeId() != c.want {
+			t.Errorf("%q: kind %v, envelope id %q, want %q", c.field, b.GetKind(), b.GetOriginalEnvelopeId(), c.want)
+		}
+	}
+}

@@ -108,6 +108,9 @@ func reportPart(msg *mailintakev1.Message, ct string, ctParams map[string]string
 		if b.ReportingMta == "" {
 			b.ReportingMta = mta
 		}
+		if b.OriginalEnvelopeId == "" {
+			b.OriginalEnvelopeId = envelopeID(body)
+		}
 		b.Recipients = append(b.Recipients, rs...)
 	case "message/feedback-report":
 		if msg.Signals.Feedback == nil {

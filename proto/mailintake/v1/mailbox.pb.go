@@ -729,8 +729,19 @@ type Mailbox struct {
 	// At most this many messages a minute are sent as the mailbox; more wait their turn. 0 means
 	// 30, Exchange Online's limit.
 	SmtpMaxPerMinute uint32 `protobuf:"varint,28,opt,name=smtp_max_per_minute,json=smtpMaxPerMinute,proto3" json:"smtp_max_per_minute,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Whether a copy of every message sent as the mailbox is saved in its sent_folder by IMAP
+	// APPEND (flagged \Seen), after the submission server accepted it. Off by default. Refused for
+	// Microsoft 365 (o365 mailboxes, and servers under outlook.office365.com, outlook.office.com or
+	// smtp.office365.com) and Gmail (google mailboxes, and imap.gmail.com or smtp.gmail.com): their
+	// submission servers file a copy in Sent Items or Sent Mail themselves, and an APPEND would make
+	// a second one. A copy that cannot be saved is reported on the outbound message
+	// (OutboundMessage.sent_copy) and as an event; the message is not sent again.
+	SaveSentCopy bool `protobuf:"varint,30,opt,name=save_sent_copy,json=saveSentCopy,proto3" json:"save_sent_copy,omitempty"`
+	// The folder the copy goes to, e.g. "Sent". Empty: the folder the IMAP server marks \Sent
+	// (RFC 6154 SPECIAL-USE), else "Sent".
+	SentFolder    string `protobuf:"bytes,31,opt,name=sent_folder,json=sentFolder,proto3" json:"sent_folder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Mailbox) Reset() {
@@ -957,6 +968,20 @@ func (x *Mailbox) GetSmtpMaxPerMinute() uint32 {
 		return x.SmtpMaxPerMinute
 	}
 	return 0
+}
+
+func (x *Mailbox) GetSaveSentCopy() bool {
+	if x != nil {
+		return x.SaveSentCopy
+	}
+	return false
+}
+
+func (x *Mailbox) GetSentFolder() string {
+	if x != nil {
+		return x.SentFolder
+	}
+	return ""
 }
 
 // AuthFailure explains an authentication failure.
@@ -2556,7 +2581,7 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x06folder\x18\x02 \x01(\tR\x06folder\"z\n" +
 	"\rMailboxLimits\x12*\n" +
 	"\x11max_message_bytes\x18\x01 \x01(\x04R\x0fmaxMessageBytes\x12=\n" +
-	"\x1bmax_inline_attachment_bytes\x18\x02 \x01(\x04R\x18maxInlineAttachmentBytes\"\x93\n" +
+	"\x1bmax_inline_attachment_bytes\x18\x02 \x01(\x04R\x18maxInlineAttachmentBytes\"\xda\n" +
 	"\n" +
 	"\aMailbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
@@ -2591,7 +2616,10 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\tsmtp_port\x18\x19 \x01(\rR\bsmtpPort\x12<\n" +
 	"\rsmtp_security\x18\x1a \x01(\x0e2\x17.mailintake.v1.SecurityR\fsmtpSecurity\x12\x1b\n" +
 	"\tsmtp_from\x18\x1b \x01(\tR\bsmtpFrom\x12-\n" +
-	"\x13smtp_max_per_minute\x18\x1c \x01(\rR\x10smtpMaxPerMinute\x1a=\n" +
+	"\x13smtp_max_per_minute\x18\x1c \x01(\rR\x10smtpMaxPerMinute\x12$\n" +
+	"\x0esave_sent_copy\x18\x1e \x01(\bR\fsaveSentCopy\x12\x1f\n" +
+	"\vsent_folder\x18\x1f \x01(\tR\n" +
+	"sentFolder\x1a=\n" +
 	"\x0fAuthConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +

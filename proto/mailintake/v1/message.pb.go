@@ -905,9 +905,17 @@ type Bounce struct {
 	ReportingMta string `protobuf:"bytes,4,opt,name=reporting_mta,json=reportingMta,proto3" json:"reporting_mta,omitempty"`
 	// How it was recognised: "rfc3464", or the notice's format, e.g. "exim", "qmail", "postfix",
 	// "sendmail", "exchange", "domino", "gmail", "x-failed-recipients", "text".
-	Format        string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Format string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
+	// The outbound message (OutboundMessage.id) this bounce reports on, when it is one sent as a
+	// mailbox of the same tenant: matched by the report's Original-Envelope-Id (the outbound id,
+	// given to the submission server as the DSN envelope id), else by original_message_id. A
+	// failure also makes that outbound message OUTBOUND_STATE_BOUNCED. Empty: no match.
+	OutboundId string `protobuf:"bytes,6,opt,name=outbound_id,json=outboundId,proto3" json:"outbound_id,omitempty"`
+	// The Original-Envelope-Id of an RFC 3464 report: the envelope id the sender gave with MAIL
+	// FROM (RFC 3461 ENVID). Empty when the report has none or the notice is not RFC 3464.
+	OriginalEnvelopeId string `protobuf:"bytes,7,opt,name=original_envelope_id,json=originalEnvelopeId,proto3" json:"original_envelope_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Bounce) Reset() {
@@ -971,6 +979,20 @@ func (x *Bounce) GetReportingMta() string {
 func (x *Bounce) GetFormat() string {
 	if x != nil {
 		return x.Format
+	}
+	return ""
+}
+
+func (x *Bounce) GetOutboundId() string {
+	if x != nil {
+		return x.OutboundId
+	}
+	return ""
+}
+
+func (x *Bounce) GetOriginalEnvelopeId() string {
+	if x != nil {
+		return x.OriginalEnvelopeId
 	}
 	return ""
 }
@@ -2633,7 +2655,7 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\x0e2\x1b.mailintake.v1.BounceReasonR\x06reason\x12\x1c\n" +
 	"\tpermanent\x18\a \x01(\bR\tpermanent\x12\x1d\n" +
 	"\n" +
-	"remote_mta\x18\b \x01(\tR\tremoteMta\"\xe4\x01\n" +
+	"remote_mta\x18\b \x01(\tR\tremoteMta\"\xb7\x02\n" +
 	"\x06Bounce\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.mailintake.v1.BounceKindR\x04kind\x12>\n" +
 	"\n" +
@@ -2641,7 +2663,10 @@ const file_mailintake_v1_message_proto_rawDesc = "" +
 	"recipients\x12.\n" +
 	"\x13original_message_id\x18\x03 \x01(\tR\x11originalMessageId\x12#\n" +
 	"\rreporting_mta\x18\x04 \x01(\tR\freportingMta\x12\x16\n" +
-	"\x06format\x18\x05 \x01(\tR\x06format\"\xa4\x02\n" +
+	"\x06format\x18\x05 \x01(\tR\x06format\x12\x1f\n" +
+	"\voutbound_id\x18\x06 \x01(\tR\n" +
+	"outboundId\x120\n" +
+	"\x14original_envelope_id\x18\a \x01(\tR\x12originalEnvelopeId\"\xa4\x02\n" +
 	"\x0eFeedbackReport\x12#\n" +
 	"\rfeedback_type\x18\x01 \x01(\tR\ffeedbackType\x12\x1d\n" +
 	"\n" +

@@ -43,6 +43,12 @@ const (
 	// The message may have been accepted: it is never sent again on its own. Look in the mailbox's
 	// Sent folder, or ask the recipients, and send it again deliberately with a new idempotency key.
 	OutboundState_OUTBOUND_STATE_UNKNOWN OutboundState = 5
+	// It was sent (or its state was UNKNOWN) and a delivery failure report came back for it to a
+	// mailbox of the same tenant: a bounce matched by its envelope id (the outbound id) or by the
+	// Message-ID it returned. bounced_recipients lists the recipients that failed with their
+	// status and diagnostic; the others may have received it. A delay warning does not change the
+	// state. Final: it is not sent again.
+	OutboundState_OUTBOUND_STATE_BOUNCED OutboundState = 6
 )
 
 // Enum value maps for OutboundState.
@@ -54,6 +60,7 @@ var (
 		3: "OUTBOUND_STATE_SENT",
 		4: "OUTBOUND_STATE_FAILED",
 		5: "OUTBOUND_STATE_UNKNOWN",
+		6: "OUTBOUND_STATE_BOUNCED",
 	}
 	OutboundState_value = map[string]int32{
 		"OUTBOUND_STATE_UNSPECIFIED": 0,
@@ -62,6 +69,7 @@ var (
 		"OUTBOUND_STATE_SENT":        3,
 		"OUTBOUND_STATE_FAILED":      4,
 		"OUTBOUND_STATE_UNKNOWN":     5,
+		"OUTBOUND_STATE_BOUNCED":     6,
 	}
 )
 
@@ -382,7 +390,18 @@ type OutboundMessage struct {
 	// When its state last changed.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// When the submission server accepted it (state SENT).
-	SentTime      *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=sent_time,json=sentTime,proto3" json:"sent_time,omitempty"`
+	SentTime *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=sent_time,json=sentTime,proto3" json:"sent_time,omitempty"`
+	// The recipients a delivery failure report named (state BOUNCED), each with its DSN action,
+	// enhanced status code, diagnostic and reason; from every failure report that came back.
+	BouncedRecipients []*BounceRecipient `protobuf:"bytes,22,rep,name=bounced_recipients,json=bouncedRecipients,proto3" json:"bounced_recipients,omitempty"`
+	// The id of the delivered bounce (Message.id, "MAILBOX_ID:UIDVALIDITY:UID") that made it
+	// BOUNCED: the first one, when several came back.
+	BounceMessageId string `protobuf:"bytes,23,opt,name=bounce_message_id,json=bounceMessageId,proto3" json:"bounce_message_id,omitempty"`
+	// When the first failure report was delivered (state BOUNCED).
+	BounceTime *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=bounce_time,json=bounceTime,proto3" json:"bounce_time,omitempty"`
+	// The copy saved in the mailbox's Sent folder (Mailbox.save_sent_copy); unset when none was to
+	// be saved or it is not sent yet.
+	SentCopy      *SentCopy `protobuf:"bytes,25,opt,name=sent_copy,json=sentCopy,proto3" json:"sent_copy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -564,6 +583,107 @@ func (x *OutboundMessage) GetSentTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OutboundMessage) GetBouncedRecipients() []*BounceRecipient {
+	if x != nil {
+		return x.BouncedRecipients
+	}
+	return nil
+}
+
+func (x *OutboundMessage) GetBounceMessageId() string {
+	if x != nil {
+		return x.BounceMessageId
+	}
+	return ""
+}
+
+func (x *OutboundMessage) GetBounceTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BounceTime
+	}
+	return nil
+}
+
+func (x *OutboundMessage) GetSentCopy() *SentCopy {
+	if x != nil {
+		return x.SentCopy
+	}
+	return nil
+}
+
+// SentCopy is the copy of a sent message saved by IMAP APPEND in the mailbox's Sent folder.
+type SentCopy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The folder, e.g. "Sent".
+	Folder string `protobuf:"bytes,1,opt,name=folder,proto3" json:"folder,omitempty"`
+	// Whether the copy was saved. A failure is not retried, and the message is not sent again.
+	Saved bool `protobuf:"varint,2,opt,name=saved,proto3" json:"saved,omitempty"`
+	// Why it could not be saved, in plain words; empty when it was.
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// When it was saved, or the attempt failed.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SentCopy) Reset() {
+	*x = SentCopy{}
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SentCopy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SentCopy) ProtoMessage() {}
+
+func (x *SentCopy) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SentCopy.ProtoReflect.Descriptor instead.
+func (*SentCopy) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SentCopy) GetFolder() string {
+	if x != nil {
+		return x.Folder
+	}
+	return ""
+}
+
+func (x *SentCopy) GetSaved() bool {
+	if x != nil {
+		return x.Saved
+	}
+	return false
+}
+
+func (x *SentCopy) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *SentCopy) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // OutboundAttachment is a file sent with a message.
 type OutboundAttachment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -582,7 +702,7 @@ type OutboundAttachment struct {
 
 func (x *OutboundAttachment) Reset() {
 	*x = OutboundAttachment{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[3]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +714,7 @@ func (x *OutboundAttachment) String() string {
 func (*OutboundAttachment) ProtoMessage() {}
 
 func (x *OutboundAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[3]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +727,7 @@ func (x *OutboundAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboundAttachment.ProtoReflect.Descriptor instead.
 func (*OutboundAttachment) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{3}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OutboundAttachment) GetFilename() string {
@@ -652,7 +772,7 @@ type OutboundHeader struct {
 
 func (x *OutboundHeader) Reset() {
 	*x = OutboundHeader{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[4]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +784,7 @@ func (x *OutboundHeader) String() string {
 func (*OutboundHeader) ProtoMessage() {}
 
 func (x *OutboundHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[4]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +797,7 @@ func (x *OutboundHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboundHeader.ProtoReflect.Descriptor instead.
 func (*OutboundHeader) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{4}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OutboundHeader) GetName() string {
@@ -726,7 +846,7 @@ type Draft struct {
 
 func (x *Draft) Reset() {
 	*x = Draft{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[5]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +858,7 @@ func (x *Draft) String() string {
 func (*Draft) ProtoMessage() {}
 
 func (x *Draft) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[5]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +871,7 @@ func (x *Draft) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Draft.ProtoReflect.Descriptor instead.
 func (*Draft) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{5}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Draft) GetTo() []string {
@@ -846,7 +966,7 @@ type InReplyTo struct {
 
 func (x *InReplyTo) Reset() {
 	*x = InReplyTo{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[6]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +978,7 @@ func (x *InReplyTo) String() string {
 func (*InReplyTo) ProtoMessage() {}
 
 func (x *InReplyTo) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[6]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +991,7 @@ func (x *InReplyTo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InReplyTo.ProtoReflect.Descriptor instead.
 func (*InReplyTo) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{6}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InReplyTo) GetOriginal() isInReplyTo_Original {
@@ -968,7 +1088,7 @@ type SendMessageRequest struct {
 
 func (x *SendMessageRequest) Reset() {
 	*x = SendMessageRequest{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[7]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1100,7 @@ func (x *SendMessageRequest) String() string {
 func (*SendMessageRequest) ProtoMessage() {}
 
 func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[7]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1113,7 @@ func (x *SendMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageRequest.ProtoReflect.Descriptor instead.
 func (*SendMessageRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{7}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SendMessageRequest) GetMailboxId() string {
@@ -1090,7 +1210,7 @@ type SendMessageResponse struct {
 
 func (x *SendMessageResponse) Reset() {
 	*x = SendMessageResponse{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[8]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1222,7 @@ func (x *SendMessageResponse) String() string {
 func (*SendMessageResponse) ProtoMessage() {}
 
 func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[8]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1235,7 @@ func (x *SendMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendMessageResponse.ProtoReflect.Descriptor instead.
 func (*SendMessageResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{8}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SendMessageResponse) GetOutboundMessage() *OutboundMessage {
@@ -1143,7 +1263,7 @@ type GetOutboundMessageRequest struct {
 
 func (x *GetOutboundMessageRequest) Reset() {
 	*x = GetOutboundMessageRequest{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[9]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1275,7 @@ func (x *GetOutboundMessageRequest) String() string {
 func (*GetOutboundMessageRequest) ProtoMessage() {}
 
 func (x *GetOutboundMessageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[9]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1288,7 @@ func (x *GetOutboundMessageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutboundMessageRequest.ProtoReflect.Descriptor instead.
 func (*GetOutboundMessageRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{9}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetOutboundMessageRequest) GetId() string {
@@ -1189,7 +1309,7 @@ type GetOutboundMessageResponse struct {
 
 func (x *GetOutboundMessageResponse) Reset() {
 	*x = GetOutboundMessageResponse{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[10]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1321,7 @@ func (x *GetOutboundMessageResponse) String() string {
 func (*GetOutboundMessageResponse) ProtoMessage() {}
 
 func (x *GetOutboundMessageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[10]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1334,7 @@ func (x *GetOutboundMessageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutboundMessageResponse.ProtoReflect.Descriptor instead.
 func (*GetOutboundMessageResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{10}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetOutboundMessageResponse) GetOutboundMessage() *OutboundMessage {
@@ -1243,7 +1363,7 @@ type ListOutboundMessagesRequest struct {
 
 func (x *ListOutboundMessagesRequest) Reset() {
 	*x = ListOutboundMessagesRequest{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[11]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1375,7 @@ func (x *ListOutboundMessagesRequest) String() string {
 func (*ListOutboundMessagesRequest) ProtoMessage() {}
 
 func (x *ListOutboundMessagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[11]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1388,7 @@ func (x *ListOutboundMessagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOutboundMessagesRequest.ProtoReflect.Descriptor instead.
 func (*ListOutboundMessagesRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{11}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListOutboundMessagesRequest) GetMailboxId() string {
@@ -1319,7 +1439,7 @@ type ListOutboundMessagesResponse struct {
 
 func (x *ListOutboundMessagesResponse) Reset() {
 	*x = ListOutboundMessagesResponse{}
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[12]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1451,7 @@ func (x *ListOutboundMessagesResponse) String() string {
 func (*ListOutboundMessagesResponse) ProtoMessage() {}
 
 func (x *ListOutboundMessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_outbound_proto_msgTypes[12]
+	mi := &file_mailintake_v1_outbound_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1464,7 @@ func (x *ListOutboundMessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOutboundMessagesResponse.ProtoReflect.Descriptor instead.
 func (*ListOutboundMessagesResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{12}
+	return file_mailintake_v1_outbound_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListOutboundMessagesResponse) GetOutboundMessages() []*OutboundMessage {
@@ -1365,7 +1485,7 @@ var File_mailintake_v1_outbound_proto protoreflect.FileDescriptor
 
 const file_mailintake_v1_outbound_proto_rawDesc = "" +
 	"\n" +
-	"\x1cmailintake/v1/outbound.proto\x12\rmailintake.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n" +
+	"\x1cmailintake/v1/outbound.proto\x12\rmailintake.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmailintake/v1/message.proto\"\x7f\n" +
 	"\x16OutboundRecipientError\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12#\n" +
@@ -1382,7 +1502,7 @@ const file_mailintake_v1_outbound_proto_rawDesc = "" +
 	"\n" +
 	"recipients\x18\a \x03(\v2%.mailintake.v1.OutboundRecipientErrorR\n" +
 	"recipients\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xab\x06\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x99\b\n" +
 	"\x0fOutboundMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -1411,7 +1531,17 @@ const file_mailintake_v1_outbound_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x127\n" +
-	"\tsent_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\bsentTime\"\x86\x01\n" +
+	"\tsent_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\bsentTime\x12M\n" +
+	"\x12bounced_recipients\x18\x16 \x03(\v2\x1e.mailintake.v1.BounceRecipientR\x11bouncedRecipients\x12*\n" +
+	"\x11bounce_message_id\x18\x17 \x01(\tR\x0fbounceMessageId\x12;\n" +
+	"\vbounce_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"bounceTime\x124\n" +
+	"\tsent_copy\x18\x19 \x01(\v2\x17.mailintake.v1.SentCopyR\bsentCopy\"~\n" +
+	"\bSentCopy\x12\x16\n" +
+	"\x06folder\x18\x01 \x01(\tR\x06folder\x12\x14\n" +
+	"\x05saved\x18\x02 \x01(\bR\x05saved\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x86\x01\n" +
 	"\x12OutboundAttachment\x12\x1a\n" +
 	"\bfilename\x18\x01 \x01(\tR\bfilename\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x12\n" +
@@ -1469,14 +1599,15 @@ const file_mailintake_v1_outbound_proto_rawDesc = "" +
 	"\x06tenant\x18\x05 \x01(\tR\x06tenant\"\x93\x01\n" +
 	"\x1cListOutboundMessagesResponse\x12K\n" +
 	"\x11outbound_messages\x18\x01 \x03(\v2\x1e.mailintake.v1.OutboundMessageR\x10outboundMessages\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xb6\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xd2\x01\n" +
 	"\rOutboundState\x12\x1e\n" +
 	"\x1aOUTBOUND_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15OUTBOUND_STATE_QUEUED\x10\x01\x12\x1a\n" +
 	"\x16OUTBOUND_STATE_SENDING\x10\x02\x12\x17\n" +
 	"\x13OUTBOUND_STATE_SENT\x10\x03\x12\x19\n" +
 	"\x15OUTBOUND_STATE_FAILED\x10\x04\x12\x1a\n" +
-	"\x16OUTBOUND_STATE_UNKNOWN\x10\x05*\x9f\x01\n" +
+	"\x16OUTBOUND_STATE_UNKNOWN\x10\x05\x12\x1a\n" +
+	"\x16OUTBOUND_STATE_BOUNCED\x10\x06*\x9f\x01\n" +
 	"\x11OutboundErrorKind\x12#\n" +
 	"\x1fOUTBOUND_ERROR_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dOUTBOUND_ERROR_KIND_TEMPORARY\x10\x01\x12!\n" +
@@ -1500,54 +1631,60 @@ func file_mailintake_v1_outbound_proto_rawDescGZIP() []byte {
 }
 
 var file_mailintake_v1_outbound_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_mailintake_v1_outbound_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_mailintake_v1_outbound_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_mailintake_v1_outbound_proto_goTypes = []any{
 	(OutboundState)(0),                   // 0: mailintake.v1.OutboundState
 	(OutboundErrorKind)(0),               // 1: mailintake.v1.OutboundErrorKind
 	(*OutboundRecipientError)(nil),       // 2: mailintake.v1.OutboundRecipientError
 	(*OutboundError)(nil),                // 3: mailintake.v1.OutboundError
 	(*OutboundMessage)(nil),              // 4: mailintake.v1.OutboundMessage
-	(*OutboundAttachment)(nil),           // 5: mailintake.v1.OutboundAttachment
-	(*OutboundHeader)(nil),               // 6: mailintake.v1.OutboundHeader
-	(*Draft)(nil),                        // 7: mailintake.v1.Draft
-	(*InReplyTo)(nil),                    // 8: mailintake.v1.InReplyTo
-	(*SendMessageRequest)(nil),           // 9: mailintake.v1.SendMessageRequest
-	(*SendMessageResponse)(nil),          // 10: mailintake.v1.SendMessageResponse
-	(*GetOutboundMessageRequest)(nil),    // 11: mailintake.v1.GetOutboundMessageRequest
-	(*GetOutboundMessageResponse)(nil),   // 12: mailintake.v1.GetOutboundMessageResponse
-	(*ListOutboundMessagesRequest)(nil),  // 13: mailintake.v1.ListOutboundMessagesRequest
-	(*ListOutboundMessagesResponse)(nil), // 14: mailintake.v1.ListOutboundMessagesResponse
-	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
+	(*SentCopy)(nil),                     // 5: mailintake.v1.SentCopy
+	(*OutboundAttachment)(nil),           // 6: mailintake.v1.OutboundAttachment
+	(*OutboundHeader)(nil),               // 7: mailintake.v1.OutboundHeader
+	(*Draft)(nil),                        // 8: mailintake.v1.Draft
+	(*InReplyTo)(nil),                    // 9: mailintake.v1.InReplyTo
+	(*SendMessageRequest)(nil),           // 10: mailintake.v1.SendMessageRequest
+	(*SendMessageResponse)(nil),          // 11: mailintake.v1.SendMessageResponse
+	(*GetOutboundMessageRequest)(nil),    // 12: mailintake.v1.GetOutboundMessageRequest
+	(*GetOutboundMessageResponse)(nil),   // 13: mailintake.v1.GetOutboundMessageResponse
+	(*ListOutboundMessagesRequest)(nil),  // 14: mailintake.v1.ListOutboundMessagesRequest
+	(*ListOutboundMessagesResponse)(nil), // 15: mailintake.v1.ListOutboundMessagesResponse
+	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
+	(*BounceRecipient)(nil),              // 17: mailintake.v1.BounceRecipient
 }
 var file_mailintake_v1_outbound_proto_depIdxs = []int32{
 	1,  // 0: mailintake.v1.OutboundError.kind:type_name -> mailintake.v1.OutboundErrorKind
 	2,  // 1: mailintake.v1.OutboundError.recipients:type_name -> mailintake.v1.OutboundRecipientError
-	15, // 2: mailintake.v1.OutboundError.time:type_name -> google.protobuf.Timestamp
+	16, // 2: mailintake.v1.OutboundError.time:type_name -> google.protobuf.Timestamp
 	0,  // 3: mailintake.v1.OutboundMessage.state:type_name -> mailintake.v1.OutboundState
-	15, // 4: mailintake.v1.OutboundMessage.next_attempt_time:type_name -> google.protobuf.Timestamp
+	16, // 4: mailintake.v1.OutboundMessage.next_attempt_time:type_name -> google.protobuf.Timestamp
 	3,  // 5: mailintake.v1.OutboundMessage.error:type_name -> mailintake.v1.OutboundError
-	15, // 6: mailintake.v1.OutboundMessage.create_time:type_name -> google.protobuf.Timestamp
-	15, // 7: mailintake.v1.OutboundMessage.update_time:type_name -> google.protobuf.Timestamp
-	15, // 8: mailintake.v1.OutboundMessage.sent_time:type_name -> google.protobuf.Timestamp
-	5,  // 9: mailintake.v1.Draft.attachments:type_name -> mailintake.v1.OutboundAttachment
-	6,  // 10: mailintake.v1.Draft.headers:type_name -> mailintake.v1.OutboundHeader
-	7,  // 11: mailintake.v1.SendMessageRequest.draft:type_name -> mailintake.v1.Draft
-	8,  // 12: mailintake.v1.SendMessageRequest.in_reply_to:type_name -> mailintake.v1.InReplyTo
-	4,  // 13: mailintake.v1.SendMessageResponse.outbound_message:type_name -> mailintake.v1.OutboundMessage
-	4,  // 14: mailintake.v1.GetOutboundMessageResponse.outbound_message:type_name -> mailintake.v1.OutboundMessage
-	0,  // 15: mailintake.v1.ListOutboundMessagesRequest.state:type_name -> mailintake.v1.OutboundState
-	4,  // 16: mailintake.v1.ListOutboundMessagesResponse.outbound_messages:type_name -> mailintake.v1.OutboundMessage
-	9,  // 17: mailintake.v1.OutboundService.SendMessage:input_type -> mailintake.v1.SendMessageRequest
-	11, // 18: mailintake.v1.OutboundService.GetOutboundMessage:input_type -> mailintake.v1.GetOutboundMessageRequest
-	13, // 19: mailintake.v1.OutboundService.ListOutboundMessages:input_type -> mailintake.v1.ListOutboundMessagesRequest
-	10, // 20: mailintake.v1.OutboundService.SendMessage:output_type -> mailintake.v1.SendMessageResponse
-	12, // 21: mailintake.v1.OutboundService.GetOutboundMessage:output_type -> mailintake.v1.GetOutboundMessageResponse
-	14, // 22: mailintake.v1.OutboundService.ListOutboundMessages:output_type -> mailintake.v1.ListOutboundMessagesResponse
-	20, // [20:23] is the sub-list for method output_type
-	17, // [17:20] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	16, // 6: mailintake.v1.OutboundMessage.create_time:type_name -> google.protobuf.Timestamp
+	16, // 7: mailintake.v1.OutboundMessage.update_time:type_name -> google.protobuf.Timestamp
+	16, // 8: mailintake.v1.OutboundMessage.sent_time:type_name -> google.protobuf.Timestamp
+	17, // 9: mailintake.v1.OutboundMessage.bounced_recipients:type_name -> mailintake.v1.BounceRecipient
+	16, // 10: mailintake.v1.OutboundMessage.bounce_time:type_name -> google.protobuf.Timestamp
+	5,  // 11: mailintake.v1.OutboundMessage.sent_copy:type_name -> mailintake.v1.SentCopy
+	16, // 12: mailintake.v1.SentCopy.time:type_name -> google.protobuf.Timestamp
+	6,  // 13: mailintake.v1.Draft.attachments:type_name -> mailintake.v1.OutboundAttachment
+	7,  // 14: mailintake.v1.Draft.headers:type_name -> mailintake.v1.OutboundHeader
+	8,  // 15: mailintake.v1.SendMessageRequest.draft:type_name -> mailintake.v1.Draft
+	9,  // 16: mailintake.v1.SendMessageRequest.in_reply_to:type_name -> mailintake.v1.InReplyTo
+	4,  // 17: mailintake.v1.SendMessageResponse.outbound_message:type_name -> mailintake.v1.OutboundMessage
+	4,  // 18: mailintake.v1.GetOutboundMessageResponse.outbound_message:type_name -> mailintake.v1.OutboundMessage
+	0,  // 19: mailintake.v1.ListOutboundMessagesRequest.state:type_name -> mailintake.v1.OutboundState
+	4,  // 20: mailintake.v1.ListOutboundMessagesResponse.outbound_messages:type_name -> mailintake.v1.OutboundMessage
+	10, // 21: mailintake.v1.OutboundService.SendMessage:input_type -> mailintake.v1.SendMessageRequest
+	12, // 22: mailintake.v1.OutboundService.GetOutboundMessage:input_type -> mailintake.v1.GetOutboundMessageRequest
+	14, // 23: mailintake.v1.OutboundService.ListOutboundMessages:input_type -> mailintake.v1.ListOutboundMessagesRequest
+	11, // 24: mailintake.v1.OutboundService.SendMessage:output_type -> mailintake.v1.SendMessageResponse
+	13, // 25: mailintake.v1.OutboundService.GetOutboundMessage:output_type -> mailintake.v1.GetOutboundMessageResponse
+	15, // 26: mailintake.v1.OutboundService.ListOutboundMessages:output_type -> mailintake.v1.ListOutboundMessagesResponse
+	24, // [24:27] is the sub-list for method output_type
+	21, // [21:24] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_outbound_proto_init() }
@@ -1555,11 +1692,12 @@ func file_mailintake_v1_outbound_proto_init() {
 	if File_mailintake_v1_outbound_proto != nil {
 		return
 	}
-	file_mailintake_v1_outbound_proto_msgTypes[6].OneofWrappers = []any{
+	file_mailintake_v1_message_proto_init()
+	file_mailintake_v1_outbound_proto_msgTypes[7].OneofWrappers = []any{
 		(*InReplyTo_DeliveredMessageId)(nil),
 		(*InReplyTo_RfcMessageId)(nil),
 	}
-	file_mailintake_v1_outbound_proto_msgTypes[7].OneofWrappers = []any{
+	file_mailintake_v1_outbound_proto_msgTypes[8].OneofWrappers = []any{
 		(*SendMessageRequest_Draft)(nil),
 		(*SendMessageRequest_Raw)(nil),
 	}
@@ -1569,7 +1707,7 @@ func file_mailintake_v1_outbound_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailintake_v1_outbound_proto_rawDesc), len(file_mailintake_v1_outbound_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
