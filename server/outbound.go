@@ -336,7 +336,7 @@ func (o *outboundService) GetOutboundMessage(ctx context.Context, req *mailintak
 var outboundStates = map[mailintakev1.OutboundState]store.OutboundState{
 	mailintakev1.OutboundState_OUTBOUND_STATE_QUEUED: store.OutboundQueued, mailintakev1.OutboundState_OUTBOUND_STATE_SENDING: store.OutboundSending,
 	mailintakev1.OutboundState_OUTBOUND_STATE_SENT: store.OutboundSent, mailintakev1.OutboundState_OUTBOUND_STATE_FAILED: store.OutboundFailed,
-	mailintakev1.OutboundState_OUTBOUND_STATE_UNKNOWN: store.OutboundUnknown,
+	mailintakev1.OutboundState_OUTBOUND_STATE_UNKNOWN: store.OutboundUnknown, mailintakev1.OutboundState_OUTBOUND_STATE_BOUNCED: store.OutboundBounced,
 }
 
 func (o *outboundService) ListOutboundMessages(ctx context.Context, req *mailintakev1.ListOutboundMessagesRequest) (*mailintakev1.ListOutboundMessagesResponse, error) {
@@ -432,6 +432,12 @@ func outboundToProto(m *store.Outbound) *mailintakev1.OutboundMessage {
 			pe.Recipients = append(pe.Recipients, &mailintakev1.OutboundRecipientError{Address: r.Address, Code: int32(r.Code), EnhancedCode: r.Enhanced, Text: r.Text})
 		}
 		out.Error = pe
+	}
+	if b := m.Bounce; b != nil {
+		out.BouncedRecipients, out.BounceMessageId, out.BounceTime = b.Recipients, b.MessageID, timestamp(b.Time)
+	}
+	if c := m.SentCopy; c != nil {
+		out.SentCopy = &mailintakev1.SentCopy{Folder: c.Folder, Saved: c.Saved, Error: c.Error, Time: timestamp(c.Time)}
 	}
 	return out
 }

@@ -438,7 +438,7 @@ func (d *deliverer) fetchAlone(ctx context.Context, meta *imapconn.Meta, replay 
 	if err != nil || msg == nil {
 		return err // nil: quarantined, gone, or recognised as already acknowledged
 	}
-	if err := d.markCopies(ctx, []*mailintakev1.Message{msg}); err != nil {
+	if err := d.beforeOffer(ctx, []*mailintakev1.Message{msg}); err != nil {
 		return err
 	}
 	offer(msg)
@@ -509,7 +509,7 @@ func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, repla
 	var ready []*mailintakev1.Message
 	flush := func() {
 		if failed == nil && len(ready) > 0 {
-			if err := d.markCopies(ctx, ready); err != nil {
+			if err := d.beforeOffer(ctx, ready); err != nil {
 				failed = err
 				cancel()
 			} else {
@@ -607,7 +607,7 @@ func (d *deliverer) fetchBatch(ctx context.Context, batch []imapconn.Meta, repla
 				return err
 			}
 			if msg != nil {
-				if err := d.markCopies(ctx, []*mailintakev1.Message{msg}); err != nil {
+				if err := d.beforeOffer(ctx, []*mailintakev1.Message{msg}); err != nil {
 					return err
 				}
 				offer(msg)
@@ -715,6 +715,15 @@ func (d *deliverer) prepare(ctx context.Context, raw []byte, meta imapconn.Meta)
 	}
 	s.fill(msg, d.st, meta)
 	return msg, nil
+}
+
+// beforeOffer does what the store must record about messages before they are offered:
+// duplicate_of (markCopies) and the outbound message a delivery report is about (matchBounces).
+func (d *deliverer) beforeOffer(ctx context.Context, msgs []*mailintakev1.Message) error {
+	if err := d.markCopies(ctx, msgs); err != nil {
+		return err
+	}
+	return d.matchBounces(ctx, msgs)
 }
 
 // markCopies sets Message.duplicate_of on messages about to be offered that are copies of a mail

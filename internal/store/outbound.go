@@ -3,25 +3,29 @@ package store
 import (
 	"context"
 	"time"
+
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
 // OutboundState is where an outbound message is (mailintake.v1.OutboundState).
 type OutboundState string
 
 // Outbound states. A message goes QUEUED → SENDING → SENT, FAILED or UNKNOWN; a temporary
-// failure before the end of the message takes it from SENDING back to QUEUED. SENT, FAILED and
-// UNKNOWN are final: nothing sends the message again on its own.
+// failure before the end of the message takes it from SENDING back to QUEUED. A delivery
+// failure report (BounceOutbound) takes a SENT or UNKNOWN message to BOUNCED. SENT, FAILED,
+// UNKNOWN and BOUNCED are final: nothing sends the message again on its own.
 const (
 	OutboundQueued  OutboundState = "queued"
 	OutboundSending OutboundState = "sending"
 	OutboundSent    OutboundState = "sent"
 	OutboundFailed  OutboundState = "failed"
 	OutboundUnknown OutboundState = "unknown"
+	OutboundBounced OutboundState = "bounced"
 )
 
 // Final reports whether the state is one the sender never leaves.
 func (s OutboundState) Final() bool {
-	return s == OutboundSent || s == OutboundFailed || s == OutboundUnknown
+	return s == OutboundSent || s == OutboundFailed || s == OutboundUnknown || s == OutboundBounced
 }
 
 // Outbound is a message sent, or to be sent, as a mailbox: the outbox's row. Raw, the composed
@@ -61,6 +65,46 @@ type Outbound struct {
 	CreateTime time.Time
 	UpdateTime time.Time
 	SentTime   time.Time
+	// Bounce is the delivery failure reported for it (state BOUNCED); nil when none came.
+	Bounce *OutboundBounce
+	// SentCopy is the copy saved in the mailbox's Sent folder; nil when none was attempted.
+	SentCopy *OutboundSentCopy
+}
+
+// OutboundBounce is what the delivery failure reports of an outbound message said.
+type OutboundBounce struct {
+	// MessageID is the delivered report's id (Message.id) that made it BOUNCED: the first.
+	MessageID string
+	// Time is when the first report was delivered.
+	Time time.Time
+	// Recipients are the failed recipients of every report, each address once (the first
+	// report's entry for it).
+	Recipients []*mailintakev1.BounceRecipient
+}
+
+// OutboundSentCopy is the outcome of saving a copy of a sent message in the mailbox's Sent
+// folder (mailintake.v1.SentCopy).
+type OutboundSentCopy struct {
+	Folder string
+	Saved  bool
+	Error  string
+	Time   time.Time
+}
+
+// BounceReport is a delivery report delivered from a mailbox of Tenant, as BounceOutbound
+// matches it with an outbound message.
+type BounceReport struct {
+	Tenant string
+	// EnvelopeID is the report's Original-Envelope-Id (the outbound id, when the report is
+	// about a message this server sent); MessageID the Message-ID of the message it returns.
+	// Either may be empty; the envelope id is tried first.
+	EnvelopeID string
+	MessageID  string
+	// Failure is set for a failure report; a delay warning is only matched.
+	Failure bool
+	// Bounce is what a failure report records: the report's id and time, and the recipients
+	// that failed.
+	Bounce OutboundBounce
 }
 
 // OutboundError is a failed attempt (mailintake.v1.OutboundError).
@@ -157,6 +201,18 @@ type OutboxStore interface {
 	// before it sends anything, so a message a crashed or replaced sender was sending is never
 	// sent again. Fenced by the mailbox's lease when ctx carries one.
 	InterruptOutbound(ctx context.Context, mailboxID string, e OutboundError) ([]string, error)
+	// BounceOutbound finds the outbound message a delivery report delivered from mailboxID is
+	// about: of the report's tenant, in state SENT, UNKNOWN or BOUNCED, the one whose id is
+	// r.EnvelopeID, else the latest whose Message-ID is r.MessageID. For a failure report it
+	// records r.Bounce: a SENT or UNKNOWN message becomes BOUNCED, a BOUNCED one gains the
+	// recipients it did not list yet (a report delivered again changes nothing). It returns the
+	// message's id, "" when none matches. Fenced by mailboxID's lease (the session that
+	// delivered the report) when ctx carries one.
+	BounceOutbound(ctx context.Context, mailboxID string, r BounceReport) (string, error)
+	// RecordSentCopy records the outcome of saving a sent message's copy in the Sent folder,
+	// without changing its state. ErrNotFound when it is gone. Fenced by the mailbox's lease
+	// when ctx carries one.
+	RecordSentCopy(ctx context.Context, o *Outbound, c OutboundSentCopy) error
 	// PruneOutbound deletes the outbound messages in a final state last changed before before, and
 	// returns how many.
 	PruneOutbound(ctx context.Context, before time.Time) (int, error)

@@ -32,7 +32,7 @@ written: it may have been sent, and it is never sent again on its own.`,
 var outboundStateFlags = map[string]mailintakev1.OutboundState{
 	"queued": mailintakev1.OutboundState_OUTBOUND_STATE_QUEUED, "sending": mailintakev1.OutboundState_OUTBOUND_STATE_SENDING,
 	"sent": mailintakev1.OutboundState_OUTBOUND_STATE_SENT, "failed": mailintakev1.OutboundState_OUTBOUND_STATE_FAILED,
-	"unknown": mailintakev1.OutboundState_OUTBOUND_STATE_UNKNOWN,
+	"unknown": mailintakev1.OutboundState_OUTBOUND_STATE_UNKNOWN, "bounced": mailintakev1.OutboundState_OUTBOUND_STATE_BOUNCED,
 }
 
 // outboundListCmd is `outbound list`.
@@ -53,7 +53,7 @@ mailbox, state, attempts, when queued, recipients, subject, and the last error's
 			if state != "" {
 				st, ok := outboundStateFlags[strings.ToLower(state)]
 				if !ok {
-					return usagef("--state %q is not one of queued, sending, sent, failed, unknown", state)
+					return usagef("--state %q is not one of queued, sending, sent, failed, unknown, bounced", state)
 				}
 				req.State = st
 			}
@@ -89,11 +89,11 @@ mailbox, state, attempts, when queued, recipients, subject, and the last error's
 		},
 	}
 	cmd.Flags().StringVar(&mailbox, "mailbox", "", "only this mailbox's messages")
-	cmd.Flags().StringVar(&state, "state", "", "only messages in this state: queued, sending, sent, failed or unknown")
+	cmd.Flags().StringVar(&state, "state", "", "only messages in this state: queued, sending, sent, failed, unknown or bounced")
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant (admin token)")
 	_ = cmd.RegisterFlagCompletionFunc("mailbox", a.completeMailboxID)
 	_ = cmd.RegisterFlagCompletionFunc("tenant", a.completeTenants)
-	_ = cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions([]cobra.Completion{"queued", "sending", "sent", "failed", "unknown"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions([]cobra.Completion{"queued", "sending", "sent", "failed", "unknown", "bounced"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -186,6 +186,19 @@ func (a *app) printOutbound(m *mailintakev1.OutboundMessage) error {
 	}
 	line("server said", m.GetSmtpResponse())
 	line("queue id", m.GetSmtpQueueId())
+	if c := m.GetSentCopy(); c != nil {
+		if c.GetSaved() {
+			line("sent copy", fmt.Sprintf("saved in %q", c.GetFolder()))
+		} else {
+			line("sent copy", fmt.Sprintf("not saved in %q: %s", c.GetFolder(), c.GetError()))
+		}
+	}
+	if m.GetBounceMessageId() != "" || len(m.GetBouncedRecipients()) > 0 {
+		line("bounced", strings.TrimSpace(when(m.GetBounceTime().AsTime())+" (report "+m.GetBounceMessageId()+")"))
+		for _, r := range m.GetBouncedRecipients() {
+			line("  failed", strings.Join(strings.Fields(fmt.Sprintf("<%s> %s %s", r.GetAddress(), r.GetStatus(), r.GetDiagnostic())), " "))
+		}
+	}
 	if e := m.GetError(); e != nil {
 		kind := strings.ToLower(strings.TrimPrefix(e.GetKind().String(), "OUTBOUND_ERROR_KIND_"))
 		head := kind

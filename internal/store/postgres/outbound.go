@@ -20,17 +20,17 @@ import (
 // owner's.
 
 const outboundColumns = `id, mailbox_id, tenant, idempotency_key, request_hash, state, message_id, in_reply_to, mail_from,
-	recipients, subject, size, warnings, attempts, next_attempt_at, error, result, created_at, updated_at, sent_at`
+	recipients, subject, size, warnings, attempts, next_attempt_at, error, result, created_at, updated_at, sent_at, bounce, sent_copy`
 
 func scanOutbound(row pgx.Row, withRaw bool) (*store.Outbound, error) {
 	var o store.Outbound
 	var key []byte
 	var state, recipients, warnings string
-	var errText, result *string
+	var errText, result, bounce, sentCopy *string
 	var next, created, updated, sent int64
 	var attempts int32
 	dest := []any{&o.ID, &o.MailboxID, &o.Tenant, &key, &o.RequestHash, &state, &o.MessageID, &o.InReplyTo, &o.From,
-		&recipients, &o.Subject, &o.Size, &warnings, &attempts, &next, &errText, &result, &created, &updated, &sent}
+		&recipients, &o.Subject, &o.Size, &warnings, &attempts, &next, &errText, &result, &created, &updated, &sent, &bounce, &sentCopy}
 	if withRaw {
 		dest = append(dest, &o.Raw)
 	}
@@ -51,6 +51,12 @@ func scanOutbound(row pgx.Row, withRaw bool) (*store.Outbound, error) {
 	}
 	if o.Result, err = outboxrow.ParseResult(result); err != nil {
 		return nil, fmt.Errorf("outbound %s result: %w", o.ID, err)
+	}
+	if o.Bounce, err = outboxrow.ParseBounce(bounce); err != nil {
+		return nil, fmt.Errorf("outbound %s bounce: %w", o.ID, err)
+	}
+	if o.SentCopy, err = outboxrow.ParseSentCopy(sentCopy); err != nil {
+		return nil, fmt.Errorf("outbound %s sent copy: %w", o.ID, err)
 	}
 	return &o, nil
 }
@@ -284,11 +290,80 @@ func (s *Store) InterruptOutbound(ctx context.Context, mailboxID string, e store
 	return ids, err
 }
 
+// BounceOutbound implements store.OutboxStore. The matched row is locked (FOR UPDATE) until the
+// change commits, so two reports of one message (delivered by two mailboxes' sessions at once)
+// merge their recipients. Under a lease for mailboxID it is fenced.
+func (s *Store) BounceOutbound(ctx context.Context, mailboxID string, r store.BounceReport) (string, error) {
+	if !storable(mailboxID) || !storable(r.Tenant) {
+		return "", nil
+	}
+	var id string
+	err := s.writeTx(ctx, mailboxID, func(tx pgx.Tx) error {
+		id = ""
+		var state string
+		var bounce *string
+		found := false
+		for _, q := range []struct{ where, v string }{
+			{"id = $2", r.EnvelopeID},
+			{"message_id = $2", r.MessageID},
+		} {
+			if q.v == "" || !storable(q.v) {
+				continue
+			}
+			err := tx.QueryRow(ctx, `SELECT id, state, bounce FROM outbound WHERE tenant = $1 AND `+q.where+`
+				AND state IN ('sent', 'unknown', 'bounced') ORDER BY created_at DESC, id DESC LIMIT 1 FOR UPDATE`, r.Tenant, q.v).Scan(&id, &state, &bounce)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			found = true
+			break
+		}
+		if !found || !r.Failure {
+			return nil
+		}
+		cur, err := outboxrow.ParseBounce(bounce)
+		if err != nil {
+			return fmt.Errorf("outbound %s bounce: %w", id, err)
+		}
+		merged, changed := outboxrow.MergeBounce(cur, r.Bounce)
+		if !changed && store.OutboundState(state) == store.OutboundBounced {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `UPDATE outbound SET state = 'bounced', bounce = $1, updated_at = $2 WHERE id = $3`,
+			outboxrow.Bounce(merged), time.Now().UnixNano(), id)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// RecordSentCopy implements store.OutboxStore. Under a lease for the mailbox it is fenced.
+func (s *Store) RecordSentCopy(ctx context.Context, o *store.Outbound, c store.OutboundSentCopy) error {
+	if !storable(o.ID) || !storable(o.MailboxID) {
+		return store.ErrNotFound
+	}
+	return s.writeTx(ctx, o.MailboxID, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE outbound SET sent_copy = $1 WHERE id = $2`, outboxrow.SentCopy(&c), o.ID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+}
+
 // PruneOutbound implements store.OutboxStore.
 func (s *Store) PruneOutbound(ctx context.Context, before time.Time) (int, error) {
 	var n int64
 	err := s.retry(ctx, func() error {
-		tag, err := s.pool.Exec(ctx, `DELETE FROM outbound WHERE state IN ('sent', 'failed', 'unknown') AND updated_at < $1`, before.UnixNano())
+		tag, err := s.pool.Exec(ctx, `DELETE FROM outbound WHERE state IN ('sent', 'failed', 'unknown', 'bounced') AND updated_at < $1`, before.UnixNano())
 		n = tag.RowsAffected()
 		return err
 	})

@@ -62,4 +62,28 @@ func testFencedOutbox(t *testing.T, s *Store) {
 	if err := s.TransitionOutbound(ctx1, o1, store.OutboundUpdate{State: store.OutboundSent, Attempts: 1, UpdateTime: time.Now()}); !errors.Is(err, store.ErrFenced) {
 		t.Errorf("the old owner's late outcome = %v", err)
 	}
+	// The Sent copy and a bounce are fenced too: the old owner records neither.
+	o2, _ = s.GetOutbound(ctx, "o2", false)
+	if err := s.RecordSentCopy(ctx1, o2, store.OutboundSentCopy{Folder: "Sent", Saved: true}); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("the old owner's Sent copy = %v", err)
+	}
+	if err := s.RecordSentCopy(ctx2, o2, store.OutboundSentCopy{Folder: "Sent", Saved: true}); err != nil {
+		t.Errorf("the new owner's Sent copy = %v", err)
+	}
+	if err := s.TransitionOutbound(ctx2, o2, store.OutboundUpdate{State: store.OutboundSent, Attempts: 1, UpdateTime: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	report := store.BounceReport{Tenant: "acme", EnvelopeID: "o2", Failure: true, Bounce: store.OutboundBounce{MessageID: "m:1:1", Time: time.Now()}}
+	if _, err := s.BounceOutbound(ctx1, "m", report); !errors.Is(err, store.ErrFenced) {
+		t.Errorf("a bounce delivered under a lease taken over = %v", err)
+	}
+	if o, _ := s.GetOutbound(ctx, "o2", false); o.State != store.OutboundSent || o.SentCopy == nil || !o.SentCopy.Saved {
+		t.Errorf("o2 after the old owner's bounce: %s %+v", o.State, o.SentCopy)
+	}
+	if id, err := s.BounceOutbound(ctx2, "m", report); err != nil || id != "o2" {
+		t.Errorf("a bounce delivered under the current lease = %q, %v", id, err)
+	}
+	if o, _ := s.GetOutbound(ctx, "o2", false); o.State != store.OutboundBounced {
+		t.Errorf("o2 after the bounce: %s", o.State)
+	}
 }

@@ -197,6 +197,12 @@ var migrations = []string{
 	CREATE INDEX outbound_tenant ON outbound (tenant, id);
 	CREATE INDEX outbound_pending ON outbound (mailbox_id, next_attempt_at) WHERE state IN ('queued', 'sending');
 	CREATE INDEX outbound_final ON outbound (updated_at) WHERE state IN ('sent', 'failed', 'unknown');`,
+	// Bounces and Sent copies of outbound messages (JSON text, outboxrow): a delivery failure
+	// report finds its outbound message by tenant and Message-ID, and BOUNCED is final too.
+	`ALTER TABLE outbound ADD COLUMN bounce text, ADD COLUMN sent_copy text;
+	CREATE INDEX outbound_message_id ON outbound (tenant, message_id);
+	DROP INDEX outbound_final;
+	CREATE INDEX outbound_final ON outbound (updated_at) WHERE state IN ('sent', 'failed', 'unknown', 'bounced');`,
 }
 
 // Advisory lock keys. The migration lock is the one-bigint form; the events lock the two-int4

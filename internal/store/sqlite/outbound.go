@@ -15,15 +15,15 @@ import (
 // The outbox (store.OutboxStore). Leases are ignored: one process owns every mailbox.
 
 const outboundColumns = `id, mailbox_id, tenant, idempotency_key, request_hash, state, message_id, in_reply_to, mail_from,
-	recipients, subject, size, warnings, attempts, next_attempt_at, error, result, created_at, updated_at, sent_at`
+	recipients, subject, size, warnings, attempts, next_attempt_at, error, result, created_at, updated_at, sent_at, bounce, sent_copy`
 
 func scanOutbound(sc interface{ Scan(...any) error }, withRaw bool) (*store.Outbound, error) {
 	var o store.Outbound
 	var state, recipients, warnings string
-	var errText, result sql.NullString
+	var errText, result, bounce, sentCopy sql.NullString
 	var next, created, updated, sent int64
 	dest := []any{&o.ID, &o.MailboxID, &o.Tenant, &o.IdempotencyKey, &o.RequestHash, &state, &o.MessageID, &o.InReplyTo, &o.From,
-		&recipients, &o.Subject, &o.Size, &warnings, &o.Attempts, &next, &errText, &result, &created, &updated, &sent}
+		&recipients, &o.Subject, &o.Size, &warnings, &o.Attempts, &next, &errText, &result, &created, &updated, &sent, &bounce, &sentCopy}
 	if withRaw {
 		dest = append(dest, &o.Raw)
 	}
@@ -44,6 +44,12 @@ func scanOutbound(sc interface{ Scan(...any) error }, withRaw bool) (*store.Outb
 	}
 	if o.Result, err = outboxrow.ParseResult(nullable(result)); err != nil {
 		return nil, fmt.Errorf("outbound %s result: %w", o.ID, err)
+	}
+	if o.Bounce, err = outboxrow.ParseBounce(nullable(bounce)); err != nil {
+		return nil, fmt.Errorf("outbound %s bounce: %w", o.ID, err)
+	}
+	if o.SentCopy, err = outboxrow.ParseSentCopy(nullable(sentCopy)); err != nil {
+		return nil, fmt.Errorf("outbound %s sent copy: %w", o.ID, err)
 	}
 	return &o, nil
 }
@@ -249,9 +255,68 @@ func (s *Store) InterruptOutbound(ctx context.Context, mailboxID string, e store
 	return ids, wrap(rows.Err())
 }
 
+// BounceOutbound implements store.OutboxStore: the look-up and the change in one write
+// transaction.
+func (s *Store) BounceOutbound(ctx context.Context, mailboxID string, r store.BounceReport) (string, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return "", wrap(err)
+	}
+	defer tx.Rollback()
+	var id, state string
+	var bounce sql.NullString
+	found := false
+	for _, q := range []struct{ where, v string }{
+		{"id = ?", r.EnvelopeID},
+		{"message_id = ?", r.MessageID},
+	} {
+		if q.v == "" {
+			continue
+		}
+		err := tx.QueryRowContext(ctx, `SELECT id, state, bounce FROM outbound WHERE tenant = ? AND `+q.where+`
+			AND state IN ('sent', 'unknown', 'bounced') ORDER BY created_at DESC, id DESC LIMIT 1`, r.Tenant, q.v).Scan(&id, &state, &bounce)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return "", wrap(err)
+		}
+		found = true
+		break
+	}
+	if !found || !r.Failure {
+		return id, nil
+	}
+	cur, err := outboxrow.ParseBounce(nullable(bounce))
+	if err != nil {
+		return "", fmt.Errorf("outbound %s bounce: %w", id, err)
+	}
+	merged, changed := outboxrow.MergeBounce(cur, r.Bounce)
+	if !changed && store.OutboundState(state) == store.OutboundBounced {
+		return id, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE outbound SET state = 'bounced', bounce = ?, updated_at = ? WHERE id = ?`,
+		nullString(outboxrow.Bounce(merged)), time.Now().UnixNano(), id); err != nil {
+		return "", wrap(err)
+	}
+	return id, wrap(tx.Commit())
+}
+
+// RecordSentCopy implements store.OutboxStore.
+func (s *Store) RecordSentCopy(ctx context.Context, o *store.Outbound, c store.OutboundSentCopy) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE outbound SET sent_copy = ? WHERE id = ?`, nullString(outboxrow.SentCopy(&c)), o.ID)
+	if err != nil {
+		return wrap(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
 // PruneOutbound implements store.OutboxStore.
 func (s *Store) PruneOutbound(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM outbound WHERE state IN ('sent', 'failed', 'unknown') AND updated_at < ?`, before.UnixNano())
+	res, err := s.w.ExecContext(ctx, `DELETE FROM outbound WHERE state IN ('sent', 'failed', 'unknown', 'bounced') AND updated_at < ?`, before.UnixNano())
 	if err != nil {
 		return 0, wrap(err)
 	}

@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
 // The outbox's tests (store.OutboxStore).
@@ -381,6 +384,7 @@ func testPruneOutbound(t *testing.T, s store.Store) {
 	}{
 		{"sent-old", store.OutboundSent, old}, {"failed-old", store.OutboundFailed, old}, {"unknown-old", store.OutboundUnknown, old},
 		{"sent-recent", store.OutboundSent, recent}, {"queued-old", store.OutboundQueued, old}, {"sending-old", store.OutboundSending, old},
+		{"bounced-old", store.OutboundBounced, old},
 	} {
 		o := NewOutbound(c.id, "m", c.id)
 		createOutbound(t, s, o)
@@ -390,8 +394,8 @@ func testPruneOutbound(t *testing.T, s store.Store) {
 	}
 	n, err := s.PruneOutbound(ctx, t0.Add(24*time.Hour))
 	must(t, err)
-	if n != 3 {
-		t.Errorf("PruneOutbound = %d, want 3", n)
+	if n != 4 {
+		t.Errorf("PruneOutbound = %d, want 4", n)
 	}
 	for _, id := range []string{"sent-recent", "queued-old", "sending-old"} {
 		getOutbound(t, s, id, false)
@@ -416,5 +420,134 @@ func testOutboundDeleteCascades(t *testing.T, s store.Store) {
 	getOutbound(t, s, "b1", false)
 	if w, err := s.OutboxWork(ctx, t0); err != nil || len(w) != 1 || w[0].MailboxID != "b" {
 		t.Errorf("OutboxWork after the delete = %+v, %v", w, err)
+	}
+}
+
+// sentOutbound creates an outbound message and takes it to SENT.
+func sentOutbound(t *testing.T, s store.Store, id, mailboxID, tenant string) *store.Outbound {
+	t.Helper()
+	o := NewOutbound(id, mailboxID, "key-"+id)
+	o.Tenant = tenant
+	createOutbound(t, s, o)
+	must(t, s.TransitionOutbound(t.Context(), o, store.OutboundUpdate{State: store.OutboundSending, Attempts: 1, UpdateTime: t0}))
+	o.State, o.Attempts = store.OutboundSending, 1
+	must(t, s.TransitionOutbound(t.Context(), o, store.OutboundUpdate{State: store.OutboundSent, Attempts: 1, UpdateTime: t0, SentTime: t0,
+		Result: &store.OutboundResult{QueueID: "q-" + id, Response: "250 2.0.0 OK", DSN: true}}))
+	return getOutbound(t, s, id, false)
+}
+
+// A delivery failure report finds its outbound message by envelope id, else by Message-ID, only
+// in the reporting mailbox's tenant and only once sent; it makes it BOUNCED, merges the
+// recipients of later reports, and a delay warning only matches.
+func testBounceOutbound(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	create(t, s, "m", "inbox")
+	must(t, s.CreateMailbox(ctx, NewMailbox("other", "globex")))
+	byID := sentOutbound(t, s, "o-envid", "m", "acme")
+	byMsgID := sentOutbound(t, s, "o-msgid", "m", "acme")
+	queued := NewOutbound("o-queued", "m", "key-queued")
+	createOutbound(t, s, queued)
+	rcpt := func(addr, status string) *mailintakev1.BounceRecipient {
+		return &mailintakev1.BounceRecipient{Address: addr, Action: "failed", Status: status, Diagnostic: "550 " + status + " no such user",
+			SmtpCode: 550, Reason: mailintakev1.BounceReason_BOUNCE_REASON_UNKNOWN_USER, Permanent: true, RemoteMta: "mx.example.org"}
+	}
+	t1 := t0.Add(time.Hour)
+	report := func(envID, msgID string, failure bool, from string, rs ...*mailintakev1.BounceRecipient) store.BounceReport {
+		return store.BounceReport{Tenant: "acme", EnvelopeID: envID, MessageID: msgID, Failure: failure,
+			Bounce: store.OutboundBounce{MessageID: from, Time: t1, Recipients: rs}}
+	}
+
+	// A delay warning names the message and changes nothing.
+	id, err := s.BounceOutbound(ctx, "inbox", report("o-envid", "", false, "inbox:1:1"))
+	if err != nil || id != "o-envid" {
+		t.Fatalf("a delay warning = %q, %v; want o-envid", id, err)
+	}
+	if got := getOutbound(t, s, "o-envid", false); got.State != store.OutboundSent || got.Bounce != nil {
+		t.Errorf("after a delay warning: state %s, bounce %+v", got.State, got.Bounce)
+	}
+	// A failure by envelope id, even with another message's Message-ID beside it.
+	id, err = s.BounceOutbound(ctx, "inbox", report("o-envid", byMsgID.MessageID, true, "inbox:1:2", rcpt("a@example.org", "5.1.1")))
+	if err != nil || id != "o-envid" {
+		t.Fatalf("a failure by envelope id = %q, %v", id, err)
+	}
+	got := getOutbound(t, s, "o-envid", false)
+	if got.State != store.OutboundBounced || got.Bounce == nil || got.Bounce.MessageID != "inbox:1:2" || !got.Bounce.Time.Equal(t1) ||
+		len(got.Bounce.Recipients) != 1 || !proto.Equal(got.Bounce.Recipients[0], rcpt("a@example.org", "5.1.1")) {
+		t.Fatalf("after a failure: state %s, bounce %+v", got.State, got.Bounce)
+	}
+	if !got.UpdateTime.After(t0) || !got.SentTime.Equal(byID.SentTime) || got.Result == nil {
+		t.Errorf("a bounce changed more than the state and bounce: %+v", got)
+	}
+	if other := getOutbound(t, s, "o-msgid", false); other.State != store.OutboundSent {
+		t.Errorf("the other message's state = %s", other.State)
+	}
+	// The same report again changes nothing; a later report adds its new recipient only.
+	if id, err := s.BounceOutbound(ctx, "inbox", report("o-envid", "", true, "inbox:1:2", rcpt("a@example.org", "5.1.1"))); err != nil || id != "o-envid" {
+		t.Fatalf("the same report again = %q, %v", id, err)
+	}
+	if id, err := s.BounceOutbound(ctx, "inbox", report("o-envid", "", true, "inbox:1:3", rcpt("A@example.org", "5.2.2"), rcpt("b@example.org", "5.2.1"))); err != nil || id != "o-envid" {
+		t.Fatalf("a second report = %q, %v", id, err)
+	}
+	got = getOutbound(t, s, "o-envid", false)
+	if got.Bounce.MessageID != "inbox:1:2" || len(got.Bounce.Recipients) != 2 || got.Bounce.Recipients[0].Status != "5.1.1" || got.Bounce.Recipients[1].Address != "b@example.org" {
+		t.Errorf("after a second report: %+v", got.Bounce)
+	}
+	// By Message-ID when the envelope id is unknown (a server that dropped ENVID, or another's).
+	if id, err := s.BounceOutbound(ctx, "inbox", report("not-ours", byMsgID.MessageID, true, "inbox:1:4", rcpt("a@example.org", "5.1.1"))); err != nil || id != "o-msgid" {
+		t.Fatalf("a failure by Message-ID = %q, %v", id, err)
+	}
+	if got := getOutbound(t, s, "o-msgid", false); got.State != store.OutboundBounced || got.Bounce.MessageID != "inbox:1:4" {
+		t.Errorf("after a failure by Message-ID: %s %+v", got.State, got.Bounce)
+	}
+	// No match: another tenant's report, a message not sent yet, nothing known.
+	for _, r := range []store.BounceReport{
+		{Tenant: "globex", EnvelopeID: "o-envid", MessageID: byMsgID.MessageID, Failure: true},
+		{Tenant: "acme", EnvelopeID: "o-queued", MessageID: queued.MessageID, Failure: true},
+		{Tenant: "acme", EnvelopeID: "nope", MessageID: "nope@example.com", Failure: true},
+		{Tenant: "acme"},
+	} {
+		if id, err := s.BounceOutbound(ctx, "inbox", r); err != nil || id != "" {
+			t.Errorf("BounceOutbound(%+v) = %q, %v; want no match", r, id, err)
+		}
+	}
+	if got := getOutbound(t, s, "o-queued", false); got.State != store.OutboundQueued || got.Bounce != nil {
+		t.Errorf("a queued message after a report: %s %+v", got.State, got.Bounce)
+	}
+	// An UNKNOWN message that bounced was accepted after all.
+	unknown := NewOutbound("o-unknown", "m", "key-unknown")
+	createOutbound(t, s, unknown)
+	must(t, s.TransitionOutbound(ctx, unknown, store.OutboundUpdate{State: store.OutboundUnknown, Attempts: 1, UpdateTime: t0}))
+	if id, err := s.BounceOutbound(ctx, "inbox", report("o-unknown", "", true, "inbox:1:5", rcpt("a@example.org", "5.1.1"))); err != nil || id != "o-unknown" {
+		t.Fatalf("an unknown message's bounce = %q, %v", id, err)
+	}
+	if got := getOutbound(t, s, "o-unknown", false); got.State != store.OutboundBounced {
+		t.Errorf("an unknown message after a bounce: %s", got.State)
+	}
+	// BOUNCED is a state to list by.
+	list, err := s.ListOutbound(ctx, store.OutboundQuery{State: store.OutboundBounced})
+	must(t, err)
+	if len(list) != 3 || list[0].Bounce == nil {
+		t.Errorf("bounced messages: %d", len(list))
+	}
+}
+
+// The Sent copy's outcome is recorded without changing the state.
+func testRecordSentCopy(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	create(t, s, "m")
+	o := sentOutbound(t, s, "o1", "m", "acme")
+	c := store.OutboundSentCopy{Folder: "Sent", Error: "the server refused: [TRYCREATE] no such folder", Time: t0.Add(time.Second)}
+	must(t, s.RecordSentCopy(ctx, o, c))
+	got := getOutbound(t, s, "o1", false)
+	if got.State != store.OutboundSent || got.SentCopy == nil || *got.SentCopy != c {
+		t.Errorf("after RecordSentCopy: %s %+v", got.State, got.SentCopy)
+	}
+	c = store.OutboundSentCopy{Folder: "Sent Items", Saved: true, Time: t0.Add(2 * time.Second)}
+	must(t, s.RecordSentCopy(ctx, o, c))
+	if got := getOutbound(t, s, "o1", false); *got.SentCopy != c {
+		t.Errorf("after a second RecordSentCopy: %+v", got.SentCopy)
+	}
+	if err := s.RecordSentCopy(ctx, &store.Outbound{ID: "nope", MailboxID: "m"}, c); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RecordSentCopy of an unknown id = %v, want ErrNotFound", err)
 	}
 }

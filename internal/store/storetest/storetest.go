@@ -89,6 +89,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"ListOutbound", testListOutbound},
 		{"PruneOutbound", testPruneOutbound},
 		{"OutboundDeleteCascades", testOutboundDeleteCascades},
+		{"BounceOutbound", testBounceOutbound},
+		{"RecordSentCopy", testRecordSentCopy},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {

@@ -2367,7 +2367,8 @@ type MailboxEvent struct {
 	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// When it happened (the last time, when count > 1).
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
-	// What kind: connect, auth, error, sync, resync, deliver, ack, quarantine.
+	// What kind: connect, auth, error, sync, resync, deliver, ack, quarantine, send (the outbox),
+	// bounce (a delivered report made an outbound message BOUNCED).
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// What happened, in words.
 	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`

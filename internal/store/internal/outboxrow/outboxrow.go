@@ -1,13 +1,17 @@
 // Package outboxrow is what the SQLite and the PostgreSQL store share of the outbox's rows: the
 // JSON form of the columns that hold lists and structures (recipients, warnings, the last error,
-// the server's answer), and the conversions of times to the stored Unix nanoseconds.
+// the server's answer, the bounce, the Sent copy), and the conversions of times to the stored Unix nanoseconds.
 package outboxrow
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
 // Nanos returns t as stored: Unix nanoseconds, 0 for the zero time.
@@ -105,4 +109,100 @@ func ParseResult(s *string) (*store.OutboundResult, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// storedBounce is the JSON form of a store.OutboundBounce; each recipient in protojson.
+type storedBounce struct {
+	MessageID  string            `json:"message_id,omitempty"`
+	Time       int64             `json:"time,omitempty"`
+	Recipients []json.RawMessage `json:"recipients,omitempty"`
+}
+
+// Bounce returns a bounce as its JSON text; nil for none.
+func Bounce(b *store.OutboundBounce) *string {
+	if b == nil {
+		return nil
+	}
+	sb := storedBounce{MessageID: b.MessageID, Time: Nanos(b.Time)}
+	for _, r := range b.Recipients {
+		j, _ := protojson.Marshal(r)
+		sb.Recipients = append(sb.Recipients, j)
+	}
+	j, _ := json.Marshal(sb)
+	s := string(j)
+	return &s
+}
+
+// ParseBounce reads Bounce's text; nil for none.
+func ParseBounce(s *string) (*store.OutboundBounce, error) {
+	if s == nil || *s == "" {
+		return nil, nil
+	}
+	var sb storedBounce
+	if err := json.Unmarshal([]byte(*s), &sb); err != nil {
+		return nil, err
+	}
+	b := &store.OutboundBounce{MessageID: sb.MessageID, Time: Time(sb.Time)}
+	for _, j := range sb.Recipients {
+		r := &mailintakev1.BounceRecipient{}
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(j, r); err != nil {
+			return nil, err
+		}
+		b.Recipients = append(b.Recipients, r)
+	}
+	return b, nil
+}
+
+// MergeBounce returns cur (nil: none yet) with what a failure report adds: its id and time when
+// cur has none, and each recipient whose address cur does not list. changed is false when the
+// report adds nothing (the same report delivered again).
+func MergeBounce(cur *store.OutboundBounce, add store.OutboundBounce) (out *store.OutboundBounce, changed bool) {
+	if cur == nil {
+		c := add
+		c.Recipients = nil
+		cur, changed = &c, true
+	}
+	for _, r := range add.Recipients {
+		known := false
+		for _, k := range cur.Recipients {
+			if strings.EqualFold(k.GetAddress(), r.GetAddress()) {
+				known = true
+				break
+			}
+		}
+		if !known {
+			cur.Recipients = append(cur.Recipients, r)
+			changed = true
+		}
+	}
+	return cur, changed
+}
+
+type storedSentCopy struct {
+	Folder string `json:"folder,omitempty"`
+	Saved  bool   `json:"saved,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Time   int64  `json:"time,omitempty"`
+}
+
+// SentCopy returns a Sent copy's outcome as its JSON text; nil for none.
+func SentCopy(c *store.OutboundSentCopy) *string {
+	if c == nil {
+		return nil
+	}
+	j, _ := json.Marshal(storedSentCopy{Folder: c.Folder, Saved: c.Saved, Error: c.Error, Time: Nanos(c.Time)})
+	s := string(j)
+	return &s
+}
+
+// ParseSentCopy reads SentCopy's text; nil for none.
+func ParseSentCopy(s *string) (*store.OutboundSentCopy, error) {
+	if s == nil || *s == "" {
+		return nil, nil
+	}
+	var sc storedSentCopy
+	if err := json.Unmarshal([]byte(*s), &sc); err != nil {
+		return nil, err
+	}
+	return &store.OutboundSentCopy{Folder: sc.Folder, Saved: sc.Saved, Error: sc.Error, Time: Time(sc.Time)}, nil
 }
