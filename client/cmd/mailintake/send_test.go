@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	"net"
 	"os"
 	"path/filepath"
@@ -46,6 +47,12 @@ func (f *fakeOutbound) GetOutboundMessage(_ context.Context, req *mailintakev1.G
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m := &mailintakev1.OutboundMessage{Id: req.GetId(), MessageId: "m1@example.com", State: mailintakev1.OutboundState_OUTBOUND_STATE_SENT, SmtpResponse: "250 2.0.0 OK"}
+	if req.GetId() == "bounced-1" {
+		m.State, m.BounceMessageId, m.BounceTime = mailintakev1.OutboundState_OUTBOUND_STATE_BOUNCED, "mb2:7:42", timestamppb.Now()
+		m.BouncedRecipients = []*mailintakev1.BounceRecipient{{Address: "gone@customer.example", Action: "failed", Status: "5.1.1", Diagnostic: "550 5.1.1 user unknown"}}
+		m.SentCopy = &mailintakev1.SentCopy{Folder: "Sent", Error: "the IMAP server refused: [TRYCREATE] no such mailbox"}
+		return &mailintakev1.GetOutboundMessageResponse{OutboundMessage: m}, nil
+	}
 	if last := f.reqs[len(f.reqs)-1]; last.GetDraft().GetSubject() == "fail" {
 		m.State = mailintakev1.OutboundState_OUTBOUND_STATE_FAILED
 		m.Error = &mailintakev1.OutboundError{Kind: mailintakev1.OutboundErrorKind_OUTBOUND_ERROR_KIND_PERMANENT, Step: "end of data", Code: 554,
@@ -170,5 +177,26 @@ func TestSendWaitAndFailures(t *testing.T) {
 		if code, _, errs := runCLIWithInput(t, addr, "", args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d (%s)", args, code, exitUsage, errs)
 		}
+	}
+}
+
+// outbound get shows a bounce: the state, the report's id and each failed recipient with its
+// status and diagnostic; and the Sent copy's outcome.
+func TestOutboundGetShowsBounce(t *testing.T) {
+	addr := serveOutbound(t, &fakeOutbound{})
+	code, stdout, stderr := runCLIWithInput(t, addr, "", "outbound", "get", "bounced-1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	flat := strings.Join(strings.Fields(stdout), " ")
+	for _, want := range []string{"state: bounced", "(report mb2:7:42) failed: <gone@customer.example> 5.1.1 550 5.1.1 user unknown",
+		`sent copy: not saved in "Sent": the IMAP server refused`} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("missing %q in:\n%s", want, stdout)
+		}
+	}
+	code, stdout, _ = runCLIWithInput(t, addr, "", "outbound", "get", "bounced-1", "--json")
+	if code != 0 || !strings.Contains(stdout, `"OUTBOUND_STATE_BOUNCED"`) || !strings.Contains(stdout, "gone@customer.example") {
+		t.Errorf("--json: %d %s", code, stdout)
 	}
 }
