@@ -177,6 +177,8 @@ var updatable = map[string]func(dst, src *mailintakev1.Mailbox){
 	"smtp_security":        func(d, s *mailintakev1.Mailbox) { d.SmtpSecurity = s.SmtpSecurity },
 	"smtp_from":            func(d, s *mailintakev1.Mailbox) { d.SmtpFrom = s.SmtpFrom },
 	"smtp_max_per_minute":  func(d, s *mailintakev1.Mailbox) { d.SmtpMaxPerMinute = s.SmtpMaxPerMinute },
+	"save_sent_copy":       func(d, s *mailintakev1.Mailbox) { d.SaveSentCopy = s.SaveSentCopy },
+	"sent_folder":          func(d, s *mailintakev1.Mailbox) { d.SentFolder = s.SentFolder },
 }
 
 func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.UpdateMailboxRequest) (*mailintakev1.UpdateMailboxResponse, error) {

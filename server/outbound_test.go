@@ -21,7 +21,7 @@ import (
 // withOutbox starts a sender on the env's store and plugins, as the daemon does.
 func (e *env) withOutbox(t *testing.T) mailintakev1.OutboundServiceClient {
 	t.Helper()
-	s := outbox.New(outbox.Options{Store: e.srv.store, Credentials: e.srv.plugins, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	s := outbox.New(outbox.Options{Store: e.srv.store, Credentials: e.srv.plugins, SentCopies: e.srv.sessions, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		PollInterval: 200 * time.Millisecond, DialTimeout: 5 * time.Second, CommandTimeout: 5 * time.Second, FinalTimeout: 5 * time.Second})
 	e.srv.outbox = s
 	ctx, cancel := context.WithCancel(context.Background())
@@ -287,6 +287,13 @@ func TestMailboxSendingSettings(t *testing.T) {
 	if mb.GetSmtpHost() != "smtp.office365.com" || mb.GetSmtpPort() != 587 || mb.GetSmtpSecurity() != mailintakev1.Security_SECURITY_STARTTLS {
 		t.Errorf("o365 defaults: %v", mb)
 	}
+	// Exchange Online files the Sent copy itself: an APPEND would make a second one.
+	spec = w.mailbox("ropc", publicApp, map[string]string{"password": o365Password})
+	spec.Enabled, spec.SendingEnabled, spec.SaveSentCopy = false, true, true
+	_, err := e.mailbox.CreateMailbox(as(e.admin), &mailintakev1.CreateMailboxRequest{Mailbox: spec})
+	if f := badFields(err); len(f) != 1 || f[0] != "mailbox.save_sent_copy" || !strings.Contains(err.Error(), "Microsoft 365") {
+		t.Errorf("o365 with save_sent_copy: %v", err)
+	}
 	// Port and security go together.
 	for _, c := range []struct {
 		port uint32
@@ -316,6 +323,9 @@ func TestMailboxSendingSettings(t *testing.T) {
 		{func(m *mailintakev1.Mailbox) { m.SmtpHost, m.SmtpSecurity = "h.example.com", 9 }, "mailbox.smtp_security"},
 		{func(m *mailintakev1.Mailbox) { m.SmtpFrom = "not an address" }, "mailbox.smtp_from"},
 		{func(m *mailintakev1.Mailbox) { m.SmtpMaxPerMinute = 1 << 20 }, "mailbox.smtp_max_per_minute"},
+		{func(m *mailintakev1.Mailbox) { m.SaveSentCopy, m.Host = true, "outlook.office365.com" }, "mailbox.save_sent_copy"},
+		{func(m *mailintakev1.Mailbox) { m.SaveSentCopy, m.SmtpHost = true, "smtp.gmail.com" }, "mailbox.save_sent_copy"},
+		{func(m *mailintakev1.Mailbox) { m.SentFolder = "Sent\r\nItems" }, "mailbox.sent_folder"},
 		{func(m *mailintakev1.Mailbox) {
 			m.AuthProvider, m.AuthConfig, m.AuthSecrets = "fake", map[string]string{"behavior": "ok"}, nil
 			m.SendingEnabled, m.SmtpHost = true, "h.example.com"
@@ -335,5 +345,84 @@ func TestMailboxSendingSettings(t *testing.T) {
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"smtp_from", "smtp_max_per_minute"}}})
 	if err != nil || upd.GetMailbox().GetSmtpFrom() != "Shared <shared@contoso.onmicrosoft.com>" || upd.GetMailbox().GetSmtpMaxPerMinute() != 10 {
 		t.Errorf("update: %v, %v", upd, err)
+	}
+}
+
+// A mailbox with save_sent_copy gets each message the submission server accepted in its Sent
+// folder by IMAP APPEND, flagged \Seen (the folder created when missing, or the one the mailbox
+// names); a copy that cannot be saved is reported on the message and as an event, and the
+// message is not sent again.
+func TestSentCopy(t *testing.T) {
+	e := newEnv(t)
+	out := e.withOutbox(t)
+	imap := imaptest.Start(t, imaptest.Options{})
+	imap.AddUser(t, imapUser, imapPass)
+	smtp := sink(t)
+	spec := sendingMailbox(imap, smtp, "acme")
+	spec.SaveSentCopy = true
+	mb := e.create(e.admin, spec)
+	send := func(key string) *mailintakev1.OutboundMessage {
+		resp, err := out.SendMessage(as(e.admin), &mailintakev1.SendMessageRequest{MailboxId: mb.GetId(), IdempotencyKey: key,
+			Content: &mailintakev1.SendMessageRequest_Draft{Draft: &mailintakev1.Draft{To: []string{"c@example.net"}, Subject: "copy " + key, TextBody: "Fixed."}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := resp.GetOutboundMessage().GetId()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			m := waitOutbound(t, out, e.admin, id, mailintakev1.OutboundState_OUTBOUND_STATE_SENT)
+			if m.GetSentCopy() != nil {
+				return m
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no sent_copy recorded", id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	m := send("k1")
+	if c := m.GetSentCopy(); !c.GetSaved() || c.GetFolder() != "Sent" || c.GetError() != "" || c.GetTime() == nil {
+		t.Fatalf("sent copy %v", c)
+	}
+	if n, unseen := imap.Status(t, imapUser, "Sent"); n != 1 || unseen != 0 {
+		t.Errorf("Sent holds %d messages, %d unseen; want 1, 0", n, unseen)
+	}
+
+	// The folder the mailbox names.
+	_, err := e.mailbox.UpdateMailbox(as(e.admin), &mailintakev1.UpdateMailboxRequest{Mailbox: &mailintakev1.Mailbox{Id: mb.GetId(), SentFolder: "Sent Copies"},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"sent_folder"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := send("k2"); m.GetSentCopy().GetFolder() != "Sent Copies" || !m.GetSentCopy().GetSaved() {
+		t.Errorf("sent copy %v", m.GetSentCopy())
+	}
+	if n, _ := imap.Status(t, imapUser, "Sent Copies"); n != 1 {
+		t.Errorf("Sent Copies holds %d messages", n)
+	}
+
+	// The IMAP server is down: sent all the same, the copy's failure reported, nothing resent.
+	imap.Stop()
+	m = send("k3")
+	if c := m.GetSentCopy(); c.GetSaved() || c.GetError() == "" || c.GetFolder() != "Sent Copies" {
+		t.Errorf("a copy that failed: %v", c)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := len(smtp.Accepted()); n != 3 {
+		t.Errorf("the sink accepted %d messages, want 3", n)
+	}
+	if got := waitOutbound(t, out, e.admin, m.GetId(), mailintakev1.OutboundState_OUTBOUND_STATE_SENT); got.GetAttempts() != 1 {
+		t.Errorf("attempts %d", got.GetAttempts())
+	}
+	ev, err := e.mailbox.ListMailboxEvents(as(e.admin), &mailintakev1.ListMailboxEventsRequest{MailboxId: mb.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, x := range ev.GetEvents() {
+		found = found || (x.GetKind() == "send" && strings.Contains(x.GetMessage(), "could not be saved in the Sent folder"))
+	}
+	if !found {
+		t.Errorf("no event for the failed copy: %v", ev.GetEvents())
 	}
 }

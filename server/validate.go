@@ -121,6 +121,16 @@ func validateSending(f func(string) string, mb *mailintakev1.Mailbox, v *violati
 	if mb.SmtpMaxPerMinute > maxPerMinuteCap {
 		v.add(f("smtp_max_per_minute"), "must be at most %d", maxPerMinuteCap)
 	}
+	if mb.SaveSentCopy {
+		if svc := outbox.FilesSentCopy(mb); svc != "" {
+			v.add(f("save_sent_copy"), "%s files a copy of sent mail in the Sent folder itself: a copy saved by IMAP APPEND would be a second one (leave it off)", svc)
+		} else if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 {
+			v.add(f("save_sent_copy"), "needs IMAP (APPEND): POP3 has no folders")
+		}
+	}
+	if mb.SentFolder != "" && !validMailboxName(mb.SentFolder) {
+		v.add(f("sent_folder"), "must be a folder name without line breaks, at most %d characters", maxFolderName)
+	}
 }
 
 // validateMailbox checks a normalized definition. Field paths are prefixed with prefix

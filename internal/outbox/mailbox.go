@@ -108,3 +108,41 @@ func From(mb *mailintakev1.Mailbox) string {
 	}
 	return ""
 }
+
+// filingHosts are the host names (and the domains under which any host counts) of the providers
+// whose submission servers file a copy of every message in the sender's Sent folder themselves:
+// Microsoft 365 (Exchange Online's Sent Items) and Gmail (Sent Mail).
+var filingHosts = []string{"office365.com", "outlook.office.com", "outlook.com", "gmail.com", "googlemail.com"}
+
+// FilesSentCopy reports whether the mailbox's servers file a copy of sent mail themselves, so
+// that an IMAP APPEND would make a second one: a Microsoft 365 mailbox (provider o365, or an
+// IMAP or submission server under office365.com, outlook.office.com or outlook.com) or a Gmail
+// one (provider google, or a server under gmail.com or googlemail.com). It names the service,
+// "" for any other.
+func FilesSentCopy(mb *mailintakev1.Mailbox) string {
+	switch mb.GetAuthProvider() {
+	case "o365":
+		return "Microsoft 365"
+	case "google":
+		return "Gmail"
+	}
+	for _, h := range []string{mb.GetHost(), mb.GetSmtpHost()} {
+		h = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(h), "."))
+		for _, d := range filingHosts {
+			if h == d || strings.HasSuffix(h, "."+d) {
+				if strings.Contains(d, "gmail") || strings.Contains(d, "google") {
+					return "Gmail"
+				}
+				return "Microsoft 365"
+			}
+		}
+	}
+	return ""
+}
+
+// SaveSentCopyOn reports whether a copy of mail sent as the mailbox is saved in its Sent folder
+// by IMAP APPEND: save_sent_copy is set, the mailbox is read over IMAP, and its servers do not
+// file one themselves (FilesSentCopy).
+func SaveSentCopyOn(mb *mailintakev1.Mailbox) bool {
+	return mb.GetSaveSentCopy() && mb.GetProtocol() != mailintakev1.Protocol_PROTOCOL_POP3 && FilesSentCopy(mb) == ""
+}

@@ -43,6 +43,14 @@
 // Online's limit), one connection at a time (Exchange refuses more than three at once with
 // 432 4.3.2); all mailboxes together use at most Options.MaxConnections connections.
 //
+// # The Sent copy
+//
+// A mailbox with save_sent_copy (on a server that does not file one itself: not Microsoft 365,
+// not Gmail) gets a copy of each message the submission server accepted in its Sent folder, by
+// IMAP APPEND flagged \Seen (Options.SentCopies), right after SENT is recorded. A copy that
+// cannot be saved is recorded on the message (sent_copy) and as an event: it is never a reason
+// to send the message again.
+//
 // # Credentials
 //
 // The provider issues an SMTP credential (authplugin.Account.Protocol "smtp"). A token login
@@ -69,6 +77,13 @@ import (
 	"github.com/mailintake/mailintake/plugins/authplugin"
 )
 
+// SentCopies saves a copy of a sent message in the mailbox's Sent folder by IMAP APPEND with the
+// mailbox's IMAP credential: the session supervisor (session.Supervisor.SaveSentCopy). It returns
+// the folder the copy went to (or was to go to).
+type SentCopies interface {
+	SaveSentCopy(ctx context.Context, mb *store.Mailbox, raw []byte, sent time.Time) (folder string, err error)
+}
+
 // Credentials issues a mailbox's credentials: the plugin host (pluginhost.Host.Credential).
 type Credentials interface {
 	Credential(ctx context.Context, provider string, acct authplugin.Account, force bool) (authplugin.Credential, error)
@@ -78,7 +93,10 @@ type Credentials interface {
 type Options struct {
 	Store       store.Store
 	Credentials Credentials
-	Logger      *slog.Logger
+	// SentCopies saves the copies of sent mail for mailboxes with save_sent_copy (SaveSentCopyOn).
+	// Nil: none is saved.
+	SentCopies SentCopies
+	Logger     *slog.Logger
 	// Owns says whether this process sends for a mailbox, and under which lease (its store
 	// writes are fenced by it). Nil: every mailbox, without a lease (one process).
 	Owns func(mailboxID string) (store.Lease, bool)
@@ -527,7 +545,36 @@ func (w *worker) send(ctx context.Context, o *store.Outbound) bool {
 		w.closeConn() // a clean connection for the next message
 		return w.record(&cur, store.OutboundSending, cur.Attempts, nil, &f)
 	}
-	return w.record(&cur, store.OutboundSending, cur.Attempts, res, nil)
+	if !w.record(&cur, store.OutboundSending, cur.Attempts, res, nil) {
+		return false
+	}
+	w.saveCopy(ctx, &cur, full.Raw)
+	return true
+}
+
+// sentCopyTimeout bounds the saving of one Sent copy (connect, sign in, find the folder, APPEND).
+const sentCopyTimeout = 2 * time.Minute
+
+// saveCopy saves a copy of a message just sent in the mailbox's Sent folder, when the mailbox
+// asks for one (SaveSentCopyOn), and records the outcome on the message. A copy that cannot be
+// saved is an event and the outbound's sent_copy; the message is not sent again, nor the copy
+// retried.
+func (w *worker) saveCopy(ctx context.Context, cur *store.Outbound, raw []byte) {
+	if w.s.opts.SentCopies == nil || !SaveSentCopyOn(w.mb.Spec) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sentCopyTimeout)
+	defer cancel()
+	folder, err := w.s.opts.SentCopies.SaveSentCopy(ctx, w.mb, raw, time.Now())
+	c := store.OutboundSentCopy{Folder: folder, Saved: err == nil, Time: time.Now()}
+	if err != nil {
+		c.Error = err.Error()
+		w.log.Warn("saving the copy in the Sent folder failed; the message was sent", "outbound_id", cur.ID, "folder", folder, "err", err)
+		w.event(fmt.Sprintf("message %s was sent, but its copy could not be saved in the Sent folder %q: %v", cur.ID, folder, err))
+	}
+	if err := w.s.st.RecordSentCopy(w.wctx, cur, c); err != nil && !errors.Is(err, store.ErrNotFound) {
+		w.log.Warn("recording the Sent copy", "outbound_id", cur.ID, "err", err)
+	}
 }
 
 // record writes an attempt's outcome: res for an accepted message, else f. It retries a failing

@@ -27,6 +27,9 @@ type defFlags struct {
 	smtpHost, smtpSecurity, smtpFrom string
 	smtpPort                         int
 	smtpMaxPerMinute                 uint32
+	// The Sent copy (IMAP APPEND).
+	saveSentCopy bool
+	sentFolder   string
 }
 
 // register adds the flags to fs.
@@ -56,6 +59,8 @@ func (d *defFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&d.smtpSecurity, "smtp-security", "", "tls, starttls or none (default starttls, tls on port 465); --ca-file applies too")
 	fs.StringVar(&d.smtpFrom, "smtp-from", "", `From address of sent mail, e.g. 'Support <support@example.com>' (default: the username)`)
 	fs.Uint32Var(&d.smtpMaxPerMinute, "smtp-max-per-minute", 0, "send at most this many messages a minute (default 30, Exchange Online's limit)")
+	fs.BoolVar(&d.saveSentCopy, "save-sent-copy", false, "save a copy of sent mail in the Sent folder by IMAP APPEND (not for Microsoft 365 or Gmail: they file one themselves)")
+	fs.StringVar(&d.sentFolder, "sent-folder", "", `the folder --save-sent-copy saves to (default: the one the server marks \Sent, else "Sent")`)
 }
 
 // invalid is a bad flag value, reported like the server's field violations (exit 1).
@@ -190,6 +195,7 @@ func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintake
 func (d *defFlags) buildSending(fs *pflag.FlagSet, mb *mailintakev1.Mailbox, forCreate bool, mask *[]string) error {
 	set := fs.Changed
 	mb.SmtpHost, mb.SmtpFrom, mb.SmtpMaxPerMinute = d.smtpHost, d.smtpFrom, d.smtpMaxPerMinute
+	mb.SaveSentCopy, mb.SentFolder = d.saveSentCopy, d.sentFolder
 	switch {
 	case set("sending"):
 		mb.SendingEnabled = d.sending
@@ -215,7 +221,7 @@ func (d *defFlags) buildSending(fs *pflag.FlagSet, mb *mailintakev1.Mailbox, for
 		mb.SmtpPort = uint32(d.smtpPort)
 	}
 	for flagName, path := range map[string]string{"smtp-host": "smtp_host", "smtp-port": "smtp_port", "smtp-security": "smtp_security",
-		"smtp-from": "smtp_from", "smtp-max-per-minute": "smtp_max_per_minute"} {
+		"smtp-from": "smtp_from", "smtp-max-per-minute": "smtp_max_per_minute", "save-sent-copy": "save_sent_copy", "sent-folder": "sent_folder"} {
 		if set(flagName) && !slices.Contains(*mask, path) {
 			*mask = append(*mask, path)
 		}

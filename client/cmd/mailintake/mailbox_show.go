@@ -205,6 +205,13 @@ func (a *app) printMailbox(mb *mailintakev1.Mailbox) error {
 	if n := mb.GetSmtpMaxPerMinute(); n > 0 {
 		line("send rate", fmt.Sprintf("at most %d a minute", n))
 	}
+	if mb.GetSaveSentCopy() {
+		f := mb.GetSentFolder()
+		if f == "" {
+			f = `the server's \Sent folder, else "Sent"`
+		}
+		line("sent copy", "saved in "+f)
+	}
 	if mb.GetCreateTime() != nil {
 		line("created", mb.GetCreateTime().AsTime().Format("2006-01-02 15:04:05 MST"))
 	}

@@ -211,7 +211,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			Edge: &relay.Edge{Broker: broker, Member: member, Peers: peers, Log: log.With("component", "relay"), Lag: cm.RelayLag}}
 		srvOpts.Replica = &relay.Service{Store: st, Broker: broker, Sessions: sessions, Log: log.With("component", "relay"), Lapsed: member.Lapsed}
 	}
-	defer startOutbox(sessCtx, &srvOpts, st, plugins, member, log)() // sending (outbox.go)
+	defer startOutbox(sessCtx, &srvOpts, st, plugins, sessions, member, log)() // sending (outbox.go)
 	srv := server.New(srvOpts)
 	tokenPath := filepath.Join(c.DataDir, server.AdminTokenFile)
 	created, err := server.EnsureAdminToken(ctx, st, tokenPath, time.Now(), c.DatabaseURL != "")

@@ -17,9 +17,10 @@ import (
 // it. Alone, this process sends for every mailbox; as a replica (member set), only for the
 // mailboxes whose lease it holds while it trusts its leases, with every write fenced by the lease,
 // and it looks for mail queued on other replicas every second. The returned function stops it,
-// letting a send in progress finish (up to outbox.Options.StopGrace).
-func startOutbox(ctx context.Context, opts *server.Options, st store.Store, plugins *pluginhost.Host, member *cluster.Member, log *slog.Logger) func() {
-	o := outbox.Options{Store: st, Credentials: plugins, Logger: log.With("component", "outbox")}
+// letting a send in progress finish (up to outbox.Options.StopGrace). copies (the session
+// supervisor) saves the Sent copies.
+func startOutbox(ctx context.Context, opts *server.Options, st store.Store, plugins *pluginhost.Host, copies outbox.SentCopies, member *cluster.Member, log *slog.Logger) func() {
+	o := outbox.Options{Store: st, Credentials: plugins, SentCopies: copies, Logger: log.With("component", "outbox")}
 	if member != nil {
 		o.PollInterval = time.Second
 		o.Owns = func(mailboxID string) (store.Lease, bool) {
