@@ -44,7 +44,8 @@ import (
 // of mailintaked, of the consumer and of Dovecot for each. Many mailboxes at once
 // (many_test.go): the floor with one connection per mailbox against mailintake, interleaved.
 // Then the other peers (getmail6, fetchmail, offlineimap; not interleaved), push latency, idle
-// mailboxes, the replicas (ha_test.go) and the parser's benchmarks.
+// mailboxes, the replicas (ha_test.go), sending through the in-process SMTP server (send_test.go)
+// and the parser's benchmarks.
 //
 // Environment:
 //
@@ -60,13 +61,17 @@ import (
 //	MAILINTAKE_BENCH_HA_KILLS, _HA_TERMS  failovers measured (default 10 and 5)
 //	MAILINTAKE_BENCH_HA_RUNS    PostgreSQL against SQLite runs (default 3)
 //	MAILINTAKE_BENCH_HA_IDLE    idle mailboxes of the planned restart (default 1000)
+//	MAILINTAKE_BENCH_SEND       messages queued at once for sending (default 2000), over
+//	                            MAILINTAKE_BENCH_SEND_MAILBOXES mailboxes (default 10); then
+//	MAILINTAKE_BENCH_SEND_SINGLE messages sent one at a time (default 200)
 //	MAILINTAKE_BENCH_OUT        where the Markdown goes (default BENCHMARKS.md at the module root)
 //	MAILINTAKE_BENCH_PROFILE    FILE: a CPU profile (15 s) of mailintaked from the start of the
 //	                            last e2e run (with MAILINTAKE_BENCH_ONLY=many: the last many run)
 //
 // For profiling by hand, MAILINTAKE_BENCH_ONLY measures one part, logs it and writes no
 // BENCHMARKS.md: e2e (the interleaved corpus contestants), many (many mailboxes at once),
-// scale (the idle mailboxes), ha (the replicas).
+// scale (the idle mailboxes), ha (the replicas), send (sending through the in-process SMTP
+// server).
 
 const (
 	user = "bench@example.com"
@@ -257,11 +262,16 @@ func TestBench(t *testing.T) {
 	scaleN := envInt("MAILINTAKE_BENCH_SCALE", 10000)
 	pushN := envInt("MAILINTAKE_BENCH_PUSH", 200)
 	only := os.Getenv("MAILINTAKE_BENCH_ONLY")
-	if !slices.Contains([]string{"", "e2e", "many", "scale", "ha"}, only) {
-		t.Fatalf("MAILINTAKE_BENCH_ONLY=%s: one of e2e, many, scale, ha", only)
+	if !slices.Contains([]string{"", "e2e", "many", "scale", "ha", "send"}, only) {
+		t.Fatalf("MAILINTAKE_BENCH_ONLY=%s: one of e2e, many, scale, ha, send", only)
 	}
 	bins := buildBinaries(t)
 	switch only {
+	case "send":
+		for _, l := range sendLines(sendBench(t, bins)) {
+			t.Logf("%s: %s", l[0], l[1])
+		}
+		return
 	case "scale":
 		sc := scale(t, bins, scaleN)
 		t.Logf("%d idle mailboxes after one message each (delivered and acknowledged in %s): up in %s, RSS %.1f KB per mailbox, CPU at rest %.2f%% of one core, %.2f IMAP commands per mailbox per minute",
@@ -384,7 +394,10 @@ func TestBench(t *testing.T) {
 	// Several replicas on PostgreSQL.
 	ha := haBench(t, bins, dv, corpus)
 
-	md := report(reportInput{n: n, total: total, peerRuns: peerRuns, corpus: c, peers: peers, many: many, lat: lat, scale: sc, ha: ha, parse: parseLines})
+	// Sending through the in-process SMTP server.
+	send := sendBench(t, bins)
+
+	md := report(reportInput{n: n, total: total, peerRuns: peerRuns, corpus: c, peers: peers, many: many, lat: lat, scale: sc, ha: ha, send: send, parse: parseLines})
 	fmt.Print("\n" + md)
 	out := os.Getenv("MAILINTAKE_BENCH_OUT")
 	if out == "" {
@@ -411,6 +424,7 @@ type reportInput struct {
 	lat                []time.Duration
 	scale              scaleResult
 	ha                 haResult
+	send               sendResult
 	parse              [][2]string
 }
 
@@ -511,6 +525,9 @@ func report(in reportInput) string {
 	fmt.Fprintf(&b, "| %d idle mailboxes, each after one message delivered and acknowledged | %s to bring all sessions up; one message to every mailbox at once delivered and acknowledged in %s; **RSS %.1f KB per mailbox** (%d MB in all); **CPU at rest %.2f%% of one core**; %.2f IMAP commands per mailbox per minute at rest | |\n",
 		sc.n, sc.up.Round(time.Millisecond), sc.burst.Round(time.Millisecond), sc.rssPerMailbox, sc.rss>>10, sc.cpuPct, sc.cmdsPerMin)
 	for _, l := range haLines(in.ha) {
+		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
+	}
+	for _, l := range sendLines(in.send) {
 		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
 	}
 	for _, l := range in.parse {
