@@ -120,6 +120,13 @@ auth_username_format = %%Lu
 auth_failure_delay = 0
 auth_cache_size = 0
 mail_location = maildir:~/Maildir
+# The folder a Sent copy finds by SPECIAL-USE (RFC 6154), once created.
+namespace inbox {
+  inbox = yes
+  mailbox "Sent Messages" {
+    special_use = \Sent
+  }
+}
 passdb {
   driver = passwd-file
   mechanisms = plain login
