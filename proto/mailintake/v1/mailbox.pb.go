@@ -731,11 +731,12 @@ type Mailbox struct {
 	SmtpMaxPerMinute uint32 `protobuf:"varint,28,opt,name=smtp_max_per_minute,json=smtpMaxPerMinute,proto3" json:"smtp_max_per_minute,omitempty"`
 	// Whether a copy of every message sent as the mailbox is saved in its sent_folder by IMAP
 	// APPEND (flagged \Seen), after the submission server accepted it. Off by default. Refused for
-	// Microsoft 365 (o365 mailboxes, and servers under outlook.office365.com, outlook.office.com or
-	// smtp.office365.com) and Gmail (google mailboxes, and imap.gmail.com or smtp.gmail.com): their
-	// submission servers file a copy in Sent Items or Sent Mail themselves, and an APPEND would make
-	// a second one. A copy that cannot be saved is reported on the outbound message
-	// (OutboundMessage.sent_copy) and as an event; the message is not sent again.
+	// Microsoft 365 (o365 mailboxes, and mail or submission servers under office365.com,
+	// outlook.office.com or outlook.com) and Gmail (google mailboxes, and servers under gmail.com or
+	// googlemail.com): their submission servers file a copy in Sent Items or Sent Mail themselves,
+	// and an APPEND would make a second one. Refused for POP3 mailboxes (no folders). A copy that
+	// cannot be saved is reported on the outbound message (OutboundMessage.sent_copy) and as an
+	// event; the message is not sent again.
 	SaveSentCopy bool `protobuf:"varint,30,opt,name=save_sent_copy,json=saveSentCopy,proto3" json:"save_sent_copy,omitempty"`
 	// The folder the copy goes to, e.g. "Sent". Empty: the folder the IMAP server marks \Sent
 	// (RFC 6154 SPECIAL-USE), else "Sent".
