@@ -66,7 +66,8 @@ import (
 //	MAILINTAKE_BENCH_SEND_SINGLE messages sent one at a time (default 200)
 //	MAILINTAKE_BENCH_OUT        where the Markdown goes (default BENCHMARKS.md at the module root)
 //	MAILINTAKE_BENCH_PROFILE    FILE: a CPU profile (15 s) of mailintaked from the start of the
-//	                            last e2e run (with MAILINTAKE_BENCH_ONLY=many: the last many run)
+//	                            last e2e run (with MAILINTAKE_BENCH_ONLY=many: the last many run;
+//	                            with =send: the sending measurement)
 //
 // For profiling by hand, MAILINTAKE_BENCH_ONLY measures one part, logs it and writes no
 // BENCHMARKS.md: e2e (the interleaved corpus contestants), many (many mailboxes at once),
@@ -268,7 +269,7 @@ func TestBench(t *testing.T) {
 	bins := buildBinaries(t)
 	switch only {
 	case "send":
-		for _, l := range sendLines(sendBench(t, bins)) {
+		for _, l := range sendLines(sendBench(t, bins, os.Getenv("MAILINTAKE_BENCH_PROFILE"))) {
 			t.Logf("%s: %s", l[0], l[1])
 		}
 		return
@@ -395,7 +396,7 @@ func TestBench(t *testing.T) {
 	ha := haBench(t, bins, dv, corpus)
 
 	// Sending through the in-process SMTP server.
-	send := sendBench(t, bins)
+	send := sendBench(t, bins, "")
 
 	md := report(reportInput{n: n, total: total, peerRuns: peerRuns, corpus: c, peers: peers, many: many, lat: lat, scale: sc, ha: ha, send: send, parse: parseLines})
 	fmt.Print("\n" + md)

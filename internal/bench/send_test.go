@@ -35,13 +35,13 @@ type sendResult struct {
 	accepted, dup int
 }
 
-func sendBench(t *testing.T, bins string) sendResult {
+func sendBench(t *testing.T, bins, profile string) sendResult {
 	n := envInt("MAILINTAKE_BENCH_SEND", 2000)
 	mailboxes := envInt("MAILINTAKE_BENCH_SEND_MAILBOXES", 10)
 	single := envInt("MAILINTAKE_BENCH_SEND_SINGLE", 200)
 	sink := smtptest.Start(t, smtptest.Options{InsecureAuth: true, DSN: true})
 	sink.AddUser(user, pass)
-	d := startDaemon(t, bins)
+	d, profiled := startProfiled(t, bins, profile)
 	defer d.stop()
 	ctx := context.Background()
 	out := mailintakev1.NewOutboundServiceClient(d.c.Conn())
@@ -128,6 +128,7 @@ func sendBench(t *testing.T, bins string) sendResult {
 	wg.Wait()
 	all := waitAll(single + n)
 	cpu := treeCPU(d.cmd.Process.Pid) - cpu0
+	profiled()
 	var first, last time.Time
 	for _, o := range all {
 		if o.GetIdempotencyKey() == "" || o.GetIdempotencyKey()[:5] != "burst" {

@@ -174,10 +174,16 @@ func (s *Store) ListOutbound(ctx context.Context, q store.OutboundQuery) ([]*sto
 	return s.queryOutbound(ctx, `SELECT `+outboundColumns+` FROM outbound`+clause, args...)
 }
 
+// dueOutboundWhere selects a mailbox's due messages. The state IN term repeats the partial
+// index's WHERE (outbound_pending) so that SQLite uses it: it takes a partial index only for a
+// query naming its terms, and otherwise walked every message the mailbox ever sent (30 days of
+// them) at each send.
+const dueOutboundWhere = `WHERE mailbox_id = ? AND state IN ('queued', 'sending') AND state = 'queued' AND next_attempt_at <= ?
+	ORDER BY next_attempt_at, id LIMIT ?`
+
 // DueOutbound implements store.OutboxStore.
 func (s *Store) DueOutbound(ctx context.Context, mailboxID string, now time.Time, limit int) ([]*store.Outbound, error) {
-	return s.queryOutbound(ctx, `SELECT `+outboundColumns+` FROM outbound
-		WHERE mailbox_id = ? AND state = 'queued' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`,
+	return s.queryOutbound(ctx, `SELECT `+outboundColumns+` FROM outbound `+dueOutboundWhere,
 		mailboxID, now.UnixNano(), limit)
 }
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -329,4 +330,27 @@ func TestCopiesPruned(t *testing.T) {
 		}
 		return n
 	})
+}
+
+// The sender's look-up of due messages uses the partial index of pending messages, not the
+// mailbox's whole history (which it scanned at every send).
+func TestDueOutboundUsesPendingIndex(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	rows, err := s.db.Query(`EXPLAIN QUERY PLAN SELECT id FROM outbound `+dueOutboundWhere, "m", 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if len(plan) == 0 || !strings.Contains(plan[0], "USING INDEX outbound_pending (mailbox_id=? AND next_attempt_at<?)") {
+		t.Errorf("the plan of DueOutbound: %q", plan)
+	}
 }
