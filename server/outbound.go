@@ -143,7 +143,7 @@ func (o *outboundService) SendMessage(ctx context.Context, req *mailintakev1.Sen
 		return o.replay(prev, hash, req.GetIdempotencyKey()) // a concurrent call with the same key won
 	}
 	o.s.log.InfoContext(ctx, "outbound message queued", "mailbox_id", rec.MailboxID, "outbound_id", id, "message_id", rec.MessageID, "recipients", len(rec.Recipients))
-	o.s.outbox.Wake()
+	o.s.outbox.WakeFor(rec.MailboxID)
 	return &mailintakev1.SendMessageResponse{OutboundMessage: outboundToProto(rec)}, nil
 }
 

@@ -34,3 +34,24 @@ func TestFilesSentCopy(t *testing.T) {
 		}
 	}
 }
+
+// A message queued for a mailbox whose worker is sending needs no scan of the outbox: the worker
+// takes it; otherwise the scanner is woken.
+func TestWakeFor(t *testing.T) {
+	s := New(Options{})
+	s.running["busy"] = true
+	s.WakeFor("busy")
+	select {
+	case <-s.wake:
+		t.Errorf("woken for a mailbox whose worker runs")
+	default:
+	}
+	s.WakeFor("idle")
+	select {
+	case <-s.wake:
+	default:
+		t.Errorf("not woken for a mailbox without a worker")
+	}
+	var none *Sender
+	none.WakeFor("any") // sending not wired: nothing happens
+}

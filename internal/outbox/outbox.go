@@ -176,6 +176,23 @@ func (s *Sender) Wake() {
 	}
 }
 
+// WakeFor tells the sender that a message of mailboxID was queued. While a worker of this process
+// sends for the mailbox, nothing more is needed: the worker looks for the next due message after
+// each one, and its end wakes the scanner, which then finds anything it missed. So a burst of
+// messages for a busy mailbox costs no scan of the outbox per message (the scans were a fifth
+// of the server's CPU in make bench's sending burst). Safe on a nil Sender.
+func (s *Sender) WakeFor(mailboxID string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	running := s.running[mailboxID]
+	s.mu.Unlock()
+	if !running {
+		s.Wake()
+	}
+}
+
 // pruneEvery is how often the sender deletes old outbound messages (store.OutboundRetention).
 const pruneEvery = time.Hour
 
@@ -404,6 +421,10 @@ func (w *worker) close() { w.closeConn() }
 type failure struct {
 	kind smtpsend.Kind
 	err  *store.OutboundError
+	// retryAt, when set, is when a temporary failure is tried again (instead of the message's
+	// own backoff): the same time for every message a failed connection held back, so that
+	// they go out together on the next connection.
+	retryAt time.Time
 }
 
 func storedError(e *smtpsend.Error, at time.Time) *store.OutboundError {
@@ -514,6 +535,7 @@ func (w *worker) send(ctx context.Context, o *store.Outbound) bool {
 			w.storeFailed("reading the due messages", err)
 			return false
 		}
+		f.retryAt = time.Now().Add(w.s.backoff(o.Attempts + 1))
 		for _, d := range due {
 			if !w.record(d, d.State, d.Attempts+1, nil, f) {
 				return false
@@ -604,6 +626,9 @@ func (w *worker) record(cur *store.Outbound, from store.OutboundState, attempts 
 	case f.kind == smtpsend.Temporary && now.Sub(cur.CreateTime) < w.s.opts.GiveUpAfter:
 		u.State, u.Error = store.OutboundQueued, f.err
 		u.NextAttemptTime = now.Add(w.s.backoff(attempts))
+		if !f.retryAt.IsZero() {
+			u.NextAttemptTime = f.retryAt
+		}
 		// Without the message's id or time, so the same failure of many messages folds into one entry.
 		event = "sending failed for now, tried again later: " + f.err.Explanation
 	default:
