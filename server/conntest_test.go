@@ -106,9 +106,6 @@ func (s *streamedTest) step(k mailintakev1.TestStepKind) *mailintakev1.TestStep 
 	return nil
 }
 
-var smtpSteps = []mailintakev1.TestStepKind{mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_CONNECT, mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_TLS,
-	mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_EHLO, mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH}
-
 func TestStreamConnectionTestSendsEachStepAsItRuns(t *testing.T) {
 	e := newEnv(t)
 	imap := imaptest.Start(t, imaptest.Options{})
