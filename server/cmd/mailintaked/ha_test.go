@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -488,6 +489,32 @@ func TestHAReplicas(t *testing.T) {
 		}
 		if !strings.Contains(owner.d.logs.String(), "/mailintake.replica.v1.ReplicaService/TestConnection") {
 			t.Errorf("the connection test did not run on the owner %s", o)
+		}
+		// Streamed, it runs there too: the plan, the steps and the summary come at its end.
+		stream, err := c3.Mailboxes.StreamConnectionTest(ctx, &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan, ended int
+		var summary *mailintakev1.TestConnectionResponse
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("streamed connection test through r3: %v", err)
+				}
+				break
+			}
+			plan += len(r.GetPlan().GetSteps())
+			if r.GetStep() != nil {
+				ended++
+			}
+			if r.GetSummary() != nil {
+				summary = r.GetSummary()
+			}
+		}
+		if plan != 6 || ended != 6 || !summary.GetOk() || strings.Count(owner.d.logs.String(), "/mailintake.replica.v1.ReplicaService/TestConnection") < 2 {
+			t.Errorf("streamed connection test through r3 of a mailbox %s owns: plan %d, %d steps, summary %v", o, plan, ended, summary)
 		}
 		break
 	}
