@@ -1387,7 +1387,8 @@ type TestStep struct {
 	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
 	// Why the step failed.
 	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
-	// For a failed TEST_STEP_KIND_AUTH step: the provider's explanation.
+	// For a failed TEST_STEP_KIND_AUTH or TEST_STEP_KIND_SMTP_AUTH step: the provider's
+	// explanation, or the server's refusal of the login.
 	AuthFailure   *AuthFailure `protobuf:"bytes,6,opt,name=auth_failure,json=authFailure,proto3" json:"auth_failure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
