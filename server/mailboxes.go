@@ -351,7 +351,7 @@ func (m *mailboxService) test(ctx context.Context, req *mailintakev1.TestConnect
 	}
 	var onStep func(*mailintakev1.TestStep)
 	if out != nil {
-		out.plan(session.TestPlan(mb))
+		out.plan(session.PlanTest(mb))
 		onStep = out.step
 	}
 	resp = m.s.sessions.TestSteps(ctx, mb, sec, onStep)

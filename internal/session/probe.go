@@ -33,8 +33,8 @@ func (s *Supervisor) Test(ctx context.Context, mb *mailintakev1.Mailbox, secrets
 	return s.TestSteps(ctx, mb, secrets, nil)
 }
 
-// TestPlan returns the steps Test runs for mb, in order.
-func TestPlan(mb *mailintakev1.Mailbox) []mailintakev1.TestStepKind {
+// PlanTest returns the steps Test runs for mb, in order (StreamConnectionTest sends them first).
+func PlanTest(mb *mailintakev1.Mailbox) []mailintakev1.TestStepKind {
 	var plan []mailintakev1.TestStepKind
 	for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
 		plan = append(plan, k)

@@ -75,7 +75,7 @@ func (s *Supervisor) testSMTP(ctx context.Context, mb *mailintakev1.Mailbox, sec
 			}
 		}
 		if st.Err != nil {
-			af := (*mailintakev1.AuthFailure)(nil)
+			var af *mailintakev1.AuthFailure
 			var ae *smtpsend.AuthError
 			if errors.As(st.Err, &ae) {
 				af = refusedSMTPLogin(st.Err)
