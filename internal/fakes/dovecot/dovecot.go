@@ -68,8 +68,9 @@ type Options struct {
 	// XOAUTH2 and OAUTHBEARER through the oauth2 passdb. It relays every message it accepts,
 	// without auth or TLS, to an in-process sink (Sink) that accepts everything.
 	Submission bool
-	// SinkDSN makes the sink offer DSN: Dovecot's submission service offers it to its clients
-	// only when its relay does.
+	// SinkDSN makes the sink offer DSN (RFC 3461) and Dovecot's submission service offer it to
+	// its clients and pass NOTIFY, RET and ENVID on (Dovecot 2.3 offers DSN only when
+	// submission_backend_capabilities names it; without, it offers none).
 	SinkDSN bool
 }
 
@@ -137,6 +138,10 @@ protocol pop3 {
 	}
 	if opts.Submission {
 		s.SubmissionPort, s.SubmissionSPort = freePort(t), freePort(t)
+		backendCaps := ""
+		if opts.SinkDSN {
+			backendCaps = "submission_backend_capabilities = 8BITMIME DSN\n"
+		}
 		s.sink = smtptest.Start(t, smtptest.Options{NoAuthRequired: true, DSN: opts.SinkDSN, Domain: "sink.invalid"})
 		protocols += " submission"
 		services += fmt.Sprintf(`service submission-login {
@@ -155,7 +160,7 @@ submission_relay_host = %s
 submission_relay_port = %d
 submission_relay_ssl = no
 submission_relay_trusted = no
-`, s.SubmissionPort, s.SubmissionSPort, s.sink.Host, s.sink.Port)
+%s`, s.SubmissionPort, s.SubmissionSPort, s.sink.Host, s.sink.Port, backendCaps)
 	}
 	mechs, oauthPassdb := "plain login", ""
 	if opts.IntrospectionURL != "" {
