@@ -384,6 +384,12 @@ func (s *Server) SetPassword(t testing.TB, user, password string) {
 	must(t, os.Chtimes(path, future, future))
 }
 
+// Log returns Dovecot's log so far ("" when it cannot be read).
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "dovecot.log"))
+	return string(b)
+}
+
 // AuthFailures counts the failed sign-ins in Dovecot's log so far.
 func (s *Server) AuthFailures(t testing.TB) int {
 	t.Helper()
