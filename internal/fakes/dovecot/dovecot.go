@@ -366,6 +366,16 @@ func (s *Server) RecreateFolder(t testing.TB, user, folder string) {
 	}
 }
 
+// SetUIDValidity gives a user's folder a new UIDVALIDITY (INBOX too, which RecreateFolder
+// cannot delete): IMAP clients must forget its UIDs, and POP3 unique-ids, built from the UID and
+// the UIDVALIDITY, change for every message in it.
+func (s *Server) SetUIDValidity(t testing.TB, user, folder string, uidValidity uint32) {
+	t.Helper()
+	if out, err := s.Doveadm(nil, "mailbox", "update", "-u", user, "--uid-validity", strconv.FormatUint(uint64(uidValidity), 10), folder); err != nil {
+		t.Fatalf("doveadm mailbox update: %v: %s", err, out)
+	}
+}
+
 // SetPassword changes a user's password (Dovecot rereads its passwd-file when it changes).
 func (s *Server) SetPassword(t testing.TB, user, password string) {
 	t.Helper()

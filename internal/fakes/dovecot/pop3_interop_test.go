@@ -376,6 +376,24 @@ func TestPOP3Maildrop(t *testing.T) {
 	if err != nil || !bytes.Equal(m.Raw, raws[2]) {
 		t.Errorf("message 2 after the deletion is not the third delivered: %v", err)
 	}
+	if _, err := c.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Dovecot's unique-ids are built from the UID and the UIDVALIDITY (pop3_uidl_format
+	// %08Xu%08Xv): under a new UIDVALIDITY the same mail is listed under new ones, so a POP3
+	// transport sees it as new.
+	e.dv.SetUIDValidity(t, basicUser, "INBOX", uint32(time.Now().Unix()+1000))
+	c = login()
+	renewed, err := c.UIDL(ctx)
+	if err != nil || len(renewed.Entries) != 2 {
+		t.Fatalf("UIDL after a new UIDVALIDITY: %+v %v", renewed, err)
+	}
+	for _, e := range renewed.Entries {
+		if _, ok := after.ByUID(e.UID); ok {
+			t.Errorf("the unique-id %s survived a new UIDVALIDITY", e.UID)
+		}
+	}
 }
 
 // proxy forwards a plaintext POP3 connection to Dovecot and records what the client sent; with
