@@ -281,7 +281,11 @@ func TestPOP3WireForms(t *testing.T) {
 // was delivered, RETR returns each message byte for byte (its dot-stuffed lines undone), DELE
 // deletes only at QUIT.
 func TestPOP3Maildrop(t *testing.T) {
-	e := start(t, dovecot.Options{POP3: true})
+	// IMAP, POP3 and submission in one instance, as a mailbox read by POP3 that replies uses it.
+	e := start(t, dovecot.Options{POP3: true, Submission: true})
+	if e.dv.SubmissionPort == 0 || e.dv.Sink() == nil {
+		t.Fatal("no submission service beside POP3")
+	}
 	ctx := context.Background()
 	var raws [][]byte
 	for i := 1; i <= 3; i++ {
