@@ -87,6 +87,9 @@ func TestSubmission(t *testing.T) {
 			if rest, ok := withoutReceived(m.Data); !ok || !bytes.Equal(rest, out.Bytes) {
 				t.Errorf("the sink received\n%q\nwant Dovecot's Received field and the message sent\n%q", m.Data, out.Bytes)
 			}
+			if m.User != "" || m.TLS {
+				t.Errorf("Dovecot relayed with login %q, TLS %v; the sink is a plain relay without auth", m.User, m.TLS)
+			}
 			if bytes.Contains(m.Data, []byte("audit@example.com")) {
 				t.Errorf("the Bcc recipient shows in the message")
 			}
