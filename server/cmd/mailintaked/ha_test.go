@@ -554,8 +554,8 @@ func TestHAReplicas(t *testing.T) {
 
 	// SIGTERM hands over at once: the next mail comes within a couple of seconds.
 	victim, victimBox = pick()
+	stopped := time.Now() // from the signal: a slow stop holds the leases the others wait for
 	victim.d.stop(t)
-	stopped := time.Now()
 	h.dv.Deliver(t, h.boxes[victimBox], "INBOX", haMail(h.boxes[victimBox], "after sigterm"))
 	eventually20(t, 20*time.Second, "the mail after SIGTERM delivered", func() bool { return l.confirmedSubjects()["after sigterm"] })
 	if d := time.Since(stopped); d > 5*time.Second {
