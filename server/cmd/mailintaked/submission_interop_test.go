@@ -19,7 +19,7 @@ import (
 // STARTTLS) and a Microsoft 365 mailbox (o365 provider, XOAUTH2 over implicit TLS with a
 // 2,500-character token that Dovecot's oauth2 passdb checks at the fake identity platform). The
 // sink gets each reply once, threaded to its original, with the envelope and the DSN envelope
-// id; the outbound message is SENT.
+// id; the outbound message is SENT. The connection test passes its SMTP steps against Dovecot.
 func TestInteropSubmission(t *testing.T) {
 	const (
 		tenant = "11111111-2222-3333-4444-555555555555"
@@ -64,6 +64,11 @@ func TestInteropSubmission(t *testing.T) {
 				"In-Reply-To: <first." + c.name + "@helpdesk.example>\r\n\r\nStill broken.\r\n"
 			dv.Deliver(t, c.user, "INBOX", []byte(orig))
 			id := c.add("--start-from", "all", "--smtp-host", "127.0.0.1", "--smtp-port", strconv.Itoa(c.smtpPort), "--smtp-security", c.smtpSecurity)
+			// The connection test passes Dovecot's submission steps too, printed as they end.
+			if code, out, errs := cli(t, "", append(append([]string{}, g...), "mailbox", "test", id)...); code != 0 ||
+				strings.Count(out, "[ok]") != 10 || !strings.Contains(out, "[ok]   smtp-auth") || !strings.Contains(out, c.mech+" as "+c.user) {
+				t.Errorf("mailbox test with sending through Dovecot: exit %d\n%s%s", code, out, errs)
+			}
 			_, ids := tailLines(t, g, "--mailbox", id, "--ack", "--limit", "1")
 			if len(ids) != 1 {
 				t.Fatalf("no delivery from Dovecot: %v", ids)
