@@ -159,6 +159,15 @@ var migrations = []string{
 	CREATE INDEX outbound_tenant ON outbound (tenant, id);
 	CREATE INDEX outbound_pending ON outbound (mailbox_id, next_attempt_at) WHERE state IN ('queued', 'sending');
 	CREATE INDEX outbound_final ON outbound (updated_at) WHERE state IN ('sent', 'failed', 'unknown');`,
+	`CREATE TABLE pop3_uidls (
+		mailbox_id TEXT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		uidl       TEXT NOT NULL,
+		uid        INTEGER NOT NULL,
+		first_seen INTEGER NOT NULL,
+		gone_at    INTEGER,
+		PRIMARY KEY (mailbox_id, uidl),
+		UNIQUE (mailbox_id, uid)
+	);`,
 }
 
 // Store is the SQLite implementation of store.Store.
