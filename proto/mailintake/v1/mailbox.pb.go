@@ -674,7 +674,8 @@ type Mailbox struct {
 	Protocol Protocol `protobuf:"varint,5,opt,name=protocol,proto3,enum=mailintake.v1.Protocol" json:"protocol,omitempty"`
 	// Mail server host name, e.g. "outlook.office365.com".
 	Host string `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
-	// Mail server port, 1 to 65535 (IMAP: 993 with TLS, 143 with STARTTLS or NONE). Required.
+	// Mail server port, 1 to 65535 (IMAP: 993 with TLS, 143 with STARTTLS or NONE; POP3: 995 with
+	// TLS, 110 with STARTTLS (STLS) or NONE). Required.
 	Port uint32 `protobuf:"varint,7,opt,name=port,proto3" json:"port,omitempty"`
 	// Transport security.
 	Security Security `protobuf:"varint,8,opt,name=security,proto3,enum=mailintake.v1.Security" json:"security,omitempty"`
@@ -729,8 +730,12 @@ type Mailbox struct {
 	// At most this many messages a minute are sent as the mailbox; more wait their turn. 0 means
 	// 30, Exchange Online's limit.
 	SmtpMaxPerMinute uint32 `protobuf:"varint,28,opt,name=smtp_max_per_minute,json=smtpMaxPerMinute,proto3" json:"smtp_max_per_minute,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// How often a POP3 mailbox's maildrop is polled (a session connects, delivers and QUITs each
+	// time; the interval is jittered by ±20%). Unset: 60 seconds. At least 5 seconds, at most 24
+	// hours. Only for PROTOCOL_POP3: an IMAP mailbox is told of new mail by IDLE.
+	PollInterval  *durationpb.Duration `protobuf:"bytes,29,opt,name=poll_interval,json=pollInterval,proto3" json:"poll_interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Mailbox) Reset() {
@@ -957,6 +962,13 @@ func (x *Mailbox) GetSmtpMaxPerMinute() uint32 {
 		return x.SmtpMaxPerMinute
 	}
 	return 0
+}
+
+func (x *Mailbox) GetPollInterval() *durationpb.Duration {
+	if x != nil {
+		return x.PollInterval
+	}
+	return nil
 }
 
 // AuthFailure explains an authentication failure.
@@ -2556,7 +2568,7 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x06folder\x18\x02 \x01(\tR\x06folder\"z\n" +
 	"\rMailboxLimits\x12*\n" +
 	"\x11max_message_bytes\x18\x01 \x01(\x04R\x0fmaxMessageBytes\x12=\n" +
-	"\x1bmax_inline_attachment_bytes\x18\x02 \x01(\x04R\x18maxInlineAttachmentBytes\"\x93\n" +
+	"\x1bmax_inline_attachment_bytes\x18\x02 \x01(\x04R\x18maxInlineAttachmentBytes\"\xd3\n" +
 	"\n" +
 	"\aMailbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
@@ -2591,7 +2603,8 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\tsmtp_port\x18\x19 \x01(\rR\bsmtpPort\x12<\n" +
 	"\rsmtp_security\x18\x1a \x01(\x0e2\x17.mailintake.v1.SecurityR\fsmtpSecurity\x12\x1b\n" +
 	"\tsmtp_from\x18\x1b \x01(\tR\bsmtpFrom\x12-\n" +
-	"\x13smtp_max_per_minute\x18\x1c \x01(\rR\x10smtpMaxPerMinute\x1a=\n" +
+	"\x13smtp_max_per_minute\x18\x1c \x01(\rR\x10smtpMaxPerMinute\x12>\n" +
+	"\rpoll_interval\x18\x1d \x01(\v2\x19.google.protobuf.DurationR\fpollInterval\x1a=\n" +
 	"\x0fAuthConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
@@ -2846,61 +2859,62 @@ var file_mailintake_v1_mailbox_proto_depIdxs = []int32{
 	38, // 8: mailintake.v1.Mailbox.create_time:type_name -> google.protobuf.Timestamp
 	38, // 9: mailintake.v1.Mailbox.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 10: mailintake.v1.Mailbox.smtp_security:type_name -> mailintake.v1.Security
-	5,  // 11: mailintake.v1.AuthFailure.reason:type_name -> mailintake.v1.AuthFailureReason
-	37, // 12: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
-	38, // 13: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	38, // 14: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
-	38, // 15: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
-	4,  // 16: mailintake.v1.MailboxStatus.state:type_name -> mailintake.v1.MailboxState
-	38, // 17: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
-	11, // 18: mailintake.v1.MailboxStatus.auth_failure:type_name -> mailintake.v1.AuthFailure
-	38, // 19: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	38, // 20: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
-	38, // 21: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
-	12, // 22: mailintake.v1.MailboxStatus.token_health:type_name -> mailintake.v1.TokenHealth
-	13, // 23: mailintake.v1.MailboxStatus.counts:type_name -> mailintake.v1.MessageCounts
-	6,  // 24: mailintake.v1.TestStep.kind:type_name -> mailintake.v1.TestStepKind
-	7,  // 25: mailintake.v1.TestStep.result:type_name -> mailintake.v1.TestStepResult
-	39, // 26: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
-	11, // 27: mailintake.v1.TestStep.auth_failure:type_name -> mailintake.v1.AuthFailure
-	10, // 28: mailintake.v1.CreateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 29: mailintake.v1.CreateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 30: mailintake.v1.GetMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 31: mailintake.v1.ListMailboxesResponse.mailboxes:type_name -> mailintake.v1.Mailbox
-	10, // 32: mailintake.v1.UpdateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	40, // 33: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
-	10, // 34: mailintake.v1.UpdateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 35: mailintake.v1.TestConnectionRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	15, // 36: mailintake.v1.TestConnectionResponse.steps:type_name -> mailintake.v1.TestStep
-	14, // 37: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
-	10, // 38: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	3,  // 39: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
-	38, // 40: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
-	38, // 41: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
-	32, // 42: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
-	16, // 43: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
-	18, // 44: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
-	20, // 45: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
-	22, // 46: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
-	24, // 47: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
-	26, // 48: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
-	28, // 49: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
-	30, // 50: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
-	33, // 51: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
-	17, // 52: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
-	19, // 53: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
-	21, // 54: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
-	23, // 55: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
-	25, // 56: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
-	27, // 57: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
-	29, // 58: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
-	31, // 59: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
-	34, // 60: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
-	52, // [52:61] is the sub-list for method output_type
-	43, // [43:52] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	39, // 11: mailintake.v1.Mailbox.poll_interval:type_name -> google.protobuf.Duration
+	5,  // 12: mailintake.v1.AuthFailure.reason:type_name -> mailintake.v1.AuthFailureReason
+	37, // 13: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
+	38, // 14: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	38, // 15: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
+	38, // 16: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
+	4,  // 17: mailintake.v1.MailboxStatus.state:type_name -> mailintake.v1.MailboxState
+	38, // 18: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
+	11, // 19: mailintake.v1.MailboxStatus.auth_failure:type_name -> mailintake.v1.AuthFailure
+	38, // 20: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	38, // 21: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
+	38, // 22: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	12, // 23: mailintake.v1.MailboxStatus.token_health:type_name -> mailintake.v1.TokenHealth
+	13, // 24: mailintake.v1.MailboxStatus.counts:type_name -> mailintake.v1.MessageCounts
+	6,  // 25: mailintake.v1.TestStep.kind:type_name -> mailintake.v1.TestStepKind
+	7,  // 26: mailintake.v1.TestStep.result:type_name -> mailintake.v1.TestStepResult
+	39, // 27: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
+	11, // 28: mailintake.v1.TestStep.auth_failure:type_name -> mailintake.v1.AuthFailure
+	10, // 29: mailintake.v1.CreateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 30: mailintake.v1.CreateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 31: mailintake.v1.GetMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 32: mailintake.v1.ListMailboxesResponse.mailboxes:type_name -> mailintake.v1.Mailbox
+	10, // 33: mailintake.v1.UpdateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	40, // 34: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
+	10, // 35: mailintake.v1.UpdateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 36: mailintake.v1.TestConnectionRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	15, // 37: mailintake.v1.TestConnectionResponse.steps:type_name -> mailintake.v1.TestStep
+	14, // 38: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
+	10, // 39: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	3,  // 40: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
+	38, // 41: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
+	38, // 42: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
+	32, // 43: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
+	16, // 44: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
+	18, // 45: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
+	20, // 46: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
+	22, // 47: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
+	24, // 48: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
+	26, // 49: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
+	28, // 50: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
+	30, // 51: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
+	33, // 52: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
+	17, // 53: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
+	19, // 54: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
+	21, // 55: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
+	23, // 56: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
+	25, // 57: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
+	27, // 58: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
+	29, // 59: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
+	31, // 60: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
+	34, // 61: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
+	53, // [53:62] is the sub-list for method output_type
+	44, // [44:53] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_mailbox_proto_init() }
