@@ -1,0 +1,269 @@
+package session_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/mailintake/mailintake/internal/fakes/pop3test"
+	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/store"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+func newPOP3(t *testing.T) *pop3test.Server {
+	srv := pop3test.Start(t, pop3test.Options{})
+	srv.AddUser(user, password)
+	return srv
+}
+
+// addPOP3Mailbox adds a POP3 mailbox on srv (plaintext, as asked, polled every 100 ms).
+func (h *harness) addPOP3Mailbox(srv *pop3test.Server, edit func(*mailintakev1.Mailbox)) *mailintakev1.Mailbox {
+	h.t.Helper()
+	now := timestamppb.Now()
+	mb := &mailintakev1.Mailbox{
+		Id: fmt.Sprintf("pop-%d", time.Now().UnixNano()), Tenant: "acme", Enabled: true,
+		Protocol: mailintakev1.Protocol_PROTOCOL_POP3, Host: srv.Host, Port: uint32(srv.Port),
+		Security: mailintakev1.Security_SECURITY_NONE, Username: user, AuthProvider: "basic",
+		AfterAck:  &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE},
+		StartFrom: mailintakev1.StartFrom_START_FROM_ALL, PollInterval: durationpb.New(100 * time.Millisecond),
+		CreateTime: now, UpdateTime: now,
+	}
+	if edit != nil {
+		edit(mb)
+	}
+	sec := map[string]secrets.Secret{"password": secrets.Secret(password)}
+	if err := h.st.CreateMailbox(context.Background(), &store.Mailbox{Spec: mb, Secrets: sec}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.sup.Reload(context.Background(), mb.Id)
+	return mb
+}
+
+func onServer(srv *pop3test.Server) []string {
+	var out []string
+	for _, m := range srv.Messages(user) {
+		out = append(out, m.UID)
+	}
+	return out
+}
+
+// A POP3 mailbox delivers what the maildrop holds (backfill), then new mail at the next poll;
+// an acknowledged message is deleted by the next session's DELE and clean QUIT, and an
+// unacknowledged one stays on the server.
+func TestPOP3DeliversAndDeletesAcknowledged(t *testing.T) {
+	srv := newPOP3(t)
+	u1 := srv.Add(user, mail(1, "old 1"))
+	u2 := srv.Add(user, mail(2, "old 2"))
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, nil)
+	c := h.consume(10, 0)
+	msgs := c.take(2)
+	if got := subjects(msgs); !slices.Equal(got, []string{"old 1", "old 2"}) {
+		t.Fatalf("subjects = %v", got)
+	}
+	for _, m := range msgs {
+		if !m.GetBackfill() || m.GetMailboxId() != mb.Id || m.GetUidValidity() != store.POP3UIDValidity ||
+			m.GetId() != fmt.Sprintf("%s:%d:%d", mb.Id, store.POP3UIDValidity, m.GetUid()) || len(m.GetSha256()) != 64 {
+			t.Errorf("message fields: %v", m)
+		}
+	}
+	if got := onServer(srv); !slices.Equal(got, []string{u1, u2}) {
+		t.Fatalf("before the ack the server holds %v", got)
+	}
+	first := msgs[0]
+	if first.GetEnvelope().GetSubject() != "old 1" {
+		first = msgs[1]
+	}
+	c.ack(first)
+	eventually(t, "the acknowledged message deleted", func() bool { return slices.Equal(onServer(srv), []string{u2}) })
+
+	srv.Add(user, mail(3, "new 3"))
+	m := c.take(1)[0]
+	if m.GetEnvelope().GetSubject() != "new 3" || m.GetBackfill() {
+		t.Errorf("new message = %q backfill %v", m.GetEnvelope().GetSubject(), m.GetBackfill())
+	}
+	if m := c.next(500 * time.Millisecond); m != nil {
+		t.Errorf("delivered again: %q", m.GetEnvelope().GetSubject())
+	}
+	st := h.sup.Status(context.Background(), mb.Id)
+	if st.GetState() != mailintakev1.MailboxState_MAILBOX_STATE_IDLE || !strings.Contains(st.GetMessage(), "polling every") {
+		t.Errorf("status = %v %q", st.GetState(), st.GetMessage())
+	}
+	evs, _ := h.st.ListEvents(context.Background(), mb.Id, 0, 100)
+	var kinds []string
+	for _, e := range evs {
+		kinds = append(kinds, e.Kind+": "+e.Message)
+	}
+	if !slices.ContainsFunc(kinds, func(s string) bool { return strings.HasPrefix(s, "ack: 1 acknowledged messages deleted") }) {
+		t.Errorf("events = %q", kinds)
+	}
+}
+
+// A deletion whose QUIT did not answer is not counted as done: the next session marks it again
+// and its clean QUIT deletes it; the message is not delivered again meanwhile.
+func TestPOP3DeleteAppliedOnNextCleanQuit(t *testing.T) {
+	srv := newPOP3(t)
+	srv.Add(user, mail(1, "one"))
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, nil)
+	c := h.consume(10, 0)
+	m := c.take(1)[0]
+	srv.Inject(pop3test.Fault{Command: "QUIT", Action: pop3test.Cut, Times: 1})
+	updates := srv.Updates.Load()
+	c.ack(m)
+	eventually(t, "the message deleted by a later clean QUIT", func() bool { return len(onServer(srv)) == 0 })
+	if srv.Updates.Load() <= updates {
+		t.Error("no clean QUIT counted")
+	}
+	if m := c.next(300 * time.Millisecond); m != nil {
+		t.Errorf("delivered again: %q", m.GetEnvelope().GetSubject())
+	}
+	acks, err := h.st.UnappliedAcks(context.Background(), mb.Id)
+	if err != nil || len(acks) != 0 {
+		t.Errorf("unapplied acks after the deletion = %v, %v", acks, err)
+	}
+}
+
+// With after_ack KEEP the messages stay; across a restart the acknowledged message is not
+// delivered again and the other comes again under the same id, even when the server numbers
+// the messages differently.
+func TestPOP3KeepAndRestart(t *testing.T) {
+	srv := pop3test.Start(t, pop3test.Options{RotateEachSession: true})
+	srv.AddUser(user, password)
+	for i := 1; i <= 3; i++ {
+		srv.Add(user, mail(i, fmt.Sprintf("m %d", i)))
+	}
+	h := newHarness(t, nil)
+	h.addPOP3Mailbox(srv, func(mb *mailintakev1.Mailbox) {
+		mb.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP}
+	})
+	c := h.consume(10, 0)
+	msgs := c.take(3)
+	ids := map[string]string{}
+	for _, m := range msgs {
+		ids[m.GetEnvelope().GetSubject()] = m.GetId()
+	}
+	var acked []*mailintakev1.Message
+	for _, m := range msgs {
+		if m.GetEnvelope().GetSubject() != "m 2" {
+			acked = append(acked, m)
+		}
+	}
+	c.ack(acked...)
+	time.Sleep(300 * time.Millisecond) // a few polls
+	if n := len(onServer(srv)); n != 3 {
+		t.Errorf("KEEP left %d messages, want 3", n)
+	}
+	h.restart()
+	c = h.consume(10, 0)
+	again := c.take(1)[0]
+	if again.GetEnvelope().GetSubject() != "m 2" || again.GetId() != ids["m 2"] {
+		t.Errorf("after the restart: %q %s, want m 2 %s", again.GetEnvelope().GetSubject(), again.GetId(), ids["m 2"])
+	}
+	if m := c.next(500 * time.Millisecond); m != nil {
+		t.Errorf("an acknowledged message came again: %q", m.GetEnvelope().GetSubject())
+	}
+}
+
+// A message over the size limit is quarantined by its LIST size, with the header TOP gives,
+// without RETR; the others are delivered.
+func TestPOP3OversizedQuarantinedWithoutDownload(t *testing.T) {
+	srv := newPOP3(t)
+	big := append(mail(1, "big"), []byte(strings.Repeat("x", 4000)+"\r\n")...)
+	srv.Add(user, big)
+	srv.Add(user, mail(2, "small"))
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, func(mb *mailintakev1.Mailbox) {
+		mb.Limits = &mailintakev1.MailboxLimits{MaxMessageBytes: 1000}
+	})
+	c := h.consume(10, 0)
+	if m := c.take(1)[0]; m.GetEnvelope().GetSubject() != "small" {
+		t.Errorf("delivered %q", m.GetEnvelope().GetSubject())
+	}
+	var qs []*store.Quarantined
+	eventually(t, "the quarantine entry", func() bool {
+		qs, _ = h.st.ListQuarantine(context.Background(), mb.Id)
+		return len(qs) == 1
+	})
+	if !strings.Contains(qs[0].Headers, "Subject: big") || !strings.Contains(qs[0].Reason, "over the mailbox's limit") || qs[0].Size < 4000 {
+		t.Errorf("quarantined: %+v", qs[0])
+	}
+	if n := srv.Commands("RETR"); n != 1 {
+		t.Errorf("RETR sent %d times, want 1 (the small message only)", n)
+	}
+	if m := c.next(300 * time.Millisecond); m != nil {
+		t.Errorf("delivered again: %q", m.GetEnvelope().GetSubject())
+	}
+}
+
+// start_from NEW delivers only what arrives after the first sync.
+func TestPOP3StartFromNew(t *testing.T) {
+	srv := newPOP3(t)
+	srv.Add(user, mail(1, "old"))
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, func(mb *mailintakev1.Mailbox) { mb.StartFrom = mailintakev1.StartFrom_START_FROM_NEW })
+	c := h.consume(10, 0)
+	eventually(t, "the first sync", func() bool {
+		st, _ := h.st.SyncState(context.Background(), mb.Id)
+		return st != nil
+	})
+	srv.Add(user, mail(2, "new"))
+	m := c.take(1)[0]
+	if m.GetEnvelope().GetSubject() != "new" || m.GetBackfill() {
+		t.Errorf("delivered %q backfill %v", m.GetEnvelope().GetSubject(), m.GetBackfill())
+	}
+	if m := c.next(300 * time.Millisecond); m != nil {
+		t.Errorf("delivered %q too", m.GetEnvelope().GetSubject())
+	}
+}
+
+// Messages sharing a unique-id are not delivered (they cannot be told apart between
+// sessions) and the status says why; the others are.
+func TestPOP3DuplicateUIDLs(t *testing.T) {
+	srv := newPOP3(t)
+	srv.AddWithUID(user, "same", mail(1, "dup a"))
+	srv.AddWithUID(user, "same", mail(2, "dup b"))
+	srv.Add(user, mail(3, "fine"))
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, nil)
+	c := h.consume(10, 0)
+	if m := c.take(1)[0]; m.GetEnvelope().GetSubject() != "fine" {
+		t.Errorf("delivered %q", m.GetEnvelope().GetSubject())
+	}
+	if m := c.next(300 * time.Millisecond); m != nil {
+		t.Errorf("delivered %q too", m.GetEnvelope().GetSubject())
+	}
+	st := h.sup.Status(context.Background(), mb.Id)
+	if !slices.ContainsFunc(st.GetWarnings(), func(w string) bool { return strings.Contains(w, "unique-ids to more than one message") }) {
+		t.Errorf("warnings = %q", st.GetWarnings())
+	}
+}
+
+// A wrong password is a refused login (AUTH_FAILED) with POP3's explanation, not retried in a
+// tight loop.
+func TestPOP3RefusedLogin(t *testing.T) {
+	srv := pop3test.Start(t, pop3test.Options{})
+	srv.AddUser(user, "another password")
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, nil)
+	var st *mailintakev1.MailboxStatus
+	eventually(t, "AUTH_FAILED", func() bool {
+		st = h.sup.Status(context.Background(), mb.Id)
+		return st.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED
+	})
+	af := st.GetAuthFailure()
+	if af.GetReason() != mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_INVALID_CREDENTIALS || !strings.Contains(af.GetAction(), "username and password") {
+		t.Errorf("auth failure = %v", af)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := srv.FailedLogins.Load(); n != 2 {
+		t.Errorf("%d refused logins, want 2 (one more with a fresh credential, then the auth backoff)", n)
+	}
+}
