@@ -28,6 +28,9 @@ var stepKinds = map[imapconn.StepKind]mailintakev1.TestStepKind{
 // provider, and the folder. It works on saved and unsaved definitions (mb.Id empty: nothing is
 // cached or stored for it). A failed step is reported with its reason; the later ones as skipped.
 func (s *Supervisor) Test(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) *mailintakev1.TestConnectionResponse {
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		return s.testPOP3(ctx, mb, secrets)
+	}
 	resp := &mailintakev1.TestConnectionResponse{Ok: true}
 	seen := map[mailintakev1.TestStepKind]bool{}
 	report := func(st imapconn.Step, pe *authplugin.Error) {
@@ -68,6 +71,9 @@ func (s *Supervisor) Test(ctx context.Context, mb *mailintakev1.Mailbox, secrets
 
 // Preview counts what a first sync of the definition would deliver, without changing anything.
 func (s *Supervisor) Preview(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) (*mailintakev1.PreviewFirstSyncResponse, error) {
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		return s.previewPOP3(ctx, mb, secrets)
+	}
 	conn, sel, _, err := s.connect(ctx, mb, secrets, false, nil)
 	if err != nil {
 		return nil, err
@@ -98,6 +104,9 @@ var ErrStaleMessage = errors.New("the folder was recreated since this message wa
 // StreamRaw writes a message's raw bytes to w, fetched on a connection of its own so the
 // mailbox's session is not disturbed.
 func (s *Supervisor) StreamRaw(ctx context.Context, mb *store.Mailbox, key delivery.Key, w io.Writer) (int64, error) {
+	if mb.Spec.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		return 0, ErrNoRawPOP3
+	}
 	conn, sel, _, err := s.connect(ctx, mb.Spec, mb.RevealedSecrets(), false, nil)
 	if err != nil {
 		return 0, err

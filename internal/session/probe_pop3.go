@@ -1,0 +1,116 @@
+package session
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/mailintake/mailintake/internal/pop3"
+	"github.com/mailintake/mailintake/plugins/authplugin"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// pop3StepKinds maps POP3's connection steps onto the API's: CAPA (before and after STLS) is
+// part of the greeting, STAT (the maildrop opened and locked) stands where IMAP selects the folder.
+var pop3StepKinds = map[pop3.StepKind]mailintakev1.TestStepKind{
+	pop3.StepDNS:          mailintakev1.TestStepKind_TEST_STEP_KIND_DNS,
+	pop3.StepTCP:          mailintakev1.TestStepKind_TEST_STEP_KIND_TCP,
+	pop3.StepTLS:          mailintakev1.TestStepKind_TEST_STEP_KIND_TLS,
+	pop3.StepGreeting:     mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING,
+	pop3.StepCapabilities: mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING,
+	pop3.StepAuth:         mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH,
+	pop3.StepMaildrop:     mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT,
+}
+
+// testPOP3 is Test for a POP3 mailbox: DNS, TCP, TLS, greeting and CAPA, login through the
+// provider, and STAT (the maildrop can be opened), then QUIT without deleting anything.
+func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) *mailintakev1.TestConnectionResponse {
+	resp := &mailintakev1.TestConnectionResponse{Ok: true}
+	seen := map[mailintakev1.TestStepKind]bool{}
+	tr := &pop3Transport{}
+	report := func(st pop3.Step, pe *authplugin.Error) {
+		kind := pop3StepKinds[st.Kind]
+		if st.Kind == pop3.StepCapabilities && seen[kind] {
+			// CAPA folds into the greeting's step: its detail (or failure) is added to it.
+			last := resp.Steps[len(resp.Steps)-1]
+			if last.Kind == kind {
+				if st.Err != nil {
+					resp.Ok = false
+					last.Result = mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED
+					last.Error = st.Err.Error()
+				} else if st.Detail != "" {
+					last.Detail += "; CAPA: " + st.Detail
+				}
+				return
+			}
+		}
+		step := &mailintakev1.TestStep{Kind: kind, Duration: durationpb.New(st.Duration), Detail: st.Detail,
+			Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_OK}
+		if st.Err != nil {
+			resp.Ok = false
+			step.Result = mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED
+			step.Error = st.Err.Error()
+			if st.Kind == pop3.StepAuth {
+				if pe != nil {
+					step.AuthFailure = authFailure(pe)
+				} else if af, ok := tr.refused(st.Err); ok {
+					step.AuthFailure = af
+				} else {
+					step.AuthFailure = authFailure(st.Err)
+				}
+			}
+		}
+		seen[kind] = true
+		resp.Steps = append(resp.Steps, step)
+	}
+	conn, err := s.connectPOP3(ctx, mb, secrets, true, report)
+	if err == nil {
+		_, _, err = conn.Stat(ctx) // reports StepMaildrop
+		if err == nil {
+			_, err = conn.Quit(ctx)
+		} else {
+			conn.Close()
+		}
+		if err != nil && !seen[mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT] {
+			report(pop3.Step{Kind: pop3.StepMaildrop, Err: err}, nil)
+		}
+	} else if len(resp.Steps) == 0 || resp.Steps[len(resp.Steps)-1].Result != mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED {
+		report(pop3.Step{Kind: pop3.StepDNS, Err: err}, nil)
+	}
+	for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
+		if !seen[k] {
+			resp.Steps = append(resp.Steps, &mailintakev1.TestStep{Kind: k, Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED})
+		}
+	}
+	return resp
+}
+
+// previewPOP3 is Preview for a POP3 mailbox: the maildrop's messages (POP3 has no flags, so
+// none counts as seen), and what a first sync would deliver. Nothing is changed.
+func (s *Supervisor) previewPOP3(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) (*mailintakev1.PreviewFirstSyncResponse, error) {
+	conn, err := s.connectPOP3(ctx, mb, secrets, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	n, _, err := conn.Stat(ctx)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if _, err := conn.Quit(ctx); err != nil {
+		return nil, err
+	}
+	resp := &mailintakev1.PreviewFirstSyncResponse{StartFrom: mb.GetStartFrom(), FolderMessages: uint32(n), FolderUnseen: uint32(n)}
+	if mb.GetStartFrom() != mailintakev1.StartFrom_START_FROM_NEW {
+		resp.WouldDeliver = uint32(n)
+	}
+	if st, err := s.store.SyncState(ctx, mb.GetId()); err == nil && st != nil && mb.GetId() != "" {
+		resp.AlreadySynced = true
+		resp.WouldDeliver = 0
+	}
+	return resp, nil
+}
+
+// ErrNoRawPOP3 is returned by StreamRaw for a POP3 mailbox's message.
+var ErrNoRawPOP3 = errors.New("raw messages of POP3 mailboxes are not served yet: the delivered message carries its content")
