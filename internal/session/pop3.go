@@ -33,7 +33,15 @@ const DefaultPOP3PollInterval = time.Minute
 // with the header TOP gives, without being downloaded.
 type pop3Transport struct {
 	s *session
+	// last is when the last round ended well: a wake-up from the broker (each batch of a
+	// consumer's acknowledgements) starts the next session no sooner than pop3MinGap after
+	// it, so a consumer that acknowledges one message at a time does not log in for each.
+	last time.Time
 }
+
+// pop3MinGap is the least time between two POP3 sessions of a mailbox (or its poll interval,
+// when shorter).
+const pop3MinGap = time.Second
 
 // pollInterval returns the mailbox's poll interval.
 func (t *pop3Transport) pollInterval() time.Duration {
@@ -45,6 +53,15 @@ func (t *pop3Transport) pollInterval() time.Duration {
 
 func (t *pop3Transport) serve(ctx context.Context, force bool) error {
 	s := t.s
+	if wait := time.Until(t.last.Add(min(pop3MinGap, t.pollInterval()))); wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		}
+	}
 	s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, "connecting to "+s.mb.Spec.GetHost())
 	conn, err := s.sup.connectPOP3(ctx, s.mb.Spec, s.mb.RevealedSecrets(), force, nil)
 	if err != nil {
@@ -69,6 +86,7 @@ func (t *pop3Transport) serve(ctx context.Context, force bool) error {
 		conn.Close() // no QUIT: nothing marked is deleted
 		return err
 	}
+	t.last = time.Now()
 	s.status.synced()
 	s.sup.metrics.LastSuccess.WithLabelValues(s.id).SetToCurrentTime()
 	if more {

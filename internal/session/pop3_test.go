@@ -267,3 +267,91 @@ func TestPOP3RefusedLogin(t *testing.T) {
 		t.Errorf("%d refused logins, want 2 (one more with a fresh credential, then the auth backoff)", n)
 	}
 }
+
+func pop3Definition(srv *pop3test.Server) *mailintakev1.Mailbox {
+	return &mailintakev1.Mailbox{Tenant: "acme", Protocol: mailintakev1.Protocol_PROTOCOL_POP3, Host: srv.Host, Port: uint32(srv.Port),
+		Security: mailintakev1.Security_SECURITY_NONE, Username: user, AuthProvider: "basic",
+		AfterAck: &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE}, StartFrom: mailintakev1.StartFrom_START_FROM_ALL}
+}
+
+// The connection test of a POP3 mailbox goes through DNS, TCP, the greeting with CAPA, the
+// login and STAT, and deletes nothing; a wrong password fails the login step with POP3's
+// explanation and skips STAT. The first-sync preview counts the maildrop.
+func TestPOP3ConnectionTestAndPreview(t *testing.T) {
+	srv := newPOP3(t)
+	srv.Add(user, mail(1, "one"))
+	srv.Add(user, mail(2, "two"))
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	mb := pop3Definition(srv)
+	resp := h.sup.Test(ctx, mb, map[string]string{"password": password})
+	results := map[mailintakev1.TestStepKind]*mailintakev1.TestStep{}
+	for _, st := range resp.GetSteps() {
+		results[st.GetKind()] = st
+	}
+	if !resp.GetOk() || results[mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT].GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_OK ||
+		!strings.Contains(results[mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT].GetDetail(), "2 messages") ||
+		!strings.Contains(results[mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING].GetDetail(), "CAPA") ||
+		results[mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH].GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_OK {
+		t.Errorf("test = %v", resp)
+	}
+	if len(onServer(srv)) != 2 || srv.Locked(user) {
+		t.Errorf("after the test: %d messages, locked %v", len(onServer(srv)), srv.Locked(user))
+	}
+
+	bad := h.sup.Test(ctx, mb, map[string]string{"password": "wrong"})
+	results = map[mailintakev1.TestStepKind]*mailintakev1.TestStep{}
+	for _, st := range bad.GetSteps() {
+		results[st.GetKind()] = st
+	}
+	auth := results[mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH]
+	if bad.GetOk() || auth.GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED ||
+		auth.GetAuthFailure().GetReason() != mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_INVALID_CREDENTIALS ||
+		results[mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT].GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED {
+		t.Errorf("test with a wrong password = %v", bad)
+	}
+
+	p, err := h.sup.Preview(ctx, mb, map[string]string{"password": password})
+	if err != nil || p.GetFolderMessages() != 2 || p.GetWouldDeliver() != 2 || p.GetAlreadySynced() {
+		t.Errorf("preview (ALL) = %v, %v", p, err)
+	}
+	mb.StartFrom = mailintakev1.StartFrom_START_FROM_NEW
+	if p, err := h.sup.Preview(ctx, mb, map[string]string{"password": password}); err != nil || p.GetWouldDeliver() != 0 {
+		t.Errorf("preview (NEW) = %v, %v", p, err)
+	}
+	if len(onServer(srv)) != 2 {
+		t.Errorf("the preview changed the maildrop: %v", onServer(srv))
+	}
+}
+
+// A consumer that takes two messages at a time gets the whole maildrop, in order of arrival,
+// each message once, as its acknowledgements free slots.
+func TestPOP3DeliversWithinDemand(t *testing.T) {
+	srv := newPOP3(t)
+	for i := 1; i <= 7; i++ {
+		srv.Add(user, mail(i, fmt.Sprintf("m%d", i)))
+	}
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, nil)
+	c := h.consume(2, 0)
+	var got []string
+	for len(got) < 7 {
+		m := c.next(10 * time.Second)
+		if m == nil {
+			t.Fatalf("got %v (status %v)", got, h.statusAll())
+		}
+		got = append(got, m.GetEnvelope().GetSubject())
+		c.ack(m)
+	}
+	if want := []string{"m1", "m2", "m3", "m4", "m5", "m6", "m7"}; !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want %v", got, want)
+	}
+	eventually(t, "every message deleted", func() bool { return len(onServer(srv)) == 0 })
+	if m := c.next(300 * time.Millisecond); m != nil {
+		t.Errorf("delivered again: %q", m.GetEnvelope().GetSubject())
+	}
+	st, _ := h.st.SyncState(context.Background(), mb.Id)
+	if st.AckedThrough != 7 {
+		t.Errorf("acked_through = %d, want 7", st.AckedThrough)
+	}
+}

@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -32,18 +34,19 @@ func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, sec
 	report := func(st pop3.Step, pe *authplugin.Error) {
 		kind := pop3StepKinds[st.Kind]
 		if st.Kind == pop3.StepCapabilities && seen[kind] {
-			// CAPA folds into the greeting's step: its detail (or failure) is added to it.
-			last := resp.Steps[len(resp.Steps)-1]
-			if last.Kind == kind {
-				if st.Err != nil {
-					resp.Ok = false
-					last.Result = mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED
-					last.Error = st.Err.Error()
-				} else if st.Detail != "" {
-					last.Detail += "; CAPA: " + st.Detail
-				}
-				return
+			// CAPA folds into the greeting's step (after STLS it is asked again: the later
+			// answer is the one that counts).
+			i := slices.IndexFunc(resp.Steps, func(t *mailintakev1.TestStep) bool { return t.Kind == kind })
+			greet := resp.Steps[i]
+			if st.Err != nil {
+				resp.Ok = false
+				greet.Result = mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED
+				greet.Error = st.Err.Error()
+			} else if st.Detail != "" {
+				greet.Detail, _, _ = strings.Cut(greet.Detail, "; CAPA: ")
+				greet.Detail += "; CAPA: " + st.Detail
 			}
+			return
 		}
 		step := &mailintakev1.TestStep{Kind: kind, Duration: durationpb.New(st.Duration), Detail: st.Detail,
 			Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_OK}
