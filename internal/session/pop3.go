@@ -398,7 +398,7 @@ func (r *pop3Round) fetch(ctx context.Context, uid uint32, replaying bool) (*mai
 		msg.Sha256 = ""
 		msg.ContentFingerprint = ""
 		msg.Problems = append(msg.Problems, &mailintakev1.ParseProblem{Code: "limit",
-			Message: fmt.Sprintf("the message is %d bytes, over the mailbox's limit of %d bytes: only its header was parsed", size, s.maxSize)})
+			Message: fmt.Sprintf("the message is %d bytes, over the mailbox's limit of %d bytes: only its header was parsed; fetch it with GetRawMessage", size, s.maxSize)})
 		s.fill(msg, d.st, meta)
 		return msg, nil
 	}

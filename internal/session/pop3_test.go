@@ -1,8 +1,11 @@
 package session_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -11,7 +14,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailintake/mailintake/internal/delivery"
 	"github.com/mailintake/mailintake/internal/fakes/pop3test"
+	"github.com/mailintake/mailintake/internal/imapconn"
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -353,5 +358,49 @@ func TestPOP3DeliversWithinDemand(t *testing.T) {
 	st, _ := h.st.SyncState(context.Background(), mb.Id)
 	if st.AckedThrough != 7 {
 		t.Errorf("acked_through = %d, want 7", st.AckedThrough)
+	}
+}
+
+// A POP3 message's raw bytes are fetched by its id (its unique-id from the checkpoint, RETR in
+// a session of its own that deletes nothing); a message gone from the server is ErrGone.
+func TestPOP3StreamRaw(t *testing.T) {
+	srv := newPOP3(t)
+	uid := srv.Add(user, mail(1, "raw"))
+	srv.Add(user, mail(2, "other"))
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, func(mb *mailintakev1.Mailbox) {
+		mb.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP}
+	})
+	c := h.consume(10, 0)
+	var m *mailintakev1.Message
+	for _, got := range c.take(2) {
+		if got.GetEnvelope().GetSubject() == "raw" {
+			m = got
+		}
+	}
+	ctx := context.Background()
+	stored, err := h.st.GetMailbox(ctx, mb.Id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := delivery.ParseKey(m.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	n, err := h.sup.StreamRaw(ctx, stored, key, &buf)
+	if err != nil || n != int64(buf.Len()) || !bytes.Equal(buf.Bytes(), srv.Messages(user)[0].Raw) {
+		t.Fatalf("StreamRaw = %d, %v: %q", n, err, buf.String())
+	}
+	if len(onServer(srv)) != 2 {
+		t.Errorf("StreamRaw changed the maildrop: %v", onServer(srv))
+	}
+	srv.Remove(user, uid)
+	if _, err := h.sup.StreamRaw(ctx, stored, key, io.Discard); !errors.Is(err, imapconn.ErrGone) {
+		t.Errorf("StreamRaw of a message gone = %v, want ErrGone", err)
+	}
+	key.UID = 99
+	if _, err := h.sup.StreamRaw(ctx, stored, key, io.Discard); !errors.Is(err, imapconn.ErrGone) {
+		t.Errorf("StreamRaw of an unknown UID = %v, want ErrGone", err)
 	}
 }

@@ -105,7 +105,7 @@ var ErrStaleMessage = errors.New("the folder was recreated since this message wa
 // mailbox's session is not disturbed.
 func (s *Supervisor) StreamRaw(ctx context.Context, mb *store.Mailbox, key delivery.Key, w io.Writer) (int64, error) {
 	if mb.Spec.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
-		return 0, ErrNoRawPOP3
+		return s.streamRawPOP3(ctx, mb, key, w)
 	}
 	conn, sel, _, err := s.connect(ctx, mb.Spec, mb.RevealedSecrets(), false, nil)
 	if err != nil {

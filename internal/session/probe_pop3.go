@@ -3,12 +3,18 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/mailintake/mailintake/internal/delivery"
+	"github.com/mailintake/mailintake/internal/imapconn"
 	"github.com/mailintake/mailintake/internal/pop3"
+	"github.com/mailintake/mailintake/internal/store"
 	"github.com/mailintake/mailintake/plugins/authplugin"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -92,7 +98,7 @@ func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, sec
 // previewPOP3 is Preview for a POP3 mailbox: the maildrop's messages (POP3 has no flags, so
 // none counts as seen), and what a first sync would deliver. Nothing is changed.
 func (s *Supervisor) previewPOP3(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) (*mailintakev1.PreviewFirstSyncResponse, error) {
-	conn, err := s.connectPOP3(ctx, mb, secrets, false, nil)
+	conn, err := s.connectPOP3Shared(ctx, mb, secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -115,5 +121,63 @@ func (s *Supervisor) previewPOP3(ctx context.Context, mb *mailintakev1.Mailbox, 
 	return resp, nil
 }
 
-// ErrNoRawPOP3 is returned by StreamRaw for a POP3 mailbox's message.
-var ErrNoRawPOP3 = errors.New("raw messages of POP3 mailboxes are not served yet: the delivered message carries its content")
+// maxRawPOP3 bounds what streamRawPOP3 reads of one message.
+const maxRawPOP3 = 1 << 40
+
+// streamRawPOP3 is StreamRaw for a POP3 mailbox: the message's unique-id from the checkpoint,
+// its number in a session of its own (UIDL), RETR streamed to w, QUIT (nothing is marked, so
+// nothing is deleted). A message no longer on the server, or whose unique-id was forgotten, is
+// imapconn.ErrGone.
+func (s *Supervisor) streamRawPOP3(ctx context.Context, mb *store.Mailbox, key delivery.Key, w io.Writer) (int64, error) {
+	if key.UIDValidity != store.POP3UIDValidity {
+		return 0, ErrStaleMessage
+	}
+	uidl, err := s.store.UIDLOf(ctx, mb.Spec.GetId(), key.UID)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, fmt.Errorf("message %s: %w", key, imapconn.ErrGone)
+	}
+	if err != nil {
+		return 0, err
+	}
+	conn, err := s.connectPOP3Shared(ctx, mb.Spec, mb.RevealedSecrets())
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	list, err := conn.UIDL(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, ok := list.ByUID(uidl)
+	if !ok {
+		return 0, fmt.Errorf("message %s: %w", key, imapconn.ErrGone)
+	}
+	m, err := conn.RetrTo(ctx, n, w, maxRawPOP3)
+	if err != nil {
+		return m.Size, err
+	}
+	_, err = conn.Quit(ctx)
+	return m.Size, err
+}
+
+// connectPOP3Shared logs in to a mailbox whose session may hold the maildrop's lock for a
+// moment (a poll in progress): a login answered [IN-USE] (or another temporary refusal) is
+// tried again for up to pop3LockWait.
+func (s *Supervisor) connectPOP3Shared(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) (*pop3.Conn, error) {
+	deadline := time.Now().Add(pop3LockWait)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		conn, err := s.connectPOP3(ctx, mb, secrets, false, nil)
+		se, temporary := pop3.IsServerError(err)
+		if err == nil || !temporary || !se.Temporary() || time.Now().Add(wait).After(deadline) {
+			return conn, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// pop3LockWait bounds how long connectPOP3Shared waits for a maildrop's lock.
+const pop3LockWait = 15 * time.Second

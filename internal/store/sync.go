@@ -163,6 +163,9 @@ type SyncStore interface {
 	// been gone since before forgetGoneBefore, except the mailbox's highest UID, which is kept
 	// so that no UID is given twice. It is one transaction, fenced under a lease.
 	MapUIDLs(ctx context.Context, mailboxID string, uidls []string, now, forgetGoneBefore time.Time) (map[string]uint32, error)
+	// UIDLOf returns the unique-id a POP3 mailbox's UID names (MapUIDLs); ErrNotFound when
+	// none does (never given, or forgotten).
+	UIDLOf(ctx context.Context, mailboxID string, uid uint32) (string, error)
 }
 
 // POP3UIDValidity is the UIDVALIDITY of every POP3 mailbox's checkpoint: the UIDs MapUIDLs

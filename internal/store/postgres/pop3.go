@@ -78,3 +78,18 @@ func (s *Store) MapUIDLs(ctx context.Context, mailboxID string, uidls []string, 
 	}
 	return out, nil
 }
+
+// UIDLOf implements store.SyncStore.
+func (s *Store) UIDLOf(ctx context.Context, mailboxID string, uid uint32) (string, error) {
+	if !storable(mailboxID) {
+		return "", store.ErrNotFound
+	}
+	var u string
+	err := s.retry(ctx, func() error {
+		return s.pool.QueryRow(ctx, `SELECT uidl FROM pop3_uidls WHERE mailbox_id = $1 AND uid = $2`, mailboxID, int64(uid)).Scan(&u)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", store.ErrNotFound
+	}
+	return u, err
+}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/mailintake/mailintake/internal/store"
@@ -45,6 +46,16 @@ func (s *Store) MapUIDLs(ctx context.Context, mailboxID string, uidls []string, 
 		return nil, wrap(err)
 	}
 	return plan.UIDs, nil
+}
+
+// UIDLOf implements store.SyncStore.
+func (s *Store) UIDLOf(ctx context.Context, mailboxID string, uid uint32) (string, error) {
+	var u string
+	err := s.db.QueryRowContext(ctx, `SELECT uidl FROM pop3_uidls WHERE mailbox_id = ? AND uid = ?`, mailboxID, uid).Scan(&u)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", store.ErrNotFound
+	}
+	return u, wrap(err)
 }
 
 // loadUIDLs reads a mailbox's unique-ids and its highest UID.

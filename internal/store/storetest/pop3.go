@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"maps"
 	"testing"
 	"time"
@@ -48,6 +49,14 @@ func testUIDLs(t *testing.T, s store.Store) {
 	// a is forgotten.
 	want(mapUIDLs("p", t0.Add(50*day), "d", "e"), map[string]uint32{"d": 7, "e": 6})
 	want(mapUIDLs("p", t0.Add(50*day), "a"), map[string]uint32{"a": 8})
+	if u, err := s.UIDLOf(ctx, "p", 7); err != nil || u != "d" {
+		t.Errorf("UIDLOf(p, 7) = %q, %v, want d", u, err)
+	}
+	for _, uid := range []uint32{2, 99} { // a's first UID was forgotten; 99 was never given
+		if u, err := s.UIDLOf(ctx, "p", uid); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("UIDLOf(p, %d) = %q, %v, want ErrNotFound", uid, u, err)
+		}
+	}
 	if _, err := s.MapUIDLs(ctx, "gone", []string{"x"}, t0, t0); err == nil {
 		t.Error("MapUIDLs of a missing mailbox succeeded")
 	}
