@@ -1,11 +1,16 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mailintake/mailintake/internal/fakes/idp"
 	"github.com/mailintake/mailintake/internal/fakes/pop3test"
 )
 
@@ -97,5 +102,77 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPOP3O365: an o365 mailbox reads over POP3 with XOAUTH2 in two steps (Exchange's way) on
+// a token for the POP scope from the fake identity platform; a refused cached token (Exchange's
+// one -ERR for every failed login) is replaced once by a fresh one, and no token reaches the
+// logs.
+func TestPOP3O365(t *testing.T) {
+	const (
+		tenant = "11111111-2222-3333-4444-555555555555"
+		app    = "aaaaaaaa-0000-0000-0000-000000000001"
+		user   = "help@contoso.onmicrosoft.com"
+		pw     = "M365-pa55word"
+	)
+	p := idp.New(tenant, "contoso.onmicrosoft.com")
+	p.AddUser(idp.User{UPN: user, Password: pw})
+	p.AddApp(idp.App{ClientID: app, PublicFlows: true})
+	hs := httptest.NewServer(p)
+	t.Cleanup(hs.Close)
+	scope := func(token string) string {
+		resp, err := http.PostForm(hs.URL+"/introspect", url.Values{"token": {token}})
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Scope string `json:"scope"`
+		}
+		json.NewDecoder(resp.Body).Decode(&r)
+		return r.Scope
+	}
+	srv := pop3test.Start(t, pop3test.Options{Exchange: true, ValidateToken: func(tok, u string) bool {
+		return p.Valid(tok, u) && strings.Contains(scope(tok), "https://outlook.office.com/POP.AccessAsUser.All")
+	}})
+	srv.AddUser(user, "not-used-with-oauth")
+	srv.Add(user, []byte("From: a@example.net\r\nSubject: via pop\r\n\r\nhello\r\n"))
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	code, _, errs := cli(t, pw, append(g, "mailbox", "add", "--tenant", "acme", "--name", "M365 POP", "--protocol", "pop3", "--host", "127.0.0.1",
+		"--port", strconv.Itoa(srv.Port), "--security", "none", "--username", user, "--provider", "o365", "--password-stdin",
+		"--config", "client_id="+app, "--config", "tenant_id="+tenant, "--config", "authority="+hs.URL,
+		"--start-from", "all", "--after-ack", "delete", "--poll-interval", "5s")...)
+	if code != 0 {
+		t.Fatalf("mailbox add: %s", errs)
+	}
+	if s, _ := tailLines(t, g, "--ack", "--limit", "1", "--timeout", "15s"); len(s) != 1 || s[0] != "via pop" {
+		t.Fatalf("tail = %v", s)
+	}
+	auths := srv.AuthAttempts()
+	if len(auths) == 0 || auths[0].Mechanism != "XOAUTH2" || auths[0].InitialResponse || !auths[0].OK || auths[0].User != user {
+		t.Errorf("logins %+v, want XOAUTH2 in two steps", auths)
+	}
+	waitFor(t, "the acknowledged message deleted", func() bool { return len(srv.Messages(user)) == 0 })
+	// Exchange refuses the cached token: one more login with a fresh one, and the mail comes.
+	before := len(srv.AuthAttempts())
+	srv.Inject(pop3test.Fault{Command: "AUTH", Action: pop3test.Refuse, Reply: "-ERR Authentication failure: unknown user name or bad password.", Times: 1})
+	srv.Add(user, []byte("From: b@example.net\r\nSubject: after a refusal\r\n\r\nhello\r\n"))
+	if s, _ := tailLines(t, g, "--ack", "--limit", "1", "--timeout", "20s"); len(s) != 1 || s[0] != "after a refusal" {
+		t.Fatalf("tail after a refused token = %v", s)
+	}
+	if n := len(p.Issued()); n < 2 {
+		t.Errorf("%d tokens issued, want a fresh one after the refusal", n)
+	}
+	if n := len(srv.AuthAttempts()) - before; n < 1 {
+		t.Errorf("%d logins after the refusal", n)
+	}
+	d.stop(t)
+	for _, tok := range p.Issued() {
+		if strings.Contains(d.logs.String(), tok) {
+			t.Errorf("a token is in the daemon's logs")
+		}
 	}
 }
