@@ -379,8 +379,26 @@ func TestCreatePOP3Mailbox(t *testing.T) {
 	mb = validMailbox("acme")
 	mb.Protocol, mb.Port, mb.Security = mailintakev1.Protocol_PROTOCOL_POP3, 0, mailintakev1.Security_SECURITY_STARTTLS
 	mb.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE}
-	if got := e.create(e.admin, mb); got.GetPort() != 110 || got.GetAfterAck().GetAction() != mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE {
+	got = e.create(e.admin, mb)
+	if got.GetPort() != 110 || got.GetAfterAck().GetAction() != mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE {
 		t.Errorf("POP3 with STLS: %v", got)
+	}
+	upd := func(paths []string, m *mailintakev1.Mailbox) (*mailintakev1.Mailbox, error) {
+		m.Id = got.GetId()
+		r, err := e.mailbox.UpdateMailbox(as(e.admin), &mailintakev1.UpdateMailboxRequest{Mailbox: m, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
+		return r.GetMailbox(), err
+	}
+	if u, err := upd([]string{"poll_interval"}, &mailintakev1.Mailbox{PollInterval: durationpb.New(time.Hour)}); err != nil || u.GetPollInterval().AsDuration() != time.Hour {
+		t.Errorf("updating poll_interval = %v, %v", u, err)
+	}
+	_, err := upd([]string{"poll_interval"}, &mailintakev1.Mailbox{PollInterval: durationpb.New(time.Millisecond)})
+	if wantCode(t, "poll_interval 1ms", err, codes.InvalidArgument); !slices.Contains(badFields(err), "mailbox.poll_interval") {
+		t.Errorf("poll_interval 1ms: %v", err)
+	}
+	_, err = upd([]string{"protocol", "port", "after_ack"}, &mailintakev1.Mailbox{Protocol: mailintakev1.Protocol_PROTOCOL_IMAP, Port: 993,
+		AfterAck: &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN}})
+	if wantCode(t, "POP3 to IMAP", err, codes.InvalidArgument); !slices.Contains(badFields(err), "mailbox.protocol") {
+		t.Errorf("changing the protocol: %v", err)
 	}
 }
 

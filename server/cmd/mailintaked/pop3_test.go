@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,7 +26,8 @@ func TestPOP3EndToEnd(t *testing.T) {
 	srv.Add("help@example.com", []byte("From: b@example.net\r\nSubject: too big\r\n\r\n"+strings.Repeat("x", 4000)+"\r\n"))
 	srv.Add("help@example.com", []byte("From: c@example.net\r\nSubject: second\r\n\r\nhello again\r\n"))
 	data := t.TempDir()
-	d := startDaemon(t, data)
+	metricsAddr := freeAddr(t)
+	d := startDaemon(t, data, "--metrics-listen", metricsAddr)
 	g := []string{"--addr", d.addr, "--data-dir", data}
 	def := []string{"--tenant", "acme", "--name", "Help POP", "--protocol", "pop3", "--host", "127.0.0.1", "--port", strconv.Itoa(srv.Port),
 		"--security", "none", "--username", "help@example.com", "--provider", "basic", "--password-stdin", "--start-from", "all",
@@ -90,6 +92,31 @@ func TestPOP3EndToEnd(t *testing.T) {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("events lack %q: exit %d\n%s", want, code, out)
 		}
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`mailintake_messages_delivered_total{mailbox="` + mb.ID + `"} 3`,
+		`mailintake_messages_acked_total{mailbox="` + mb.ID + `"} 3`,
+		`mailintake_messages_quarantined_total{mailbox="` + mb.ID + `"} 1`,
+		`mailintake_last_success_timestamp_seconds{mailbox="` + mb.ID + `"}`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if code, _, errs := cli(t, "", append(g, "mailbox", "update", mb.ID, "--poll-interval", "10s")...); code != 0 {
+		t.Errorf("update --poll-interval: %s", errs)
+	}
+	if code, out, _ = cli(t, "", append(g, "mailbox", "show", mb.ID)...); !strings.Contains(out, "10s") {
+		t.Errorf("show after the update: exit %d\n%s", code, out)
+	}
+	if code, _, errs := cli(t, "", append(g, "mailbox", "update", mb.ID, "--protocol", "imap", "--after-ack", "mark-seen")...); code != 1 || !strings.Contains(errs, "mailbox.protocol") {
+		t.Errorf("update --protocol imap: exit %d %s", code, errs)
 	}
 }
 
