@@ -152,7 +152,10 @@ func (r *pop3Round) run(ctx context.Context) (more bool, err error) {
 		}
 	}
 	if len(uidl.Duplicates) > 0 {
-		s.status.warn(fmt.Sprintf("the POP3 server gives %d unique-ids to more than one message: those messages are not delivered, since they cannot be told apart between sessions (a server fault, or a maildrop restored from a backup)", len(uidl.Duplicates)))
+		s.status.warn(duplicateUIDLs)
+		s.event("error", "%d unique-ids are carried by more than one message: those messages are not delivered", len(uidl.Duplicates))
+	} else {
+		s.status.unwarn(duplicateUIDLs)
 	}
 	now := time.Now()
 	uids, err := s.sup.store.MapUIDLs(ctx, s.id, listed, now, now.Add(-store.UIDLRetention))
@@ -203,6 +206,11 @@ func (r *pop3Round) run(ctx context.Context) (more bool, err error) {
 	}
 	return more, nil
 }
+
+// duplicateUIDLs is the standing warning of a maildrop whose unique-ids are not unique.
+const duplicateUIDLs = "the POP3 server gives one unique-id to more than one message: those messages are not delivered, " +
+	"since they cannot be told apart between sessions (a server fault, or a maildrop restored from a backup); " +
+	"remove the copies on the server (the mailbox's event log counts them)"
 
 // checkpoint loads the checkpoint, creating it on the first sync: start_from NEW passes
 // everything listed now (top is the highest UID listed), ALL and UNSEEN (POP3 has no flags)

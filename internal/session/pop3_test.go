@@ -246,9 +246,18 @@ func TestPOP3DuplicateUIDLs(t *testing.T) {
 		t.Errorf("delivered %q too", m.GetEnvelope().GetSubject())
 	}
 	st := h.sup.Status(context.Background(), mb.Id)
-	if !slices.ContainsFunc(st.GetWarnings(), func(w string) bool { return strings.Contains(w, "unique-ids to more than one message") }) {
+	if !slices.ContainsFunc(st.GetWarnings(), func(w string) bool { return strings.Contains(w, "one unique-id to more than one message") }) {
 		t.Errorf("warnings = %q", st.GetWarnings())
 	}
+	// Once the copies are gone the warning is withdrawn, and the message left is delivered.
+	if n := srv.Remove(user, "same"); n != 2 {
+		t.Fatalf("removed %d", n)
+	}
+	srv.AddWithUID(user, "same", mail(1, "dup a"))
+	if m := c.take(1)[0]; m.GetEnvelope().GetSubject() != "dup a" {
+		t.Errorf("delivered %q", m.GetEnvelope().GetSubject())
+	}
+	eventually(t, "the warning withdrawn", func() bool { return len(h.sup.Status(context.Background(), mb.Id).GetWarnings()) == 0 })
 }
 
 // A wrong password is a refused login (AUTH_FAILED) with POP3's explanation, not retried in a
