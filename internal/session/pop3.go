@@ -410,6 +410,13 @@ func (r *pop3Round) fetch(ctx context.Context, uid uint32, replaying bool) (*mai
 		s.fill(msg, d.st, meta)
 		return msg, nil
 	}
+	// The body's bytes (as LIST counts them) come out of the budget all sessions share, as
+	// IMAP's do, until the message is parsed.
+	took, err := s.sup.budget.Acquire(ctx, size)
+	if err != nil {
+		return nil, err
+	}
+	defer s.sup.budget.Release(took)
 	m, err := r.conn.Retr(ctx, n, s.maxSize)
 	var tl *pop3.TooLargeError
 	switch {
