@@ -124,6 +124,8 @@ type pop3Round struct {
 	// size.
 	num  map[uint32]int
 	size map[uint32]int64
+	// deleRefused: the server refused a DELE in this session.
+	deleRefused bool
 }
 
 // run serves the session and ends it with QUIT; more reports messages left for a free
@@ -198,6 +200,9 @@ func (r *pop3Round) run(ctx context.Context) (more bool, err error) {
 		return false, fmt.Errorf("QUIT: %w", err)
 	}
 	if len(deleted) > 0 {
+		if !r.deleRefused {
+			s.status.afterAck(nil, "")
+		}
 		if err := s.sup.store.MarkApplied(ctx, s.id, store.POP3UIDValidity, deleted); err != nil {
 			return false, err
 		}
@@ -244,6 +249,7 @@ func (r *pop3Round) dele(ctx context.Context) ([]uint32, error) {
 	}
 	del := s.mb.Spec.GetAfterAck().GetAction() == mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE
 	var now, marked, kept []uint32
+	var refused *pop3.ServerError
 	for _, a := range acks {
 		s.queue.Forget(a.UIDValidity, a.UID)
 		n, listed := r.num[a.UID]
@@ -257,6 +263,13 @@ func (r *pop3Round) dele(ctx context.Context) ([]uint32, error) {
 				return nil, errNotTrusted
 			}
 			if err := r.conn.Dele(ctx, n); err != nil {
+				if se, ok := pop3.IsServerError(err); ok {
+					// The server refuses (a read-only maildrop, say): the message stays
+					// acknowledged and on the server, delivery goes on, and the deletion is
+					// tried again at every session (the log folds the repeats).
+					refused = se
+					continue
+				}
 				return nil, fmt.Errorf("after-ack action (delete): %w", err)
 			}
 			marked = append(marked, a.UID)
@@ -268,6 +281,13 @@ func (r *pop3Round) dele(ctx context.Context) ([]uint32, error) {
 	if len(kept) > 0 {
 		s.event("ack", "%d acknowledged messages kept (UIDs %s)", len(kept), uidRanges(kept))
 		s.sup.metrics.Acked.WithLabelValues(s.id).Add(float64(len(kept)))
+	}
+	if refused != nil {
+		r.deleRefused = true
+		s.status.afterAck(refused, fmt.Sprintf("delivering, but the POP3 server refuses to delete acknowledged messages (%s): check that the account may delete "+
+			"from its maildrop, or change the action with 'mailbox update ID --after-ack keep'; acknowledged messages stay on the server, and are never delivered "+
+			"again, until the deletion succeeds (retried at every session)", refused.Text))
+		s.event("error", "after-ack action (delete) refused by the server: %v", refused)
 	}
 	return marked, nil
 }

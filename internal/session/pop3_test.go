@@ -413,3 +413,37 @@ func TestPOP3StreamRaw(t *testing.T) {
 		t.Errorf("StreamRaw of an unknown UID = %v, want ErrGone", err)
 	}
 }
+
+// A DELE the server refuses leaves the message acknowledged and on the server: the mailbox is
+// AFTER_ACK_FAILING with the server's words, delivery goes on, and once the server accepts the
+// deletion the state clears.
+func TestPOP3DeleteRefused(t *testing.T) {
+	srv := newPOP3(t)
+	srv.Add(user, mail(1, "one"))
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, nil)
+	c := h.consume(10, 0)
+	m := c.take(1)[0]
+	srv.Inject(pop3test.Fault{Command: "DELE", Action: pop3test.Refuse, Reply: "-ERR [SYS/PERM] maildrop is read-only"})
+	c.ack(m)
+	var st *mailintakev1.MailboxStatus
+	eventually(t, "AFTER_ACK_FAILING", func() bool {
+		st = h.sup.Status(context.Background(), mb.Id)
+		return st.GetState() == mailintakev1.MailboxState_MAILBOX_STATE_AFTER_ACK_FAILING
+	})
+	if !strings.Contains(st.GetLastError(), "read-only") || !strings.Contains(st.GetMessage(), "refuses to delete") {
+		t.Errorf("status = %q %q", st.GetMessage(), st.GetLastError())
+	}
+	srv.Add(user, mail(2, "two"))
+	if m := c.take(1)[0]; m.GetEnvelope().GetSubject() != "two" {
+		t.Errorf("delivered %q", m.GetEnvelope().GetSubject())
+	}
+	if len(onServer(srv)) != 2 {
+		t.Errorf("server holds %v", onServer(srv))
+	}
+	srv.ClearFaults()
+	eventually(t, "the deletion done", func() bool { return len(onServer(srv)) == 1 })
+	eventually(t, "the state cleared", func() bool {
+		return h.sup.Status(context.Background(), mb.Id).GetState() == mailintakev1.MailboxState_MAILBOX_STATE_IDLE
+	})
+}
