@@ -37,6 +37,9 @@ type pop3Transport struct {
 	// consumer's acknowledgements) starts the next session no sooner than pop3MinGap after
 	// it, so a consumer that acknowledges one message at a time does not log in for each.
 	last time.Time
+	// polling: the last session ended well, so the next one is a poll, not a reconnection:
+	// the status stays as it is (idle, polling) until the login, instead of "connecting".
+	polling bool
 }
 
 // pop3MinGap is the least time between two POP3 sessions of a mailbox (or its poll interval,
@@ -53,6 +56,8 @@ func (t *pop3Transport) pollInterval() time.Duration {
 
 func (t *pop3Transport) serve(ctx context.Context, force bool) error {
 	s := t.s
+	polling := t.polling
+	t.polling = false
 	if wait := time.Until(t.last.Add(min(pop3MinGap, t.pollInterval()))); wait > 0 {
 		timer := time.NewTimer(wait)
 		select {
@@ -62,7 +67,9 @@ func (t *pop3Transport) serve(ctx context.Context, force bool) error {
 			return ctx.Err()
 		}
 	}
-	s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, "connecting to "+s.mb.Spec.GetHost())
+	if !polling {
+		s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, "connecting to "+s.mb.Spec.GetHost())
+	}
 	conn, err := s.sup.connectPOP3(ctx, s.mb.Spec, s.mb.RevealedSecrets(), force, nil)
 	if err != nil {
 		if _, ok := pop3.IsAuthError(err); ok && !force {
@@ -97,6 +104,8 @@ func (t *pop3Transport) serve(ctx context.Context, force bool) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	// Set before the wait is armed: its end continues the session on another goroutine.
+	t.polling = true
 	s.parkWait(&waiting{s: s, ctx: ctx, poll: true}, jitter(t.pollInterval()))
 	return errParked
 }
