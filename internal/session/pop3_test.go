@@ -447,3 +447,39 @@ func TestPOP3DeleteRefused(t *testing.T) {
 		return h.sup.Status(context.Background(), mb.Id).GetState() == mailintakev1.MailboxState_MAILBOX_STATE_IDLE
 	})
 }
+
+// A connection cut in the middle of RETR, and garbage instead of the UIDL listing, cost a
+// reconnection each: every message is delivered once, and nothing is deleted before its ack.
+func TestPOP3CutMidRETRAndGarbage(t *testing.T) {
+	srv := newPOP3(t)
+	for i := 1; i <= 3; i++ {
+		srv.Add(user, mail(i, fmt.Sprintf("m%d", i)))
+	}
+	srv.Inject(pop3test.Fault{Command: "RETR", Action: pop3test.CutMidBody, Times: 1})
+	srv.Inject(pop3test.Fault{Command: "UIDL", Action: pop3test.Garbage, Reply: "\x00\x01 not a POP3 answer\r\n", Times: 1})
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, nil)
+	c := h.consume(10, 0)
+	msgs := c.take(3)
+	if got := subjects(msgs); !slices.Equal(got, []string{"m1", "m2", "m3"}) {
+		t.Fatalf("subjects = %v", got)
+	}
+	if m := c.next(500 * time.Millisecond); m != nil {
+		t.Errorf("delivered again: %q", m.GetEnvelope().GetSubject())
+	}
+	if n := len(onServer(srv)); n != 3 {
+		t.Errorf("%d messages on the server before any ack, want 3", n)
+	}
+	evs, _ := h.st.ListEvents(context.Background(), mb.Id, 0, 100)
+	errs := 0
+	for _, e := range evs {
+		if e.Kind == "error" {
+			errs += max(1, e.Count)
+		}
+	}
+	if errs < 2 {
+		t.Errorf("%d error events, want the cut and the garbage", errs)
+	}
+	c.ack(msgs...)
+	eventually(t, "the maildrop emptied", func() bool { return len(onServer(srv)) == 0 })
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailintake/mailintake/internal/fakes/pop3test"
+	pgserver "github.com/mailintake/mailintake/internal/fakes/postgres"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -19,9 +20,18 @@ import (
 // confirmed is delivered again, ids stay stable (mailbox + UIDL), and after every crash each
 // message gone from the server had its acknowledgement sent before: nothing is deleted before
 // its ack. At the end every message was delivered and acknowledged, and the maildrop is empty.
+// It runs on the embedded SQLite store and on PostgreSQL (a private server).
 func TestFaultKillDuringPOP3(t *testing.T) {
-	n := envInt("MAILINTAKE_FAULT_POP3_MESSAGES", 300)
 	seeds := envInt("MAILINTAKE_FAULT_SEEDS", 10)
+	t.Run("sqlite", func(t *testing.T) { killDuringPOP3(t, seeds) })
+	t.Run("postgres", func(t *testing.T) {
+		pg := pgserver.Start(t)
+		killDuringPOP3(t, max(seeds/2, 1), "--database-url", pg.CreateDatabase(t, ""))
+	})
+}
+
+func killDuringPOP3(t *testing.T, seeds int, storeArgs ...string) {
+	n := envInt("MAILINTAKE_FAULT_POP3_MESSAGES", 300)
 	srv := pop3test.Start(t, pop3test.Options{})
 	srv.AddUser(dvUser, dvPass)
 	raws, subjects := faultMails(n, "pop")
@@ -30,7 +40,7 @@ func TestFaultKillDuringPOP3(t *testing.T) {
 		uidSubject[srv.Add(dvUser, raw)] = subjects[i]
 	}
 	data := t.TempDir()
-	d := startDaemon(t, data)
+	d := startDaemon(t, data, storeArgs...)
 	g := []string{"--addr", d.addr, "--data-dir", data}
 	code, _, errs := cli(t, dvPass, append(g, "mailbox", "add", "--tenant", "acme", "--name", "POP", "--protocol", "pop3", "--host", "127.0.0.1",
 		"--port", strconv.Itoa(srv.Port), "--security", "none", "--username", dvUser, "--provider", "basic", "--password-stdin",
@@ -76,7 +86,7 @@ func TestFaultKillDuringPOP3(t *testing.T) {
 		}
 		cancel()
 		deletedBeforeAck(l, "after crash "+strconv.Itoa(seed))
-		d = startDaemon(t, data)
+		d = startDaemon(t, data, storeArgs...)
 	}
 	c := adminClient(t, d, data)
 	drain(t, c, l, 8*time.Second, 5*time.Minute)
