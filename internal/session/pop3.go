@@ -185,7 +185,11 @@ func (r *pop3Round) run(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	s.queue.SetUIDValidity(store.POP3UIDValidity)
-	r.d = &deliverer{s: s, st: st}
+	// A unique-id the checkpoint does not know may be a message delivered and acknowledged
+	// under another (a server that renumbered its unique-ids, as Dovecot does when the folder's
+	// UIDVALIDITY changes; a maildrop restored from a backup): messages are recognised by their
+	// hash first.
+	r.d = &deliverer{s: s, st: st, byHash: true}
 	deleted, err := r.dele(ctx)
 	if err != nil {
 		return false, err

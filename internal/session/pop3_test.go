@@ -483,3 +483,45 @@ func TestPOP3CutMidRETRAndGarbage(t *testing.T) {
 	c.ack(msgs...)
 	eventually(t, "the maildrop emptied", func() bool { return len(onServer(srv)) == 0 })
 }
+
+// A server that gives its messages new unique-ids (Dovecot does when the folder's UIDVALIDITY
+// changes) does not make acknowledged messages come again: they are recognised by their hash
+// (and, with DELETE, deleted), while an unacknowledged one is delivered again.
+func TestPOP3NewUniqueIDsRecognisedByHash(t *testing.T) {
+	srv := newPOP3(t)
+	raws := [][]byte{mail(1, "acked"), mail(2, "not acked")}
+	uids := []string{srv.Add(user, raws[0]), srv.Add(user, raws[1])}
+	h := newHarness(t, nil)
+	mb := h.addPOP3Mailbox(srv, func(mb *mailintakev1.Mailbox) {
+		mb.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP}
+	})
+	c := h.consume(10, 0)
+	var acked *mailintakev1.Message
+	for _, m := range c.take(2) {
+		if m.GetEnvelope().GetSubject() == "acked" {
+			acked = m
+		}
+	}
+	c.ack(acked)
+	eventually(t, "the ack applied", func() bool {
+		a, _ := h.st.UnappliedAcks(context.Background(), mb.Id)
+		return len(a) == 0
+	})
+	h.stop()
+	for i, u := range uids {
+		srv.Remove(user, u)
+		srv.AddWithUID(user, fmt.Sprintf("renumbered-%d", i), raws[i])
+	}
+	h.start()
+	c = h.consume(10, 0)
+	if m := c.take(1)[0]; m.GetEnvelope().GetSubject() != "not acked" {
+		t.Errorf("delivered %q", m.GetEnvelope().GetSubject())
+	}
+	if m := c.next(500 * time.Millisecond); m != nil {
+		t.Errorf("delivered again: %q", m.GetEnvelope().GetSubject())
+	}
+	evs, _ := h.st.ListEvents(context.Background(), mb.Id, 0, 100)
+	if !slices.ContainsFunc(evs, func(e store.Event) bool { return e.Kind == "resync" && strings.Contains(e.Message, "SHA-256") }) {
+		t.Errorf("no resync event: %v", evs)
+	}
+}
