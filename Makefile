@@ -56,8 +56,8 @@ imap-servers: ## Install the interop suite's IMAP servers besides Dovecot into .
 	.ci/install-courier
 
 .PHONY: test-interop
-test-interop: imap-servers ## Run the interop suite against private Dovecot, Courier and mox servers (needs dovecot-imapd installed).
-	$(GO) test -race -count=1 -tags interop -timeout 5m ./internal/fakes/mox/ ./internal/fakes/courier/
+test-interop: imap-servers ## Run the interop suite against private Dovecot (IMAP, POP3, submission), Courier and mox servers (needs dovecot-imapd, dovecot-pop3d and dovecot-submissiond installed).
+	$(GO) test -race -count=1 -tags interop -timeout 5m ./internal/fakes/mox/ ./internal/fakes/courier/ ./internal/fakes/dovecot/
 	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
 
 .PHONY: test-postgres

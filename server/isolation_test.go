@@ -107,6 +107,9 @@ func TestTenantIsolationEveryRPC(t *testing.T) {
 			_, err := e.mailbox.TestConnection(g, &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: id}})
 			return err
 		}, codes.NotFound},
+		"MailboxService.StreamConnectionTest": {func() error {
+			return recvErr(e.mailbox.StreamConnectionTest(g, &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}}))
+		}, codes.NotFound},
 		"MailboxService.GetMailboxStatus": {func() error {
 			_, err := e.mailbox.GetMailboxStatus(g, &mailintakev1.GetMailboxStatusRequest{Id: id})
 			return err

@@ -10,10 +10,12 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/store"
 	replicav1 "github.com/mailintake/mailintake/proto/mailintake/replica/v1"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -290,19 +292,78 @@ func (m *mailboxService) target(ctx context.Context, id string, def *mailintakev
 }
 
 func (m *mailboxService) TestConnection(ctx context.Context, req *mailintakev1.TestConnectionRequest) (*mailintakev1.TestConnectionResponse, error) {
+	resp, _, err := m.test(ctx, req, nil)
+	return resp, err
+}
+
+// StreamConnectionTest runs TestConnection's test and sends its plan, each step as it starts and
+// ends, and the summary. A stored mailbox another replica owns is tested there through
+// ReplicaService.TestConnection, which answers at the end: its steps are sent then.
+func (m *mailboxService) StreamConnectionTest(req *mailintakev1.StreamConnectionTestRequest, stream grpc.ServerStreamingServer[mailintakev1.StreamConnectionTestResponse]) error {
+	treq := &mailintakev1.TestConnectionRequest{}
+	switch t := req.GetTarget().(type) {
+	case *mailintakev1.StreamConnectionTestRequest_Id:
+		treq.Target = &mailintakev1.TestConnectionRequest_Id{Id: t.Id}
+	case *mailintakev1.StreamConnectionTestRequest_Mailbox:
+		treq.Target = &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: t.Mailbox}
+	}
+	var sendErr error
+	send := func(r *mailintakev1.StreamConnectionTestResponse) {
+		if sendErr == nil {
+			sendErr = stream.Send(r)
+		}
+	}
+	step := func(st *mailintakev1.TestStep) {
+		send(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Step{Step: st}})
+	}
+	plan := func(kinds []mailintakev1.TestStepKind) {
+		send(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Plan{Plan: &mailintakev1.TestPlan{Steps: kinds}}})
+	}
+	resp, forwarded, err := m.test(stream.Context(), treq, &testStream{plan: plan, step: step})
+	if err != nil {
+		return err
+	}
+	if forwarded {
+		var kinds []mailintakev1.TestStepKind
+		for _, st := range resp.GetSteps() {
+			kinds = append(kinds, st.GetKind())
+		}
+		plan(kinds)
+		for _, st := range resp.GetSteps() {
+			step(st)
+		}
+	}
+	send(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Summary{Summary: resp}})
+	return sendErr
+}
+
+// testStream receives a test's plan and steps as it runs.
+type testStream struct {
+	plan func([]mailintakev1.TestStepKind)
+	step func(*mailintakev1.TestStep)
+}
+
+// test runs a connection test for TestConnection and StreamConnectionTest, here or, for a stored
+// mailbox another replica owns, there (forwarded: the steps come with the answer, not to out).
+func (m *mailboxService) test(ctx context.Context, req *mailintakev1.TestConnectionRequest, out *testStream) (resp *mailintakev1.TestConnectionResponse, forwarded bool, err error) {
 	if c := m.s.ownerOf(ctx, req.GetId()); c != nil {
 		// Only the owner connects to a stored mailbox; it checks the request as this caller.
 		r, err := c.TestConnection(ctx, &replicav1.TestConnectionRequest{Scope: scope(caller(ctx), nil), Request: req})
 		if err != nil {
-			return nil, err
+			return nil, true, err
 		}
-		return r.GetResponse(), nil
+		return r.GetResponse(), true, nil
 	}
 	mb, sec, err := m.target(ctx, req.GetId(), req.GetMailbox())
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	resp := m.s.sessions.Test(ctx, mb, sec)
+	var onStep func(*mailintakev1.TestStep)
+	if out != nil {
+		out.plan(session.PlanTest(mb))
+		onStep = out.step
+	}
+	resp = m.s.sessions.TestSteps(ctx, mb, sec, onStep)
 	if mb.GetId() != "" {
 		result := "passed"
 		if !resp.GetOk() {
@@ -310,7 +371,7 @@ func (m *mailboxService) TestConnection(ctx context.Context, req *mailintakev1.T
 		}
 		m.s.addEvent(ctx, mb.GetId(), "test", "connection test "+result)
 	}
-	return resp, nil
+	return resp, false, nil
 }
 
 func (m *mailboxService) PreviewFirstSync(ctx context.Context, req *mailintakev1.PreviewFirstSyncRequest) (*mailintakev1.PreviewFirstSyncResponse, error) {

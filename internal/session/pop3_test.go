@@ -3,6 +3,7 @@ package session_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/mailintake/mailintake/internal/imapconn"
 	"github.com/mailintake/mailintake/internal/secrets"
 	"github.com/mailintake/mailintake/internal/store"
+	"github.com/mailintake/mailintake/internal/testutil"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -523,5 +525,53 @@ func TestPOP3NewUniqueIDsRecognisedByHash(t *testing.T) {
 	evs, _ := h.st.ListEvents(context.Background(), mb.Id, 0, 100)
 	if !slices.ContainsFunc(evs, func(e store.Event) bool { return e.Kind == "resync" && strings.Contains(e.Message, "SHA-256") }) {
 		t.Errorf("no resync event: %v", evs)
+	}
+}
+
+// The connection test over STLS (110) and implicit TLS (995) with the mailbox's CA: the steps
+// come in the order of the security, each once, the TLS step says the handshake, and delivery
+// works the same over both.
+func TestPOP3ConnectionTestTLS(t *testing.T) {
+	ca := testutil.NewCA(t)
+	for _, c := range []struct {
+		name     string
+		implicit bool
+		security mailintakev1.Security
+		order    []mailintakev1.TestStepKind
+	}{
+		{"STLS", false, mailintakev1.Security_SECURITY_STARTTLS, []mailintakev1.TestStepKind{1, 2, 4, 3, 5, 6}},
+		{"implicit TLS", true, mailintakev1.Security_SECURITY_TLS, []mailintakev1.TestStepKind{1, 2, 3, 4, 5, 6}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			srv := pop3test.Start(t, pop3test.Options{TLS: &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, "127.0.0.1")}}, ImplicitTLS: c.implicit})
+			srv.AddUser(user, password)
+			srv.Add(user, mail(1, "over TLS"))
+			h := newHarness(t, nil)
+			mb := pop3Definition(srv)
+			mb.Security, mb.CaPem = c.security, string(ca.PEM)
+			var streamed []string
+			resp := h.sup.TestSteps(context.Background(), mb, map[string]string{"password": password}, func(st *mailintakev1.TestStep) {
+				streamed = append(streamed, st.GetKind().String()+" "+st.GetResult().String())
+			})
+			var kinds []mailintakev1.TestStepKind
+			for _, st := range resp.GetSteps() {
+				kinds = append(kinds, st.GetKind())
+			}
+			if !resp.GetOk() || !slices.Equal(kinds, c.order) {
+				t.Errorf("steps %v, want %v: %v", kinds, c.order, resp)
+			}
+			for _, st := range resp.GetSteps() {
+				if st.GetKind() == mailintakev1.TestStepKind_TEST_STEP_KIND_TLS && !strings.Contains(st.GetDetail(), "TLS") {
+					t.Errorf("TLS step: %q", st.GetDetail())
+				}
+			}
+			if len(streamed) != 2*len(c.order) { // each step running, then its result
+				t.Errorf("streamed %q", streamed)
+			}
+			h.addPOP3Mailbox(srv, func(m *mailintakev1.Mailbox) { m.Security, m.CaPem = c.security, string(ca.PEM) })
+			if m := h.consume(10, 0).take(1)[0]; m.GetEnvelope().GetSubject() != "over TLS" {
+				t.Errorf("delivered %q", m.GetEnvelope().GetSubject())
+			}
+		})
 	}
 }

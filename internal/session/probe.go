@@ -10,6 +10,7 @@ import (
 
 	"github.com/mailintake/mailintake/internal/delivery"
 	"github.com/mailintake/mailintake/internal/imapconn"
+	"github.com/mailintake/mailintake/internal/outbox"
 	"github.com/mailintake/mailintake/internal/store"
 	"github.com/mailintake/mailintake/plugins/authplugin"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -25,19 +26,58 @@ var stepKinds = map[imapconn.StepKind]mailintakev1.TestStepKind{
 }
 
 // Test runs a connection test step by step: DNS, TCP, TLS, greeting, authentication through the
-// provider, and the folder. It works on saved and unsaved definitions (mb.Id empty: nothing is
-// cached or stored for it). A failed step is reported with its reason; the later ones as skipped.
+// provider, and the folder; then, for a mailbox with sending on, the SMTP steps (testSMTP). It
+// works on saved and unsaved definitions (mb.Id empty: nothing is cached or stored for it). A
+// failed step is reported with its reason; the later ones of its protocol as skipped.
 func (s *Supervisor) Test(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) *mailintakev1.TestConnectionResponse {
-	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
-		return s.testPOP3(ctx, mb, secrets)
+	return s.TestSteps(ctx, mb, secrets, nil)
+}
+
+// PlanTest returns the steps Test runs for mb, in order (StreamConnectionTest sends them first).
+func PlanTest(mb *mailintakev1.Mailbox) []mailintakev1.TestStepKind {
+	var plan []mailintakev1.TestStepKind
+	for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
+		plan = append(plan, k)
+	}
+	if outbox.SendingOn(mb) {
+		for k := mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_CONNECT; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH; k++ {
+			plan = append(plan, k)
+		}
+	}
+	return plan
+}
+
+// TestSteps is Test reporting each step to onStep (which may be nil) as it starts (result
+// TEST_STEP_RESULT_RUNNING) and as it ends (the step as the answer holds it). The steps run one
+// after the other, so a step starts when the one before it passed.
+func (s *Supervisor) TestSteps(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string, onStep func(*mailintakev1.TestStep)) *mailintakev1.TestConnectionResponse {
+	if onStep == nil {
+		onStep = func(*mailintakev1.TestStep) {}
 	}
 	resp := &mailintakev1.TestConnectionResponse{Ok: true}
 	seen := map[mailintakev1.TestStepKind]bool{}
+	start := func(k mailintakev1.TestStepKind) {
+		onStep(&mailintakev1.TestStep{Kind: k, Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_RUNNING})
+	}
+	end := func(step *mailintakev1.TestStep) {
+		if step.Result == mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED {
+			resp.Ok = false
+		}
+		seen[step.Kind] = true
+		resp.Steps = append(resp.Steps, step)
+		onStep(step)
+	}
+	skip := func(from, to mailintakev1.TestStepKind) {
+		for k := from; k <= to; k++ {
+			if !seen[k] {
+				end(&mailintakev1.TestStep{Kind: k, Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED})
+			}
+		}
+	}
 	report := func(st imapconn.Step, pe *authplugin.Error) {
 		step := &mailintakev1.TestStep{Kind: stepKinds[st.Kind], Duration: durationpb.New(st.Duration), Detail: st.Detail,
 			Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_OK}
 		if st.Err != nil {
-			resp.Ok = false
 			step.Result = mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED
 			step.Error = st.Err.Error()
 			if st.Kind == imapconn.StepAuth {
@@ -50,21 +90,26 @@ func (s *Supervisor) Test(ctx context.Context, mb *mailintakev1.Mailbox, secrets
 				}
 			}
 		}
-		seen[step.Kind] = true
-		resp.Steps = append(resp.Steps, step)
+		end(step)
+		if st.Err == nil && step.Kind < mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT {
+			start(step.Kind + 1)
+		}
 	}
-	// A test signs in afresh: a cached credential would hide what the provider says now.
-	conn, _, _, err := s.connect(ctx, mb, secrets, true, report)
-	if err == nil {
+	start(mailintakev1.TestStepKind_TEST_STEP_KIND_DNS)
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		s.testPOP3(ctx, mb, secrets, start, end) // probe_pop3.go
+	} else if conn, _, _, err := s.connect(ctx, mb, secrets, true, report); err == nil {
+		// A test signs in afresh: a cached credential would hide what the provider says now.
 		conn.Logout()
 	} else if len(resp.Steps) == 0 || resp.Steps[len(resp.Steps)-1].Result != mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED {
 		// A failure before any step (e.g. an unusable CA) is reported on the first step.
 		report(imapconn.Step{Kind: imapconn.StepDNS, Err: err}, nil)
 	}
-	for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
-		if !seen[k] {
-			resp.Steps = append(resp.Steps, &mailintakev1.TestStep{Kind: k, Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED})
-		}
+	skip(mailintakev1.TestStepKind_TEST_STEP_KIND_DNS, mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT)
+	if outbox.SendingOn(mb) {
+		// Sending is tested whatever reading found: the submission server is another server.
+		s.testSMTP(ctx, mb, secrets, start, end)
+		skip(mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_CONNECT, mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH)
 	}
 	return resp
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -31,47 +30,93 @@ var pop3StepKinds = map[pop3.StepKind]mailintakev1.TestStepKind{
 	pop3.StepMaildrop:     mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT,
 }
 
-// testPOP3 is Test for a POP3 mailbox: DNS, TCP, TLS, greeting and CAPA, login through the
-// provider, and STAT (the maildrop can be opened), then QUIT without deleting anything.
-func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) *mailintakev1.TestConnectionResponse {
-	resp := &mailintakev1.TestConnectionResponse{Ok: true}
-	seen := map[mailintakev1.TestStepKind]bool{}
+// testPOP3 is TestSteps' reading part for a POP3 mailbox: DNS, TCP, TLS, the greeting with CAPA,
+// the login through the provider (afresh), and STAT (the maildrop can be opened), then QUIT
+// without deleting anything. start and end are TestSteps': a step is ended once, and the next
+// one in the order of the mailbox's security started when it passed.
+func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string,
+	start func(mailintakev1.TestStepKind), end func(*mailintakev1.TestStep)) {
+	order := []mailintakev1.TestStepKind{mailintakev1.TestStepKind_TEST_STEP_KIND_DNS, mailintakev1.TestStepKind_TEST_STEP_KIND_TCP,
+		mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING, mailintakev1.TestStepKind_TEST_STEP_KIND_TLS,
+		mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH, mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT}
+	if sec := mb.GetSecurity(); sec != mailintakev1.Security_SECURITY_STARTTLS && sec != mailintakev1.Security_SECURITY_NONE {
+		order[2], order[3] = order[3], order[2] // implicit TLS: the handshake comes before the greeting
+	}
+	ended := map[mailintakev1.TestStepKind]bool{}
+	var failed bool
+	finish := func(step *mailintakev1.TestStep) {
+		ended[step.Kind] = true
+		end(step)
+		if step.Result == mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED {
+			failed = true
+			return
+		}
+		if i := slices.Index(order, step.Kind); i >= 0 && i+1 < len(order) && !ended[order[i+1]] {
+			start(order[i+1])
+		}
+	}
+	// The greeting's step waits for the first CAPA's answer, which it carries (in plaintext the
+	// TLS step, "none", comes between them and waits with it); a CAPA after STLS that fails is
+	// reported on the step that did not happen (the login).
+	var greeting *mailintakev1.TestStep
+	var held []*mailintakev1.TestStep
+	capa := false
+	flush := func() {
+		if greeting != nil {
+			finish(greeting)
+			greeting = nil
+		}
+		for _, st := range held {
+			finish(st)
+		}
+		held = nil
+	}
 	tr := &pop3Transport{}
 	report := func(st pop3.Step, pe *authplugin.Error) {
 		kind := pop3StepKinds[st.Kind]
-		if st.Kind == pop3.StepCapabilities && seen[kind] {
-			// CAPA folds into the greeting's step (after STLS it is asked again: the later
-			// answer is the one that counts).
-			i := slices.IndexFunc(resp.Steps, func(t *mailintakev1.TestStep) bool { return t.Kind == kind })
-			greet := resp.Steps[i]
-			if st.Err != nil {
-				resp.Ok = false
-				greet.Result = mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED
-				greet.Error = st.Err.Error()
-			} else if st.Detail != "" {
-				greet.Detail, _, _ = strings.Cut(greet.Detail, "; CAPA: ")
-				greet.Detail += "; CAPA: " + st.Detail
-			}
-			return
-		}
 		step := &mailintakev1.TestStep{Kind: kind, Duration: durationpb.New(st.Duration), Detail: st.Detail,
 			Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_OK}
 		if st.Err != nil {
-			resp.Ok = false
 			step.Result = mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED
 			step.Error = st.Err.Error()
-			if st.Kind == pop3.StepAuth {
-				if pe != nil {
-					step.AuthFailure = authFailure(pe)
-				} else if af, ok := tr.refused(st.Err); ok {
-					step.AuthFailure = af
-				} else {
-					step.AuthFailure = authFailure(st.Err)
-				}
+		}
+		switch {
+		case st.Kind == pop3.StepGreeting:
+			greeting = step
+			if st.Err != nil {
+				flush()
+			}
+			return
+		case st.Kind == pop3.StepCapabilities && !capa && greeting != nil:
+			capa = true
+			if st.Err != nil {
+				greeting.Result, greeting.Error = step.Result, "CAPA: "+step.Error
+			} else if st.Detail != "" {
+				greeting.Detail += "; CAPA: " + st.Detail
+			}
+			greeting.Duration = durationpb.New(greeting.Duration.AsDuration() + st.Duration)
+			flush()
+			return
+		case st.Kind == pop3.StepCapabilities:
+			if st.Err == nil {
+				return // CAPA again after STLS: the TLS step said the handshake passed
+			}
+			step.Kind, step.Error = mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH, "CAPA after STLS: "+step.Error
+		case st.Kind == pop3.StepTLS && greeting != nil && !capa && st.Err == nil:
+			held = append(held, step)
+			return
+		}
+		flush()
+		if st.Kind == pop3.StepAuth && st.Err != nil {
+			if pe != nil {
+				step.AuthFailure = authFailure(pe)
+			} else if af, ok := tr.refused(st.Err); ok {
+				step.AuthFailure = af
+			} else {
+				step.AuthFailure = authFailure(st.Err)
 			}
 		}
-		seen[kind] = true
-		resp.Steps = append(resp.Steps, step)
+		finish(step)
 	}
 	conn, err := s.connectPOP3(ctx, mb, secrets, true, report)
 	if err == nil {
@@ -81,18 +126,18 @@ func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, sec
 		} else {
 			conn.Close()
 		}
-		if err != nil && !seen[mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT] {
-			report(pop3.Step{Kind: pop3.StepMaildrop, Err: err}, nil)
-		}
-	} else if len(resp.Steps) == 0 || resp.Steps[len(resp.Steps)-1].Result != mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED {
-		report(pop3.Step{Kind: pop3.StepDNS, Err: err}, nil)
 	}
-	for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
-		if !seen[k] {
-			resp.Steps = append(resp.Steps, &mailintakev1.TestStep{Kind: k, Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED})
+	flush()
+	if err != nil && !failed {
+		// A failure no step reported (an unusable CA, QUIT refused) is reported on the first
+		// step that did not end.
+		for _, k := range order {
+			if !ended[k] {
+				finish(&mailintakev1.TestStep{Kind: k, Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED, Error: err.Error()})
+				break
+			}
 		}
 	}
-	return resp
 }
 
 // previewPOP3 is Preview for a POP3 mailbox: the maildrop's messages (POP3 has no flags, so

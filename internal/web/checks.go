@@ -2,13 +2,18 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/mailintake/mailintake/internal/web/apiconn"
@@ -16,29 +21,37 @@ import (
 )
 
 // testTimeout bounds a connection test (DNS, TCP, TLS, greeting, sign-in with the provider,
-// folder).
+// folder, and the SMTP steps when sending is on).
 const testTimeout = 2 * time.Minute
 
-// testRun is a connection test the page started for a session. It runs in the background
-// while the page shows its checklist and asks for its progress.
+// testRun is a connection test the page started for a session. It runs in the background,
+// reading StreamConnectionTest, while the page shows its checklist and asks for its progress:
+// each step shows as pending, running or ended as the stream says.
 type testRun struct {
 	ID        string
 	MailboxID string
 	started   time.Time
 
-	mu   sync.Mutex
-	done bool
-	resp *mailintakev1.TestConnectionResponse
-	err  error
+	mu sync.Mutex
+	// plan is the steps the server said it runs; until it has, the steps of a test of a
+	// mailbox with sending on (sending) or off.
+	plan    []mailintakev1.TestStepKind
+	sending bool
+	// steps holds each step's last report: running, or ended.
+	steps map[mailintakev1.TestStepKind]*mailintakev1.TestStep
+	done  bool
+	resp  *mailintakev1.TestConnectionResponse
+	err   error
 }
 
 // maxRuns is how many tests a session keeps for its pages.
 const maxRuns = 10
 
 // startTest starts a connection test of a saved mailbox as the session's token and returns
-// its id.
-func (h *Handler) startTest(s *session, mailboxID string) string {
-	run := &testRun{ID: randomID(), MailboxID: mailboxID, started: time.Now()}
+// its id. sending says whether the mailbox sends (its SMTP steps are listed from the start).
+func (h *Handler) startTest(s *session, mailboxID string, sending bool) string {
+	run := &testRun{ID: randomID(), MailboxID: mailboxID, started: time.Now(), sending: sending,
+		steps: map[mailintakev1.TestStepKind]*mailintakev1.TestStep{}}
 	st := s.Data
 	st.mu.Lock()
 	st.runs[run.ID] = run
@@ -52,13 +65,45 @@ func (h *Handler) startTest(s *session, mailboxID string) string {
 	go func() {
 		ctx, cancel := context.WithTimeout(h.opts.Context, testTimeout)
 		defer cancel()
-		resp, err := h.mailboxes.TestConnection(apiconn.WithToken(ctx, token),
-			&mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: mailboxID}})
+		resp, err := run.follow(apiconn.WithToken(ctx, token), h.mailboxes)
 		run.mu.Lock()
 		run.done, run.resp, run.err = true, resp, err
 		run.mu.Unlock()
 	}()
 	return run.ID
+}
+
+// follow reads the test's stream into the run until its summary. A server without
+// StreamConnectionTest (Unimplemented) is asked TestConnection, whose steps come at the end.
+func (run *testRun) follow(ctx context.Context, c mailintakev1.MailboxServiceClient) (*mailintakev1.TestConnectionResponse, error) {
+	id := run.MailboxID
+	stream, err := c.StreamConnectionTest(ctx, &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}})
+	received := false
+	for err == nil {
+		var r *mailintakev1.StreamConnectionTestResponse
+		if r, err = stream.Recv(); err != nil {
+			break
+		}
+		received = true
+		run.mu.Lock()
+		switch ev := r.GetEvent().(type) {
+		case *mailintakev1.StreamConnectionTestResponse_Plan:
+			run.plan = ev.Plan.GetSteps()
+		case *mailintakev1.StreamConnectionTestResponse_Step:
+			run.steps[ev.Step.GetKind()] = ev.Step
+		}
+		run.mu.Unlock()
+		if sum := r.GetSummary(); sum != nil {
+			return sum, nil
+		}
+	}
+	if status.Code(err) == codes.Unimplemented && !received {
+		return c.TestConnection(ctx, &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: id}})
+	}
+	if errors.Is(err, io.EOF) {
+		err = errors.New("the server ended the test without its result")
+	}
+	return nil, err
 }
 
 // run returns a session's test of the mailbox, or nil.
@@ -122,17 +167,23 @@ func (c *checklistView) refresh() int {
 
 // stepView is one step of the checklist: data-step and data-result, and its sentence.
 type stepView struct {
-	Step     string // dns, tcp, tls, greeting, auth, select
-	Result   string // pass, fail, skip, running
+	Step     string // dns, tcp, tls, greeting, auth, select, smtp-connect, smtp-tls, smtp-ehlo, smtp-auth
+	Result   string // pass, fail, skip, running, pending
 	Mark     string
 	Sentence string
 	Action   string
 	Took     string
 }
 
-var stepOrder = []mailintakev1.TestStepKind{mailintakev1.TestStepKind_TEST_STEP_KIND_DNS, mailintakev1.TestStepKind_TEST_STEP_KIND_TCP,
-	mailintakev1.TestStepKind_TEST_STEP_KIND_TLS, mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING, mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH,
-	mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT}
+// imapSteps and smtpSteps are the steps of a test before the server says its plan: the
+// IMAP steps, then the SMTP steps of a mailbox with sending on.
+var (
+	imapSteps = []mailintakev1.TestStepKind{mailintakev1.TestStepKind_TEST_STEP_KIND_DNS, mailintakev1.TestStepKind_TEST_STEP_KIND_TCP,
+		mailintakev1.TestStepKind_TEST_STEP_KIND_TLS, mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING, mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH,
+		mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT}
+	smtpSteps = []mailintakev1.TestStepKind{mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_CONNECT, mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_TLS,
+		mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_EHLO, mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH}
+)
 
 // stepWords are each step's name, what it says while it runs, when it passed and when it failed.
 var stepWords = map[mailintakev1.TestStepKind]struct{ name, running, pass, fail string }{
@@ -142,30 +193,55 @@ var stepWords = map[mailintakev1.TestStepKind]struct{ name, running, pass, fail 
 	mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING: {"Greeting", "Waiting for the server's greeting…", "The server greeted", "The server's greeting failed"},
 	mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH:     {"Sign-in", "Signing in…", "Signed in", "Sign-in failed"},
 	mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT:   {"Folder", "Opening the folder…", "Opened the folder", "Could not open the folder"},
+	mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_CONNECT: {"Outgoing server", "Connecting to the outgoing (SMTP) server…",
+		"Connected to the outgoing (SMTP) server", "Could not connect to the outgoing (SMTP) server"},
+	mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_TLS: {"Outgoing encryption", "Setting up encryption with the outgoing server…",
+		"Outgoing encryption", "Encryption with the outgoing server failed"},
+	mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_EHLO: {"Outgoing greeting", "Greeting the outgoing server (EHLO)…",
+		"The outgoing server answered", "The outgoing server's greeting failed"},
+	mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH: {"Sign-in for sending", "Signing in to send…", "Signed in to send", "Sign-in for sending failed"},
 }
 
+// stepName is a step's data-step: "dns", "smtp-auth".
 func stepName(k mailintakev1.TestStepKind) string {
-	return strings.ToLower(strings.TrimPrefix(k.String(), "TEST_STEP_KIND_"))
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k.String(), "TEST_STEP_KIND_")), "_", "-")
 }
 
-// view renders the run's state. The API answers a test as a whole: until it has, every step
-// shows as running.
+// view renders the run's state: each step as the stream last reported it (pending until it
+// starts), or, once the test ended, as its summary has it.
 func (run *testRun) view(interactive bool) *checklistView {
 	run.mu.Lock()
 	defer run.mu.Unlock()
 	v := &checklistView{MailboxID: run.MailboxID, RunID: run.ID, Running: !run.done}
-	got := map[mailintakev1.TestStepKind]*mailintakev1.TestStep{}
-	for _, st := range run.resp.GetSteps() {
-		got[st.GetKind()] = st
+	plan := run.plan
+	if plan == nil {
+		plan = imapSteps
+		if run.sending {
+			plan = append(slices.Clone(imapSteps), smtpSteps...)
+		}
 	}
-	for _, k := range stepOrder {
+	got := maps.Clone(run.steps)
+	if run.resp != nil {
+		plan = nil
+		for _, st := range run.resp.GetSteps() {
+			got[st.GetKind()] = st
+			plan = append(plan, st.GetKind())
+		}
+	}
+	for _, k := range plan {
 		words := stepWords[k]
+		if words.name == "" {
+			continue // a step this page does not know yet
+		}
 		sv := stepView{Step: stepName(k)}
 		st := got[k]
 		switch {
-		case !run.done:
+		case st == nil && !run.done:
+			sv.Result, sv.Mark, sv.Sentence = "pending", "·", words.name+": waiting for the steps before it."
+		case st.GetResult() == mailintakev1.TestStepResult_TEST_STEP_RESULT_RUNNING && !run.done:
 			sv.Result, sv.Mark, sv.Sentence = "running", "…", words.running
-		case st == nil || st.GetResult() == mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED:
+		case st == nil || st.GetResult() == mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED ||
+			st.GetResult() == mailintakev1.TestStepResult_TEST_STEP_RESULT_RUNNING:
 			sv.Result, sv.Mark, sv.Sentence = "skip", "–", words.name+": not checked, as an earlier step failed."
 			if run.err != nil {
 				sv.Sentence = words.name + ": not checked."
@@ -197,11 +273,15 @@ func (run *testRun) view(interactive bool) *checklistView {
 				}
 			}
 		}
-		if st != nil && st.GetDuration() != nil && st.GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED {
+		if (sv.Result == "pass" || sv.Result == "fail") && st.GetDuration() != nil {
 			sv.Took = fmt.Sprintf("%d ms", st.GetDuration().AsDuration().Milliseconds())
+		}
+		if sv.Result == "fail" && v.Summary == "" {
+			v.Summary = "The test failed at the step “" + words.name + "”."
 		}
 		v.Steps = append(v.Steps, sv)
 	}
+	failed := v.Summary
 	switch {
 	case !run.done:
 		v.Summary = "Testing the connection…"
@@ -210,23 +290,13 @@ func (run *testRun) view(interactive bool) *checklistView {
 	case run.resp.GetOk():
 		v.OK = true
 		v.Summary = "Every step passed: the mailbox can connect."
+		if slices.Contains(plan, mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH) {
+			v.Summary = "Every step passed: the mailbox can connect and send."
+		}
+	case failed != "":
+		v.Summary = failed
 	default:
 		v.Summary = "The test failed."
-		for _, sv := range v.Steps {
-			if sv.Result == "fail" {
-				v.Summary = "The test failed at the step “" + stepWords[stepOrder[indexOf(sv.Step)]].name + "”."
-				break
-			}
-		}
 	}
 	return v
-}
-
-func indexOf(step string) int {
-	for i, k := range stepOrder {
-		if stepName(k) == step {
-			return i
-		}
-	}
-	return 0
 }

@@ -468,7 +468,7 @@ func (h *Handler) createMailbox(w http.ResponseWriter, r *http.Request, s *sessi
 	s.Data.dropDraft(draftID)
 	mb := resp.GetMailbox()
 	h.log.Info("web: mailbox created", "mailbox_id", mb.GetId(), "token_id", s.TokenID)
-	run := h.startTest(s, mb.GetId())
+	run := h.startTest(s, mb.GetId(), sendingOn(mb))
 	s.Data.addFlash("Saved “"+displayName(mb)+"”. Testing the connection…", false)
 	h.redirect(w, r, "/mailboxes/"+url.PathEscape(mb.GetId())+"/edit?test="+run+"#checklist")
 }
@@ -531,7 +531,7 @@ func (h *Handler) updateMailbox(w http.ResponseWriter, r *http.Request, s *sessi
 	mb.Limits = &mailintakev1.MailboxLimits{MaxMessageBytes: mb.GetLimits().GetMaxMessageBytes(),
 		MaxInlineAttachmentBytes: cur.GetLimits().GetMaxInlineAttachmentBytes()}
 	mb.AuthSecrets = sub.Secrets
-	_, err = h.mailboxes.UpdateMailbox(ctx, &mailintakev1.UpdateMailboxRequest{Mailbox: mb,
+	updated, err := h.mailboxes.UpdateMailbox(ctx, &mailintakev1.UpdateMailboxRequest{Mailbox: mb,
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: mailboxform.UpdateMask(len(sub.Secrets) > 0)}})
 	if err != nil {
 		if code := formFailed(f, err); code != 0 {
@@ -542,9 +542,15 @@ func (h *Handler) updateMailbox(w http.ResponseWriter, r *http.Request, s *sessi
 		return
 	}
 	s.Data.dropDraft(draftID)
-	run := h.startTest(s, id)
+	run := h.startTest(s, id, sendingOn(updated.GetMailbox()))
 	s.Data.addFlash("Saved. Testing the connection…", false)
 	h.redirect(w, r, "/mailboxes/"+url.PathEscape(id)+"/edit?test="+run+"#checklist")
+}
+
+// sendingOn reports whether mail is sent as the mailbox (sending on, with a submission
+// server), so its connection test has the SMTP steps.
+func sendingOn(mb *mailintakev1.Mailbox) bool {
+	return mb.GetSendingEnabled() && mb.GetSmtpHost() != ""
 }
 
 // testMailbox runs a connection test of a saved mailbox.
@@ -552,11 +558,12 @@ func (h *Handler) testMailbox(w http.ResponseWriter, r *http.Request, s *session
 	ctx, cancel := h.call(r, s)
 	defer cancel()
 	id := r.PathValue("id")
-	if _, err := h.mailboxes.GetMailbox(ctx, &mailintakev1.GetMailboxRequest{Id: id}); err != nil {
+	got, err := h.mailboxes.GetMailbox(ctx, &mailintakev1.GetMailboxRequest{Id: id})
+	if err != nil {
 		h.apiFailed(w, r, s, err)
 		return
 	}
-	run := h.startTest(s, id)
+	run := h.startTest(s, id, sendingOn(got.GetMailbox()))
 	h.redirect(w, r, "/mailboxes/"+url.PathEscape(id)+"?test="+run+"#checklist")
 }
 

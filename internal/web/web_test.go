@@ -554,6 +554,12 @@ func TestSaveAndTestChecklist(t *testing.T) {
 // result and sentence.
 func waitChecklist(t *testing.T, u *user, id, run string) map[string][2]string {
 	t.Helper()
+	return waitChecklistOf(t, u, id, run, 6)
+}
+
+// waitChecklistOf is waitChecklist for a test of n steps (10 with sending on).
+func waitChecklistOf(t *testing.T, u *user, id, run string, n int) map[string][2]string {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, body := u.htmx("/mailboxes/" + id + "/tests/" + run)
@@ -562,16 +568,16 @@ func waitChecklist(t *testing.T, u *user, id, run string) map[string][2]string {
 		}
 		if strings.Contains(body, `data-running="false"`) {
 			out := map[string][2]string{}
-			for _, m := range regexp.MustCompile(`data-step="(\w+)" data-result="(\w+)">(.*?)</li>`).FindAllStringSubmatch(body, -1) {
+			for _, m := range regexp.MustCompile(`data-step="([\w-]+)" data-result="(\w+)">(.*?)</li>`).FindAllStringSubmatch(body, -1) {
 				out[m[1]] = [2]string{m[2], html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(m[3], ""))}
 			}
-			if len(out) != 6 {
-				t.Fatalf("the checklist has %d steps:\n%s", len(out), body)
+			if len(out) != n {
+				t.Fatalf("the checklist has %d steps, want %d:\n%s", len(out), n, body)
 			}
 			return out
 		}
-		if !strings.Contains(body, `data-result="running"`) || !strings.Contains(body, `hx-trigger="every 500ms"`) {
-			t.Fatalf("a running checklist without running steps or refresh:\n%s", body)
+		if !strings.Contains(body, `hx-trigger="every 500ms"`) {
+			t.Fatalf("a running checklist without refresh:\n%s", body)
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the test did not finish")
@@ -659,11 +665,12 @@ func TestMailboxPage(t *testing.T) {
 	var body string
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		_, body = u.htmx("/mailboxes/" + id + "/live")
-		if find(body, `data-quarantined="(\d+)"`) == "2" {
+		// The session may still be syncing when the second message is quarantined.
+		if find(body, `data-quarantined="(\d+)"`) == "2" && strings.Contains(body, `data-state="idle"`) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the live status never showed 2 quarantined:\n%s", body)
+			t.Fatalf("the live status never showed 2 quarantined and idle:\n%s", body)
 		}
 	}
 	for _, want := range []string{`data-delivered="0"`, `data-acknowledged="0"`, `data-state="idle"`, `data-event="quarantine"`, `hx-trigger="every 2s"`} {

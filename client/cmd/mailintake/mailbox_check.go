@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -16,8 +21,9 @@ func (a *app) mailboxTestCmd() *cobra.Command {
 		Use:   "test [ID]",
 		Short: "Test a mailbox's connection, step by step",
 		Long: `Test a saved mailbox's connection (ID), or an unsaved definition given with the flags of
-'mailbox add' instead of an ID: DNS, TCP, TLS, greeting, login and folder, each step printed with
-its duration and, when it fails, the error and what to do. Exits 1 when a step fails.`,
+'mailbox add' instead of an ID: DNS, TCP, TLS, greeting, login and folder, then, when sending is
+on, the SMTP server's connection, TLS, EHLO and login. Each step is printed as it ends, with its
+duration and, when it fails, the error and what to do. Exits 1 when a step fails.`,
 		Example: `  mailintake --data-dir data mailbox test MAILBOX_ID
   printf '%s' 'the-password' | mailintake --data-dir data mailbox test --tenant acme \
       --host imap.example.com --username support@example.com --provider basic --password-stdin`,
@@ -28,22 +34,20 @@ its duration and, when it fails, the error and what to do. Exits 1 when a step f
 			if err != nil {
 				return err
 			}
-			req := &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: id}}
-			if mb != nil {
-				req.Target = &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: mb}
-			}
 			cl, err := a.connect()
 			if err != nil {
 				return err
 			}
 			rctx, cancel := a.rpcCtx(cmd.Context())
 			defer cancel()
-			resp, err := cl.Mailboxes.TestConnection(rctx, req)
+			resp, err := a.runTest(rctx, cl.Mailboxes, id, mb)
 			if err != nil {
 				return err
 			}
-			if err := a.printTestSteps(resp); err != nil {
-				return err
+			if a.g.json {
+				if err := a.printJSON(resp); err != nil {
+					return err
+				}
 			}
 			if !resp.GetOk() {
 				return &failure{msg: "the connection test failed"}
@@ -107,28 +111,69 @@ with the flags of 'mailbox add', would deliver, by its --start-from; nothing is 
 	return cmd
 }
 
-// printTestSteps prints a connection test's steps, as JSON or one line each.
-func (a *app) printTestSteps(resp *mailintakev1.TestConnectionResponse) error {
-	if a.g.json {
-		return a.printJSON(resp)
+// runTest runs a connection test of a saved mailbox (id) or a definition (mb) and prints each
+// step as it ends (not with --json, which prints the result as a whole). It streams the test
+// (StreamConnectionTest); a server without it (Unimplemented) answers TestConnection, whose
+// steps are printed at the end.
+func (a *app) runTest(ctx context.Context, c mailintakev1.MailboxServiceClient, id string, mb *mailintakev1.Mailbox) (*mailintakev1.TestConnectionResponse, error) {
+	sreq := &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}}
+	req := &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: id}}
+	if mb != nil {
+		sreq.Target = &mailintakev1.StreamConnectionTestRequest_Mailbox{Mailbox: mb}
+		req.Target = &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: mb}
 	}
-	for _, s := range resp.GetSteps() {
-		mark := map[mailintakev1.TestStepResult]string{
-			mailintakev1.TestStepResult_TEST_STEP_RESULT_OK:      "[ok]  ",
-			mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED:  "[FAIL]",
-			mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED: "[skip]",
-		}[s.GetResult()]
-		step := strings.ToLower(strings.TrimPrefix(s.GetKind().String(), "TEST_STEP_KIND_"))
-		line := fmt.Sprintf("%s %-9s %6dms  %s", mark, step, s.GetDuration().AsDuration().Milliseconds(), s.GetDetail())
-		fmt.Fprintln(a.stdout, strings.TrimRight(line, " "))
-		if s.GetError() != "" {
-			fmt.Fprintf(a.stdout, "       %s\n", s.GetError())
+	stream, err := c.StreamConnectionTest(ctx, sreq)
+	received := false
+	for err == nil {
+		var r *mailintakev1.StreamConnectionTestResponse
+		if r, err = stream.Recv(); err != nil {
+			break
 		}
-		if af := s.GetAuthFailure(); af != nil && af.GetAction() != "" {
-			fmt.Fprintf(a.stdout, "       what to do: %s\n", af.GetAction())
+		received = true
+		switch ev := r.GetEvent().(type) {
+		case *mailintakev1.StreamConnectionTestResponse_Step:
+			if !a.g.json && ev.Step.GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_RUNNING {
+				a.printTestStep(ev.Step)
+			}
+		case *mailintakev1.StreamConnectionTestResponse_Summary:
+			return ev.Summary, nil
 		}
 	}
-	return nil
+	switch {
+	case status.Code(err) == codes.Unimplemented && !received:
+		resp, err := c.TestConnection(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if !a.g.json {
+			for _, s := range resp.GetSteps() {
+				a.printTestStep(s)
+			}
+		}
+		return resp, nil
+	case errors.Is(err, io.EOF):
+		return nil, errors.New("the server ended the connection test without its result")
+	}
+	return nil, err
+}
+
+// printTestStep prints an ended step of a connection test on one line, and its error and what
+// to do on the next ones.
+func (a *app) printTestStep(s *mailintakev1.TestStep) {
+	mark := map[mailintakev1.TestStepResult]string{
+		mailintakev1.TestStepResult_TEST_STEP_RESULT_OK:      "[ok]  ",
+		mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED:  "[FAIL]",
+		mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED: "[skip]",
+	}[s.GetResult()]
+	step := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.GetKind().String(), "TEST_STEP_KIND_")), "_", "-")
+	line := fmt.Sprintf("%s %-12s %6dms  %s", mark, step, s.GetDuration().AsDuration().Milliseconds(), s.GetDetail())
+	fmt.Fprintln(a.stdout, strings.TrimRight(line, " "))
+	if s.GetError() != "" {
+		fmt.Fprintf(a.stdout, "       %s\n", s.GetError())
+	}
+	if af := s.GetAuthFailure(); af != nil && af.GetAction() != "" {
+		fmt.Fprintf(a.stdout, "       what to do: %s\n", af.GetAction())
+	}
 }
 
 // idOrDefinition reads the target of test and dry-run: a saved mailbox's id, or an unsaved

@@ -1,6 +1,13 @@
 // Package dovecot starts a private Dovecot 2.3 IMAP server for interop tests: all state in a
 // temporary directory, loopback ports only, passwd-file users, a certificate from a test CA. The
 // tests fail (they do not skip) when Dovecot is not installed: `.ci/run` installs it.
+//
+// Options add Dovecot's POP3 service (dovecot-pop3d: POP3Port with STLS, POP3SPort with implicit
+// TLS) and its submission service (dovecot-submissiond: SubmissionPort with STARTTLS,
+// SubmissionSPort with implicit TLS), which relays what it accepts to an in-process go-smtp sink
+// (internal/fakes/smtptest) the test reads with Sink. Both log in through the same passdbs as
+// IMAP: the passwd-file users and, with IntrospectionURL, the oauth2 passdb (XOAUTH2,
+// OAUTHBEARER).
 package dovecot
 
 import (
@@ -16,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailintake/mailintake/internal/fakes/smtptest"
 	"github.com/mailintake/mailintake/internal/testutil"
 )
 
@@ -24,10 +32,16 @@ type Server struct {
 	Dir       string
 	IMAPPort  int // plaintext / STARTTLS
 	IMAPSPort int // implicit TLS
-	CA        *testutil.CA
-	conf      string
-	cmd       *exec.Cmd
-	t         testing.TB
+	// POP3Port (plaintext / STLS) and POP3SPort (implicit TLS) are set with Options.POP3.
+	POP3Port, POP3SPort int
+	// SubmissionPort (plaintext / STARTTLS) and SubmissionSPort (implicit TLS) are set with
+	// Options.Submission.
+	SubmissionPort, SubmissionSPort int
+	CA                              *testutil.CA
+	conf                            string
+	cmd                             *exec.Cmd
+	sink                            *smtptest.Server
+	t                               testing.TB
 }
 
 // freePort is testutil.FreePort.
@@ -46,6 +60,18 @@ type Options struct {
 	// IntrospectionURL, when set, adds Dovecot's oauth2 passdb: XOAUTH2 and OAUTHBEARER tokens are
 	// validated by RFC 7662 introspection at this URL (the fake identity platform's /introspect).
 	IntrospectionURL string
+	// POP3 adds the POP3 service (package dovecot-pop3d): STLS on POP3Port, implicit TLS on
+	// POP3SPort, the same users, mail and passdbs as IMAP.
+	POP3 bool
+	// Submission adds the submission service (package dovecot-submissiond): STARTTLS on
+	// SubmissionPort, implicit TLS on SubmissionSPort, AUTH PLAIN and LOGIN for the users and
+	// XOAUTH2 and OAUTHBEARER through the oauth2 passdb. It relays every message it accepts,
+	// without auth or TLS, to an in-process sink (Sink) that accepts everything.
+	Submission bool
+	// SinkDSN makes the sink offer DSN (RFC 3461) and Dovecot's submission service offer it to
+	// its clients and pass NOTIFY, RET and ENVID on (Dovecot 2.3 offers DSN only when
+	// submission_backend_capabilities names it; without, it offers none).
+	SinkDSN bool
 }
 
 // StartWith starts Dovecot with options. It stops when the test ends.
@@ -90,6 +116,52 @@ func StartWith(t testing.TB, opts Options) *Server {
 		must(t, os.MkdirAll(filepath.Join(dir, sub), 0o755))
 	}
 	s.conf = filepath.Join(dir, "dovecot.conf")
+	protocols, services := "imap", ""
+	if opts.POP3 {
+		s.POP3Port, s.POP3SPort = freePort(t), freePort(t)
+		protocols += " pop3"
+		services += fmt.Sprintf(`service pop3-login {
+  inet_listener pop3 {
+    address = 127.0.0.1
+    port = %d
+  }
+  inet_listener pop3s {
+    address = 127.0.0.1
+    port = %d
+    ssl = yes
+  }
+}
+protocol pop3 {
+  mail_max_userip_connections = 50
+}
+`, s.POP3Port, s.POP3SPort)
+	}
+	if opts.Submission {
+		s.SubmissionPort, s.SubmissionSPort = freePort(t), freePort(t)
+		backendCaps := ""
+		if opts.SinkDSN {
+			backendCaps = "submission_backend_capabilities = 8BITMIME DSN\n"
+		}
+		s.sink = smtptest.Start(t, smtptest.Options{NoAuthRequired: true, DSN: opts.SinkDSN, Domain: "sink.invalid"})
+		protocols += " submission"
+		services += fmt.Sprintf(`service submission-login {
+  inet_listener submission {
+    address = 127.0.0.1
+    port = %d
+  }
+  inet_listener submissions {
+    address = 127.0.0.1
+    port = %d
+    ssl = yes
+  }
+}
+hostname = dovecot.invalid
+submission_relay_host = %s
+submission_relay_port = %d
+submission_relay_ssl = no
+submission_relay_trusted = no
+%s`, s.SubmissionPort, s.SubmissionSPort, s.sink.Host, s.sink.Port, backendCaps)
+	}
 	mechs, oauthPassdb := "plain login", ""
 	if opts.IntrospectionURL != "" {
 		mechs = "plain login xoauth2 oauthbearer"
@@ -109,7 +181,7 @@ timeout_msecs = 5000
 base_dir = %[2]s/run
 state_dir = %[2]s/state
 log_path = %[2]s/dovecot.log
-protocols = imap
+protocols = %[7]s
 listen = 127.0.0.1
 ssl = yes
 ssl_cert = <%[2]s/cert.pem
@@ -151,7 +223,7 @@ service anvil {
 protocol imap {
   mail_max_userip_connections = 200
 }
-`, time.Now().UnixNano(), dir, s.IMAPPort, s.IMAPSPort, mechs, oauthPassdb)
+%[8]s`, time.Now().UnixNano(), dir, s.IMAPPort, s.IMAPSPort, mechs, oauthPassdb, protocols, services)
 	must(t, os.WriteFile(s.conf, []byte(conf), 0o644))
 	s.start(bin)
 	t.Cleanup(s.Stop)
@@ -187,6 +259,11 @@ func (s *Server) start(bin string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Sink returns the in-process SMTP server the submission service relays to (nil without
+// Options.Submission): its Accepted or WaitAccepted are the messages Dovecot passed on, with
+// their envelopes.
+func (s *Server) Sink() *smtptest.Server { return s.sink }
 
 // Stop stops Dovecot (every connection drops).
 func (s *Server) Stop() {
@@ -289,6 +366,16 @@ func (s *Server) RecreateFolder(t testing.TB, user, folder string) {
 	}
 }
 
+// SetUIDValidity gives a user's folder a new UIDVALIDITY (INBOX too, which RecreateFolder
+// cannot delete): IMAP clients must forget its UIDs, and POP3 unique-ids, built from the UID and
+// the UIDVALIDITY, change for every message in it.
+func (s *Server) SetUIDValidity(t testing.TB, user, folder string, uidValidity uint32) {
+	t.Helper()
+	if out, err := s.Doveadm(nil, "mailbox", "update", "-u", user, "--uid-validity", strconv.FormatUint(uint64(uidValidity), 10), folder); err != nil {
+		t.Fatalf("doveadm mailbox update: %v: %s", err, out)
+	}
+}
+
 // SetPassword changes a user's password (Dovecot rereads its passwd-file when it changes).
 func (s *Server) SetPassword(t testing.TB, user, password string) {
 	t.Helper()
@@ -305,6 +392,12 @@ func (s *Server) SetPassword(t testing.TB, user, password string) {
 	must(t, os.WriteFile(path, []byte(out.String()), 0o644))
 	future := time.Now().Add(2 * time.Second) // a new mtime even within the same second
 	must(t, os.Chtimes(path, future, future))
+}
+
+// Log returns Dovecot's log so far ("" when it cannot be read).
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.Dir, "dovecot.log"))
+	return string(b)
 }
 
 // AuthFailures counts the failed sign-ins in Dovecot's log so far.

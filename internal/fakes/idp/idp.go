@@ -87,6 +87,17 @@ type IdP struct {
 	counts    map[string]int
 	// strict: a refresh token works once (rotation with reuse detection, as some platforms do).
 	strict bool
+	// tokenLen: access tokens issued from now on are padded to this many characters.
+	tokenLen int
+}
+
+// SetAccessTokenLength makes the access tokens issued from now on n characters long (when n is
+// more than the usual 79), as Microsoft 365's JWTs are (often over 2,000): protocols whose
+// command lines are short (POP3's 255 octets, SMTP's 512) must send them after a continuation.
+func (p *IdP) SetAccessTokenLength(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tokenLen = n
 }
 
 // SetStrictRotation makes every refresh token single-use from now on: the one exchanged is
@@ -400,6 +411,9 @@ func (p *IdP) token(w http.ResponseWriter, r *http.Request) {
 // issue writes a token response (caller holds p.mu).
 func (p *IdP) issue(w http.ResponseWriter, user, clientID, scope string, appOnly bool) {
 	at := "eyJ0eXAiOiJKV1QifQ.fake-access." + randHex(24)
+	if pad := p.tokenLen - len(at); pad > 0 {
+		at += "." + randHex(pad/2 + 1)[:pad-1]
+	}
 	ttl := p.accessTTL
 	p.access[at] = &token{user: user, clientID: clientID, scope: scope, expiry: time.Now().Add(ttl), appOnly: appOnly}
 	resp := map[string]any{"token_type": "Bearer", "scope": scope, "expires_in": int(ttl.Seconds()), "ext_expires_in": int(ttl.Seconds()), "access_token": at}

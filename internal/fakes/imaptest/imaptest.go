@@ -60,6 +60,9 @@ type Options struct {
 	// InboxNamespace puts the personal namespace under "INBOX/" as Courier and Cyrus do under
 	// "INBOX.": NAMESPACE answers (("INBOX/" "/")) and CREATE outside it is refused.
 	InboxNamespace bool
+	// LoginDelay holds the answer to every password login (LOGIN, AUTHENTICATE PLAIN) this
+	// long, as a slow directory behind a server does: a connection test is seen mid-way.
+	LoginDelay time.Duration
 }
 
 // Start starts a server that stops when the test ends.
@@ -388,6 +391,7 @@ func (s *session) Close() error {
 }
 
 func (s *session) Login(username, password string) error {
+	time.Sleep(s.srv.opts.LoginDelay)
 	s.srv.mu.Lock()
 	u := s.srv.users[username]
 	s.srv.mu.Unlock()

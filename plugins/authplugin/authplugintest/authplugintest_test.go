@@ -51,11 +51,18 @@ func build(t *testing.T) string {
 // provider installs a test provider as mailintake-auth-<name> in a fresh directory.
 func provider(t *testing.T, program, name string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(build(t), program))
+	built := filepath.Join(build(t), program)
+	path := filepath.Join(t.TempDir(), "mailintake-auth-"+name)
+	// A hard link, not a copy: parallel tests start providers, and a child forked while this
+	// process held a copy open for writing keeps that descriptor until it execs, so starting
+	// the copy meanwhile fails with ETXTBSY ("text file busy"; golang/go#22315).
+	if err := os.Link(built, path); err == nil {
+		return path
+	}
+	data, err := os.ReadFile(built)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "mailintake-auth-"+name)
 	if err := os.WriteFile(path, data, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -439,27 +439,44 @@ const (
 	TestStepKind_TEST_STEP_KIND_AUTH TestStepKind = 5
 	// Select the folder.
 	TestStepKind_TEST_STEP_KIND_SELECT TestStepKind = 6
+	// Sending (a mailbox with sending_enabled): resolve the submission server's name, connect to
+	// it and, unless it uses implicit TLS, read its greeting.
+	TestStepKind_TEST_STEP_KIND_SMTP_CONNECT TestStepKind = 7
+	// Sending: the TLS handshake (port 465) or STARTTLS, and certificate verification.
+	TestStepKind_TEST_STEP_KIND_SMTP_TLS TestStepKind = 8
+	// Sending: the greeting (after implicit TLS) and EHLO, which lists the server's extensions.
+	TestStepKind_TEST_STEP_KIND_SMTP_EHLO TestStepKind = 9
+	// Sending: the login (AUTH) with the credential the mailbox's provider issues for SMTP.
+	TestStepKind_TEST_STEP_KIND_SMTP_AUTH TestStepKind = 10
 )
 
 // Enum value maps for TestStepKind.
 var (
 	TestStepKind_name = map[int32]string{
-		0: "TEST_STEP_KIND_UNSPECIFIED",
-		1: "TEST_STEP_KIND_DNS",
-		2: "TEST_STEP_KIND_TCP",
-		3: "TEST_STEP_KIND_TLS",
-		4: "TEST_STEP_KIND_GREETING",
-		5: "TEST_STEP_KIND_AUTH",
-		6: "TEST_STEP_KIND_SELECT",
+		0:  "TEST_STEP_KIND_UNSPECIFIED",
+		1:  "TEST_STEP_KIND_DNS",
+		2:  "TEST_STEP_KIND_TCP",
+		3:  "TEST_STEP_KIND_TLS",
+		4:  "TEST_STEP_KIND_GREETING",
+		5:  "TEST_STEP_KIND_AUTH",
+		6:  "TEST_STEP_KIND_SELECT",
+		7:  "TEST_STEP_KIND_SMTP_CONNECT",
+		8:  "TEST_STEP_KIND_SMTP_TLS",
+		9:  "TEST_STEP_KIND_SMTP_EHLO",
+		10: "TEST_STEP_KIND_SMTP_AUTH",
 	}
 	TestStepKind_value = map[string]int32{
-		"TEST_STEP_KIND_UNSPECIFIED": 0,
-		"TEST_STEP_KIND_DNS":         1,
-		"TEST_STEP_KIND_TCP":         2,
-		"TEST_STEP_KIND_TLS":         3,
-		"TEST_STEP_KIND_GREETING":    4,
-		"TEST_STEP_KIND_AUTH":        5,
-		"TEST_STEP_KIND_SELECT":      6,
+		"TEST_STEP_KIND_UNSPECIFIED":  0,
+		"TEST_STEP_KIND_DNS":          1,
+		"TEST_STEP_KIND_TCP":          2,
+		"TEST_STEP_KIND_TLS":          3,
+		"TEST_STEP_KIND_GREETING":     4,
+		"TEST_STEP_KIND_AUTH":         5,
+		"TEST_STEP_KIND_SELECT":       6,
+		"TEST_STEP_KIND_SMTP_CONNECT": 7,
+		"TEST_STEP_KIND_SMTP_TLS":     8,
+		"TEST_STEP_KIND_SMTP_EHLO":    9,
+		"TEST_STEP_KIND_SMTP_AUTH":    10,
 	}
 )
 
@@ -502,6 +519,8 @@ const (
 	TestStepResult_TEST_STEP_RESULT_FAILED TestStepResult = 2
 	// The step was not run.
 	TestStepResult_TEST_STEP_RESULT_SKIPPED TestStepResult = 3
+	// The step has started and not ended yet (StreamConnectionTest only).
+	TestStepResult_TEST_STEP_RESULT_RUNNING TestStepResult = 4
 )
 
 // Enum value maps for TestStepResult.
@@ -511,12 +530,14 @@ var (
 		1: "TEST_STEP_RESULT_OK",
 		2: "TEST_STEP_RESULT_FAILED",
 		3: "TEST_STEP_RESULT_SKIPPED",
+		4: "TEST_STEP_RESULT_RUNNING",
 	}
 	TestStepResult_value = map[string]int32{
 		"TEST_STEP_RESULT_UNSPECIFIED": 0,
 		"TEST_STEP_RESULT_OK":          1,
 		"TEST_STEP_RESULT_FAILED":      2,
 		"TEST_STEP_RESULT_SKIPPED":     3,
+		"TEST_STEP_RESULT_RUNNING":     4,
 	}
 )
 
@@ -1378,7 +1399,8 @@ type TestStep struct {
 	Detail string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
 	// Why the step failed.
 	Error string `protobuf:"bytes,5,opt,name=error,proto3" json:"error,omitempty"`
-	// For a failed TEST_STEP_KIND_AUTH step: the provider's explanation.
+	// For a failed TEST_STEP_KIND_AUTH or TEST_STEP_KIND_SMTP_AUTH step: the provider's
+	// explanation, or the server's refusal of the login.
 	AuthFailure   *AuthFailure `protobuf:"bytes,6,opt,name=auth_failure,json=authFailure,proto3" json:"auth_failure,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2086,6 +2108,244 @@ func (x *TestConnectionResponse) GetSteps() []*TestStep {
 	return nil
 }
 
+// StreamConnectionTestRequest is the request of StreamConnectionTest.
+type StreamConnectionTestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to test.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*StreamConnectionTestRequest_Id
+	//	*StreamConnectionTestRequest_Mailbox
+	Target        isStreamConnectionTestRequest_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamConnectionTestRequest) Reset() {
+	*x = StreamConnectionTestRequest{}
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamConnectionTestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamConnectionTestRequest) ProtoMessage() {}
+
+func (x *StreamConnectionTestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamConnectionTestRequest.ProtoReflect.Descriptor instead.
+func (*StreamConnectionTestRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *StreamConnectionTestRequest) GetTarget() isStreamConnectionTestRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *StreamConnectionTestRequest) GetId() string {
+	if x != nil {
+		if x, ok := x.Target.(*StreamConnectionTestRequest_Id); ok {
+			return x.Id
+		}
+	}
+	return ""
+}
+
+func (x *StreamConnectionTestRequest) GetMailbox() *Mailbox {
+	if x != nil {
+		if x, ok := x.Target.(*StreamConnectionTestRequest_Mailbox); ok {
+			return x.Mailbox
+		}
+	}
+	return nil
+}
+
+type isStreamConnectionTestRequest_Target interface {
+	isStreamConnectionTestRequest_Target()
+}
+
+type StreamConnectionTestRequest_Id struct {
+	// A saved mailbox.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3,oneof"`
+}
+
+type StreamConnectionTestRequest_Mailbox struct {
+	// An unsaved mailbox definition (with its secrets).
+	Mailbox *Mailbox `protobuf:"bytes,2,opt,name=mailbox,proto3,oneof"`
+}
+
+func (*StreamConnectionTestRequest_Id) isStreamConnectionTestRequest_Target() {}
+
+func (*StreamConnectionTestRequest_Mailbox) isStreamConnectionTestRequest_Target() {}
+
+// StreamConnectionTestResponse is one message of StreamConnectionTest: the plan, a step, or the
+// summary.
+type StreamConnectionTestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What this message reports.
+	//
+	// Types that are valid to be assigned to Event:
+	//
+	//	*StreamConnectionTestResponse_Plan
+	//	*StreamConnectionTestResponse_Step
+	//	*StreamConnectionTestResponse_Summary
+	Event         isStreamConnectionTestResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamConnectionTestResponse) Reset() {
+	*x = StreamConnectionTestResponse{}
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamConnectionTestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamConnectionTestResponse) ProtoMessage() {}
+
+func (x *StreamConnectionTestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamConnectionTestResponse.ProtoReflect.Descriptor instead.
+func (*StreamConnectionTestResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StreamConnectionTestResponse) GetEvent() isStreamConnectionTestResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *StreamConnectionTestResponse) GetPlan() *TestPlan {
+	if x != nil {
+		if x, ok := x.Event.(*StreamConnectionTestResponse_Plan); ok {
+			return x.Plan
+		}
+	}
+	return nil
+}
+
+func (x *StreamConnectionTestResponse) GetStep() *TestStep {
+	if x != nil {
+		if x, ok := x.Event.(*StreamConnectionTestResponse_Step); ok {
+			return x.Step
+		}
+	}
+	return nil
+}
+
+func (x *StreamConnectionTestResponse) GetSummary() *TestConnectionResponse {
+	if x != nil {
+		if x, ok := x.Event.(*StreamConnectionTestResponse_Summary); ok {
+			return x.Summary
+		}
+	}
+	return nil
+}
+
+type isStreamConnectionTestResponse_Event interface {
+	isStreamConnectionTestResponse_Event()
+}
+
+type StreamConnectionTestResponse_Plan struct {
+	// The first message: the steps the test runs, in order.
+	Plan *TestPlan `protobuf:"bytes,1,opt,name=plan,proto3,oneof"`
+}
+
+type StreamConnectionTestResponse_Step struct {
+	// A step that started (result TEST_STEP_RESULT_RUNNING, no duration) or ended.
+	Step *TestStep `protobuf:"bytes,2,opt,name=step,proto3,oneof"`
+}
+
+type StreamConnectionTestResponse_Summary struct {
+	// The last message: the whole test, as TestConnection answers it.
+	Summary *TestConnectionResponse `protobuf:"bytes,3,opt,name=summary,proto3,oneof"`
+}
+
+func (*StreamConnectionTestResponse_Plan) isStreamConnectionTestResponse_Event() {}
+
+func (*StreamConnectionTestResponse_Step) isStreamConnectionTestResponse_Event() {}
+
+func (*StreamConnectionTestResponse_Summary) isStreamConnectionTestResponse_Event() {}
+
+// TestPlan lists the steps of a connection test.
+type TestPlan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The steps, in the order they run: the IMAP steps, then the SMTP steps when sending is on.
+	Steps         []TestStepKind `protobuf:"varint,1,rep,packed,name=steps,proto3,enum=mailintake.v1.TestStepKind" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestPlan) Reset() {
+	*x = TestPlan{}
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestPlan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestPlan) ProtoMessage() {}
+
+func (x *TestPlan) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestPlan.ProtoReflect.Descriptor instead.
+func (*TestPlan) Descriptor() ([]byte, []int) {
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TestPlan) GetSteps() []TestStepKind {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
 // GetMailboxStatusRequest is the request of GetMailboxStatus.
 type GetMailboxStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2097,7 +2357,7 @@ type GetMailboxStatusRequest struct {
 
 func (x *GetMailboxStatusRequest) Reset() {
 	*x = GetMailboxStatusRequest{}
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[20]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2369,7 @@ func (x *GetMailboxStatusRequest) String() string {
 func (*GetMailboxStatusRequest) ProtoMessage() {}
 
 func (x *GetMailboxStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[20]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2382,7 @@ func (x *GetMailboxStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMailboxStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetMailboxStatusRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{20}
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetMailboxStatusRequest) GetId() string {
@@ -2143,7 +2403,7 @@ type GetMailboxStatusResponse struct {
 
 func (x *GetMailboxStatusResponse) Reset() {
 	*x = GetMailboxStatusResponse{}
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[21]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2415,7 @@ func (x *GetMailboxStatusResponse) String() string {
 func (*GetMailboxStatusResponse) ProtoMessage() {}
 
 func (x *GetMailboxStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[21]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2428,7 @@ func (x *GetMailboxStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMailboxStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetMailboxStatusResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{21}
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetMailboxStatusResponse) GetStatus() *MailboxStatus {
@@ -2194,7 +2454,7 @@ type PreviewFirstSyncRequest struct {
 
 func (x *PreviewFirstSyncRequest) Reset() {
 	*x = PreviewFirstSyncRequest{}
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[22]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2466,7 @@ func (x *PreviewFirstSyncRequest) String() string {
 func (*PreviewFirstSyncRequest) ProtoMessage() {}
 
 func (x *PreviewFirstSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[22]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2479,7 @@ func (x *PreviewFirstSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewFirstSyncRequest.ProtoReflect.Descriptor instead.
 func (*PreviewFirstSyncRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{22}
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PreviewFirstSyncRequest) GetTarget() isPreviewFirstSyncRequest_Target {
@@ -2284,7 +2544,7 @@ type PreviewFirstSyncResponse struct {
 
 func (x *PreviewFirstSyncResponse) Reset() {
 	*x = PreviewFirstSyncResponse{}
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[23]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2556,7 @@ func (x *PreviewFirstSyncResponse) String() string {
 func (*PreviewFirstSyncResponse) ProtoMessage() {}
 
 func (x *PreviewFirstSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[23]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2569,7 @@ func (x *PreviewFirstSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewFirstSyncResponse.ProtoReflect.Descriptor instead.
 func (*PreviewFirstSyncResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{23}
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PreviewFirstSyncResponse) GetStartFrom() StartFrom {
@@ -2369,7 +2629,7 @@ type MailboxEvent struct {
 
 func (x *MailboxEvent) Reset() {
 	*x = MailboxEvent{}
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[24]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2641,7 @@ func (x *MailboxEvent) String() string {
 func (*MailboxEvent) ProtoMessage() {}
 
 func (x *MailboxEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[24]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2654,7 @@ func (x *MailboxEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MailboxEvent.ProtoReflect.Descriptor instead.
 func (*MailboxEvent) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{24}
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MailboxEvent) GetId() int64 {
@@ -2454,7 +2714,7 @@ type ListMailboxEventsRequest struct {
 
 func (x *ListMailboxEventsRequest) Reset() {
 	*x = ListMailboxEventsRequest{}
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[25]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2726,7 @@ func (x *ListMailboxEventsRequest) String() string {
 func (*ListMailboxEventsRequest) ProtoMessage() {}
 
 func (x *ListMailboxEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[25]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2739,7 @@ func (x *ListMailboxEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListMailboxEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{25}
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListMailboxEventsRequest) GetMailboxId() string {
@@ -2516,7 +2776,7 @@ type ListMailboxEventsResponse struct {
 
 func (x *ListMailboxEventsResponse) Reset() {
 	*x = ListMailboxEventsResponse{}
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[26]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2788,7 @@ func (x *ListMailboxEventsResponse) String() string {
 func (*ListMailboxEventsResponse) ProtoMessage() {}
 
 func (x *ListMailboxEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_v1_mailbox_proto_msgTypes[26]
+	mi := &file_mailintake_v1_mailbox_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2801,7 @@ func (x *ListMailboxEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMailboxEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListMailboxEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{26}
+	return file_mailintake_v1_mailbox_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListMailboxEventsResponse) GetEvents() []*MailboxEvent {
@@ -2689,7 +2949,18 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x06target\"W\n" +
 	"\x16TestConnectionResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12-\n" +
-	"\x05steps\x18\x02 \x03(\v2\x17.mailintake.v1.TestStepR\x05steps\")\n" +
+	"\x05steps\x18\x02 \x03(\v2\x17.mailintake.v1.TestStepR\x05steps\"m\n" +
+	"\x1bStreamConnectionTestRequest\x12\x10\n" +
+	"\x02id\x18\x01 \x01(\tH\x00R\x02id\x122\n" +
+	"\amailbox\x18\x02 \x01(\v2\x16.mailintake.v1.MailboxH\x00R\amailboxB\b\n" +
+	"\x06target\"\xc8\x01\n" +
+	"\x1cStreamConnectionTestResponse\x12-\n" +
+	"\x04plan\x18\x01 \x01(\v2\x17.mailintake.v1.TestPlanH\x00R\x04plan\x12-\n" +
+	"\x04step\x18\x02 \x01(\v2\x17.mailintake.v1.TestStepH\x00R\x04step\x12A\n" +
+	"\asummary\x18\x03 \x01(\v2%.mailintake.v1.TestConnectionResponseH\x00R\asummaryB\a\n" +
+	"\x05event\"=\n" +
+	"\bTestPlan\x121\n" +
+	"\x05steps\x18\x01 \x03(\x0e2\x1b.mailintake.v1.TestStepKindR\x05steps\")\n" +
 	"\x17GetMailboxStatusRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
 	"\x18GetMailboxStatusResponse\x124\n" +
@@ -2764,7 +3035,7 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x1dAUTH_FAILURE_REASON_TEMPORARY\x10\b\x12.\n" +
 	"*AUTH_FAILURE_REASON_AUTHORIZATION_REQUIRED\x10\t\x12&\n" +
 	"\"AUTH_FAILURE_REASON_PROVIDER_ERROR\x10\n" +
-	"*\xc7\x01\n" +
+	"*\xc1\x02\n" +
 	"\fTestStepKind\x12\x1e\n" +
 	"\x1aTEST_STEP_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12TEST_STEP_KIND_DNS\x10\x01\x12\x16\n" +
@@ -2772,12 +3043,18 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x12TEST_STEP_KIND_TLS\x10\x03\x12\x1b\n" +
 	"\x17TEST_STEP_KIND_GREETING\x10\x04\x12\x17\n" +
 	"\x13TEST_STEP_KIND_AUTH\x10\x05\x12\x19\n" +
-	"\x15TEST_STEP_KIND_SELECT\x10\x06*\x86\x01\n" +
+	"\x15TEST_STEP_KIND_SELECT\x10\x06\x12\x1f\n" +
+	"\x1bTEST_STEP_KIND_SMTP_CONNECT\x10\a\x12\x1b\n" +
+	"\x17TEST_STEP_KIND_SMTP_TLS\x10\b\x12\x1c\n" +
+	"\x18TEST_STEP_KIND_SMTP_EHLO\x10\t\x12\x1c\n" +
+	"\x18TEST_STEP_KIND_SMTP_AUTH\x10\n" +
+	"*\xa4\x01\n" +
 	"\x0eTestStepResult\x12 \n" +
 	"\x1cTEST_STEP_RESULT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13TEST_STEP_RESULT_OK\x10\x01\x12\x1b\n" +
 	"\x17TEST_STEP_RESULT_FAILED\x10\x02\x12\x1c\n" +
-	"\x18TEST_STEP_RESULT_SKIPPED\x10\x032\xe4\x06\n" +
+	"\x18TEST_STEP_RESULT_SKIPPED\x10\x03\x12\x1c\n" +
+	"\x18TEST_STEP_RESULT_RUNNING\x10\x042\xd7\a\n" +
 	"\x0eMailboxService\x12Z\n" +
 	"\rCreateMailbox\x12#.mailintake.v1.CreateMailboxRequest\x1a$.mailintake.v1.CreateMailboxResponse\x12Q\n" +
 	"\n" +
@@ -2785,7 +3062,8 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\rListMailboxes\x12#.mailintake.v1.ListMailboxesRequest\x1a$.mailintake.v1.ListMailboxesResponse\x12Z\n" +
 	"\rUpdateMailbox\x12#.mailintake.v1.UpdateMailboxRequest\x1a$.mailintake.v1.UpdateMailboxResponse\x12Z\n" +
 	"\rDeleteMailbox\x12#.mailintake.v1.DeleteMailboxRequest\x1a$.mailintake.v1.DeleteMailboxResponse\x12]\n" +
-	"\x0eTestConnection\x12$.mailintake.v1.TestConnectionRequest\x1a%.mailintake.v1.TestConnectionResponse\x12c\n" +
+	"\x0eTestConnection\x12$.mailintake.v1.TestConnectionRequest\x1a%.mailintake.v1.TestConnectionResponse\x12q\n" +
+	"\x14StreamConnectionTest\x12*.mailintake.v1.StreamConnectionTestRequest\x1a+.mailintake.v1.StreamConnectionTestResponse0\x01\x12c\n" +
 	"\x10GetMailboxStatus\x12&.mailintake.v1.GetMailboxStatusRequest\x1a'.mailintake.v1.GetMailboxStatusResponse\x12c\n" +
 	"\x10PreviewFirstSync\x12&.mailintake.v1.PreviewFirstSyncRequest\x1a'.mailintake.v1.PreviewFirstSyncResponse\x12f\n" +
 	"\x11ListMailboxEvents\x12'.mailintake.v1.ListMailboxEventsRequest\x1a(.mailintake.v1.ListMailboxEventsResponseBCZAgithub.com/mailintake/mailintake/proto/mailintake/v1;mailintakev1b\x06proto3"
@@ -2803,118 +3081,128 @@ func file_mailintake_v1_mailbox_proto_rawDescGZIP() []byte {
 }
 
 var file_mailintake_v1_mailbox_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_mailintake_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_mailintake_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_mailintake_v1_mailbox_proto_goTypes = []any{
-	(Protocol)(0),                     // 0: mailintake.v1.Protocol
-	(Security)(0),                     // 1: mailintake.v1.Security
-	(AfterAckAction)(0),               // 2: mailintake.v1.AfterAckAction
-	(StartFrom)(0),                    // 3: mailintake.v1.StartFrom
-	(MailboxState)(0),                 // 4: mailintake.v1.MailboxState
-	(AuthFailureReason)(0),            // 5: mailintake.v1.AuthFailureReason
-	(TestStepKind)(0),                 // 6: mailintake.v1.TestStepKind
-	(TestStepResult)(0),               // 7: mailintake.v1.TestStepResult
-	(*AfterAck)(nil),                  // 8: mailintake.v1.AfterAck
-	(*MailboxLimits)(nil),             // 9: mailintake.v1.MailboxLimits
-	(*Mailbox)(nil),                   // 10: mailintake.v1.Mailbox
-	(*AuthFailure)(nil),               // 11: mailintake.v1.AuthFailure
-	(*TokenHealth)(nil),               // 12: mailintake.v1.TokenHealth
-	(*MessageCounts)(nil),             // 13: mailintake.v1.MessageCounts
-	(*MailboxStatus)(nil),             // 14: mailintake.v1.MailboxStatus
-	(*TestStep)(nil),                  // 15: mailintake.v1.TestStep
-	(*CreateMailboxRequest)(nil),      // 16: mailintake.v1.CreateMailboxRequest
-	(*CreateMailboxResponse)(nil),     // 17: mailintake.v1.CreateMailboxResponse
-	(*GetMailboxRequest)(nil),         // 18: mailintake.v1.GetMailboxRequest
-	(*GetMailboxResponse)(nil),        // 19: mailintake.v1.GetMailboxResponse
-	(*ListMailboxesRequest)(nil),      // 20: mailintake.v1.ListMailboxesRequest
-	(*ListMailboxesResponse)(nil),     // 21: mailintake.v1.ListMailboxesResponse
-	(*UpdateMailboxRequest)(nil),      // 22: mailintake.v1.UpdateMailboxRequest
-	(*UpdateMailboxResponse)(nil),     // 23: mailintake.v1.UpdateMailboxResponse
-	(*DeleteMailboxRequest)(nil),      // 24: mailintake.v1.DeleteMailboxRequest
-	(*DeleteMailboxResponse)(nil),     // 25: mailintake.v1.DeleteMailboxResponse
-	(*TestConnectionRequest)(nil),     // 26: mailintake.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),    // 27: mailintake.v1.TestConnectionResponse
-	(*GetMailboxStatusRequest)(nil),   // 28: mailintake.v1.GetMailboxStatusRequest
-	(*GetMailboxStatusResponse)(nil),  // 29: mailintake.v1.GetMailboxStatusResponse
-	(*PreviewFirstSyncRequest)(nil),   // 30: mailintake.v1.PreviewFirstSyncRequest
-	(*PreviewFirstSyncResponse)(nil),  // 31: mailintake.v1.PreviewFirstSyncResponse
-	(*MailboxEvent)(nil),              // 32: mailintake.v1.MailboxEvent
-	(*ListMailboxEventsRequest)(nil),  // 33: mailintake.v1.ListMailboxEventsRequest
-	(*ListMailboxEventsResponse)(nil), // 34: mailintake.v1.ListMailboxEventsResponse
-	nil,                               // 35: mailintake.v1.Mailbox.AuthConfigEntry
-	nil,                               // 36: mailintake.v1.Mailbox.AuthSecretsEntry
-	nil,                               // 37: mailintake.v1.AuthFailure.SupportIdsEntry
-	(*timestamppb.Timestamp)(nil),     // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),       // 39: google.protobuf.Duration
-	(*fieldmaskpb.FieldMask)(nil),     // 40: google.protobuf.FieldMask
+	(Protocol)(0),                        // 0: mailintake.v1.Protocol
+	(Security)(0),                        // 1: mailintake.v1.Security
+	(AfterAckAction)(0),                  // 2: mailintake.v1.AfterAckAction
+	(StartFrom)(0),                       // 3: mailintake.v1.StartFrom
+	(MailboxState)(0),                    // 4: mailintake.v1.MailboxState
+	(AuthFailureReason)(0),               // 5: mailintake.v1.AuthFailureReason
+	(TestStepKind)(0),                    // 6: mailintake.v1.TestStepKind
+	(TestStepResult)(0),                  // 7: mailintake.v1.TestStepResult
+	(*AfterAck)(nil),                     // 8: mailintake.v1.AfterAck
+	(*MailboxLimits)(nil),                // 9: mailintake.v1.MailboxLimits
+	(*Mailbox)(nil),                      // 10: mailintake.v1.Mailbox
+	(*AuthFailure)(nil),                  // 11: mailintake.v1.AuthFailure
+	(*TokenHealth)(nil),                  // 12: mailintake.v1.TokenHealth
+	(*MessageCounts)(nil),                // 13: mailintake.v1.MessageCounts
+	(*MailboxStatus)(nil),                // 14: mailintake.v1.MailboxStatus
+	(*TestStep)(nil),                     // 15: mailintake.v1.TestStep
+	(*CreateMailboxRequest)(nil),         // 16: mailintake.v1.CreateMailboxRequest
+	(*CreateMailboxResponse)(nil),        // 17: mailintake.v1.CreateMailboxResponse
+	(*GetMailboxRequest)(nil),            // 18: mailintake.v1.GetMailboxRequest
+	(*GetMailboxResponse)(nil),           // 19: mailintake.v1.GetMailboxResponse
+	(*ListMailboxesRequest)(nil),         // 20: mailintake.v1.ListMailboxesRequest
+	(*ListMailboxesResponse)(nil),        // 21: mailintake.v1.ListMailboxesResponse
+	(*UpdateMailboxRequest)(nil),         // 22: mailintake.v1.UpdateMailboxRequest
+	(*UpdateMailboxResponse)(nil),        // 23: mailintake.v1.UpdateMailboxResponse
+	(*DeleteMailboxRequest)(nil),         // 24: mailintake.v1.DeleteMailboxRequest
+	(*DeleteMailboxResponse)(nil),        // 25: mailintake.v1.DeleteMailboxResponse
+	(*TestConnectionRequest)(nil),        // 26: mailintake.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),       // 27: mailintake.v1.TestConnectionResponse
+	(*StreamConnectionTestRequest)(nil),  // 28: mailintake.v1.StreamConnectionTestRequest
+	(*StreamConnectionTestResponse)(nil), // 29: mailintake.v1.StreamConnectionTestResponse
+	(*TestPlan)(nil),                     // 30: mailintake.v1.TestPlan
+	(*GetMailboxStatusRequest)(nil),      // 31: mailintake.v1.GetMailboxStatusRequest
+	(*GetMailboxStatusResponse)(nil),     // 32: mailintake.v1.GetMailboxStatusResponse
+	(*PreviewFirstSyncRequest)(nil),      // 33: mailintake.v1.PreviewFirstSyncRequest
+	(*PreviewFirstSyncResponse)(nil),     // 34: mailintake.v1.PreviewFirstSyncResponse
+	(*MailboxEvent)(nil),                 // 35: mailintake.v1.MailboxEvent
+	(*ListMailboxEventsRequest)(nil),     // 36: mailintake.v1.ListMailboxEventsRequest
+	(*ListMailboxEventsResponse)(nil),    // 37: mailintake.v1.ListMailboxEventsResponse
+	nil,                                  // 38: mailintake.v1.Mailbox.AuthConfigEntry
+	nil,                                  // 39: mailintake.v1.Mailbox.AuthSecretsEntry
+	nil,                                  // 40: mailintake.v1.AuthFailure.SupportIdsEntry
+	(*timestamppb.Timestamp)(nil),        // 41: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),          // 42: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),        // 43: google.protobuf.FieldMask
 }
 var file_mailintake_v1_mailbox_proto_depIdxs = []int32{
 	2,  // 0: mailintake.v1.AfterAck.action:type_name -> mailintake.v1.AfterAckAction
 	0,  // 1: mailintake.v1.Mailbox.protocol:type_name -> mailintake.v1.Protocol
 	1,  // 2: mailintake.v1.Mailbox.security:type_name -> mailintake.v1.Security
-	35, // 3: mailintake.v1.Mailbox.auth_config:type_name -> mailintake.v1.Mailbox.AuthConfigEntry
-	36, // 4: mailintake.v1.Mailbox.auth_secrets:type_name -> mailintake.v1.Mailbox.AuthSecretsEntry
+	38, // 3: mailintake.v1.Mailbox.auth_config:type_name -> mailintake.v1.Mailbox.AuthConfigEntry
+	39, // 4: mailintake.v1.Mailbox.auth_secrets:type_name -> mailintake.v1.Mailbox.AuthSecretsEntry
 	8,  // 5: mailintake.v1.Mailbox.after_ack:type_name -> mailintake.v1.AfterAck
 	3,  // 6: mailintake.v1.Mailbox.start_from:type_name -> mailintake.v1.StartFrom
 	9,  // 7: mailintake.v1.Mailbox.limits:type_name -> mailintake.v1.MailboxLimits
-	38, // 8: mailintake.v1.Mailbox.create_time:type_name -> google.protobuf.Timestamp
-	38, // 9: mailintake.v1.Mailbox.update_time:type_name -> google.protobuf.Timestamp
+	41, // 8: mailintake.v1.Mailbox.create_time:type_name -> google.protobuf.Timestamp
+	41, // 9: mailintake.v1.Mailbox.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 10: mailintake.v1.Mailbox.smtp_security:type_name -> mailintake.v1.Security
-	39, // 11: mailintake.v1.Mailbox.poll_interval:type_name -> google.protobuf.Duration
+	42, // 11: mailintake.v1.Mailbox.poll_interval:type_name -> google.protobuf.Duration
 	5,  // 12: mailintake.v1.AuthFailure.reason:type_name -> mailintake.v1.AuthFailureReason
-	37, // 13: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
-	38, // 14: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	38, // 15: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
-	38, // 16: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
+	40, // 13: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
+	41, // 14: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	41, // 15: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
+	41, // 16: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
 	4,  // 17: mailintake.v1.MailboxStatus.state:type_name -> mailintake.v1.MailboxState
-	38, // 18: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
+	41, // 18: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
 	11, // 19: mailintake.v1.MailboxStatus.auth_failure:type_name -> mailintake.v1.AuthFailure
-	38, // 20: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	38, // 21: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
-	38, // 22: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	41, // 20: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	41, // 21: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
+	41, // 22: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
 	12, // 23: mailintake.v1.MailboxStatus.token_health:type_name -> mailintake.v1.TokenHealth
 	13, // 24: mailintake.v1.MailboxStatus.counts:type_name -> mailintake.v1.MessageCounts
 	6,  // 25: mailintake.v1.TestStep.kind:type_name -> mailintake.v1.TestStepKind
 	7,  // 26: mailintake.v1.TestStep.result:type_name -> mailintake.v1.TestStepResult
-	39, // 27: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
+	42, // 27: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
 	11, // 28: mailintake.v1.TestStep.auth_failure:type_name -> mailintake.v1.AuthFailure
 	10, // 29: mailintake.v1.CreateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
 	10, // 30: mailintake.v1.CreateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
 	10, // 31: mailintake.v1.GetMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
 	10, // 32: mailintake.v1.ListMailboxesResponse.mailboxes:type_name -> mailintake.v1.Mailbox
 	10, // 33: mailintake.v1.UpdateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	40, // 34: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
+	43, // 34: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
 	10, // 35: mailintake.v1.UpdateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
 	10, // 36: mailintake.v1.TestConnectionRequest.mailbox:type_name -> mailintake.v1.Mailbox
 	15, // 37: mailintake.v1.TestConnectionResponse.steps:type_name -> mailintake.v1.TestStep
-	14, // 38: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
-	10, // 39: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	3,  // 40: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
-	38, // 41: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
-	38, // 42: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
-	32, // 43: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
-	16, // 44: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
-	18, // 45: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
-	20, // 46: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
-	22, // 47: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
-	24, // 48: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
-	26, // 49: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
-	28, // 50: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
-	30, // 51: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
-	33, // 52: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
-	17, // 53: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
-	19, // 54: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
-	21, // 55: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
-	23, // 56: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
-	25, // 57: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
-	27, // 58: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
-	29, // 59: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
-	31, // 60: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
-	34, // 61: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
-	53, // [53:62] is the sub-list for method output_type
-	44, // [44:53] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	10, // 38: mailintake.v1.StreamConnectionTestRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	30, // 39: mailintake.v1.StreamConnectionTestResponse.plan:type_name -> mailintake.v1.TestPlan
+	15, // 40: mailintake.v1.StreamConnectionTestResponse.step:type_name -> mailintake.v1.TestStep
+	27, // 41: mailintake.v1.StreamConnectionTestResponse.summary:type_name -> mailintake.v1.TestConnectionResponse
+	6,  // 42: mailintake.v1.TestPlan.steps:type_name -> mailintake.v1.TestStepKind
+	14, // 43: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
+	10, // 44: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	3,  // 45: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
+	41, // 46: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
+	41, // 47: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
+	35, // 48: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
+	16, // 49: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
+	18, // 50: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
+	20, // 51: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
+	22, // 52: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
+	24, // 53: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
+	26, // 54: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
+	28, // 55: mailintake.v1.MailboxService.StreamConnectionTest:input_type -> mailintake.v1.StreamConnectionTestRequest
+	31, // 56: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
+	33, // 57: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
+	36, // 58: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
+	17, // 59: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
+	19, // 60: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
+	21, // 61: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
+	23, // 62: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
+	25, // 63: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
+	27, // 64: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
+	29, // 65: mailintake.v1.MailboxService.StreamConnectionTest:output_type -> mailintake.v1.StreamConnectionTestResponse
+	32, // 66: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
+	34, // 67: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
+	37, // 68: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
+	59, // [59:69] is the sub-list for method output_type
+	49, // [49:59] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_mailbox_proto_init() }
@@ -2926,7 +3214,16 @@ func file_mailintake_v1_mailbox_proto_init() {
 		(*TestConnectionRequest_Id)(nil),
 		(*TestConnectionRequest_Mailbox)(nil),
 	}
-	file_mailintake_v1_mailbox_proto_msgTypes[22].OneofWrappers = []any{
+	file_mailintake_v1_mailbox_proto_msgTypes[20].OneofWrappers = []any{
+		(*StreamConnectionTestRequest_Id)(nil),
+		(*StreamConnectionTestRequest_Mailbox)(nil),
+	}
+	file_mailintake_v1_mailbox_proto_msgTypes[21].OneofWrappers = []any{
+		(*StreamConnectionTestResponse_Plan)(nil),
+		(*StreamConnectionTestResponse_Step)(nil),
+		(*StreamConnectionTestResponse_Summary)(nil),
+	}
+	file_mailintake_v1_mailbox_proto_msgTypes[25].OneofWrappers = []any{
 		(*PreviewFirstSyncRequest_Id)(nil),
 		(*PreviewFirstSyncRequest_Mailbox)(nil),
 	}
@@ -2936,7 +3233,7 @@ func file_mailintake_v1_mailbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailintake_v1_mailbox_proto_rawDesc), len(file_mailintake_v1_mailbox_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

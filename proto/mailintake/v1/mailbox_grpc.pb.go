@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	MailboxService_CreateMailbox_FullMethodName     = "/mailintake.v1.MailboxService/CreateMailbox"
-	MailboxService_GetMailbox_FullMethodName        = "/mailintake.v1.MailboxService/GetMailbox"
-	MailboxService_ListMailboxes_FullMethodName     = "/mailintake.v1.MailboxService/ListMailboxes"
-	MailboxService_UpdateMailbox_FullMethodName     = "/mailintake.v1.MailboxService/UpdateMailbox"
-	MailboxService_DeleteMailbox_FullMethodName     = "/mailintake.v1.MailboxService/DeleteMailbox"
-	MailboxService_TestConnection_FullMethodName    = "/mailintake.v1.MailboxService/TestConnection"
-	MailboxService_GetMailboxStatus_FullMethodName  = "/mailintake.v1.MailboxService/GetMailboxStatus"
-	MailboxService_PreviewFirstSync_FullMethodName  = "/mailintake.v1.MailboxService/PreviewFirstSync"
-	MailboxService_ListMailboxEvents_FullMethodName = "/mailintake.v1.MailboxService/ListMailboxEvents"
+	MailboxService_CreateMailbox_FullMethodName        = "/mailintake.v1.MailboxService/CreateMailbox"
+	MailboxService_GetMailbox_FullMethodName           = "/mailintake.v1.MailboxService/GetMailbox"
+	MailboxService_ListMailboxes_FullMethodName        = "/mailintake.v1.MailboxService/ListMailboxes"
+	MailboxService_UpdateMailbox_FullMethodName        = "/mailintake.v1.MailboxService/UpdateMailbox"
+	MailboxService_DeleteMailbox_FullMethodName        = "/mailintake.v1.MailboxService/DeleteMailbox"
+	MailboxService_TestConnection_FullMethodName       = "/mailintake.v1.MailboxService/TestConnection"
+	MailboxService_StreamConnectionTest_FullMethodName = "/mailintake.v1.MailboxService/StreamConnectionTest"
+	MailboxService_GetMailboxStatus_FullMethodName     = "/mailintake.v1.MailboxService/GetMailboxStatus"
+	MailboxService_PreviewFirstSync_FullMethodName     = "/mailintake.v1.MailboxService/PreviewFirstSync"
+	MailboxService_ListMailboxEvents_FullMethodName    = "/mailintake.v1.MailboxService/ListMailboxEvents"
 )
 
 // MailboxServiceClient is the client API for MailboxService service.
@@ -52,6 +53,11 @@ type MailboxServiceClient interface {
 	// TestConnection checks a saved mailbox or an unsaved definition step by step
 	// (DNS, TCP, TLS, greeting, authentication, folder) and reports each step.
 	TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error)
+	// StreamConnectionTest runs the test TestConnection runs and reports it as it goes: first the
+	// plan (the steps it will run, in order), then each step as it starts (result
+	// TEST_STEP_RESULT_RUNNING) and as it ends, then the summary, the same as TestConnection's
+	// answer. The same caller may test the same mailboxes and definitions as with TestConnection.
+	StreamConnectionTest(ctx context.Context, in *StreamConnectionTestRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamConnectionTestResponse], error)
 	// GetMailboxStatus returns the live state of a mailbox's session, in words an admin understands.
 	GetMailboxStatus(ctx context.Context, in *GetMailboxStatusRequest, opts ...grpc.CallOption) (*GetMailboxStatusResponse, error)
 	// PreviewFirstSync says how many messages the first sync of a mailbox would deliver under its
@@ -130,6 +136,25 @@ func (c *mailboxServiceClient) TestConnection(ctx context.Context, in *TestConne
 	return out, nil
 }
 
+func (c *mailboxServiceClient) StreamConnectionTest(ctx context.Context, in *StreamConnectionTestRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamConnectionTestResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &MailboxService_ServiceDesc.Streams[0], MailboxService_StreamConnectionTest_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamConnectionTestRequest, StreamConnectionTestResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MailboxService_StreamConnectionTestClient = grpc.ServerStreamingClient[StreamConnectionTestResponse]
+
 func (c *mailboxServiceClient) GetMailboxStatus(ctx context.Context, in *GetMailboxStatusRequest, opts ...grpc.CallOption) (*GetMailboxStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetMailboxStatusResponse)
@@ -182,6 +207,11 @@ type MailboxServiceServer interface {
 	// TestConnection checks a saved mailbox or an unsaved definition step by step
 	// (DNS, TCP, TLS, greeting, authentication, folder) and reports each step.
 	TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error)
+	// StreamConnectionTest runs the test TestConnection runs and reports it as it goes: first the
+	// plan (the steps it will run, in order), then each step as it starts (result
+	// TEST_STEP_RESULT_RUNNING) and as it ends, then the summary, the same as TestConnection's
+	// answer. The same caller may test the same mailboxes and definitions as with TestConnection.
+	StreamConnectionTest(*StreamConnectionTestRequest, grpc.ServerStreamingServer[StreamConnectionTestResponse]) error
 	// GetMailboxStatus returns the live state of a mailbox's session, in words an admin understands.
 	GetMailboxStatus(context.Context, *GetMailboxStatusRequest) (*GetMailboxStatusResponse, error)
 	// PreviewFirstSync says how many messages the first sync of a mailbox would deliver under its
@@ -217,6 +247,9 @@ func (UnimplementedMailboxServiceServer) DeleteMailbox(context.Context, *DeleteM
 }
 func (UnimplementedMailboxServiceServer) TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestConnection not implemented")
+}
+func (UnimplementedMailboxServiceServer) StreamConnectionTest(*StreamConnectionTestRequest, grpc.ServerStreamingServer[StreamConnectionTestResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamConnectionTest not implemented")
 }
 func (UnimplementedMailboxServiceServer) GetMailboxStatus(context.Context, *GetMailboxStatusRequest) (*GetMailboxStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMailboxStatus not implemented")
@@ -356,6 +389,17 @@ func _MailboxService_TestConnection_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MailboxService_StreamConnectionTest_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamConnectionTestRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MailboxServiceServer).StreamConnectionTest(m, &grpc.GenericServerStream[StreamConnectionTestRequest, StreamConnectionTestResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type MailboxService_StreamConnectionTestServer = grpc.ServerStreamingServer[StreamConnectionTestResponse]
+
 func _MailboxService_GetMailboxStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetMailboxStatusRequest)
 	if err := dec(in); err != nil {
@@ -454,6 +498,12 @@ var MailboxService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _MailboxService_ListMailboxEvents_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "StreamConnectionTest",
+			Handler:       _MailboxService_StreamConnectionTest_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "mailintake/v1/mailbox.proto",
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -489,6 +490,32 @@ func TestHAReplicas(t *testing.T) {
 		if !strings.Contains(owner.d.logs.String(), "/mailintake.replica.v1.ReplicaService/TestConnection") {
 			t.Errorf("the connection test did not run on the owner %s", o)
 		}
+		// Streamed, it runs there too: the plan, the steps and the summary come at its end.
+		stream, err := c3.Mailboxes.StreamConnectionTest(ctx, &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan, ended int
+		var summary *mailintakev1.TestConnectionResponse
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("streamed connection test through r3: %v", err)
+				}
+				break
+			}
+			plan += len(r.GetPlan().GetSteps())
+			if r.GetStep() != nil {
+				ended++
+			}
+			if r.GetSummary() != nil {
+				summary = r.GetSummary()
+			}
+		}
+		if plan != 6 || ended != 6 || !summary.GetOk() || strings.Count(owner.d.logs.String(), "/mailintake.replica.v1.ReplicaService/TestConnection") < 2 {
+			t.Errorf("streamed connection test through r3 of a mailbox %s owns: plan %d, %d steps, summary %v", o, plan, ended, summary)
+		}
 		break
 	}
 
@@ -527,8 +554,8 @@ func TestHAReplicas(t *testing.T) {
 
 	// SIGTERM hands over at once: the next mail comes within a couple of seconds.
 	victim, victimBox = pick()
+	stopped := time.Now() // from the signal: a slow stop holds the leases the others wait for
 	victim.d.stop(t)
-	stopped := time.Now()
 	h.dv.Deliver(t, h.boxes[victimBox], "INBOX", haMail(h.boxes[victimBox], "after sigterm"))
 	eventually20(t, 20*time.Second, "the mail after SIGTERM delivered", func() bool { return l.confirmedSubjects()["after sigterm"] })
 	if d := time.Since(stopped); d > 5*time.Second {

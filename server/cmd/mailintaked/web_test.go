@@ -272,8 +272,7 @@ func TestBrowserAdminPage(t *testing.T) {
 			t.Errorf("step %s: %v, want pass", step, steps[step])
 		}
 	}
-	b.screenshot("web-save-and-test.png")
-	loc := b.location()
+	loc := b.location() // the Save and Test screenshot: TestBrowserSaveAndTestStepByStep
 	id := strings.TrimSuffix(strings.TrimPrefix(strings.SplitN(loc, "?", 2)[0], b.base+"/mailboxes/"), "/edit")
 	if id == "" || strings.Contains(id, "/") {
 		t.Fatalf("after Save and Test the page is %s", loc)
