@@ -19,6 +19,7 @@ import (
 	"github.com/mailintake/mailintake/internal/fakes/pop3test"
 	"github.com/mailintake/mailintake/internal/imapconn"
 	"github.com/mailintake/mailintake/internal/secrets"
+	"github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/store"
 	"github.com/mailintake/mailintake/internal/testutil"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -559,6 +560,9 @@ func TestPOP3ConnectionTestTLS(t *testing.T) {
 			}
 			if !resp.GetOk() || !slices.Equal(kinds, c.order) {
 				t.Errorf("steps %v, want %v: %v", kinds, c.order, resp)
+			}
+			if plan := session.PlanTest(mb); !slices.Equal(plan, c.order) {
+				t.Errorf("plan %v, want %v", plan, c.order)
 			}
 			for _, st := range resp.GetSteps() {
 				if st.GetKind() == mailintakev1.TestStepKind_TEST_STEP_KIND_TLS && !strings.Contains(st.GetDetail(), "TLS") {

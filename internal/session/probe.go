@@ -39,6 +39,9 @@ func PlanTest(mb *mailintakev1.Mailbox) []mailintakev1.TestStepKind {
 	for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
 		plan = append(plan, k)
 	}
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		plan = pop3Plan(mb) // probe_pop3.go
+	}
 	if outbox.SendingOn(mb) {
 		for k := mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_CONNECT; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH; k++ {
 			plan = append(plan, k)

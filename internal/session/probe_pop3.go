@@ -30,18 +30,25 @@ var pop3StepKinds = map[pop3.StepKind]mailintakev1.TestStepKind{
 	pop3.StepMaildrop:     mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT,
 }
 
+// pop3Plan is the order of a POP3 mailbox's reading steps: with STLS (and in plaintext, whose
+// TLS step says "none") the greeting comes before the TLS step.
+func pop3Plan(mb *mailintakev1.Mailbox) []mailintakev1.TestStepKind {
+	order := []mailintakev1.TestStepKind{mailintakev1.TestStepKind_TEST_STEP_KIND_DNS, mailintakev1.TestStepKind_TEST_STEP_KIND_TCP,
+		mailintakev1.TestStepKind_TEST_STEP_KIND_TLS, mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING,
+		mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH, mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT}
+	if sec := mb.GetSecurity(); sec == mailintakev1.Security_SECURITY_STARTTLS || sec == mailintakev1.Security_SECURITY_NONE {
+		order[2], order[3] = order[3], order[2]
+	}
+	return order
+}
+
 // testPOP3 is TestSteps' reading part for a POP3 mailbox: DNS, TCP, TLS, the greeting with CAPA,
 // the login through the provider (afresh), and STAT (the maildrop can be opened), then QUIT
 // without deleting anything. start and end are TestSteps': a step is ended once, and the next
 // one in the order of the mailbox's security started when it passed.
 func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string,
 	start func(mailintakev1.TestStepKind), end func(*mailintakev1.TestStep)) {
-	order := []mailintakev1.TestStepKind{mailintakev1.TestStepKind_TEST_STEP_KIND_DNS, mailintakev1.TestStepKind_TEST_STEP_KIND_TCP,
-		mailintakev1.TestStepKind_TEST_STEP_KIND_GREETING, mailintakev1.TestStepKind_TEST_STEP_KIND_TLS,
-		mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH, mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT}
-	if sec := mb.GetSecurity(); sec != mailintakev1.Security_SECURITY_STARTTLS && sec != mailintakev1.Security_SECURITY_NONE {
-		order[2], order[3] = order[3], order[2] // implicit TLS: the handshake comes before the greeting
-	}
+	order := pop3Plan(mb)
 	ended := map[mailintakev1.TestStepKind]bool{}
 	var failed bool
 	finish := func(step *mailintakev1.TestStep) {
