@@ -32,7 +32,8 @@ const (
 	Protocol_PROTOCOL_UNSPECIFIED Protocol = 0
 	// IMAP4rev1 / IMAP4rev2.
 	Protocol_PROTOCOL_IMAP Protocol = 1
-	// POP3 (reserved for a later release).
+	// POP3 (RFC 1939), polled every poll_interval in short sessions; the inbox only, after_ack
+	// DELETE or KEEP.
 	Protocol_PROTOCOL_POP3 Protocol = 2
 )
 
@@ -138,7 +139,8 @@ func (Security) EnumDescriptor() ([]byte, []int) {
 type AfterAckAction int32
 
 const (
-	// Not set: MARK_SEEN is assumed.
+	// Not set: MARK_SEEN is assumed (KEEP for POP3, which has neither flags nor folders: MARK_SEEN
+	// and MOVE are refused for it).
 	AfterAckAction_AFTER_ACK_ACTION_UNSPECIFIED AfterAckAction = 0
 	// Set the \Seen flag.
 	AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN AfterAckAction = 1
