@@ -34,6 +34,15 @@ func killDuringPOP3(t *testing.T, seeds int, storeArgs ...string) {
 	n := envInt("MAILINTAKE_FAULT_POP3_MESSAGES", 300)
 	srv := pop3test.Start(t, pop3test.Options{})
 	srv.AddUser(dvUser, dvPass)
+	// A slow server: a session that reads the whole maildrop lasts over a second, so the kills
+	// land in the middle of sessions (messages marked with DELE, QUIT not sent or not answered)
+	// and not only between them.
+	slow := func() {
+		srv.ClearFaults()
+		srv.Inject(pop3test.Fault{Command: "RETR", Action: pop3test.Stall, StallFor: 5 * time.Millisecond})
+		srv.Inject(pop3test.Fault{Command: "DELE", Action: pop3test.Stall, StallFor: 2 * time.Millisecond})
+	}
+	slow()
 	raws, subjects := faultMails(n, "pop")
 	uidSubject := map[string]string{}
 	for i, raw := range raws {
@@ -69,14 +78,36 @@ func killDuringPOP3(t *testing.T, seeds int, storeArgs ...string) {
 		}
 	}
 	l := newLedger()
+	inSession := 0 // crashes while a POP3 session held the maildrop
 	for seed := 1; seed <= seeds; seed++ {
 		rng := rand.New(rand.NewPCG(uint64(seed), 43))
 		c := adminClient(t, d, data)
 		ctx, cancel := context.WithCancel(context.Background())
 		req := &mailintakev1.StreamMessagesRequest{MaxInFlight: uint32(1 + rng.IntN(64))}
 		done := make(chan error, 1)
+		before := deliveries(l)
 		go func() { done <- consume(ctx, c, req, l, rng, 0.6+0.4*rng.Float64(), 1+rng.IntN(16)) }()
-		time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
+		// The kill comes after the seed's first delivery (or 3 s, when nothing is left to
+		// deliver): on odd seeds at a random point of the next 1.2 s, on even ones within 30 ms
+		// of a POP3 session holding the maildrop (between its login and its QUIT's answer).
+		for wait := time.Now().Add(3 * time.Second); deliveries(l) == before && time.Now().Before(wait); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if seed%2 == 1 {
+			time.Sleep(time.Duration(rng.IntN(1200)) * time.Millisecond)
+		} else {
+			// Between a session's QUIT and its answer, with its DELEs marked: the server
+			// holds the answer until the client is gone, then carries QUIT out.
+			quits := srv.Commands("QUIT")
+			srv.Inject(pop3test.Fault{Command: "QUIT", Action: pop3test.Stall, StallFor: 5 * time.Second, Times: 1})
+			for wait := time.Now().Add(10 * time.Second); srv.Commands("QUIT") == quits && time.Now().Before(wait); {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
+		}
+		if srv.Locked(dvUser) {
+			inSession++
+		}
 		d.cmd.Process.Kill() // SIGKILL, wherever the server is
 		d.cmd.Wait()
 		select {
@@ -85,7 +116,10 @@ func killDuringPOP3(t *testing.T, seeds int, storeArgs ...string) {
 			t.Fatalf("seed %d: the consumer did not notice the crash", seed)
 		}
 		cancel()
+		// The maildrop as the crash left it, once the server is done with the dead session.
+		waitFor(t, "the maildrop unlocked", func() bool { return !srv.Locked(dvUser) })
 		deletedBeforeAck(l, "after crash "+strconv.Itoa(seed))
+		slow()
 		d = startDaemon(t, data, storeArgs...)
 	}
 	c := adminClient(t, d, data)
@@ -98,5 +132,20 @@ func killDuringPOP3(t *testing.T, seeds int, storeArgs ...string) {
 		redelivered += k - 1
 	}
 	l.mu.Unlock()
-	t.Logf("%d messages, %d crashes: %d redeliveries of unacknowledged messages; %d POP3 sessions, %d clean QUITs", n, seeds, redelivered, srv.Logins.Load(), srv.Updates.Load())
+	t.Logf("%d messages, %d crashes (%d in the middle of a POP3 session): %d redeliveries of unacknowledged messages; %d POP3 sessions",
+		n, seeds, inSession, redelivered, srv.Logins.Load())
+	if inSession == 0 && seeds > 1 {
+		t.Errorf("no crash landed in the middle of a POP3 session: the scenario tested nothing")
+	}
+}
+
+// deliveries counts the deliveries the ledger saw.
+func deliveries(l *ledger) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, k := range l.delivered {
+		n += k
+	}
+	return n
 }
