@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
+	"github.com/mailintake/mailintake/internal/fakes/pop3test"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // dsnReport is a delivery status notification as a receiving MTA (here: the sink's relay)
@@ -122,8 +124,27 @@ func TestBouncesCloseTheLoop(t *testing.T) {
 	if got.GetState() != mailintakev1.OutboundState_OUTBOUND_STATE_BOUNCED || len(got.GetBouncedRecipients()) != 1 || got.GetBouncedRecipients()[0].GetStatus() != "4.4.7" {
 		t.Fatalf("after the failure by Message-ID: %v", got)
 	}
+
+	// A report read from a POP3 mailbox of the tenant closes the loop the same way.
+	third := send("k3", "left@customer.example")
+	pop := pop3test.Start(t, pop3test.Options{})
+	pop.AddUser("returns@example.com", "pop-pass")
+	e.create(acme, &mailintakev1.Mailbox{
+		Tenant: "acme", DisplayName: "Returns (POP3)", Enabled: true, Protocol: mailintakev1.Protocol_PROTOCOL_POP3,
+		Host: pop.Host, Port: uint32(pop.Port), Security: mailintakev1.Security_SECURITY_NONE, Username: "returns@example.com",
+		AuthProvider: "basic", AuthSecrets: map[string]string{"password": "pop-pass"}, StartFrom: mailintakev1.StartFrom_START_FROM_ALL,
+		PollInterval: durationpb.New(5 * time.Second),
+	})
+	pop.Add("returns@example.com", dsnReport(third.GetId(), third.GetMessageId(), "left@customer.example", "failed", "5.1.1", "550 5.1.1 mailbox unavailable"))
+	m = next()
+	if b := m.GetSignals().GetBounceReport(); b.GetOutboundId() != third.GetId() {
+		t.Fatalf("the report read over POP3 names %q, want %q: %v", b.GetOutboundId(), third.GetId(), b)
+	}
+	if got := get(third.GetId()); got.GetState() != mailintakev1.OutboundState_OUTBOUND_STATE_BOUNCED || got.GetBounceMessageId() != m.GetId() {
+		t.Fatalf("after the report read over POP3: %v", got)
+	}
 	list, err := out.ListOutboundMessages(as(acme), &mailintakev1.ListOutboundMessagesRequest{State: mailintakev1.OutboundState_OUTBOUND_STATE_BOUNCED})
-	if err != nil || len(list.GetOutboundMessages()) != 2 {
+	if err != nil || len(list.GetOutboundMessages()) != 3 {
 		t.Errorf("bounced: %v, %v", list, err)
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -181,6 +182,7 @@ var updatable = map[string]func(dst, src *mailintakev1.Mailbox){
 	"smtp_max_per_minute":  func(d, s *mailintakev1.Mailbox) { d.SmtpMaxPerMinute = s.SmtpMaxPerMinute },
 	"save_sent_copy":       func(d, s *mailintakev1.Mailbox) { d.SaveSentCopy = s.SaveSentCopy },
 	"sent_folder":          func(d, s *mailintakev1.Mailbox) { d.SentFolder = s.SentFolder },
+	"poll_interval":        func(d, s *mailintakev1.Mailbox) { d.PollInterval = s.PollInterval },
 }
 
 func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.UpdateMailboxRequest) (*mailintakev1.UpdateMailboxResponse, error) {
@@ -225,6 +227,13 @@ func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.Up
 	}
 	next.UpdateTime = timestamppb.New(m.s.now())
 	normalize(next)
+	if next.Protocol != cur.Spec.Protocol {
+		// The checkpoint, acknowledgements and message ids of one protocol mean nothing to the
+		// other (IMAP UIDs against POP3's unique-id checkpoint).
+		return nil, violations{{Field: "mailbox.protocol", Description: fmt.Sprintf(
+			"cannot change from %s to %s: a mailbox keeps its protocol (its checkpoint and message ids belong to it); add a new mailbox instead",
+			protocolName(cur.Spec.Protocol), protocolName(next.Protocol))}}.err()
+	}
 	if err := m.s.validateMailbox(ctx, "mailbox.", next, sec); err != nil {
 		return nil, err
 	}
@@ -441,4 +450,9 @@ func (m *mailboxService) ListMailboxEvents(ctx context.Context, req *mailintakev
 			Count: int32(e.Count), FirstTime: timestamppb.New(e.FirstTime)})
 	}
 	return resp, nil
+}
+
+// protocolName names a protocol as the CLI does ("imap", "pop3").
+func protocolName(p mailintakev1.Protocol) string {
+	return strings.ToLower(strings.TrimPrefix(p.String(), "PROTOCOL_"))
 }

@@ -329,6 +329,24 @@ func TestValidationNamesFieldsAndWritesNothing(t *testing.T) {
 		{"bad ticket pattern", func(m *mailintakev1.Mailbox) { m.TicketPattern = "([" }, "mailbox.ticket_pattern"},
 		{"bad CA", func(m *mailintakev1.Mailbox) { m.CaPem = "not a certificate" }, "mailbox.ca_pem"},
 		{"no tenant with the admin token", func(m *mailintakev1.Mailbox) { m.Tenant = "" }, "mailbox.tenant"},
+		{"POP3 with MARK_SEEN", func(m *mailintakev1.Mailbox) {
+			m.Protocol = mailintakev1.Protocol_PROTOCOL_POP3
+			m.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN}
+		}, "mailbox.after_ack.action"},
+		{"POP3 with MOVE", func(m *mailintakev1.Mailbox) {
+			m.Protocol = mailintakev1.Protocol_PROTOCOL_POP3
+			m.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MOVE, Folder: "Done"}
+		}, "mailbox.after_ack.action"},
+		{"POP3 polled every second", func(m *mailintakev1.Mailbox) {
+			m.Protocol, m.PollInterval = mailintakev1.Protocol_PROTOCOL_POP3, durationpb.New(time.Second)
+		}, "mailbox.poll_interval"},
+		{"POP3 with another folder", func(m *mailintakev1.Mailbox) {
+			m.Protocol, m.Folder = mailintakev1.Protocol_PROTOCOL_POP3, "Archive"
+		}, "mailbox.folder"},
+		{"a poll interval for IMAP", func(m *mailintakev1.Mailbox) { m.PollInterval = durationpb.New(time.Minute) }, "mailbox.poll_interval"},
+		{"POP3 through a provider that serves only IMAP", func(m *mailintakev1.Mailbox) {
+			m.Protocol, m.AuthProvider, m.AuthSecrets = mailintakev1.Protocol_PROTOCOL_POP3, "fake", nil
+		}, "mailbox.protocol"},
 	}
 	for _, c := range cases {
 		mb := validMailbox("acme")
@@ -344,6 +362,43 @@ func TestValidationNamesFieldsAndWritesNothing(t *testing.T) {
 	list, _ := e.mailbox.ListMailboxes(as(e.admin), &mailintakev1.ListMailboxesRequest{})
 	if n := len(list.GetMailboxes()); n != 0 {
 		t.Errorf("invalid requests wrote %d mailboxes", n)
+	}
+}
+
+// A POP3 mailbox takes POP3's defaults: port 995 with TLS (110 otherwise), after_ack KEEP; its
+// poll interval is kept.
+func TestCreatePOP3Mailbox(t *testing.T) {
+	e := newEnv(t)
+	mb := validMailbox("acme")
+	mb.Protocol, mb.Port, mb.PollInterval = mailintakev1.Protocol_PROTOCOL_POP3, 0, durationpb.New(5*time.Second)
+	got := e.create(e.admin, mb)
+	if got.GetPort() != 995 || got.GetAfterAck().GetAction() != mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP ||
+		got.GetPollInterval().AsDuration() != 5*time.Second || got.GetProtocol() != mailintakev1.Protocol_PROTOCOL_POP3 {
+		t.Errorf("POP3 defaults: %v", got)
+	}
+	mb = validMailbox("acme")
+	mb.Protocol, mb.Port, mb.Security = mailintakev1.Protocol_PROTOCOL_POP3, 0, mailintakev1.Security_SECURITY_STARTTLS
+	mb.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE}
+	got = e.create(e.admin, mb)
+	if got.GetPort() != 110 || got.GetAfterAck().GetAction() != mailintakev1.AfterAckAction_AFTER_ACK_ACTION_DELETE {
+		t.Errorf("POP3 with STLS: %v", got)
+	}
+	upd := func(paths []string, m *mailintakev1.Mailbox) (*mailintakev1.Mailbox, error) {
+		m.Id = got.GetId()
+		r, err := e.mailbox.UpdateMailbox(as(e.admin), &mailintakev1.UpdateMailboxRequest{Mailbox: m, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
+		return r.GetMailbox(), err
+	}
+	if u, err := upd([]string{"poll_interval"}, &mailintakev1.Mailbox{PollInterval: durationpb.New(time.Hour)}); err != nil || u.GetPollInterval().AsDuration() != time.Hour {
+		t.Errorf("updating poll_interval = %v, %v", u, err)
+	}
+	_, err := upd([]string{"poll_interval"}, &mailintakev1.Mailbox{PollInterval: durationpb.New(time.Millisecond)})
+	if wantCode(t, "poll_interval 1ms", err, codes.InvalidArgument); !slices.Contains(badFields(err), "mailbox.poll_interval") {
+		t.Errorf("poll_interval 1ms: %v", err)
+	}
+	_, err = upd([]string{"protocol", "port", "after_ack"}, &mailintakev1.Mailbox{Protocol: mailintakev1.Protocol_PROTOCOL_IMAP, Port: 993,
+		AfterAck: &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN}})
+	if wantCode(t, "POP3 to IMAP", err, codes.InvalidArgument); !slices.Contains(badFields(err), "mailbox.protocol") {
+		t.Errorf("changing the protocol: %v", err)
 	}
 }
 

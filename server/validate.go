@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mailintake/mailintake/internal/outbox"
 	"github.com/mailintake/mailintake/internal/pluginhost"
@@ -66,6 +67,16 @@ func normalize(mb *mailintakev1.Mailbox) {
 	}
 	if mb.AfterAck.Action == mailintakev1.AfterAckAction_AFTER_ACK_ACTION_UNSPECIFIED {
 		mb.AfterAck.Action = mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN
+		if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 {
+			// POP3 has no flags: acknowledged mail stays unless DELETE is asked for.
+			mb.AfterAck.Action = mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP
+		}
+	}
+	if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 && mb.Port == 0 {
+		mb.Port = 995 // implicit TLS
+		if mb.Security != mailintakev1.Security_SECURITY_TLS {
+			mb.Port = 110 // STLS, or plaintext when asked for
+		}
 	}
 	if mb.StartFrom == mailintakev1.StartFrom_START_FROM_UNSPECIFIED {
 		mb.StartFrom = mailintakev1.StartFrom_START_FROM_NEW
@@ -93,6 +104,40 @@ func normalizeSending(mb *mailintakev1.Mailbox) {
 	if mb.SmtpHost != "" {
 		mb.SmtpSecurity = outbox.Security(mb)
 		mb.SmtpPort = uint32(outbox.Port(mb))
+	}
+}
+
+// The bounds of a POP3 mailbox's poll_interval.
+const (
+	minPollInterval = 5 * time.Second
+	maxPollInterval = 24 * time.Hour
+)
+
+// validatePOP3 checks what differs for a POP3 mailbox: POP3 sees one maildrop (the inbox),
+// has neither flags nor folders (after_ack is DELETE or KEEP), and is polled (poll_interval,
+// which only POP3 takes).
+func validatePOP3(f func(string) string, mb *mailintakev1.Mailbox, v *violations) {
+	if mb.Protocol != mailintakev1.Protocol_PROTOCOL_POP3 {
+		if mb.PollInterval != nil {
+			v.add(f("poll_interval"), "is for POP3 mailboxes only: an IMAP mailbox learns of new mail with IDLE")
+		}
+		return
+	}
+	if mb.PollInterval != nil {
+		if err := mb.PollInterval.CheckValid(); err != nil {
+			v.add(f("poll_interval"), "is not a valid duration: %v", err)
+		} else if d := mb.PollInterval.AsDuration(); d < minPollInterval || d > maxPollInterval {
+			v.add(f("poll_interval"), "must be between %s and %s, not %s", minPollInterval, maxPollInterval, d)
+		}
+	}
+	switch mb.AfterAck.GetAction() {
+	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN:
+		v.add(f("after_ack.action"), "MARK_SEEN is not possible over POP3, which has no flags: use DELETE (deleted at the session's QUIT once acknowledged) or KEEP")
+	case mailintakev1.AfterAckAction_AFTER_ACK_ACTION_MOVE:
+		v.add(f("after_ack.action"), "MOVE is not possible over POP3, which has no folders: use DELETE (deleted at the session's QUIT once acknowledged) or KEEP")
+	}
+	if !strings.EqualFold(mb.Folder, defaultFolder) {
+		v.add(f("folder"), "must be INBOX for POP3, which sees only the inbox (the maildrop), not %q", mb.Folder)
 	}
 }
 
@@ -143,9 +188,10 @@ func (s *Server) validateMailbox(ctx context.Context, prefix string, mb *mailint
 	}
 	if _, ok := mailintakev1.Protocol_name[int32(mb.Protocol)]; !ok {
 		v.add(f("protocol"), "unknown protocol %d", mb.Protocol)
-	} else if mb.Protocol != mailintakev1.Protocol_PROTOCOL_IMAP {
-		v.add(f("protocol"), "only IMAP is supported by this server")
+	} else if mb.Protocol != mailintakev1.Protocol_PROTOCOL_IMAP && mb.Protocol != mailintakev1.Protocol_PROTOCOL_POP3 {
+		v.add(f("protocol"), "only IMAP and POP3 are supported by this server")
 	}
+	validatePOP3(f, mb, &v)
 	switch {
 	case mb.Host == "":
 		v.add(f("host"), "is required (the mail server's host name, e.g. outlook.office365.com)")
@@ -153,7 +199,7 @@ func (s *Server) validateMailbox(ctx context.Context, prefix string, mb *mailint
 		v.add(f("host"), "%q is not a host name or IP address", mb.Host)
 	}
 	if mb.Port < 1 || mb.Port > 65535 {
-		v.add(f("port"), "must be between 1 and 65535 (993 for TLS, 143 for STARTTLS), not %d", mb.Port)
+		v.add(f("port"), "must be between 1 and 65535 (IMAP: 993 for TLS, 143 for STARTTLS; POP3: 995, 110), not %d", mb.Port)
 	}
 	if _, ok := mailintakev1.Security_name[int32(mb.Security)]; !ok {
 		v.add(f("security"), "unknown security mode %d: use TLS, STARTTLS or NONE", mb.Security)
@@ -228,6 +274,10 @@ func (s *Server) validateProvider(ctx context.Context, prefix string, mb *mailin
 	}
 	if err != nil {
 		return err
+	}
+	if proto := session.Account(mb, nil).Protocol; len(info.Protocols) > 0 && !slices.Contains(info.Protocols, proto) {
+		v.add(prefix+"protocol", "provider %q does not serve %s (it serves %s): choose a protocol it serves, or another provider",
+			mb.AuthProvider, strings.ToUpper(proto), strings.Join(info.Protocols, ", "))
 	}
 	if mb.SendingEnabled && len(info.Protocols) > 0 && !slices.Contains(info.Protocols, "smtp") {
 		v.add(prefix+"sending_enabled", "provider %q issues no SMTP credentials (it serves %s): sending needs one that does",

@@ -39,6 +39,9 @@ func PlanTest(mb *mailintakev1.Mailbox) []mailintakev1.TestStepKind {
 	for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
 		plan = append(plan, k)
 	}
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		plan = pop3Plan(mb) // probe_pop3.go
+	}
 	if outbox.SendingOn(mb) {
 		for k := mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_CONNECT; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH; k++ {
 			plan = append(plan, k)
@@ -96,9 +99,10 @@ func (s *Supervisor) TestSteps(ctx context.Context, mb *mailintakev1.Mailbox, se
 		}
 	}
 	start(mailintakev1.TestStepKind_TEST_STEP_KIND_DNS)
-	// A test signs in afresh: a cached credential would hide what the provider says now.
-	conn, _, _, err := s.connect(ctx, mb, secrets, true, report)
-	if err == nil {
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		s.testPOP3(ctx, mb, secrets, start, end) // probe_pop3.go
+	} else if conn, _, _, err := s.connect(ctx, mb, secrets, true, report); err == nil {
+		// A test signs in afresh: a cached credential would hide what the provider says now.
 		conn.Logout()
 	} else if len(resp.Steps) == 0 || resp.Steps[len(resp.Steps)-1].Result != mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED {
 		// A failure before any step (e.g. an unusable CA) is reported on the first step.
@@ -115,6 +119,9 @@ func (s *Supervisor) TestSteps(ctx context.Context, mb *mailintakev1.Mailbox, se
 
 // Preview counts what a first sync of the definition would deliver, without changing anything.
 func (s *Supervisor) Preview(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string) (*mailintakev1.PreviewFirstSyncResponse, error) {
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		return s.previewPOP3(ctx, mb, secrets)
+	}
 	conn, sel, _, err := s.connect(ctx, mb, secrets, false, nil)
 	if err != nil {
 		return nil, err
@@ -145,6 +152,9 @@ var ErrStaleMessage = errors.New("the folder was recreated since this message wa
 // StreamRaw writes a message's raw bytes to w, fetched on a connection of its own so the
 // mailbox's session is not disturbed.
 func (s *Supervisor) StreamRaw(ctx context.Context, mb *store.Mailbox, key delivery.Key, w io.Writer) (int64, error) {
+	if mb.Spec.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		return s.streamRawPOP3(ctx, mb, key, w)
+	}
 	conn, sel, _, err := s.connect(ctx, mb.Spec, mb.RevealedSecrets(), false, nil)
 	if err != nil {
 		return 0, err

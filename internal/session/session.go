@@ -38,6 +38,8 @@ type session struct {
 	inline  int64
 	// rs is run's state, handed from one goroutine of the session to the next.
 	rs runState
+	// tr is the mailbox's protocol (transport.go).
+	tr transport
 }
 
 func newSession(sup *Supervisor, mb *store.Mailbox) *session {
@@ -59,6 +61,7 @@ func newSession(sup *Supervisor, mb *store.Mailbox) *session {
 	if s.inline == 0 {
 		s.inline = sup.opts.DefaultMaxInlineAttachment
 	}
+	s.tr = newTransport(s)
 	return s
 }
 
@@ -124,10 +127,13 @@ type live struct {
 type waiting struct {
 	s   *session
 	ctx context.Context
-	// l is the connection whose news is awaited (nil: a backoff before the next attempt), and
-	// idling its IDLE command (nil: a poll interval).
+	// l is the connection whose news is awaited (nil: a backoff before the next attempt, or
+	// a poll), and idling its IDLE command (nil: a poll interval).
 	l      *live
 	idling *imapconn.Idling
+	// poll: a transport without a connection between rounds (POP3) waits for its poll
+	// interval or the broker's wake-up; its next round connects anew, and is no reconnect.
+	poll bool
 	// slots: the connection waits for a free consumer slot only, with no IDLE (nor a NOOP to
 	// end the wait): the next round searches the folder once the backlog is delivered, so news
 	// from the server is not needed meanwhile, and an IDLE and its DONE per batch of a
@@ -162,8 +168,10 @@ func (s *session) parkWait(w *waiting, timer time.Duration) {
 	fire := w.fire
 	w.timer = time.AfterFunc(timer, fire)
 	w.stopCtx = context.AfterFunc(ctx, fire)
-	if l != nil {
+	if l != nil || w.poll {
 		w.stopWake = s.queue.OnWake(fire)
+	}
+	if l != nil {
 		w.stopConn = l.conn.Notify(fire)
 	}
 	if old := w.state.Or(waitArmed); old&waitFired != 0 {
@@ -182,9 +190,11 @@ func (w *waiting) fire() {
 func (s *session) resume(w *waiting) {
 	w.timer.Stop()
 	w.stopCtx()
-	if w.l != nil {
+	if w.l != nil || w.poll {
 		w.stopWake()
-		w.stopConn()
+		if w.l != nil {
+			w.stopConn()
+		}
 		// A wake-up from the broker that came before now is seen by the next round.
 		select {
 		case <-s.queue.Wake():
@@ -223,14 +233,14 @@ func (s *session) run(ctx context.Context, from *waiting) {
 			if ctx.Err() != nil {
 				break
 			}
-			if s.rs.attempts > 0 {
+			if s.rs.attempts > 0 && (from == nil || !from.poll) {
 				s.sup.metrics.Reconnects.WithLabelValues(s.id).Inc()
 			}
 			s.rs.attempts++
 			s.rs.start = time.Now()
 			force := s.rs.force
 			s.rs.force = false
-			err = s.serve(ctx, force)
+			err = s.tr.serve(ctx, force)
 		}
 		from = nil
 		if errors.Is(err, errParked) {
@@ -251,16 +261,16 @@ func (s *session) run(ctx context.Context, from *waiting) {
 		}
 		var wait time.Duration
 		var pe *providerError
+		af, refused := s.tr.refused(err)
 		switch {
 		case errors.Is(err, errForceRefresh):
 			s.rs.force = true
 			continue
 		case errors.Is(err, errTokenExpiring):
 			continue
-		case imapconn.IsAuthError(err):
+		case refused:
 			s.sup.metrics.AuthFailed.WithLabelValues(s.id).Inc()
 			wait = jitter(s.rs.authBackoff)
-			af := refusedLogin(err)
 			s.status.fail(mailintakev1.MailboxState_MAILBOX_STATE_AUTH_FAILED, "the mail server refused the login", err, time.Now().Add(wait), af)
 			s.event("auth", "login refused: %v; next attempt in %s", err, wait.Round(time.Second))
 			s.log().Warn("login refused", "err", err, "retry_in", wait)
@@ -327,7 +337,7 @@ func authFailure(err error) *mailintakev1.AuthFailure {
 // errParked is returned when the session parked in a wait: another goroutine continues it.
 var errParked = errors.New("the session waits for news")
 
-// serve connects, then serves the connection (serveOn).
+// serve connects, then serves the connection (serveOn): imapTransport's serve.
 func (s *session) serve(ctx context.Context, force bool) error {
 	s.status.set(mailintakev1.MailboxState_MAILBOX_STATE_CONNECTING, "connecting to "+s.mb.Spec.GetHost())
 	conn, sel, expiry, err := s.sup.connect(ctx, s.mb.Spec, s.mb.RevealedSecrets(), force, nil)

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -96,6 +97,13 @@ func (s *status) warn(w string) {
 		}
 	}
 	s.st.Warnings = append(s.st.Warnings, w)
+}
+
+// unwarn withdraws a standing warning that no longer holds.
+func (s *status) unwarn(w string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.Warnings = slices.DeleteFunc(s.st.Warnings, func(have string) bool { return have == w })
 }
 
 func (s *status) synced() {

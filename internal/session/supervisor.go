@@ -1,8 +1,9 @@
-// Package session keeps one supervised IMAP session per enabled mailbox: connect, authenticate
-// with the provider's credential, select, catch up from the durable UID checkpoint, deliver on
-// demand through the delivery broker, apply after-ack actions, then IDLE (or poll). Lost
-// connections reconnect with exponential backoff and jitter; refused logins are not retried in a
-// tight loop, because repeated bad passwords lock accounts.
+// Package session keeps one supervised session per enabled mailbox: connect, authenticate with
+// the provider's credential, select, catch up from the durable UID checkpoint, deliver on demand
+// through the delivery broker, apply after-ack actions, then IDLE (or poll). The protocol is a
+// transport (transport.go): IMAP, or POP3 polled in short sessions (pop3.go). Lost connections
+// reconnect with exponential backoff and jitter; refused logins are not retried in a tight loop,
+// because repeated bad passwords lock accounts.
 package session
 
 import (

@@ -56,6 +56,11 @@ type deliverer struct {
 	backlogAt     time.Time
 	done          map[uint32]bool
 
+	// byHash: every message is compared with the acknowledged ones by its SHA-256 before it is
+	// delivered (POP3, whose unique-ids may all change at once: Dovecot's follow the folder's
+	// UIDVALIDITY), not only those below ResyncBelow.
+	byHash bool
+
 	// shared is whether the mailbox's tenant has other mailboxes, as seen at sharedAt (see
 	// markCopies).
 	shared   bool
@@ -697,13 +702,19 @@ func (d *deliverer) fetch(ctx context.Context, meta imapconn.Meta, replaying boo
 // safe to call from several goroutines.
 func (d *deliverer) prepare(ctx context.Context, raw []byte, meta imapconn.Meta) (*mailintakev1.Message, error) {
 	s := d.s
-	if meta.UID < d.st.ResyncBelow {
-		// After a UIDVALIDITY change: a message acknowledged before is recognised by its hash.
+	if meta.UID < d.st.ResyncBelow || d.byHash {
+		// After a UIDVALIDITY change (or a POP3 unique-id seen for the first time): a message
+		// acknowledged before is recognised by its hash.
 		sum := parse.SHA256(raw)
 		if seen, err := s.sup.store.AckedHash(ctx, s.id, sum); err != nil {
 			return nil, err
 		} else if seen {
-			err := s.sup.store.RecordAcks(ctx, map[string][]store.Ack{s.id: {{UIDValidity: d.st.UIDValidity, UID: meta.UID, SHA256: sum, AckTime: time.Now(), Applied: true}}})
+			// POP3 applies its after-ack action (DELETE) to it at the next session.
+			err := s.sup.store.RecordAcks(ctx, map[string][]store.Ack{s.id: {{UIDValidity: d.st.UIDValidity, UID: meta.UID, SHA256: sum, AckTime: time.Now(), Applied: !d.byHash}}})
+			if err == nil && d.byHash {
+				// One sentence, so the log folds the repeats into one entry with a count.
+				d.s.event("resync", "a message acknowledged before came back under a new unique-id: recognised by its SHA-256, not delivered again")
+			}
 			return nil, err
 		}
 	}

@@ -152,4 +152,70 @@ type SyncStore interface {
 	// mailbox: a mailbox's deletion leaves them (they expire), and the call is not fenced by a
 	// lease (every replica delivers a message under the same ID).
 	ClaimCopies(ctx context.Context, now time.Time, copies []MailCopy) ([]string, error)
+
+	// MapUIDLs is a POP3 mailbox's checkpoint of unique-ids (UIDL). It records that the
+	// maildrop lists uidls now and answers each one's UID in the mailbox: the UID it was given
+	// when first listed, or, for a unique-id never seen (or forgotten), a new one above every
+	// UID the mailbox had, given in the order of uidls. A UID names its unique-id for good, so
+	// the message's id (mailbox:uidvalidity:uid, under POP3UIDValidity) is stable across
+	// restarts, and acks, quarantine and the checkpoint's acked_through work as for IMAP.
+	// Unique-ids no longer listed are marked gone at now (once) and forgotten when they have
+	// been gone since before forgetGoneBefore, except the mailbox's highest UID, which is kept
+	// so that no UID is given twice. It is one transaction, fenced under a lease.
+	MapUIDLs(ctx context.Context, mailboxID string, uidls []string, now, forgetGoneBefore time.Time) (map[string]uint32, error)
+	// UIDLOf returns the unique-id a POP3 mailbox's UID names (MapUIDLs); ErrNotFound when
+	// none does (never given, or forgotten).
+	UIDLOf(ctx context.Context, mailboxID string, uid uint32) (string, error)
+}
+
+// POP3UIDValidity is the UIDVALIDITY of every POP3 mailbox's checkpoint: the UIDs MapUIDLs
+// gives never name another message, so it never changes.
+const POP3UIDValidity = 1
+
+// UIDLRetention is how long a POP3 mailbox's checkpoint remembers a unique-id after the
+// maildrop stopped listing it (MapUIDLs' forgetGoneBefore): a message restored within that
+// time is recognised, not delivered again.
+const UIDLRetention = 14 * 24 * time.Hour
+
+// UIDLState is what a store keeps of one unique-id of a POP3 mailbox (MapUIDLs).
+type UIDLState struct {
+	UID  uint32
+	Gone bool
+}
+
+// UIDLPlan is what MapUIDLs writes, computed by PlanUIDLs the same way in every store.
+type UIDLPlan struct {
+	// UIDs answers each listed unique-id's UID.
+	UIDs map[string]uint32
+	// Insert are the unique-ids seen for the first time, Back those listed again after they
+	// were gone, Gone those no longer listed.
+	Insert, Back, Gone []string
+}
+
+// PlanUIDLs computes MapUIDLs' changes from what a store keeps (known, and top, its highest UID)
+// and the unique-ids listed now.
+func PlanUIDLs(known map[string]UIDLState, top uint32, uidls []string) UIDLPlan {
+	p := UIDLPlan{UIDs: make(map[string]uint32, len(uidls))}
+	for _, u := range uidls {
+		if _, dup := p.UIDs[u]; dup {
+			continue
+		}
+		st, ok := known[u]
+		if !ok {
+			top++
+			p.UIDs[u] = top
+			p.Insert = append(p.Insert, u)
+			continue
+		}
+		p.UIDs[u] = st.UID
+		if st.Gone {
+			p.Back = append(p.Back, u)
+		}
+	}
+	for u, st := range known {
+		if _, listed := p.UIDs[u]; !listed && !st.Gone {
+			p.Gone = append(p.Gone, u)
+		}
+	}
+	return p
 }

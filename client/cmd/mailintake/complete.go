@@ -28,6 +28,8 @@ func (a *app) completeDefFlags(cmd *cobra.Command) {
 	noSpace := cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 	_ = cmd.RegisterFlagCompletionFunc("security", cobra.FixedCompletions([]cobra.Completion{"tls", "starttls", "none"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("smtp-security", cobra.FixedCompletions([]cobra.Completion{"tls", "starttls", "none"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("protocol", cobra.FixedCompletions([]cobra.Completion{"imap", "pop3"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("poll-interval", cobra.NoFileCompletions)
 	_ = cmd.RegisterFlagCompletionFunc("start-from", cobra.FixedCompletions([]cobra.Completion{"new", "unseen", "all"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("after-ack", func(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		if strings.HasPrefix(toComplete, "move:") {

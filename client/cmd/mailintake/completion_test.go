@@ -63,6 +63,7 @@ func TestCompletionDynamic(t *testing.T) {
 		{[]string{"tail", "--mailbox", "mb-2"}, "mb-2\tSales"},
 		{[]string{"mailbox", "add", "--tenant", ""}, "acme globex"},
 		{[]string{"mailbox", "add", "--security", ""}, "tls starttls none"},
+		{[]string{"mailbox", "add", "--protocol", ""}, "imap pop3"},
 		{[]string{"mailbox", ""}, "add\t"},
 	}
 	for _, tc := range tests {

@@ -44,14 +44,20 @@ Secrets are never taken from the command line: --password-stdin or --secret-stdi
 standard input; otherwise the provider's required secrets are asked for at the terminal.
 --start-from new (the default) delivers only mail arriving from now on; unseen and all also
 deliver what is there, marked as backfill. --disabled creates the mailbox disabled, to look first
-with 'mailbox dry-run'.`,
+with 'mailbox dry-run'.
+
+--protocol pop3 reads a POP3 maildrop instead (port 995 with tls, 110 with starttls): it is polled
+every --poll-interval (default 1m), and --after-ack is delete (at the next clean QUIT) or keep.`,
 		Example: `  printf '%s' 'the-password' | mailintake --data-dir data mailbox add --tenant acme \
       --name Support --host imap.example.com --username support@example.com \
       --provider basic --password-stdin
   mailintake --data-dir data mailbox add --tenant acme --name Help --host outlook.office365.com \
       --username help@contoso.com --provider o365 --config client_id=APPLICATION_ID \
       --config tenant_id=DIRECTORY_ID --config flow=device_code \
-      --after-ack move:Processed --start-from unseen`,
+      --after-ack move:Processed --start-from unseen
+  printf '%s' 'the-password' | mailintake --data-dir data mailbox add --tenant acme \
+      --name 'Support POP' --protocol pop3 --host pop.example.com --username support@example.com \
+      --provider basic --password-stdin --after-ack delete --poll-interval 30s`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("mailbox add takes no arguments, got %q", args[0])

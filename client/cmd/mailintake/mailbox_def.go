@@ -7,9 +7,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -17,6 +19,8 @@ import (
 // defFlags are the flags that describe a mailbox (add, update, test).
 type defFlags struct {
 	name, host, security, username, provider, caFile, folder, afterAck, startFrom, tenant, ticketPattern string
+	protocol                                                                                             string
+	pollInterval                                                                                         time.Duration
 	port                                                                                                 int
 	config                                                                                               []string
 	passwordStdin, secretStdin, disabled, skipVerify                                                     bool
@@ -36,7 +40,9 @@ type defFlags struct {
 func (d *defFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&d.name, "name", "", "display name")
 	fs.StringVar(&d.host, "host", "", "mail server host, e.g. outlook.office365.com")
-	fs.IntVar(&d.port, "port", 0, "mail server port (default 993 for tls, 143 for starttls and none)")
+	fs.StringVar(&d.protocol, "protocol", "imap", "imap or pop3 (POP3 sees the inbox only; its after-ack is delete or keep)")
+	fs.IntVar(&d.port, "port", 0, "mail server port (default 993 for tls, 143 for starttls and none; pop3: 995, 110)")
+	fs.DurationVar(&d.pollInterval, "poll-interval", 0, "how often a pop3 mailbox is polled, 5s to 24h (default 1m)")
 	fs.StringVar(&d.security, "security", "tls", "tls, starttls or none")
 	fs.StringVar(&d.username, "username", "", "the account to sign in as")
 	fs.StringVar(&d.provider, "provider", "", "auth provider, e.g. basic or o365 (see 'mailintake providers')")
@@ -47,7 +53,7 @@ func (d *defFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&d.caFile, "ca-file", "", "PEM CA certificates to trust for the mail server")
 	fs.BoolVar(&d.skipVerify, "insecure-skip-verify", false, "do not verify the mail server's certificate (testing only)")
 	fs.StringVar(&d.folder, "folder", "", "folder to watch (default INBOX)")
-	fs.StringVar(&d.afterAck, "after-ack", "", "mark-seen (default), move:FOLDER, delete or keep")
+	fs.StringVar(&d.afterAck, "after-ack", "", "mark-seen (default), move:FOLDER, delete or keep (pop3: delete, or keep, the default)")
 	fs.StringVar(&d.startFrom, "start-from", "", "new (default), unseen or all")
 	fs.StringVar(&d.tenant, "tenant", "", "tenant the mailbox belongs to (required with the admin token)")
 	fs.StringVar(&d.ticketPattern, "ticket-pattern", "", `regular expression finding a ticket reference in the subject, e.g. '\[#(\d+)\]'`)
@@ -71,6 +77,10 @@ func invalid(field, format string, args ...any) error {
 var securities = map[string]mailintakev1.Security{
 	"tls": mailintakev1.Security_SECURITY_TLS, "ssl": mailintakev1.Security_SECURITY_TLS,
 	"starttls": mailintakev1.Security_SECURITY_STARTTLS, "none": mailintakev1.Security_SECURITY_NONE,
+}
+
+var protocols = map[string]mailintakev1.Protocol{
+	"imap": mailintakev1.Protocol_PROTOCOL_IMAP, "pop3": mailintakev1.Protocol_PROTOCOL_POP3, "pop": mailintakev1.Protocol_PROTOCOL_POP3,
 }
 
 var startFroms = map[string]mailintakev1.StartFrom{
@@ -102,6 +112,16 @@ func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintake
 	mb := &mailintakev1.Mailbox{DisplayName: d.name, Host: d.host, Username: d.username, AuthProvider: d.provider,
 		Folder: d.folder, Tenant: d.tenant, TicketPattern: d.ticketPattern, Enabled: !d.disabled}
 	var mask []string
+	if forCreate || set("protocol") {
+		p, ok := protocols[strings.ToLower(d.protocol)]
+		if !ok {
+			return nil, nil, invalid("protocol", "%q is not one of imap, pop3", d.protocol)
+		}
+		mb.Protocol = p
+	}
+	if set("poll-interval") {
+		mb.PollInterval = durationpb.New(d.pollInterval)
+	}
 	if forCreate || set("security") {
 		sec, ok := securities[strings.ToLower(d.security)]
 		if !ok {
@@ -118,6 +138,12 @@ func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintake
 		mb.Port = 993
 		if mb.Security != mailintakev1.Security_SECURITY_TLS {
 			mb.Port = 143
+		}
+		if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 {
+			mb.Port = 995
+			if mb.Security != mailintakev1.Security_SECURITY_TLS {
+				mb.Port = 110
+			}
 		}
 	}
 	if d.afterAck != "" {
@@ -176,7 +202,7 @@ func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintake
 		"name": "display_name", "host": "host", "port": "port", "security": "security", "username": "username",
 		"provider": "auth_provider", "config": "auth_config", "ca-file": "ca_pem", "insecure-skip-verify": "insecure_skip_verify",
 		"folder": "folder", "after-ack": "after_ack", "start-from": "start_from", "ticket-pattern": "ticket_pattern",
-		"max-message-size": "limits", "disabled": "enabled",
+		"max-message-size": "limits", "disabled": "enabled", "protocol": "protocol", "poll-interval": "poll_interval",
 	} {
 		if set(flagName) {
 			mask = append(mask, path)

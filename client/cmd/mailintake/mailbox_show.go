@@ -171,7 +171,11 @@ func (a *app) printMailbox(mb *mailintakev1.Mailbox) error {
 	line("tenant", mb.GetTenant())
 	line("name", mb.GetDisplayName())
 	line("enabled", fmt.Sprint(mb.GetEnabled()))
+	line("protocol", strings.ToLower(strings.TrimPrefix(mb.GetProtocol().String(), "PROTOCOL_")))
 	line("server", server(mb))
+	if d := mb.GetPollInterval(); d != nil {
+		line("poll interval", d.AsDuration().String())
+	}
 	line("username", mb.GetUsername())
 	line("provider", mb.GetAuthProvider())
 	keys := make([]string, 0, len(mb.GetAuthConfig()))

@@ -203,6 +203,15 @@ var migrations = []string{
 	CREATE INDEX outbound_message_id ON outbound (tenant, message_id);
 	DROP INDEX outbound_final;
 	CREATE INDEX outbound_final ON outbound (updated_at) WHERE state IN ('sent', 'failed', 'unknown', 'bounced');`,
+	`CREATE TABLE pop3_uidls (
+		mailbox_id text COLLATE "C" NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		uidl       text COLLATE "C" NOT NULL,
+		uid        bigint NOT NULL,
+		first_seen bigint NOT NULL,
+		gone_at    bigint,
+		PRIMARY KEY (mailbox_id, uidl),
+		UNIQUE (mailbox_id, uid)
+	);`,
 }
 
 // Advisory lock keys. The migration lock is the one-bigint form; the events lock the two-int4

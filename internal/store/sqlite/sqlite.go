@@ -166,6 +166,15 @@ var migrations = []string{
 	CREATE INDEX outbound_message_id ON outbound (tenant, message_id);
 	DROP INDEX outbound_final;
 	CREATE INDEX outbound_final ON outbound (updated_at) WHERE state IN ('sent', 'failed', 'unknown', 'bounced');`,
+	`CREATE TABLE pop3_uidls (
+		mailbox_id TEXT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+		uidl       TEXT NOT NULL,
+		uid        INTEGER NOT NULL,
+		first_seen INTEGER NOT NULL,
+		gone_at    INTEGER,
+		PRIMARY KEY (mailbox_id, uidl),
+		UNIQUE (mailbox_id, uid)
+	);`,
 }
 
 // Store is the SQLite implementation of store.Store.

@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"EventsRetention", testEventsRetention},
 		{"EventsCap", testEventsCap},
 		{"MissingMailbox", testMissingMailbox},
+		{"UIDLs", testUIDLs},
 		{"DeleteCascades", testDeleteCascades},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"VerifyKey", testVerifyKey},

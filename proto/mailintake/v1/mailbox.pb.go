@@ -32,7 +32,8 @@ const (
 	Protocol_PROTOCOL_UNSPECIFIED Protocol = 0
 	// IMAP4rev1 / IMAP4rev2.
 	Protocol_PROTOCOL_IMAP Protocol = 1
-	// POP3 (reserved for a later release).
+	// POP3 (RFC 1939), polled every poll_interval in short sessions; the inbox only, after_ack
+	// DELETE or KEEP.
 	Protocol_PROTOCOL_POP3 Protocol = 2
 )
 
@@ -138,7 +139,8 @@ func (Security) EnumDescriptor() ([]byte, []int) {
 type AfterAckAction int32
 
 const (
-	// Not set: MARK_SEEN is assumed.
+	// Not set: MARK_SEEN is assumed (KEEP for POP3, which has neither flags nor folders: MARK_SEEN
+	// and MOVE are refused for it).
 	AfterAckAction_AFTER_ACK_ACTION_UNSPECIFIED AfterAckAction = 0
 	// Set the \Seen flag.
 	AfterAckAction_AFTER_ACK_ACTION_MARK_SEEN AfterAckAction = 1
@@ -695,7 +697,8 @@ type Mailbox struct {
 	Protocol Protocol `protobuf:"varint,5,opt,name=protocol,proto3,enum=mailintake.v1.Protocol" json:"protocol,omitempty"`
 	// Mail server host name, e.g. "outlook.office365.com".
 	Host string `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
-	// Mail server port, 1 to 65535 (IMAP: 993 with TLS, 143 with STARTTLS or NONE). Required.
+	// Mail server port, 1 to 65535 (IMAP: 993 with TLS, 143 with STARTTLS or NONE; POP3: 995 with
+	// TLS, 110 with STARTTLS (STLS) or NONE). Required.
 	Port uint32 `protobuf:"varint,7,opt,name=port,proto3" json:"port,omitempty"`
 	// Transport security.
 	Security Security `protobuf:"varint,8,opt,name=security,proto3,enum=mailintake.v1.Security" json:"security,omitempty"`
@@ -761,7 +764,11 @@ type Mailbox struct {
 	SaveSentCopy bool `protobuf:"varint,30,opt,name=save_sent_copy,json=saveSentCopy,proto3" json:"save_sent_copy,omitempty"`
 	// The folder the copy goes to, e.g. "Sent". Empty: the folder the IMAP server marks \Sent
 	// (RFC 6154 SPECIAL-USE), else "Sent".
-	SentFolder    string `protobuf:"bytes,31,opt,name=sent_folder,json=sentFolder,proto3" json:"sent_folder,omitempty"`
+	SentFolder string `protobuf:"bytes,31,opt,name=sent_folder,json=sentFolder,proto3" json:"sent_folder,omitempty"`
+	// How often a POP3 mailbox's maildrop is polled (a session connects, delivers and QUITs each
+	// time; the interval is jittered by ±20%). Unset: 60 seconds. At least 5 seconds, at most 24
+	// hours. Only for PROTOCOL_POP3: an IMAP mailbox is told of new mail by IDLE.
+	PollInterval  *durationpb.Duration `protobuf:"bytes,29,opt,name=poll_interval,json=pollInterval,proto3" json:"poll_interval,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1004,6 +1011,13 @@ func (x *Mailbox) GetSentFolder() string {
 		return x.SentFolder
 	}
 	return ""
+}
+
+func (x *Mailbox) GetPollInterval() *durationpb.Duration {
+	if x != nil {
+		return x.PollInterval
+	}
+	return nil
 }
 
 // AuthFailure explains an authentication failure.
@@ -2843,8 +2857,7 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x06folder\x18\x02 \x01(\tR\x06folder\"z\n" +
 	"\rMailboxLimits\x12*\n" +
 	"\x11max_message_bytes\x18\x01 \x01(\x04R\x0fmaxMessageBytes\x12=\n" +
-	"\x1bmax_inline_attachment_bytes\x18\x02 \x01(\x04R\x18maxInlineAttachmentBytes\"\xda\n" +
-	"\n" +
+	"\x1bmax_inline_attachment_bytes\x18\x02 \x01(\x04R\x18maxInlineAttachmentBytes\"\x9a\v\n" +
 	"\aMailbox\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12!\n" +
@@ -2881,7 +2894,8 @@ const file_mailintake_v1_mailbox_proto_rawDesc = "" +
 	"\x13smtp_max_per_minute\x18\x1c \x01(\rR\x10smtpMaxPerMinute\x12$\n" +
 	"\x0esave_sent_copy\x18\x1e \x01(\bR\fsaveSentCopy\x12\x1f\n" +
 	"\vsent_folder\x18\x1f \x01(\tR\n" +
-	"sentFolder\x1a=\n" +
+	"sentFolder\x12>\n" +
+	"\rpoll_interval\x18\x1d \x01(\v2\x19.google.protobuf.DurationR\fpollInterval\x1a=\n" +
 	"\x0fAuthConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
@@ -3157,68 +3171,69 @@ var file_mailintake_v1_mailbox_proto_depIdxs = []int32{
 	41, // 8: mailintake.v1.Mailbox.create_time:type_name -> google.protobuf.Timestamp
 	41, // 9: mailintake.v1.Mailbox.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 10: mailintake.v1.Mailbox.smtp_security:type_name -> mailintake.v1.Security
-	5,  // 11: mailintake.v1.AuthFailure.reason:type_name -> mailintake.v1.AuthFailureReason
-	40, // 12: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
-	41, // 13: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
-	41, // 14: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
-	41, // 15: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
-	4,  // 16: mailintake.v1.MailboxStatus.state:type_name -> mailintake.v1.MailboxState
-	41, // 17: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
-	11, // 18: mailintake.v1.MailboxStatus.auth_failure:type_name -> mailintake.v1.AuthFailure
-	41, // 19: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
-	41, // 20: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
-	41, // 21: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
-	12, // 22: mailintake.v1.MailboxStatus.token_health:type_name -> mailintake.v1.TokenHealth
-	13, // 23: mailintake.v1.MailboxStatus.counts:type_name -> mailintake.v1.MessageCounts
-	6,  // 24: mailintake.v1.TestStep.kind:type_name -> mailintake.v1.TestStepKind
-	7,  // 25: mailintake.v1.TestStep.result:type_name -> mailintake.v1.TestStepResult
-	42, // 26: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
-	11, // 27: mailintake.v1.TestStep.auth_failure:type_name -> mailintake.v1.AuthFailure
-	10, // 28: mailintake.v1.CreateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 29: mailintake.v1.CreateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 30: mailintake.v1.GetMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 31: mailintake.v1.ListMailboxesResponse.mailboxes:type_name -> mailintake.v1.Mailbox
-	10, // 32: mailintake.v1.UpdateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	43, // 33: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
-	10, // 34: mailintake.v1.UpdateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
-	10, // 35: mailintake.v1.TestConnectionRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	15, // 36: mailintake.v1.TestConnectionResponse.steps:type_name -> mailintake.v1.TestStep
-	10, // 37: mailintake.v1.StreamConnectionTestRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	30, // 38: mailintake.v1.StreamConnectionTestResponse.plan:type_name -> mailintake.v1.TestPlan
-	15, // 39: mailintake.v1.StreamConnectionTestResponse.step:type_name -> mailintake.v1.TestStep
-	27, // 40: mailintake.v1.StreamConnectionTestResponse.summary:type_name -> mailintake.v1.TestConnectionResponse
-	6,  // 41: mailintake.v1.TestPlan.steps:type_name -> mailintake.v1.TestStepKind
-	14, // 42: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
-	10, // 43: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
-	3,  // 44: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
-	41, // 45: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
-	41, // 46: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
-	35, // 47: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
-	16, // 48: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
-	18, // 49: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
-	20, // 50: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
-	22, // 51: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
-	24, // 52: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
-	26, // 53: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
-	28, // 54: mailintake.v1.MailboxService.StreamConnectionTest:input_type -> mailintake.v1.StreamConnectionTestRequest
-	31, // 55: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
-	33, // 56: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
-	36, // 57: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
-	17, // 58: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
-	19, // 59: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
-	21, // 60: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
-	23, // 61: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
-	25, // 62: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
-	27, // 63: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
-	29, // 64: mailintake.v1.MailboxService.StreamConnectionTest:output_type -> mailintake.v1.StreamConnectionTestResponse
-	32, // 65: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
-	34, // 66: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
-	37, // 67: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
-	58, // [58:68] is the sub-list for method output_type
-	48, // [48:58] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	42, // 11: mailintake.v1.Mailbox.poll_interval:type_name -> google.protobuf.Duration
+	5,  // 12: mailintake.v1.AuthFailure.reason:type_name -> mailintake.v1.AuthFailureReason
+	40, // 13: mailintake.v1.AuthFailure.support_ids:type_name -> mailintake.v1.AuthFailure.SupportIdsEntry
+	41, // 14: mailintake.v1.TokenHealth.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	41, // 15: mailintake.v1.TokenHealth.last_refresh_time:type_name -> google.protobuf.Timestamp
+	41, // 16: mailintake.v1.TokenHealth.state_rotate_time:type_name -> google.protobuf.Timestamp
+	4,  // 17: mailintake.v1.MailboxStatus.state:type_name -> mailintake.v1.MailboxState
+	41, // 18: mailintake.v1.MailboxStatus.state_time:type_name -> google.protobuf.Timestamp
+	11, // 19: mailintake.v1.MailboxStatus.auth_failure:type_name -> mailintake.v1.AuthFailure
+	41, // 20: mailintake.v1.MailboxStatus.last_error_time:type_name -> google.protobuf.Timestamp
+	41, // 21: mailintake.v1.MailboxStatus.next_retry_time:type_name -> google.protobuf.Timestamp
+	41, // 22: mailintake.v1.MailboxStatus.last_sync_time:type_name -> google.protobuf.Timestamp
+	12, // 23: mailintake.v1.MailboxStatus.token_health:type_name -> mailintake.v1.TokenHealth
+	13, // 24: mailintake.v1.MailboxStatus.counts:type_name -> mailintake.v1.MessageCounts
+	6,  // 25: mailintake.v1.TestStep.kind:type_name -> mailintake.v1.TestStepKind
+	7,  // 26: mailintake.v1.TestStep.result:type_name -> mailintake.v1.TestStepResult
+	42, // 27: mailintake.v1.TestStep.duration:type_name -> google.protobuf.Duration
+	11, // 28: mailintake.v1.TestStep.auth_failure:type_name -> mailintake.v1.AuthFailure
+	10, // 29: mailintake.v1.CreateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 30: mailintake.v1.CreateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 31: mailintake.v1.GetMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 32: mailintake.v1.ListMailboxesResponse.mailboxes:type_name -> mailintake.v1.Mailbox
+	10, // 33: mailintake.v1.UpdateMailboxRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	43, // 34: mailintake.v1.UpdateMailboxRequest.update_mask:type_name -> google.protobuf.FieldMask
+	10, // 35: mailintake.v1.UpdateMailboxResponse.mailbox:type_name -> mailintake.v1.Mailbox
+	10, // 36: mailintake.v1.TestConnectionRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	15, // 37: mailintake.v1.TestConnectionResponse.steps:type_name -> mailintake.v1.TestStep
+	10, // 38: mailintake.v1.StreamConnectionTestRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	30, // 39: mailintake.v1.StreamConnectionTestResponse.plan:type_name -> mailintake.v1.TestPlan
+	15, // 40: mailintake.v1.StreamConnectionTestResponse.step:type_name -> mailintake.v1.TestStep
+	27, // 41: mailintake.v1.StreamConnectionTestResponse.summary:type_name -> mailintake.v1.TestConnectionResponse
+	6,  // 42: mailintake.v1.TestPlan.steps:type_name -> mailintake.v1.TestStepKind
+	14, // 43: mailintake.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
+	10, // 44: mailintake.v1.PreviewFirstSyncRequest.mailbox:type_name -> mailintake.v1.Mailbox
+	3,  // 45: mailintake.v1.PreviewFirstSyncResponse.start_from:type_name -> mailintake.v1.StartFrom
+	41, // 46: mailintake.v1.MailboxEvent.time:type_name -> google.protobuf.Timestamp
+	41, // 47: mailintake.v1.MailboxEvent.first_time:type_name -> google.protobuf.Timestamp
+	35, // 48: mailintake.v1.ListMailboxEventsResponse.events:type_name -> mailintake.v1.MailboxEvent
+	16, // 49: mailintake.v1.MailboxService.CreateMailbox:input_type -> mailintake.v1.CreateMailboxRequest
+	18, // 50: mailintake.v1.MailboxService.GetMailbox:input_type -> mailintake.v1.GetMailboxRequest
+	20, // 51: mailintake.v1.MailboxService.ListMailboxes:input_type -> mailintake.v1.ListMailboxesRequest
+	22, // 52: mailintake.v1.MailboxService.UpdateMailbox:input_type -> mailintake.v1.UpdateMailboxRequest
+	24, // 53: mailintake.v1.MailboxService.DeleteMailbox:input_type -> mailintake.v1.DeleteMailboxRequest
+	26, // 54: mailintake.v1.MailboxService.TestConnection:input_type -> mailintake.v1.TestConnectionRequest
+	28, // 55: mailintake.v1.MailboxService.StreamConnectionTest:input_type -> mailintake.v1.StreamConnectionTestRequest
+	31, // 56: mailintake.v1.MailboxService.GetMailboxStatus:input_type -> mailintake.v1.GetMailboxStatusRequest
+	33, // 57: mailintake.v1.MailboxService.PreviewFirstSync:input_type -> mailintake.v1.PreviewFirstSyncRequest
+	36, // 58: mailintake.v1.MailboxService.ListMailboxEvents:input_type -> mailintake.v1.ListMailboxEventsRequest
+	17, // 59: mailintake.v1.MailboxService.CreateMailbox:output_type -> mailintake.v1.CreateMailboxResponse
+	19, // 60: mailintake.v1.MailboxService.GetMailbox:output_type -> mailintake.v1.GetMailboxResponse
+	21, // 61: mailintake.v1.MailboxService.ListMailboxes:output_type -> mailintake.v1.ListMailboxesResponse
+	23, // 62: mailintake.v1.MailboxService.UpdateMailbox:output_type -> mailintake.v1.UpdateMailboxResponse
+	25, // 63: mailintake.v1.MailboxService.DeleteMailbox:output_type -> mailintake.v1.DeleteMailboxResponse
+	27, // 64: mailintake.v1.MailboxService.TestConnection:output_type -> mailintake.v1.TestConnectionResponse
+	29, // 65: mailintake.v1.MailboxService.StreamConnectionTest:output_type -> mailintake.v1.StreamConnectionTestResponse
+	32, // 66: mailintake.v1.MailboxService.GetMailboxStatus:output_type -> mailintake.v1.GetMailboxStatusResponse
+	34, // 67: mailintake.v1.MailboxService.PreviewFirstSync:output_type -> mailintake.v1.PreviewFirstSyncResponse
+	37, // 68: mailintake.v1.MailboxService.ListMailboxEvents:output_type -> mailintake.v1.ListMailboxEventsResponse
+	59, // [59:69] is the sub-list for method output_type
+	49, // [49:59] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_v1_mailbox_proto_init() }

@@ -1496,9 +1496,10 @@ type Message struct {
 	MailboxId string `protobuf:"bytes,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
 	// The mailbox's tenant.
 	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// The folder's UIDVALIDITY.
+	// The folder's UIDVALIDITY (POP3: always 1).
 	UidValidity uint32 `protobuf:"varint,4,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
-	// The message's UID in the folder.
+	// The message's UID in the folder. POP3 has none: the server gives each unique-id (UIDL) a UID
+	// when it first sees it, above every earlier one, and keeps it.
 	Uid uint32 `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
 	// SHA-256 of the raw message bytes, lower-case hex, for end-to-end deduplication.
 	Sha256 string `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
