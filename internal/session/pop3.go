@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/mailintake/mailintake/internal/delivery"
@@ -308,57 +307,13 @@ func (r *pop3Round) dele(ctx context.Context) ([]uint32, error) {
 // pending returns the UIDs listed in this session to deliver, ascending, and the quarantined
 // ones to replay; it advances the checkpoint past everything done (as deliverer.pending).
 func (r *pop3Round) pending(ctx context.Context) ([]uint32, map[uint32]int64, error) {
-	s, d := r.t.s, r.d
-	acked, err := s.sup.store.Acks(ctx, s.id, store.POP3UIDValidity, d.st.AckedThrough)
-	if err != nil {
-		return nil, nil, err
-	}
-	done := map[uint32]bool{}
-	highest := d.st.AckedThrough
-	for _, a := range acked {
-		done[a.UID] = true
-		highest = max(highest, a.UID)
-	}
-	qs, err := s.sup.store.ListQuarantine(ctx, s.id)
-	if err != nil {
-		return nil, nil, err
-	}
-	replay := map[uint32]int64{}
-	for _, q := range qs {
-		if q.UIDValidity != store.POP3UIDValidity {
-			continue
-		}
-		if q.State == store.QuarantineReplay {
-			replay[q.UID] = q.ID
-		} else {
-			done[q.UID] = true
-		}
-	}
-	var pending []uint32
+	var onServer []uint32
 	for uid := range r.num {
-		if uid <= d.st.AckedThrough {
-			continue
-		}
-		highest = max(highest, uid)
-		if !done[uid] {
-			pending = append(pending, uid)
+		if uid > r.d.st.AckedThrough {
+			onServer = append(onServer, uid)
 		}
 	}
-	slices.Sort(pending)
-	through := highest
-	if len(pending) > 0 {
-		through = pending[0] - 1
-	}
-	if err := d.advance(ctx, through); err != nil {
-		return nil, nil, err
-	}
-	for uid := range replay {
-		if _, listed := r.num[uid]; listed && !slices.Contains(pending, uid) {
-			pending = append(pending, uid)
-		}
-	}
-	slices.Sort(pending)
-	return pending, replay, nil
+	return r.d.plan(ctx, store.POP3UIDValidity, onServer, func(uid uint32) bool { _, listed := r.num[uid]; return listed })
 }
 
 // deliver fetches, parses and offers pending messages, one at a time, while consumers have free
@@ -367,14 +322,7 @@ func (r *pop3Round) deliver(ctx context.Context, pending []uint32, replay map[ui
 	s, d := r.t.s, r.d
 	var delivered []uint32
 	defer s.queue.Settle()
-	defer func() {
-		if len(delivered) > 0 {
-			s.event("deliver", "delivered %d messages (UIDs %s)", len(delivered), uidRanges(delivered))
-			s.sup.metrics.Delivered.WithLabelValues(s.id).Add(float64(len(delivered)))
-		}
-		_, _, p := s.queue.Counts()
-		s.sup.metrics.Pending.WithLabelValues(s.id).Set(float64(p))
-	}()
+	defer func() { s.delivered(delivered) }()
 	for i := 0; i < len(pending); {
 		if ctx.Err() != nil {
 			return false, ctx.Err()

@@ -257,7 +257,27 @@ func (d *deliverer) pending(ctx context.Context) ([]uint32, map[uint32]int64, er
 		}
 		onServer = filtered
 	}
-	acked, err := s.sup.store.Acks(ctx, s.id, d.st.UIDValidity, d.st.AckedThrough)
+	return d.plan(ctx, d.st.UIDValidity, onServer, func(uint32) bool { return true })
+}
+
+// delivered records a round's deliveries: an event naming their UIDs, and the metrics.
+func (s *session) delivered(uids []uint32) {
+	if len(uids) > 0 {
+		s.event("deliver", "delivered %d messages (UIDs %s)", len(uids), uidRanges(uids))
+		s.sup.metrics.Delivered.WithLabelValues(s.id).Add(float64(len(uids)))
+	}
+	_, _, p := s.queue.Counts()
+	s.sup.metrics.Pending.WithLabelValues(s.id).Set(float64(p))
+}
+
+// plan is a round's work, whatever the transport: from the UIDs on the server above the
+// checkpoint (onServer, any order) it leaves out those acknowledged or quarantined under
+// uidValidity, advances the checkpoint past everything done, and adds the quarantined UIDs an
+// operator asked to replay (those replayable says can be fetched in this round). It returns the
+// UIDs to deliver, ascending, and the replays by UID.
+func (d *deliverer) plan(ctx context.Context, uidValidity uint32, onServer []uint32, replayable func(uint32) bool) ([]uint32, map[uint32]int64, error) {
+	s := d.s
+	acked, err := s.sup.store.Acks(ctx, s.id, uidValidity, d.st.AckedThrough)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -273,7 +293,7 @@ func (d *deliverer) pending(ctx context.Context) ([]uint32, map[uint32]int64, er
 	}
 	replay := map[uint32]int64{}
 	for _, q := range qs {
-		if q.UIDValidity != d.st.UIDValidity {
+		if q.UIDValidity != uidValidity {
 			continue
 		}
 		if q.State == store.QuarantineReplay {
@@ -289,6 +309,7 @@ func (d *deliverer) pending(ctx context.Context) ([]uint32, map[uint32]int64, er
 			pending = append(pending, u)
 		}
 	}
+	slices.Sort(pending)
 	through := highest
 	if len(pending) > 0 {
 		through = pending[0] - 1
@@ -297,7 +318,7 @@ func (d *deliverer) pending(ctx context.Context) ([]uint32, map[uint32]int64, er
 		return nil, nil, err
 	}
 	for u := range replay {
-		if !slices.Contains(pending, u) {
+		if replayable(u) && !slices.Contains(pending, u) {
 			pending = append(pending, u)
 		}
 	}
@@ -330,14 +351,7 @@ func (d *deliverer) deliver(ctx context.Context, pending []uint32, replay map[ui
 	d.more = false
 	var delivered []uint32
 	defer s.queue.Settle() // a wake-up for a slot this round did not use goes to the next session
-	defer func() {
-		if len(delivered) > 0 {
-			s.event("deliver", "delivered %d messages (UIDs %s)", len(delivered), uidRanges(delivered))
-			s.sup.metrics.Delivered.WithLabelValues(s.id).Add(float64(len(delivered)))
-		}
-		_, _, p := s.queue.Counts()
-		s.sup.metrics.Pending.WithLabelValues(s.id).Set(float64(p))
-	}()
+	defer func() { s.delivered(delivered) }()
 	// offer hands a message to a stream. Once one could not be taken, the rest are held behind
 	// it, so the order holds.
 	offer := func(msg *mailintakev1.Message) {
