@@ -2,9 +2,7 @@ package web
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -13,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/web/apiconn"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -76,34 +74,17 @@ func (h *Handler) startTest(s *session, mailboxID string, sending bool) string {
 // follow reads the test's stream into the run until its summary. A server without
 // StreamConnectionTest (Unimplemented) is asked TestConnection, whose steps come at the end.
 func (run *testRun) follow(ctx context.Context, c mailintakev1.MailboxServiceClient) (*mailintakev1.TestConnectionResponse, error) {
-	id := run.MailboxID
-	stream, err := c.StreamConnectionTest(ctx, &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}})
-	received := false
-	for err == nil {
-		var r *mailintakev1.StreamConnectionTestResponse
-		if r, err = stream.Recv(); err != nil {
-			break
-		}
-		received = true
+	req := &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: run.MailboxID}}
+	return client.TestConnection(ctx, c, req, func(r *mailintakev1.StreamConnectionTestResponse) {
 		run.mu.Lock()
+		defer run.mu.Unlock()
 		switch ev := r.GetEvent().(type) {
 		case *mailintakev1.StreamConnectionTestResponse_Plan:
 			run.plan = ev.Plan.GetSteps()
 		case *mailintakev1.StreamConnectionTestResponse_Step:
 			run.steps[ev.Step.GetKind()] = ev.Step
 		}
-		run.mu.Unlock()
-		if sum := r.GetSummary(); sum != nil {
-			return sum, nil
-		}
-	}
-	if status.Code(err) == codes.Unimplemented && !received {
-		return c.TestConnection(ctx, &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: id}})
-	}
-	if errors.Is(err, io.EOF) {
-		err = errors.New("the server ended the test without its result")
-	}
-	return nil, err
+	})
 }
 
 // run returns a session's test of the mailbox, or nil.

@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/mailintake/mailintake/client"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -116,45 +113,15 @@ with the flags of 'mailbox add', would deliver, by its --start-from; nothing is 
 // (StreamConnectionTest); a server without it (Unimplemented) answers TestConnection, whose
 // steps are printed at the end.
 func (a *app) runTest(ctx context.Context, c mailintakev1.MailboxServiceClient, id string, mb *mailintakev1.Mailbox) (*mailintakev1.TestConnectionResponse, error) {
-	sreq := &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}}
-	req := &mailintakev1.TestConnectionRequest{Target: &mailintakev1.TestConnectionRequest_Id{Id: id}}
+	req := &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}}
 	if mb != nil {
-		sreq.Target = &mailintakev1.StreamConnectionTestRequest_Mailbox{Mailbox: mb}
-		req.Target = &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: mb}
+		req.Target = &mailintakev1.StreamConnectionTestRequest_Mailbox{Mailbox: mb}
 	}
-	stream, err := c.StreamConnectionTest(ctx, sreq)
-	received := false
-	for err == nil {
-		var r *mailintakev1.StreamConnectionTestResponse
-		if r, err = stream.Recv(); err != nil {
-			break
+	return client.TestConnection(ctx, c, req, func(r *mailintakev1.StreamConnectionTestResponse) {
+		if s := r.GetStep(); s != nil && !a.g.json && s.GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_RUNNING {
+			a.printTestStep(s)
 		}
-		received = true
-		switch ev := r.GetEvent().(type) {
-		case *mailintakev1.StreamConnectionTestResponse_Step:
-			if !a.g.json && ev.Step.GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_RUNNING {
-				a.printTestStep(ev.Step)
-			}
-		case *mailintakev1.StreamConnectionTestResponse_Summary:
-			return ev.Summary, nil
-		}
-	}
-	switch {
-	case status.Code(err) == codes.Unimplemented && !received:
-		resp, err := c.TestConnection(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		if !a.g.json {
-			for _, s := range resp.GetSteps() {
-				a.printTestStep(s)
-			}
-		}
-		return resp, nil
-	case errors.Is(err, io.EOF):
-		return nil, errors.New("the server ended the connection test without its result")
-	}
-	return nil, err
+	})
 }
 
 // printTestStep prints an ended step of a connection test on one line, and its error and what
