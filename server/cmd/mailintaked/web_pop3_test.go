@@ -57,8 +57,8 @@ func TestBrowserPOP3AndSendingForm(t *testing.T) {
 	b := newBrowser(t, "http://"+webAddr)
 	b.signIn(adminToken)
 
-	// The POP3 mailbox. It is saved disabled so that its first poll does not hold the
-	// maildrop's lock while Save and Test signs in; enabled from its page afterwards.
+	// The POP3 mailbox, fetching mail once saved: its first poll and Save and Test's login
+	// take turns at the maildrop's lock.
 	b.open("/mailboxes/new")
 	b.set("#display_name", "Help (POP3)")
 	b.set("#tenant", "acme")
@@ -71,7 +71,6 @@ func TestBrowserPOP3AndSendingForm(t *testing.T) {
 	b.set("#password", browserPassword)
 	b.set("#start_from", "all")
 	b.set("#after_ack", "mark_seen")
-	b.check("#enabled", false)
 	b.do("scrolling to the server", chromedp.Evaluate[chromedp.Void](`document.querySelector("#protocol").closest("fieldset").scrollIntoView()`))
 	b.screenshot("web-form-pop3.png")
 
@@ -106,12 +105,11 @@ func TestBrowserPOP3AndSendingForm(t *testing.T) {
 		t.Errorf("a POP3 mailbox's after_ack offers %s", opts)
 	}
 
-	// Its page: POP3, every 5s; enabled, its counts rise as mail arrives.
+	// Its page: POP3, every 5s; its counts rise as mail arrives.
 	b.open("/mailboxes/" + id)
 	if p := eval[string](b, `document.querySelector("dd[data-protocol]").dataset.protocol + " " + document.querySelector("[data-poll-interval]").dataset.pollInterval`); p != "POP3 5s" {
 		t.Errorf("the page says %q", p)
 	}
-	b.submit("enabling", "form[action$='/enable'] button")
 	cl, err := client.Dial(d.addr, client.Options{Token: adminToken})
 	if err != nil {
 		t.Fatal(err)
