@@ -37,7 +37,8 @@ func (b *browser) check(sel string, on bool) {
 }
 
 // In Chromium, a POP3 mailbox added through the form against the in-process POP3 server:
-// Save and Test passes every step, the mailbox's page says POP3 and its poll interval, and its
+// choosing POP3 shows its poll interval and only keep and delete after an ack (form.js), a bad
+// interval is an error next to it, Save and Test passes every step, the mailbox's page says POP3 and its poll interval, and its
 // counts rise as mail arrives; the edit form shows the protocol read-only. Then a mailbox that
 // sends, through the in-process submission server: Save and Test shows the SMTP steps passing
 // and the page the submission server. No password is in any page.
@@ -60,9 +61,21 @@ func TestBrowserPOP3AndSendingForm(t *testing.T) {
 	// The POP3 mailbox, fetching mail once saved: its first poll and Save and Test's login
 	// take turns at the maildrop's lock.
 	b.open("/mailboxes/new")
+	visible := func(name string) bool {
+		return eval[bool](b, `(() => { const f = document.querySelector('[data-field="`+name+`"]'); return f !== null && !f.hidden && f.offsetParent !== null; })()`)
+	}
+	if visible("poll_interval") || !visible("save_sent_copy") {
+		t.Errorf("with IMAP chosen, the poll interval is shown or the sent copy hidden")
+	}
 	b.set("#display_name", "Help (POP3)")
 	b.set("#tenant", "acme")
-	b.set("#protocol", "pop3")
+	b.set("#protocol", "pop3") // fires change: form.js shows POP3's inputs
+	if !visible("poll_interval") || visible("save_sent_copy") || visible("after_ack_folder") {
+		t.Errorf("with POP3 chosen, the poll interval is hidden or the sent copy shown")
+	}
+	if v := eval[string](b, `document.querySelector("#after_ack").value + " " + [...document.querySelectorAll("#after_ack option:not(:disabled)")].map(o => o.value).join(",") + " " + document.querySelector("#port").placeholder`); v != "keep delete,keep 995" {
+		t.Errorf("with POP3 chosen, after_ack, its choices and the port's placeholder are %q", v)
+	}
 	b.set("#host", "127.0.0.1")
 	b.set("#port", strconv.Itoa(pop.Port))
 	b.set("#security", "none")
@@ -70,22 +83,24 @@ func TestBrowserPOP3AndSendingForm(t *testing.T) {
 	b.set("#username", browserUser)
 	b.set("#password", browserPassword)
 	b.set("#start_from", "all")
-	b.set("#after_ack", "mark_seen")
 	b.do("scrolling to the server", chromedp.Evaluate[chromedp.Void](`document.querySelector("#protocol").closest("fieldset").scrollIntoView()`))
 	b.screenshot("web-form-pop3.png")
 
-	// MARK_SEEN is refused for POP3: the API's error stands next to after_ack.
-	b.submit("Save and Test with MARK_SEEN", "button[name=action][value=save_test]")
-	b.waitJS("after_ack's error", `document.querySelector("#after_ack-error") !== null`, 10*time.Second)
-	if msg := eval[string](b, `document.querySelector("#after_ack-error").textContent`); !strings.Contains(msg, "POP3") {
-		t.Errorf("after_ack's error says %q", msg)
+	// An interval that is no duration: the error stands next to poll_interval, and the form
+	// comes back as POP3.
+	b.set("#poll_interval", "soon")
+	b.submit("Save and Test with a bad interval", "button[name=action][value=save_test]")
+	b.waitJS("poll_interval's error", `document.querySelector("#poll_interval-error") !== null`, 10*time.Second)
+	if msg := eval[string](b, `document.querySelector("#poll_interval-error").textContent`); !strings.Contains(msg, "is not a duration") {
+		t.Errorf("poll_interval's error says %q", msg)
 	}
-	if desc := eval[string](b, `document.querySelector("#after_ack").getAttribute("aria-describedby")`); !strings.Contains(desc, "after_ack-error") {
-		t.Errorf("after_ack's error is not tied to it: aria-describedby=%q", desc)
+	if desc := eval[string](b, `document.querySelector("#poll_interval").getAttribute("aria-describedby")`); !strings.Contains(desc, "poll_interval-error") {
+		t.Errorf("poll_interval's error is not tied to it: aria-describedby=%q", desc)
 	}
-	if v := eval[string](b, `document.querySelector("#protocol").value + " " + document.querySelector("#poll_interval").value`); v != "pop3 5s" {
-		t.Errorf("the form came back with protocol and interval %q", v)
+	if v := eval[string](b, `document.querySelector("#protocol").value`); v != "pop3" || !visible("poll_interval") {
+		t.Errorf("the form came back with protocol %q", v)
 	}
+	b.set("#poll_interval", "5s")
 	b.set("#after_ack", "delete")
 	b.saveAndTest()
 	steps := b.checklist()
