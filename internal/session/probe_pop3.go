@@ -131,6 +131,10 @@ func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, sec
 				step.AuthFailure = authFailure(pe)
 			} else if af, ok := tr.refused(st.Err); ok {
 				step.AuthFailure = af
+			} else if se, ok := pop3.IsServerError(st.Err); ok && se.Temporary() {
+				// Still refused for a moment once the wait is over: not the provider's fault.
+				step.AuthFailure = &mailintakev1.AuthFailure{Reason: mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_TEMPORARY, Message: se.Error(),
+					Action: "Test again in a minute. If it persists, close the other POP3 clients of this mailbox: its maildrop serves one session at a time."}
 			} else {
 				step.AuthFailure = authFailure(st.Err)
 			}

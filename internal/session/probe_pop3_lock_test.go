@@ -76,3 +76,41 @@ func TestPOP3ConnectionTestWaitsForTheLock(t *testing.T) {
 		t.Errorf("steps reported: %v", reported)
 	}
 }
+
+// A maildrop locked for longer than the test waits: the login fails as a temporary refusal,
+// saying what to do, not as a failure of the auth provider.
+func TestPOP3ConnectionTestLockedMaildrop(t *testing.T) {
+	t.Parallel()
+	srv := newPOP3(t)
+	h := newHarness(t, nil)
+	c, err := net.Dial("tcp", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for _, cmd := range []string{"", "USER " + user, "PASS " + password} {
+		if cmd != "" {
+			c.Write([]byte(cmd + "\r\n"))
+		}
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+			t.Fatalf("%q: %q %v", cmd, line, err)
+		}
+	}
+	start := time.Now()
+	resp := h.sup.TestSteps(context.Background(), pop3Definition(srv), map[string]string{"password": password}, func(*mailintakev1.TestStep) {})
+	var auth *mailintakev1.TestStep
+	for _, st := range resp.GetSteps() {
+		if st.GetKind() == mailintakev1.TestStepKind_TEST_STEP_KIND_AUTH {
+			auth = st
+		}
+	}
+	if resp.GetOk() || auth.GetResult() != mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED ||
+		auth.GetAuthFailure().GetReason() != mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_TEMPORARY ||
+		!strings.Contains(auth.GetAuthFailure().GetMessage(), "IN-USE") || !strings.Contains(auth.GetAuthFailure().GetAction(), "other POP3 clients") {
+		t.Errorf("with the maildrop locked throughout: %v", resp)
+	}
+	if waited := time.Since(start); waited < 10*time.Second {
+		t.Errorf("the test gave up after %s", waited)
+	}
+}
