@@ -79,7 +79,19 @@ func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, sec
 		held = nil
 	}
 	tr := &pop3Transport{}
+	// A login refused for a moment ([IN-USE]: the mailbox's own session is polling, as it does
+	// at once when the mailbox was just saved enabled) is tried again for up to pop3LockWait,
+	// the login's step running meanwhile; a retry reports only the login and STAT, the
+	// connection's steps having passed on the first attempt.
+	attempt, retry, deadline := 0, false, time.Now().Add(pop3LockWait)
 	report := func(st pop3.Step, pe *authplugin.Error) {
+		if attempt > 0 && st.Kind != pop3.StepAuth && st.Kind != pop3.StepMaildrop {
+			return
+		}
+		if se, ok := pop3.IsServerError(st.Err); ok && st.Kind == pop3.StepAuth && pe == nil && se.Temporary() && time.Now().Before(deadline) {
+			retry = true
+			return
+		}
 		kind := pop3StepKinds[st.Kind]
 		step := &mailintakev1.TestStep{Kind: kind, Duration: durationpb.New(st.Duration), Detail: st.Detail,
 			Result: mailintakev1.TestStepResult_TEST_STEP_RESULT_OK}
@@ -119,13 +131,33 @@ func (s *Supervisor) testPOP3(ctx context.Context, mb *mailintakev1.Mailbox, sec
 				step.AuthFailure = authFailure(pe)
 			} else if af, ok := tr.refused(st.Err); ok {
 				step.AuthFailure = af
+			} else if se, ok := pop3.IsServerError(st.Err); ok && se.Temporary() {
+				// Still refused for a moment once the wait is over: not the provider's fault.
+				step.AuthFailure = &mailintakev1.AuthFailure{Reason: mailintakev1.AuthFailureReason_AUTH_FAILURE_REASON_TEMPORARY, Message: se.Error(),
+					Action: "Test again in a minute. If it persists, close the other POP3 clients of this mailbox: its maildrop serves one session at a time."}
 			} else {
 				step.AuthFailure = authFailure(st.Err)
 			}
 		}
 		finish(step)
 	}
-	conn, err := s.connectPOP3(ctx, mb, secrets, true, report)
+	var conn *pop3.Conn
+	var err error
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		retry = false
+		conn, err = s.connectPOP3(ctx, mb, secrets, attempt == 0, report)
+		if !retry {
+			break
+		}
+		attempt++
+		select {
+		case <-time.After(wait):
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		break
+	}
 	if err == nil {
 		_, _, err = conn.Stat(ctx) // reports StepMaildrop
 		if err == nil {

@@ -110,8 +110,13 @@ type eventView struct {
 }
 
 type mailboxView struct {
-	Mailbox     *mailintakev1.Mailbox
-	Server      string
+	Mailbox  *mailintakev1.Mailbox
+	Protocol string // IMAP or POP3
+	Server   string
+	// PollInterval is how often a POP3 mailbox is polled ("" for IMAP).
+	PollInterval string
+	// Submission is the outgoing mail server ("" when none is set).
+	Submission  string
 	AfterAck    string
 	StartFrom   string
 	Config      [][2]string
@@ -176,7 +181,14 @@ func (h *Handler) mailboxPage(w http.ResponseWriter, r *http.Request, s *session
 		return
 	}
 	mb := got.GetMailbox()
-	v := &mailboxView{Mailbox: mb, Server: serverOf(mb), AfterAck: afterAckWords(mb.GetAfterAck()), StartFrom: startFromWords(mb.GetStartFrom()), Admin: s.Admin}
+	v := &mailboxView{Mailbox: mb, Server: serverOf(mb), AfterAck: afterAckWords(mb.GetAfterAck()), StartFrom: startFromWords(mb.GetStartFrom()), Admin: s.Admin,
+		Protocol: "IMAP", Submission: submissionOf(mb)}
+	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
+		v.Protocol, v.PollInterval = "POP3", "60s"
+		if d := mb.GetPollInterval(); d != nil {
+			v.PollInterval = mailboxform.FormatDuration(d.AsDuration())
+		}
+	}
 	for _, k := range sortedKeys(mb.GetAuthConfig()) {
 		v.Config = append(v.Config, [2]string{k, mb.GetAuthConfig()[k]})
 	}

@@ -172,6 +172,17 @@ func serverOf(mb *mailintakev1.Mailbox) string {
 	return fmt.Sprintf("%s:%d (%s)", mb.GetHost(), mb.GetPort(), sec)
 }
 
+// submissionOf is the mailbox's submission server as shown, e.g. "smtp.example.com:587
+// (STARTTLS)", or "" when it has none.
+func submissionOf(mb *mailintakev1.Mailbox) string {
+	if mb.GetSmtpHost() == "" {
+		return ""
+	}
+	sec := map[mailintakev1.Security]string{mailintakev1.Security_SECURITY_TLS: "TLS", mailintakev1.Security_SECURITY_STARTTLS: "STARTTLS",
+		mailintakev1.Security_SECURITY_NONE: "no encryption"}[mb.GetSmtpSecurity()]
+	return fmt.Sprintf("%s:%d (%s)", mb.GetSmtpHost(), mb.GetSmtpPort(), sec)
+}
+
 // afterAckWords says what happens to a message once it is acknowledged.
 func afterAckWords(a *mailintakev1.AfterAck) string {
 	switch a.GetAction() {

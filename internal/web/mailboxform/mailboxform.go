@@ -4,10 +4,13 @@
 // (google.rpc.BadRequest, e.g. "mailbox.port", "mailbox.auth_config.client_id") land next to
 // the input they concern.
 //
-// Inputs are named after the API's fields: display_name, tenant, host, port, security (tls,
-// starttls, none), username, auth_provider, start_from, after_ack, folder, ca_pem,
-// max_message_bytes, ticket_pattern, enabled, and each provider field under its own name
-// (password, client_id, tenant_id, flow, …). Secret values are never put back into a form.
+// Inputs are named after the API's fields: display_name, tenant, protocol (imap, pop3; fixed
+// once saved), host, port, security (tls, starttls, none), poll_interval (POP3 only: a Go
+// duration or plain seconds), username, auth_provider, start_from, after_ack, folder, ca_pem,
+// max_message_bytes, ticket_pattern, enabled, the outgoing mail server's sending_enabled,
+// smtp_host, smtp_port, smtp_security, smtp_from, smtp_max_per_minute, save_sent_copy and
+// sent_folder, and each provider field under its own name (password, client_id, tenant_id,
+// flow, …). Secret values are never put back into a form.
 package mailboxform
 
 import (
@@ -16,8 +19,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -39,13 +44,25 @@ const (
 	MaxMessageBytes = "max_message_bytes"
 	TicketPattern   = "ticket_pattern"
 	Enabled         = "enabled"
+	Protocol        = "protocol"
+	PollInterval    = "poll_interval"
+	// The outgoing mail server (sending).
+	SendingEnabled   = "sending_enabled"
+	SMTPHost         = "smtp_host"
+	SMTPPort         = "smtp_port"
+	SMTPSecurity     = "smtp_security"
+	SMTPFrom         = "smtp_from"
+	SMTPMaxPerMinute = "smtp_max_per_minute"
+	SaveSentCopy     = "save_sent_copy"
+	SentFolder       = "sent_folder"
 )
 
 // reserved are the form's own input names; a provider field of the same name is named
 // "auth_config.NAME" instead so the two cannot collide.
 var reserved = map[string]bool{DisplayName: true, Tenant: true, Host: true, Port: true, Security: true, Username: true,
 	AuthProvider: true, StartFrom: true, AfterAck: true, AfterAckFolder: true, Folder: true, CAPEM: true,
-	MaxMessageBytes: true, TicketPattern: true, Enabled: true, "action": true, "draft": true}
+	MaxMessageBytes: true, TicketPattern: true, Enabled: true, Protocol: true, PollInterval: true, SendingEnabled: true, SMTPHost: true,
+	SMTPPort: true, SMTPSecurity: true, SMTPFrom: true, SMTPMaxPerMinute: true, SaveSentCopy: true, SentFolder: true, "action": true, "draft": true}
 
 // InputName is the input name of a provider field.
 func InputName(field string) string {
@@ -83,16 +100,23 @@ type Field struct {
 
 var securityOptions = []Option{{"tls", "TLS (usually port 993)", false}, {"starttls", "STARTTLS (usually port 143)", false}, {"none", "None: plaintext (not recommended)", false}}
 var startFromOptions = []Option{{"new", "Only mail that arrives from now on", false}, {"unseen", "Unread mail already there, then new mail", false}, {"all", "Every message already there, then new mail", false}}
+var protocolOptions = []Option{{"imap", "IMAP", false}, {"pop3", "POP3", false}}
+var smtpSecurityOptions = []Option{{"starttls", "STARTTLS (usually port 587)", false}, {"tls", "TLS (usually port 465)", false}, {"none", "None: plaintext (not recommended)", false}}
 var afterAckOptions = []Option{{"mark_seen", "Mark it as read", false}, {"move", "Move it to a folder", false}, {"delete", "Delete it", false}, {"keep", "Leave it as it is", false}}
 
 // definitions of the form's own inputs.
 var definitions = map[string]Field{
 	DisplayName: {Label: "Name", Help: "A name for this mailbox, e.g. Support inbox.", Kind: "text", Autocomplete: "off"},
 	Tenant:      {Label: "Tenant", Help: "The customer the mailbox belongs to; only that tenant's tokens see it.", Kind: "text", Required: true, Autocomplete: "off"},
-	Host:        {Label: "Incoming mail server", Help: "The IMAP server's host name, e.g. outlook.office365.com.", Kind: "text", Required: true, Autocomplete: "off"},
-	Port:        {Label: "Port", Help: "993 with TLS, 143 with STARTTLS or none. Empty: the usual port of the encryption chosen.", Kind: "number"},
-	Security:    {Label: "Encryption", Kind: "select", Options: securityOptions},
-	Username:    {Label: "Username", Help: "The account to sign in as (for Microsoft 365 the mailbox's address).", Kind: "text", Required: true, Autocomplete: "off"},
+	Protocol: {Label: "Protocol", Help: "IMAP is told of new mail at once and can mark, move or delete it; POP3 sees only the inbox, polled, and keeps or deletes what was taken. Fixed once the mailbox is saved.",
+		Kind: "select", Options: protocolOptions},
+	Host: {Label: "Incoming mail server", Help: "The IMAP or POP3 server's host name, e.g. outlook.office365.com.", Kind: "text", Required: true, Autocomplete: "off"},
+	Port: {Label: "Port", Help: "IMAP: 993 with TLS, 143 with STARTTLS or none. POP3: 995 with TLS, 110 with STARTTLS or none. Empty: the usual port of the protocol and encryption chosen.",
+		Kind: "number", Placeholder: "993"},
+	PollInterval: {Label: "Check for new mail every", Help: "POP3 only (IMAP is told of new mail at once): e.g. 60s, 5m or 300 (seconds); from 5s to 24h. Empty: 60s.",
+		Kind: "text", Placeholder: "60s", Autocomplete: "off"},
+	Security: {Label: "Encryption", Kind: "select", Options: securityOptions},
+	Username: {Label: "Username", Help: "The account to sign in as (for Microsoft 365 the mailbox's address).", Kind: "text", Required: true, Autocomplete: "off"},
 	AuthProvider: {Label: "Sign-in method", Help: "How the server signs in to the mailbox: a password, or OAuth 2.0 with Microsoft 365.",
 		Kind: "select"},
 	StartFrom:       {Label: "The first sync delivers", Kind: "select", Options: startFromOptions},
@@ -103,6 +127,17 @@ var definitions = map[string]Field{
 	MaxMessageBytes: {Label: "Largest message (bytes)", Help: "Larger messages are held in quarantine instead of delivered. Empty: the server's default (50 MiB).", Kind: "number"},
 	TicketPattern:   {Label: "Ticket reference pattern", Help: `A regular expression whose first group finds a ticket number in the subject, e.g. \[#(\d+)\]. Empty: none.`, Kind: "text", Autocomplete: "off"},
 	Enabled:         {Label: "Fetch mail once saved", Help: "Unticked: the mailbox is saved disabled.", Kind: "checkbox"},
+	SendingEnabled:  {Label: "Send mail as this mailbox", Help: "Replies from the service desk go out through this outgoing mail server, signed in with the same sign-in method.", Kind: "checkbox"},
+	SMTPHost: {Label: "Outgoing mail server (SMTP)", Help: "The submission server's host name, e.g. smtp.office365.com. Required to send (filled in for Microsoft 365).",
+		Kind: "text", Autocomplete: "off"},
+	SMTPPort:     {Label: "SMTP port", Help: "587 with STARTTLS, 465 with TLS. Empty: the usual port of the encryption chosen.", Kind: "number"},
+	SMTPSecurity: {Label: "SMTP encryption", Kind: "select", Options: smtpSecurityOptions},
+	SMTPFrom: {Label: "Send as (From)", Help: "The From address, e.g. Support <support@example.com>. Empty: the username, which must then be an email address.",
+		Kind: "text", Autocomplete: "off"},
+	SMTPMaxPerMinute: {Label: "Messages a minute at most", Help: "More wait their turn. Empty: 30 (Exchange Online's limit).", Kind: "number"},
+	SaveSentCopy: {Label: "Save a copy of sent mail in a folder (IMAP only)",
+		Help: "Not for Microsoft 365 or Gmail, whose servers file a copy themselves, nor for POP3.", Kind: "checkbox"},
+	SentFolder: {Label: "Sent folder", Help: "Where the copy goes, e.g. Sent. Empty: the folder the server marks as Sent, else Sent.", Kind: "text", Autocomplete: "off"},
 }
 
 // Form is the mailbox form: its values (never a secret), its errors, and the providers it
@@ -124,7 +159,7 @@ type Form struct {
 
 // New returns the form for adding a mailbox, with the usual defaults.
 func New(providers []*mailintakev1.AuthProvider) *Form {
-	f := &Form{Values: map[string]string{Port: "993", Security: "tls", StartFrom: "new", AfterAck: "mark_seen", Enabled: "true"},
+	f := &Form{Values: map[string]string{Protocol: "imap", Security: "tls", StartFrom: "new", AfterAck: "mark_seen", Enabled: "true", SMTPSecurity: "starttls"},
 		Providers: providers, Errors: map[string]string{}, Held: map[string]string{}}
 	for _, p := range providers {
 		if p.GetError() == "" && (f.Provider == nil || p.GetName() == "basic") {
@@ -158,7 +193,27 @@ func Edit(mb *mailintakev1.Mailbox, providers []*mailintakev1.AuthProvider) *For
 	v := f.Values
 	v[DisplayName] = mb.GetDisplayName()
 	v[Tenant] = mb.GetTenant()
+	v[Protocol] = protocolName(mb.GetProtocol())
 	v[Host] = mb.GetHost()
+	if d := mb.GetPollInterval(); d != nil {
+		v[PollInterval] = FormatDuration(d.AsDuration())
+	}
+	if mb.GetSendingEnabled() {
+		v[SendingEnabled] = "true"
+	}
+	v[SMTPHost] = mb.GetSmtpHost()
+	if mb.GetSmtpPort() != 0 {
+		v[SMTPPort] = strconv.FormatUint(uint64(mb.GetSmtpPort()), 10)
+	}
+	v[SMTPSecurity] = nameOf(securities, mb.GetSmtpSecurity(), "starttls")
+	v[SMTPFrom] = mb.GetSmtpFrom()
+	if n := mb.GetSmtpMaxPerMinute(); n != 0 {
+		v[SMTPMaxPerMinute] = strconv.FormatUint(uint64(n), 10)
+	}
+	if mb.GetSaveSentCopy() {
+		v[SaveSentCopy] = "true"
+	}
+	v[SentFolder] = mb.GetSentFolder()
 	if mb.GetPort() != 0 {
 		v[Port] = strconv.FormatUint(uint64(mb.GetPort()), 10)
 	}
@@ -234,11 +289,32 @@ func (f *Form) Field(name string) Field {
 		}
 	case Tenant:
 		d.Required = f.ID == ""
+	case Port:
+		if f.Values[Protocol] == "pop3" {
+			d.Placeholder = "995"
+		}
+	case AfterAck:
+		if f.ID != "" && f.Values[Protocol] == "pop3" {
+			// A saved POP3 mailbox keeps its protocol: only what POP3 can do is offered.
+			d.Options = slices.DeleteFunc(slices.Clone(d.Options), func(o Option) bool { return o.Value != "keep" && o.Value != "delete" })
+			if v := d.Value; v != "keep" && v != "delete" {
+				d.Options = append(d.Options, Option{Value: v, Label: v})
+			}
+		}
 	}
 	d.Options = selected(d.Options, d.Value)
 	d.Autofocus = d.Error != "" && f.firstError() == name
 	return d
 }
+
+// Fixed reports whether the protocol can no longer change (the mailbox is saved).
+func (f *Form) Fixed() bool { return f.ID != "" }
+
+// POP3 reports whether the form's protocol is POP3.
+func (f *Form) POP3() bool { return f.Values[Protocol] == "pop3" }
+
+// ProtocolLabel is the form's protocol as shown: IMAP or POP3.
+func (f *Form) ProtocolLabel() string { return strings.ToUpper(f.Values[Protocol]) }
 
 // firstError is the input name of the first error in the form's order, or "".
 func (f *Form) firstError() string {
@@ -332,6 +408,9 @@ func nameOf[K comparable](m map[string]K, v K, def string) string {
 	return def
 }
 
+var protocols = map[string]mailintakev1.Protocol{"imap": mailintakev1.Protocol_PROTOCOL_IMAP, "pop3": mailintakev1.Protocol_PROTOCOL_POP3}
+
+func protocolName(p mailintakev1.Protocol) string { return nameOf(protocols, p, "imap") }
 func securityName(s mailintakev1.Security) string { return nameOf(securities, s, "tls") }
 func startFromName(s mailintakev1.StartFrom) string {
 	return nameOf(startFroms, s, "new")
@@ -343,16 +422,26 @@ func afterAckName(a mailintakev1.AfterAckAction) string { return nameOf(afterAck
 // are recorded in f.Errors; the API checks everything else.
 func (f *Form) Read(in url.Values) *Submission {
 	v := f.Values
-	for _, name := range []string{DisplayName, Tenant, Host, Port, Security, Username, AuthProvider, StartFrom, AfterAck, AfterAckFolder, Folder, CAPEM, MaxMessageBytes, TicketPattern} {
+	for _, name := range []string{DisplayName, Tenant, Host, Port, Security, Username, AuthProvider, StartFrom, AfterAck, AfterAckFolder, Folder, CAPEM,
+		MaxMessageBytes, TicketPattern, PollInterval, SMTPHost, SMTPPort, SMTPSecurity, SMTPFrom, SMTPMaxPerMinute, SentFolder} {
 		if _, ok := in[name]; ok || f.ID == "" {
 			v[name] = strings.TrimSpace(in.Get(name))
 		}
 	}
+	if f.ID == "" {
+		// The protocol is fixed once saved (the API refuses a change): an edit keeps the stored one.
+		v[Protocol] = strings.TrimSpace(in.Get(Protocol))
+		if v[Protocol] == "" {
+			v[Protocol] = "imap"
+		}
+	}
 	v[CAPEM] = strings.TrimSpace(strings.ReplaceAll(in.Get(CAPEM), "\r\n", "\n"))
-	if in.Get(Enabled) != "" {
-		v[Enabled] = "true"
-	} else {
-		delete(v, Enabled)
+	for _, box := range []string{Enabled, SendingEnabled, SaveSentCopy} {
+		if in.Get(box) != "" {
+			v[box] = "true"
+		} else {
+			delete(v, box)
+		}
 	}
 	f.WithProvider(v[AuthProvider])
 
@@ -361,12 +450,19 @@ func (f *Form) Read(in url.Values) *Submission {
 	if f.ID == "" {
 		mb.Tenant = v[Tenant]
 	}
+	proto, ok := protocols[v[Protocol]]
+	if !ok {
+		f.Errors[Protocol] = "choose IMAP or POP3"
+	}
+	mb.Protocol = proto
 	sec, ok := securities[v[Security]]
 	if !ok {
 		f.Errors[Security] = "choose TLS, STARTTLS or none"
 	}
 	mb.Security = sec
 	switch p := v[Port]; {
+	case p == "" && proto == mailintakev1.Protocol_PROTOCOL_POP3:
+		// The API fills in POP3's usual port: 995 with TLS, 110 otherwise.
 	case p == "" && sec == mailintakev1.Security_SECURITY_TLS:
 		mb.Port = 993
 	case p == "":
@@ -374,10 +470,20 @@ func (f *Form) Read(in url.Values) *Submission {
 	default:
 		n, err := strconv.ParseUint(p, 10, 32)
 		if err != nil {
-			f.Errors[Port] = fmt.Sprintf("%q is not a port number: give a number from 1 to 65535 (993 for TLS, 143 for STARTTLS)", p)
+			f.Errors[Port] = fmt.Sprintf("%q is not a port number: give a number from 1 to 65535 (IMAP: 993 for TLS, 143 for STARTTLS; POP3: 995 for TLS, 110 for STARTTLS)", p)
 		}
 		mb.Port = uint32(n)
 	}
+	if p := v[PollInterval]; p != "" && proto == mailintakev1.Protocol_PROTOCOL_POP3 {
+		// Only a POP3 mailbox is polled: the value is not sent for IMAP (the API refuses it).
+		d, err := ParseDuration(p)
+		if err != nil {
+			f.Errors[PollInterval] = err.Error()
+		} else {
+			mb.PollInterval = durationpb.New(d)
+		}
+	}
+	f.readSending(mb)
 	if sf, ok := startFroms[v[StartFrom]]; ok {
 		mb.StartFrom = sf
 	} else if v[StartFrom] != "" {
@@ -418,10 +524,69 @@ func (f *Form) Read(in url.Values) *Submission {
 	return s
 }
 
+// readSending reads the outgoing mail server's inputs into mb.
+func (f *Form) readSending(mb *mailintakev1.Mailbox) {
+	v := f.Values
+	mb.SendingEnabled = v[SendingEnabled] != ""
+	mb.SmtpHost = v[SMTPHost]
+	mb.SmtpFrom = v[SMTPFrom]
+	mb.SaveSentCopy = v[SaveSentCopy] != ""
+	mb.SentFolder = v[SentFolder]
+	if s := v[SMTPSecurity]; s != "" {
+		sec, ok := securities[s]
+		if !ok {
+			f.Errors[SMTPSecurity] = "choose STARTTLS, TLS or none"
+		}
+		mb.SmtpSecurity = sec
+	}
+	if p := v[SMTPPort]; p != "" {
+		n, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			f.Errors[SMTPPort] = fmt.Sprintf("%q is not a port number: give a number from 1 to 65535 (587 for STARTTLS, 465 for TLS)", p)
+		}
+		mb.SmtpPort = uint32(n)
+	}
+	if m := v[SMTPMaxPerMinute]; m != "" {
+		n, err := strconv.ParseUint(m, 10, 32)
+		if err != nil {
+			f.Errors[SMTPMaxPerMinute] = fmt.Sprintf("%q is not a number of messages", m)
+		}
+		mb.SmtpMaxPerMinute = uint32(n)
+	}
+}
+
+// ParseDuration reads a poll interval as typed: a Go duration ("60s", "5m", "1h30m") or a
+// plain number of seconds ("300").
+func ParseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a duration: write e.g. 60s, 5m, 1h or a number of seconds", s)
+	}
+	return d, nil
+}
+
+// FormatDuration writes a duration as ParseDuration reads it, without zero units: 1m, 1h30m,
+// 90s stays 1m30s.
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // UpdateMask lists the fields an edit form changes (auth_secrets only when a secret was given).
+// The protocol is not among them: it is fixed once the mailbox is saved.
 func UpdateMask(withSecrets bool) []string {
 	mask := []string{"display_name", "host", "port", "security", "username", "auth_provider", "auth_config", "folder", "after_ack",
-		"start_from", "ca_pem", "limits", "ticket_pattern"}
+		"start_from", "ca_pem", "limits", "ticket_pattern", "poll_interval", "sending_enabled", "smtp_host", "smtp_port", "smtp_security",
+		"smtp_from", "smtp_max_per_minute", "save_sent_copy", "sent_folder"}
 	if withSecrets {
 		mask = append(mask, "auth_secrets")
 	}
@@ -433,8 +598,14 @@ func UpdateMask(withSecrets bool) []string {
 func (f *Form) InputFor(path string) string {
 	path = strings.TrimPrefix(path, "mailbox.")
 	switch path {
-	case DisplayName, Host, Port, Security, Username, AuthProvider, StartFrom, Folder, CAPEM, TicketPattern:
+	case DisplayName, Host, Port, Security, Username, AuthProvider, StartFrom, Folder, CAPEM, TicketPattern, PollInterval,
+		SendingEnabled, SMTPHost, SMTPPort, SMTPSecurity, SMTPFrom, SMTPMaxPerMinute, SaveSentCopy, SentFolder:
 		return path
+	case Protocol:
+		if f.ID == "" {
+			return Protocol
+		}
+		return ""
 	case Tenant:
 		if f.ID == "" {
 			return Tenant
@@ -478,11 +649,12 @@ func (f *Form) Invalid() bool { return len(f.Errors) > 0 || len(f.Problems) > 0 
 
 // ErrorList returns the errors in the order of the form's inputs, for the summary at its top.
 func (f *Form) ErrorList() []Field {
-	order := []string{DisplayName, Tenant, Host, Port, Security, Username, AuthProvider}
+	order := []string{DisplayName, Tenant, Protocol, Host, Port, Security, PollInterval, Username, AuthProvider}
 	for _, pf := range f.Provider.GetFields() {
 		order = append(order, InputName(pf.GetName()))
 	}
-	order = append(order, StartFrom, AfterAck, AfterAckFolder, Folder, MaxMessageBytes, TicketPattern, CAPEM)
+	order = append(order, StartFrom, AfterAck, AfterAckFolder, SendingEnabled, SMTPHost, SMTPPort, SMTPSecurity, SMTPFrom, SMTPMaxPerMinute,
+		SaveSentCopy, SentFolder, Folder, MaxMessageBytes, TicketPattern, CAPEM)
 	var out []Field
 	for _, name := range order {
 		if msg, ok := f.Errors[name]; ok {

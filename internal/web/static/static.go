@@ -1,5 +1,6 @@
-// Package static holds the admin web page's files served from the binary: the stylesheet and
-// the vendored htmx 2.0.11 (htmx.org's dist/htmx.min.js, 0BSD: htmx.LICENSE.txt). Nothing is
+// Package static holds the admin web page's files served from the binary: the stylesheet, the
+// vendored htmx 2.0.11 (htmx.org's dist/htmx.min.js, 0BSD: htmx.LICENSE.txt), and form.js, the
+// mailbox form's protocol-dependent inputs (shown or hidden; the form works without it). Nothing is
 // fetched from elsewhere; the page's Content-Security-Policy allows scripts and styles from
 // its own origin only.
 package static
@@ -13,7 +14,7 @@ import (
 	"strings"
 )
 
-//go:embed htmx.min.js htmx.LICENSE.txt style.css
+//go:embed htmx.min.js htmx.LICENSE.txt style.css form.js
 var files embed.FS
 
 // versions maps a file name to a short hash of its content, for cache-busting URLs.
