@@ -212,6 +212,8 @@ func TestWithoutUIDPLUSNothingIsExpunged(t *testing.T) {
 			if srv.Commands("EXPUNGE")+srv.Commands("UID EXPUNGE") != 0 {
 				t.Errorf("EXPUNGE sent to a server without UIDPLUS")
 			}
+			// The server has the flags before the session has its answer and warns.
+			eventually(t, "the warning", func() bool { return len(h.sup.Status(context.Background(), mb.Id).GetWarnings()) > 0 })
 			st := h.sup.Status(context.Background(), mb.Id)
 			if len(st.GetWarnings()) != 1 || !strings.Contains(st.GetWarnings()[0], "UIDPLUS") {
 				t.Errorf("warnings = %v", st.GetWarnings())
