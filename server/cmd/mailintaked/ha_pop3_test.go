@@ -1,0 +1,331 @@
+//go:build ha
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/fakes/dovecot"
+	pgserver "github.com/mailintake/mailintake/internal/fakes/postgres"
+	"github.com/mailintake/mailintake/internal/secrets"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
+)
+
+// newHAPOP3Cluster starts PostgreSQL, Dovecot with its POP3 service (the maildrop locked for
+// a whole session, so a second session of a mailbox is refused with -ERR [IN-USE] and Dovecot
+// logs it), n replicas and mailboxes POP3 mailboxes (after_ack DELETE, polled every 5 s, the shortest allowed).
+func newHAPOP3Cluster(t *testing.T, n, mailboxes int) *haCluster {
+	pg := pgserver.Start(t)
+	h := &haCluster{t: t, pg: pg, dbURL: pg.CreateDatabase(t, "ha"), proxies: map[string]*selProxy{}, boxes: map[string]string{}}
+	users := map[string]string{}
+	for i := range mailboxes {
+		u := fmt.Sprintf("pop%02d@example.com", i)
+		users[u] = dvPass
+		h.users = append(h.users, u)
+	}
+	h.dv = dovecot.StartWith(t, dovecot.Options{Users: users, POP3: true, POP3LockSession: true})
+	h.keyFile = filepath.Join(t.TempDir(), "secret.key")
+	if _, _, err := secrets.LoadOrCreateKeyFile(h.keyFile); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		h.add(fmt.Sprintf("r%d", i+1))
+	}
+	tok, err := os.ReadFile(filepath.Join(h.replicas[0].data, "admin.token"))
+	if err != nil {
+		t.Fatalf("the first replica wrote no admin token: %v", err)
+	}
+	h.admin = strings.TrimSpace(string(tok))
+	for _, u := range h.users {
+		code, out, errs := cli(t, dvPass, "--addr", h.replicas[0].d.addr, "--token", h.admin, "mailbox", "add", "--tenant", "acme", "--name", "POP "+u,
+			"--protocol", "pop3", "--host", "127.0.0.1", "--port", strconv.Itoa(h.dv.POP3Port), "--security", "none", "--username", u,
+			"--provider", "basic", "--password-stdin", "--start-from", "all", "--after-ack", "delete", "--poll-interval", "5s", "--json")
+		if code != 0 {
+			t.Fatalf("mailbox add %s: %s", u, errs)
+		}
+		var mb struct {
+			ID string `json:"id"`
+		}
+		if err := jsonUnmarshal(out, &mb); err != nil {
+			t.Fatal(err)
+		}
+		h.boxes[mb.ID] = u
+	}
+	return h
+}
+
+// maildropSubjects returns the subjects of the messages in a user's maildrop on Dovecot.
+func maildropSubjects(dv *dovecot.Server, user string) (map[string]bool, error) {
+	out, err := dv.Doveadm(nil, "-f", "flow", "fetch", "-u", user, "hdr.subject", "mailbox", "INBOX", "all")
+	if err != nil {
+		return nil, fmt.Errorf("doveadm fetch: %v: %s", err, out)
+	}
+	got := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(line), "hdr.subject="); ok {
+			got[strings.TrimSpace(s)] = true
+		}
+	}
+	return got, nil
+}
+
+// pop3Sessions returns the users with a POP3 session open on Dovecot now (doveadm who).
+func pop3Sessions(dv *dovecot.Server) map[string]bool {
+	out, _ := dv.Doveadm(nil, "who", "-1")
+	got := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[1] == "pop3" {
+			got[f[0]] = true
+		}
+	}
+	return got
+}
+
+// TestHAPOP3Failover runs three replicas on PostgreSQL with POP3 mailboxes (after_ack DELETE)
+// on Dovecot's POP3 service while mail arrives continuously and one consumer acknowledges it
+// through a replica that owns only some of the mailboxes. The owner of a mailbox is SIGKILLed
+// while it is in a POP3 session of it, then another replica gets SIGTERM. Checked: every message
+// delivered and acknowledged, none delivered again after its acknowledgement was confirmed,
+// nothing deleted from Dovecot before its acknowledgement was sent (sampled all along: a
+// message gone from a maildrop must have been acknowledged), the maildrops empty at the end,
+// and no two POP3 sessions of a mailbox at once: Dovecot locks the maildrop for a session and
+// answers a second one -ERR [IN-USE], which must not happen at all (a SIGKILLed replica's
+// connections are closed by its kernel, and its mailboxes are claimed only after its lease
+// lapsed; a SIGTERMed one ends its sessions before it releases its leases).
+func TestHAPOP3Failover(t *testing.T) {
+	h := newHAPOP3Cluster(t, 3, 6)
+	defer func() {
+		if t.Failed() {
+			h.dump()
+			t.Logf("dovecot log:\n%s", tail(h.dv.Log(), 6000))
+		}
+	}()
+	r1, r2, r3 := h.replicas[0], h.replicas[1], h.replicas[2]
+	byID := map[string]*replica{"r1": r1, "r2": r2, "r3": r3}
+	owners := h.settled(r1, []string{"r1", "r2", "r3"}, 3, 30*time.Second)
+	t.Logf("owners: %v", owners)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// One consumer, on r1 (it survives both faults), acknowledging everything: the
+	// acknowledgements of the mailboxes r2 and r3 own go to them through r1.
+	l := newLedger()
+	c1 := h.client(r1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(18, 3))
+		for ctx.Err() == nil {
+			consume(ctx, c1, &mailintakev1.StreamMessagesRequest{MaxInFlight: 8}, l, rng, 1, 1+rng.IntN(4))
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+
+	// Mail keeps arriving in random mailboxes; deposited lists it by user once Dovecot has it.
+	var depMu sync.Mutex
+	deposited := map[string][]string{}
+	var subjects []string
+	mailCtx, stopMail := context.WithCancel(ctx)
+	mailDone := make(chan struct{})
+	go func() {
+		defer close(mailDone)
+		rng := rand.New(rand.NewPCG(18, 18))
+		for n := 0; mailCtx.Err() == nil; n++ {
+			u := h.users[rng.IntN(len(h.users))]
+			s := fmt.Sprintf("pop3 ha %05d", n)
+			h.dv.Deliver(t, u, "INBOX", haMail(u, s))
+			depMu.Lock()
+			deposited[u] = append(deposited[u], s)
+			subjects = append(subjects, s)
+			depMu.Unlock()
+			select {
+			case <-mailCtx.Done():
+			case <-time.After(time.Duration(30+rng.IntN(90)) * time.Millisecond):
+			}
+		}
+	}()
+
+	// The sampler checks all along that a message gone from a maildrop had its acknowledgement
+	// sent: the deposited messages are read before the maildrop, the acknowledgements after.
+	var samples, violations int
+	sampleOnce := func() {
+		for _, u := range h.users {
+			depMu.Lock()
+			dep := append([]string(nil), deposited[u]...)
+			depMu.Unlock()
+			present, err := maildropSubjects(h.dv, u)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, acked := l.subjects()
+			for _, s := range dep {
+				if !present[s] && !acked[s] {
+					violations++
+					if violations <= 5 {
+						t.Errorf("%q was deleted from %s's maildrop before its acknowledgement was sent", s, u)
+					}
+				}
+			}
+		}
+		samples++
+	}
+	sampleDone := make(chan struct{})
+	go func() {
+		defer close(sampleDone)
+		for ctx.Err() == nil {
+			sampleOnce()
+			select {
+			case <-ctx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
+
+	eventually20(t, 30*time.Second, "mail of every mailbox acknowledged", func() bool { return len(l.confirmedSubjects()) >= 30 })
+
+	// SIGKILL the owner (r2 or r3) of a mailbox while it is in a POP3 session of it.
+	boxOf := map[string]string{}
+	for id, u := range h.boxes {
+		boxOf[u] = id
+	}
+	var victim *replica
+	var victimUser string
+	deadline := time.Now().Add(10 * time.Second)
+	for victim == nil && time.Now().Before(deadline) {
+		for u := range pop3Sessions(h.dv) {
+			if o := owners[boxOf[u]]; o != "r1" && o != "" {
+				victim, victimUser = byID[o], u
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	inSession := victim != nil
+	if victim == nil {
+		// No session caught in the act (they last milliseconds): kill r2 anyway.
+		victim = r2
+	}
+	victim.d.cmd.Process.Kill()
+	victim.d.cmd.Wait()
+	killed := time.Now()
+	t.Logf("SIGKILL %s (in a POP3 session of %s: %v)", victim.id, victimUser, inSession)
+	var other *replica
+	survivors := []string{"r1"}
+	for _, r := range []*replica{r2, r3} {
+		if r != victim {
+			other = r
+			survivors = append(survivors, r.id)
+		}
+	}
+	// The victim's mailboxes come back to the survivors, with their mail.
+	var victimBoxes []string
+	for id, o := range owners {
+		if o == victim.id {
+			victimBoxes = append(victimBoxes, id)
+			u := h.boxes[id]
+			h.dv.Deliver(t, u, "INBOX", haMail(u, "after kill "+u))
+			depMu.Lock()
+			deposited[u] = append(deposited[u], "after kill "+u)
+			subjects = append(subjects, "after kill "+u)
+			depMu.Unlock()
+		}
+	}
+	eventually20(t, 40*time.Second, "the SIGKILLed replica's mailboxes served by the survivors", func() bool {
+		got := l.confirmedSubjects()
+		for _, id := range victimBoxes {
+			if !got["after kill "+h.boxes[id]] {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("failover after SIGKILL of %s: its %d mailboxes' mail acknowledged after %s", victim.id, len(victimBoxes), time.Since(killed).Round(10*time.Millisecond))
+	owners = h.settled(r1, survivors, 2, 30*time.Second)
+
+	// SIGTERM the other: it hands its mailboxes over to r1 at once.
+	time.Sleep(2 * time.Second)
+	stopped := time.Now()
+	other.d.stop(t)
+	var otherBoxes []string
+	for id, o := range owners {
+		if o == other.id {
+			otherBoxes = append(otherBoxes, id)
+			u := h.boxes[id]
+			h.dv.Deliver(t, u, "INBOX", haMail(u, "after sigterm "+u))
+			depMu.Lock()
+			deposited[u] = append(deposited[u], "after sigterm "+u)
+			subjects = append(subjects, "after sigterm "+u)
+			depMu.Unlock()
+		}
+	}
+	eventually20(t, 20*time.Second, "the SIGTERMed replica's mailboxes served by r1", func() bool {
+		got := l.confirmedSubjects()
+		for _, id := range otherBoxes {
+			if !got["after sigterm "+h.boxes[id]] {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("handover after SIGTERM of %s: its %d mailboxes' mail acknowledged after %s", other.id, len(otherBoxes), time.Since(stopped).Round(10*time.Millisecond))
+
+	// A few more seconds of traffic on r1 alone, then the mail stops and the rest is drained.
+	time.Sleep(3 * time.Second)
+	stopMail()
+	<-mailDone
+	depMu.Lock()
+	want := append([]string(nil), subjects...)
+	depMu.Unlock()
+	eventually20(t, 60*time.Second, "every message acknowledged", func() bool {
+		got := l.confirmedSubjects()
+		for _, s := range want {
+			if !got[s] {
+				return false
+			}
+		}
+		return true
+	})
+	eventually20(t, 30*time.Second, "every maildrop emptied by the acknowledged deletions", func() bool {
+		for _, u := range h.users {
+			if m, _ := h.dv.Status(t, u, "INBOX"); m != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	wg.Wait()
+	<-sampleDone
+	sampleOnce()
+	checkAll(t, l, want)
+
+	// No second POP3 session of a mailbox while one held it: Dovecot refused none.
+	inUse := strings.Count(h.dv.Log(), "IN-USE")
+	daemonInUse := 0
+	for _, r := range h.replicas {
+		daemonInUse += strings.Count(r.d.logs.String(), "IN-USE")
+	}
+	if inUse > 0 || daemonInUse > 0 {
+		t.Errorf("a POP3 session was refused [IN-USE] while another held the maildrop: %d times in Dovecot's log, %d in the replicas' logs", inUse, daemonInUse)
+	}
+	l.mu.Lock()
+	redelivered := 0
+	for _, k := range l.delivered {
+		redelivered += k - 1
+	}
+	l.mu.Unlock()
+	t.Logf("%d messages in %d POP3 mailboxes: %d redeliveries of unacknowledged messages, %d acks answered unknown, %d maildrop samples, %d POP3 logins, %d [IN-USE]",
+		len(want), len(h.users), redelivered, len(l.unknown), samples, strings.Count(h.dv.Log(), "pop3-login: Info: Login:"), inUse)
+}
