@@ -64,8 +64,9 @@ type Options struct {
 	// POP3SPort, the same users, mail and passdbs as IMAP.
 	POP3 bool
 	// POP3LockSession keeps a POP3 session's maildrop locked from its login to its end
-	// (pop3_lock_session, off by default in Dovecot): a second session of the same user is
-	// refused with -ERR [IN-USE], as RFC 1939 has it, and Dovecot logs the refusal.
+	// (pop3_lock_session, off by default in Dovecot), as RFC 1939 has it: a second session of
+	// the same user waits for the lock after its login (10 s in Dovecot 2.3, not configurable),
+	// then is refused -ERR [IN-USE], and Dovecot logs "Couldn't lock POP3 session".
 	POP3LockSession bool
 	// Submission adds the submission service (package dovecot-submissiond): STARTTLS on
 	// SubmissionPort, implicit TLS on SubmissionSPort, AUTH PLAIN and LOGIN for the users and
