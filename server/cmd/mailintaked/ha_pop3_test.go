@@ -8,9 +8,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,7 +98,8 @@ func pop3Sessions(dv *dovecot.Server) map[string]int {
 // TestHAPOP3Failover runs three replicas on PostgreSQL with POP3 mailboxes (after_ack DELETE)
 // on Dovecot's POP3 service while mail arrives continuously and one consumer acknowledges it
 // through a replica that owns only some of the mailboxes. The owner of a mailbox is SIGKILLed
-// while it is in a POP3 session of it, then another replica gets SIGTERM. Checked: every message
+// while it is in a POP3 session of it; another replica is SIGSTOPped in a POP3 session past its
+// lease and resumed, then gets SIGTERM. Checked: every message
 // delivered and acknowledged, none delivered again after its acknowledgement was confirmed,
 // nothing deleted from Dovecot before its acknowledgement was sent (sampled all along: a
 // message gone from a maildrop must have been acknowledged), the maildrops empty at the end,
@@ -104,21 +108,33 @@ func pop3Sessions(dv *dovecot.Server) map[string]int {
 // connections are closed by its kernel, and its mailboxes are claimed only after its lease
 // lapsed; a SIGTERMed one ends its sessions before it releases its leases).
 func TestHAPOP3Failover(t *testing.T) {
-	h := newHAPOP3Cluster(t, 3, 6)
+	h := newHAPOP3Cluster(t, 3, 8)
 	defer func() {
 		if t.Failed() {
 			h.dump()
 			t.Logf("dovecot log:\n%s", tail(h.dv.Log(), 6000))
 		}
 	}()
-	r1, r2, r3 := h.replicas[0], h.replicas[1], h.replicas[2]
-	byID := map[string]*replica{"r1": r1, "r2": r2, "r3": r3}
-	owners := h.settled(r1, []string{"r1", "r2", "r3"}, 3, 30*time.Second)
+	byID := map[string]*replica{}
+	for _, r := range h.replicas {
+		byID[r.id] = r
+	}
+	// Rendezvous hashing may leave a replica nothing: spread over two at least, and the
+	// consumer goes to the replica that owns the fewest mailboxes (cons, which survives every
+	// fault); the two others (a, b) own some each.
+	owners := h.settled(h.replicas[0], []string{"r1", "r2", "r3"}, 2, 30*time.Second)
 	t.Logf("owners: %v", owners)
+	count := map[string]int{}
+	for _, o := range owners {
+		count[o]++
+	}
+	reps := append([]*replica(nil), h.replicas...)
+	slices.SortFunc(reps, func(x, y *replica) int { return count[x.id] - count[y.id] })
+	r1, r2, r3 := reps[0], reps[1], reps[2]
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// One consumer, on r1 (it survives both faults), acknowledging everything: the
+	// One consumer, on r1 (it survives every fault), acknowledging everything: the
 	// acknowledgements of the mailboxes r2 and r3 own go to them through r1.
 	l := newLedger()
 	c1 := h.client(r1)
@@ -161,9 +177,14 @@ func TestHAPOP3Failover(t *testing.T) {
 	// sent: the deposited messages are read before the maildrop, the acknowledgements after.
 	var samples, violations int
 	overlaps := map[string]int{} // samples that saw two POP3 sessions of a user at once
+	var frozen atomic.Bool       // a replica is (or was just) SIGSTOPped: see below
+	frozenOverlaps := 0
 	sampleOnce := func() {
 		for u, n := range pop3Sessions(h.dv) {
-			if n > 1 {
+			switch {
+			case n > 1 && frozen.Load():
+				frozenOverlaps++
+			case n > 1:
 				overlaps[u]++
 			}
 		}
@@ -212,7 +233,7 @@ func TestHAPOP3Failover(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for victim == nil && time.Now().Before(deadline) {
 		for u := range pop3Sessions(h.dv) {
-			if o := owners[boxOf[u]]; o != "r1" && o != "" {
+			if o := owners[boxOf[u]]; o != r1.id && o != "" {
 				victim, victimUser = byID[o], u
 				break
 			}
@@ -229,7 +250,7 @@ func TestHAPOP3Failover(t *testing.T) {
 	killed := time.Now()
 	t.Logf("SIGKILL %s (in a POP3 session of %s: %v)", victim.id, victimUser, inSession)
 	var other *replica
-	survivors := []string{"r1"}
+	survivors := []string{r1.id}
 	for _, r := range []*replica{r2, r3} {
 		if r != victim {
 			other = r
@@ -258,7 +279,41 @@ func TestHAPOP3Failover(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("failover after SIGKILL of %s: its %d mailboxes' mail acknowledged after %s", victim.id, len(victimBoxes), time.Since(killed).Round(10*time.Millisecond))
+	t.Logf("consumer on %s; failover after SIGKILL of %s: its %d mailboxes' mail acknowledged after %s", r1.id, victim.id, len(victimBoxes), time.Since(killed).Round(10*time.Millisecond))
+	// Each survivor owns some: with eight mailboxes, two replicas share them but once in 128.
+	owners = h.settled(r1, survivors, 2, 30*time.Second)
+
+	// SIGSTOP the other past its lease while it is in a POP3 session, then SIGCONT. r1 claims
+	// its mailboxes once its lease lapsed, and r1's login to a maildrop the frozen session still
+	// holds waits for Dovecot's lock (two sessions of the user, one waiting: that is the lock
+	// doing its work, so those samples are only counted); the resumed replica sends nothing
+	// more (its POP3 commands are refused once it is not trusted, QUIT included) and closes
+	// the connection, which frees the lock well within Dovecot's 10 s.
+	var frozenUser string
+	for wait := time.Now().Add(10 * time.Second); frozenUser == "" && time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
+		for u := range pop3Sessions(h.dv) {
+			if owners[boxOf[u]] == other.id {
+				frozenUser = u
+				break
+			}
+		}
+	}
+	frozen.Store(true)
+	other.d.cmd.Process.Signal(syscall.SIGSTOP)
+	frozenAt := time.Now()
+	time.Sleep(7 * time.Second)
+	other.d.cmd.Process.Signal(syscall.SIGCONT)
+	eventually20(t, 15*time.Second, "no two POP3 sessions of a user once the frozen replica resumed", func() bool {
+		for _, n := range pop3Sessions(h.dv) {
+			if n > 1 {
+				return false
+			}
+		}
+		return true
+	})
+	frozen.Store(false)
+	t.Logf("SIGSTOP %s for 7 s (in a POP3 session of %q), SIGCONT: no overlapping sessions %s after the SIGSTOP", other.id, frozenUser, time.Since(frozenAt).Round(10*time.Millisecond))
+	// It rejoins and takes its share back.
 	owners = h.settled(r1, survivors, 2, 30*time.Second)
 
 	// SIGTERM the other: it hands its mailboxes over to r1 at once.
@@ -348,6 +403,6 @@ func TestHAPOP3Failover(t *testing.T) {
 		redelivered += k - 1
 	}
 	l.mu.Unlock()
-	t.Logf("%d messages in %d POP3 mailboxes: %d redeliveries of unacknowledged messages, %d acks answered unknown, %d maildrop samples, %d POP3 logins, %d [IN-USE]",
-		len(want), len(h.users), redelivered, len(l.unknown), samples, strings.Count(h.dv.Log(), "pop3-login: Info: Login:"), inUse)
+	t.Logf("%d messages in %d POP3 mailboxes: %d redeliveries of unacknowledged messages, %d acks answered unknown, %d maildrop samples (%d saw a session waiting for the frozen one's lock), %d POP3 logins, %d [IN-USE]",
+		len(want), len(h.users), redelivered, len(l.unknown), samples, frozenOverlaps, strings.Count(h.dv.Log(), "pop3-login: Info: Login:"), inUse)
 }
