@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -82,7 +81,8 @@ func maildropSubjects(dv *dovecot.Server, user string) (map[string]bool, error) 
 }
 
 // pop3Sessions returns the users with a POP3 session open on Dovecot now, and how many each
-// (doveadm who: a session counts from its login, while it waits for the maildrop's lock too).
+// (doveadm who: a session that waits for the maildrop's lock after its login is not counted,
+// pop3Overlaps finds those in Dovecot's log).
 func pop3Sessions(dv *dovecot.Server) map[string]int {
 	out, _ := dv.Doveadm(nil, "who", "-1")
 	got := map[string]int{}
@@ -95,18 +95,79 @@ func pop3Sessions(dv *dovecot.Server) map[string]int {
 	return got
 }
 
+// pop3Overlaps reads Dovecot's log: for each user, the sessions that were still open when a
+// newer one logged in (the newer waits for the maildrop's lock), and of those the ones that
+// then ended with QUIT ("Logged out": QUIT is what applies the DELEs) instead of their
+// connection closing. A session that outlived its replica's lease must not QUIT.
+func pop3Overlaps(log string) (overlaps map[string]int, staleQuits []string) {
+	overlaps = map[string]int{}
+	open := map[string]map[string]bool{} // user → open sessions
+	overlapped := map[string]bool{}      // sessions a newer one logged in beside
+	for _, line := range strings.Split(log, "\n") {
+		if _, rest, ok := strings.Cut(line, "pop3-login: Info: Login: user=<"); ok {
+			user, _, _ := strings.Cut(rest, ">")
+			_, sess, _ := strings.Cut(rest, "session=<")
+			sess, _, _ = strings.Cut(sess, ">")
+			if open[user] == nil {
+				open[user] = map[string]bool{}
+			}
+			for older := range open[user] {
+				overlapped[older] = true
+				overlaps[user]++
+			}
+			open[user][sess] = true
+			continue
+		}
+		if _, rest, ok := strings.Cut(line, " pop3("); ok && strings.Contains(rest, "Info: Disconnected: ") {
+			user, rest, _ := strings.Cut(rest, ")<")
+			_, rest, _ = strings.Cut(rest, "><")
+			sess, reason, _ := strings.Cut(rest, ">")
+			delete(open[user], sess)
+			if overlapped[sess] && strings.Contains(reason, "Disconnected: Logged out") {
+				staleQuits = append(staleQuits, strings.TrimSpace(line))
+			}
+		}
+	}
+	return overlaps, staleQuits
+}
+
+// TestHAPOP3OverlapsParse checks pop3Overlaps on Dovecot 2.3's log lines: a session open when a
+// newer one logged in that ends with QUIT is reported, one whose connection closed is not.
+func TestHAPOP3OverlapsParse(t *testing.T) {
+	login := func(u, s string) string {
+		return "Dec 04 15:56:21 pop3-login: Info: Login: user=<" + u + ">, method=PLAIN, rip=127.0.0.1, lip=127.0.0.1, mpid=1, secured, session=<" + s + ">"
+	}
+	end := func(u, s, why string) string {
+		return "Dec 04 15:56:29 pop3(" + u + ")<16783><" + s + ">: Info: Disconnected: " + why + " top=0/0, retr=1/200, del=0/2, size=368"
+	}
+	log := strings.Join([]string{
+		login("a@x", "A1"), end("a@x", "A1", "Logged out"), // alone: fine
+		login("a@x", "A2"), login("a@x", "A3"), end("a@x", "A2", "Connection closed"), end("a@x", "A3", "Logged out"),
+		login("b@x", "B1"), login("b@x", "B2"), end("b@x", "B1", "Logged out"), end("b@x", "B2", "Logged out"),
+	}, "\n")
+	overlaps, stale := pop3Overlaps(log)
+	if overlaps["a@x"] != 1 || overlaps["b@x"] != 1 || len(overlaps) != 2 {
+		t.Errorf("overlaps = %v", overlaps)
+	}
+	if len(stale) != 1 || !strings.Contains(stale[0], "<B1>") {
+		t.Errorf("stale QUITs = %q, want B1's", stale)
+	}
+}
+
 // TestHAPOP3Failover runs three replicas on PostgreSQL with POP3 mailboxes (after_ack DELETE)
 // on Dovecot's POP3 service while mail arrives continuously and one consumer acknowledges it
 // through a replica that owns only some of the mailboxes. The owner of a mailbox is SIGKILLed
 // while it is in a POP3 session of it; another replica is SIGSTOPped in a POP3 session past its
-// lease and resumed, then gets SIGTERM. Checked: every message
-// delivered and acknowledged, none delivered again after its acknowledgement was confirmed,
-// nothing deleted from Dovecot before its acknowledgement was sent (sampled all along: a
-// message gone from a maildrop must have been acknowledged), the maildrops empty at the end,
-// and no two POP3 sessions of a mailbox at once: Dovecot locks the maildrop for a session and
-// answers a second one -ERR [IN-USE], which must not happen at all (a SIGKILLed replica's
-// connections are closed by its kernel, and its mailboxes are claimed only after its lease
-// lapsed; a SIGTERMed one ends its sessions before it releases its leases).
+// lease and resumed, then gets SIGTERM. Checked: every message delivered and acknowledged, none
+// delivered again after its acknowledgement was confirmed, nothing deleted from Dovecot before
+// its acknowledgement was sent (sampled all along: a message gone from a maildrop must have been
+// acknowledged), the maildrops empty at the end, and at most one replica acting in a maildrop:
+// Dovecot locks it for a session (a second login waits for the lock, then gets -ERR [IN-USE]).
+// No [IN-USE] at all: a SIGKILLed replica's connections are closed by its kernel and its
+// mailboxes claimed only after its lease lapsed, a SIGTERMed one ends its sessions before it
+// releases its leases, and a resumed stale one closes its session at once. The one takeover
+// that waits for the lock is from the frozen replica, whose session must end without QUIT (its
+// DELEs not applied).
 func TestHAPOP3Failover(t *testing.T) {
 	h := newHAPOP3Cluster(t, 3, 8)
 	defer func() {
@@ -177,14 +238,9 @@ func TestHAPOP3Failover(t *testing.T) {
 	// sent: the deposited messages are read before the maildrop, the acknowledgements after.
 	var samples, violations int
 	overlaps := map[string]int{} // samples that saw two POP3 sessions of a user at once
-	var frozen atomic.Bool       // a replica is (or was just) SIGSTOPped: see below
-	frozenOverlaps := 0
 	sampleOnce := func() {
 		for u, n := range pop3Sessions(h.dv) {
-			switch {
-			case n > 1 && frozen.Load():
-				frozenOverlaps++
-			case n > 1:
+			if n > 1 {
 				overlaps[u]++
 			}
 		}
@@ -283,25 +339,43 @@ func TestHAPOP3Failover(t *testing.T) {
 	// Each survivor owns some: with eight mailboxes, two replicas share them but once in 128.
 	owners = h.settled(r1, survivors, 2, 30*time.Second)
 
-	// SIGSTOP the other past its lease while it is in a POP3 session, then SIGCONT. r1 claims
-	// its mailboxes once its lease lapsed, and r1's login to a maildrop the frozen session still
-	// holds waits for Dovecot's lock (two sessions of the user, one waiting: that is the lock
-	// doing its work, so those samples are only counted); the resumed replica sends nothing
-	// more (its POP3 commands are refused once it is not trusted, QUIT included) and closes
-	// the connection, which frees the lock well within Dovecot's 10 s.
+	// SIGSTOP the other past its lease while it holds a maildrop, then SIGCONT. r1 claims
+	// its mailboxes once its lease lapsed, and r1's login to the maildrop the frozen session
+	// still holds waits for Dovecot's lock: a takeover from a stale owner sees the lock, that
+	// is the lock doing its work (pop3Overlaps finds it in Dovecot's log, and the check below
+	// wants it). The resumed replica sends nothing more (its POP3 commands are refused once it
+	// is not trusted, QUIT included: its DELEs are not applied) and closes the connection,
+	// which frees the lock within Dovecot's 10 s, so no [IN-USE].
+	// Frozen in a session: a session of one of its mailboxes still open 300 ms after the
+	// SIGSTOP is the frozen process's (nobody else owns the mailbox, and Dovecot ends a session
+	// whose client closed at once); otherwise it is resumed and frozen again later.
 	var frozenUser string
-	for wait := time.Now().Add(10 * time.Second); frozenUser == "" && time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
-		for u := range pop3Sessions(h.dv) {
-			if owners[boxOf[u]] == other.id {
-				frozenUser = u
-				break
+	for attempt := 0; frozenUser == "" && attempt < 40; attempt++ {
+		u := ""
+		for wait := time.Now().Add(3 * time.Second); u == "" && time.Now().Before(wait); time.Sleep(5 * time.Millisecond) {
+			for s := range pop3Sessions(h.dv) {
+				if owners[boxOf[s]] == other.id {
+					u = s
+					break
+				}
 			}
 		}
+		if u == "" {
+			continue
+		}
+		other.d.cmd.Process.Signal(syscall.SIGSTOP)
+		time.Sleep(300 * time.Millisecond)
+		if pop3Sessions(h.dv)[u] > 0 {
+			frozenUser = u
+			break
+		}
+		other.d.cmd.Process.Signal(syscall.SIGCONT)
 	}
-	frozen.Store(true)
-	other.d.cmd.Process.Signal(syscall.SIGSTOP)
+	if frozenUser == "" {
+		t.Fatalf("%s could not be frozen in a POP3 session", other.id)
+	}
 	frozenAt := time.Now()
-	time.Sleep(7 * time.Second)
+	time.Sleep(8 * time.Second)
 	other.d.cmd.Process.Signal(syscall.SIGCONT)
 	eventually20(t, 15*time.Second, "no two POP3 sessions of a user once the frozen replica resumed", func() bool {
 		for _, n := range pop3Sessions(h.dv) {
@@ -311,8 +385,7 @@ func TestHAPOP3Failover(t *testing.T) {
 		}
 		return true
 	})
-	frozen.Store(false)
-	t.Logf("SIGSTOP %s for 7 s (in a POP3 session of %q), SIGCONT: no overlapping sessions %s after the SIGSTOP", other.id, frozenUser, time.Since(frozenAt).Round(10*time.Millisecond))
+	t.Logf("SIGSTOP %s for 8 s (in a POP3 session of %q), SIGCONT: no overlapping sessions %s after the SIGSTOP", other.id, frozenUser, time.Since(frozenAt).Round(10*time.Millisecond))
 	// It rejoins and takes its share back.
 	owners = h.settled(r1, survivors, 2, 30*time.Second)
 
@@ -397,12 +470,22 @@ func TestHAPOP3Failover(t *testing.T) {
 	for u, n := range overlaps {
 		t.Errorf("%d samples saw two POP3 sessions of %s at once", n, u)
 	}
+	// The frozen replica held frozenUser's maildrop when its lease lapsed: the new owner's
+	// login came while that session was open (and waited for the lock), and the stale session
+	// ended by its connection closing, not by QUIT.
+	waits, staleQuits := pop3Overlaps(h.dv.Log())
+	for _, q := range staleQuits {
+		t.Errorf("a POP3 session still open when another logged in ended with QUIT (applying its DELEs): %s", q)
+	}
+	if waits[frozenUser] == 0 {
+		t.Errorf("no login of %s while the frozen replica held its maildrop: the SIGSTOP tested nothing", frozenUser)
+	}
 	l.mu.Lock()
 	redelivered := 0
 	for _, k := range l.delivered {
 		redelivered += k - 1
 	}
 	l.mu.Unlock()
-	t.Logf("%d messages in %d POP3 mailboxes: %d redeliveries of unacknowledged messages, %d acks answered unknown, %d maildrop samples (%d saw a session waiting for the frozen one's lock), %d POP3 logins, %d [IN-USE]",
-		len(want), len(h.users), redelivered, len(l.unknown), samples, frozenOverlaps, strings.Count(h.dv.Log(), "pop3-login: Info: Login:"), inUse)
+	t.Logf("%d messages in %d POP3 mailboxes: %d redeliveries of unacknowledged messages, %d acks answered unknown, %d maildrop samples, %d POP3 logins, %d [IN-USE], logins beside an open session: %v",
+		len(want), len(h.users), redelivered, len(l.unknown), samples, strings.Count(h.dv.Log(), "pop3-login: Info: Login:"), inUse, waits)
 }
