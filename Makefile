@@ -66,7 +66,7 @@ test-postgres: ## Run the store conformance suite and the PostgreSQL store's own
 	$(GO) test -race -count=1 -tags postgres -timeout 10m ./internal/store/...
 
 .PHONY: test-ha
-test-ha: ## Run the high-availability suite: three replicas on a private PostgreSQL against a private Dovecot, with failover, handover and chaos (needs dovecot-imapd and postgresql installed).
+test-ha: ## Run the high-availability suite: three replicas on a private PostgreSQL against a private Dovecot, with failover, handover and chaos, POP3 mailboxes too (needs dovecot-imapd, dovecot-pop3d and postgresql installed).
 	.ci/install-postgres
 	$(GO) test -count=1 -tags ha -run HA -timeout 20m ./server/cmd/mailintaked/ $(if $(V),-v)
 

@@ -63,6 +63,11 @@ type Options struct {
 	// POP3 adds the POP3 service (package dovecot-pop3d): STLS on POP3Port, implicit TLS on
 	// POP3SPort, the same users, mail and passdbs as IMAP.
 	POP3 bool
+	// POP3LockSession keeps a POP3 session's maildrop locked from its login to its end
+	// (pop3_lock_session, off by default in Dovecot), as RFC 1939 has it: a second session of
+	// the same user waits for the lock after its login (10 s in Dovecot 2.3, not configurable),
+	// then is refused -ERR [IN-USE], and Dovecot logs "Couldn't lock POP3 session".
+	POP3LockSession bool
 	// Submission adds the submission service (package dovecot-submissiond): STARTTLS on
 	// SubmissionPort, implicit TLS on SubmissionSPort, AUTH PLAIN and LOGIN for the users and
 	// XOAUTH2 and OAUTHBEARER through the oauth2 passdb. It relays every message it accepts,
@@ -133,8 +138,9 @@ func StartWith(t testing.TB, opts Options) *Server {
 }
 protocol pop3 {
   mail_max_userip_connections = 50
+  pop3_lock_session = %s
 }
-`, s.POP3Port, s.POP3SPort)
+`, s.POP3Port, s.POP3SPort, yesNo(opts.POP3LockSession))
 	}
 	if opts.Submission {
 		s.SubmissionPort, s.SubmissionSPort = freePort(t), freePort(t)
@@ -235,6 +241,13 @@ protocol imap {
 	s.start(bin)
 	t.Cleanup(s.Stop)
 	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 func must(t testing.TB, err error) {

@@ -490,3 +490,49 @@ func abbreviate(lines []string) []string {
 	}
 	return out
 }
+
+// TestPOP3LockSession: with Options.POP3LockSession a second POP3 session of a user waits for the
+// lock, then is refused -ERR [IN-USE] (a temporary refusal, not a refused login) while the first
+// one lasts, Dovecot logs the refusal (the HA suite counts those), and the maildrop opens again
+// once the first has quit.
+func TestPOP3LockSession(t *testing.T) {
+	e := start(t, dovecot.Options{POP3: true, POP3LockSession: true})
+	ctx := context.Background()
+	e.dv.Deliver(t, basicUser, "INBOX", dotted(1))
+	login := func() (*pop3.Conn, error) {
+		tg := pop3Target(e, e.dv.POP3SPort, pop3.TLS)
+		tg.CommandTimeout = time.Minute
+		c, _ := dialPOP3(t, tg)
+		return c, c.Authenticate(ctx, pop3.Credential{Mechanism: pop3.MechPlain, Identity: basicUser, Secret: basicPass})
+	}
+	first, err := login()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.UIDL(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = login()
+	t.Logf("the second login answered after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	se, ok := pop3.IsServerError(err)
+	if !ok || se.Code != pop3.CodeInUse || !se.Temporary() {
+		t.Fatalf("a second session while the first holds the maildrop: %v, want -ERR [IN-USE]\n%s", err, e.dv.Log())
+	}
+	if _, ok := pop3.IsAuthError(err); ok {
+		t.Errorf("[IN-USE] taken for a refused login: %v", err)
+	}
+	if n := strings.Count(e.dv.Log(), "Couldn't lock POP3 session"); n == 0 {
+		t.Errorf("Dovecot's log does not mention the [IN-USE] refusal:\n%s", e.dv.Log())
+	}
+	if _, err := first.Quit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	third, err := login()
+	if err != nil {
+		t.Fatalf("after the first session quit: %v", err)
+	}
+	if n, _, err := third.Stat(ctx); err != nil || n != 1 {
+		t.Errorf("STAT after the lock was released: %d, %v", n, err)
+	}
+}

@@ -125,8 +125,12 @@ func (p *selProxy) serve(c net.Conn) {
 	}
 }
 
-// sessions returns how many connections have the folder selected now.
+// sessions returns how many connections have the folder selected now (0 for a mailbox with no
+// proxy: a POP3 one).
 func (p *selProxy) sessions() int {
+	if p == nil {
+		return 0
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.open)
