@@ -169,7 +169,7 @@ func TestHAPOP3OverlapsParse(t *testing.T) {
 // that waits for the lock is from the frozen replica, whose session must end without QUIT (its
 // DELEs not applied).
 func TestHAPOP3Failover(t *testing.T) {
-	h := newHAPOP3Cluster(t, 3, 8)
+	h := newHAPOP3Cluster(t, 3, 10)
 	defer func() {
 		if t.Failed() {
 			h.dump()
@@ -336,7 +336,7 @@ func TestHAPOP3Failover(t *testing.T) {
 		return true
 	})
 	t.Logf("consumer on %s; failover after SIGKILL of %s: its %d mailboxes' mail acknowledged after %s", r1.id, victim.id, len(victimBoxes), time.Since(killed).Round(10*time.Millisecond))
-	// Each survivor owns some: with eight mailboxes, two replicas share them but once in 128.
+	// Each survivor owns some: with ten mailboxes, two replicas share them but once in 512.
 	owners = h.settled(r1, survivors, 2, 30*time.Second)
 
 	// SIGSTOP the other past its lease while it holds a maildrop, then SIGCONT. r1 claims
