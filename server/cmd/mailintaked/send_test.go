@@ -280,7 +280,9 @@ func TestSendO365(t *testing.T) {
 	if acc := sub.Accepted(); len(acc) != 1 || acc[0].From != user {
 		t.Errorf("accepted %+v", acc)
 	}
-	// Exchange refuses the cached token (revoked): one more login with a fresh one.
+	// Exchange refuses the cached token (revoked): one more login with a fresh one, which lives
+	// four seconds.
+	p.SetAccessTTL(4 * time.Second)
 	sub.Inject(smtptest.Fault{Step: smtptest.StepAuth, Code: 535, Enhanced: "5.7.3", Text: "Authentication unsuccessful", Times: 1})
 	m, code, errs = send(t, g, "Again.\n", "--mailbox", mb.ID, "--to", "c@example.net", "--subject", "m365 again", "--wait")
 	if code != 0 || m.State != "OUTBOUND_STATE_SENT" || m.Attempts != 1 {
@@ -288,6 +290,29 @@ func TestSendO365(t *testing.T) {
 	}
 	if n := len(sub.Auths()); n != 3 {
 		t.Errorf("%d logins, want 3 (the first send's, the refused one, the fresh one)", n)
+	}
+	// The cached token expires while the outbox is idle: the next message signs in with a new
+	// one, on its first attempt, and no login is refused.
+	before := map[string]bool{}
+	for _, tok := range p.Issued() {
+		before[tok] = true
+	}
+	time.Sleep(5 * time.Second) // the token cached for the mailbox has expired
+	m, code, errs = send(t, g, "After the expiry.\n", "--mailbox", mb.ID, "--to", "c@example.net", "--subject", "m365 after expiry", "--wait")
+	if code != 0 || m.State != "OUTBOUND_STATE_SENT" || m.Attempts != 1 {
+		t.Errorf("send after the cached token expired: exit %d %+v %s", code, m, errs)
+	}
+	renewed := false
+	for _, tok := range p.Issued() {
+		renewed = renewed || !before[tok]
+	}
+	if !renewed {
+		t.Errorf("no new token issued after the cached one expired")
+	}
+	for _, a := range sub.Auths()[3:] {
+		if !a.OK {
+			t.Errorf("a login was refused around the expiry: %+v", a)
+		}
 	}
 	d.stop(t)
 	for _, tok := range p.Issued() {
