@@ -4,12 +4,19 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
+
+// StepName is a connection test step's short name, as the CLI prints it and the web page's
+// data-step carries it: "dns", "smtp-auth".
+func StepName(k mailintakev1.TestStepKind) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k.String(), "TEST_STEP_KIND_")), "_", "-")
+}
 
 // TestConnection runs a connection test of a saved mailbox or of a definition (req's target) as
 // it runs: onEvent, when set, gets every event of StreamConnectionTest in order (the plan, each

@@ -184,9 +184,7 @@ var stepWords = map[mailintakev1.TestStepKind]struct{ name, running, pass, fail 
 }
 
 // stepName is a step's data-step: "dns", "smtp-auth".
-func stepName(k mailintakev1.TestStepKind) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(k.String(), "TEST_STEP_KIND_")), "_", "-")
-}
+func stepName(k mailintakev1.TestStepKind) string { return client.StepName(k) }
 
 // view renders the run's state: each step as the stream last reported it (pending until it
 // starts), or, once the test ended, as its summary has it.

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
+	"github.com/mailintake/mailintake/internal/outbox"
+	mbsession "github.com/mailintake/mailintake/internal/session"
 	"github.com/mailintake/mailintake/internal/web/mailboxform"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
@@ -184,7 +186,7 @@ func (h *Handler) mailboxPage(w http.ResponseWriter, r *http.Request, s *session
 	v := &mailboxView{Mailbox: mb, Server: serverOf(mb), AfterAck: afterAckWords(mb.GetAfterAck()), StartFrom: startFromWords(mb.GetStartFrom()), Admin: s.Admin,
 		Protocol: "IMAP", Submission: submissionOf(mb)}
 	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
-		v.Protocol, v.PollInterval = "POP3", "60s"
+		v.Protocol, v.PollInterval = "POP3", mailboxform.FormatDuration(mbsession.DefaultPOP3PollInterval)
 		if d := mb.GetPollInterval(); d != nil {
 			v.PollInterval = mailboxform.FormatDuration(d.AsDuration())
 		}
@@ -480,7 +482,7 @@ func (h *Handler) createMailbox(w http.ResponseWriter, r *http.Request, s *sessi
 	s.Data.dropDraft(draftID)
 	mb := resp.GetMailbox()
 	h.log.Info("web: mailbox created", "mailbox_id", mb.GetId(), "token_id", s.TokenID)
-	run := h.startTest(s, mb.GetId(), sendingOn(mb))
+	run := h.startTest(s, mb.GetId(), outbox.SendingOn(mb))
 	s.Data.addFlash("Saved “"+displayName(mb)+"”. Testing the connection…", false)
 	h.redirect(w, r, "/mailboxes/"+url.PathEscape(mb.GetId())+"/edit?test="+run+"#checklist")
 }
@@ -554,15 +556,9 @@ func (h *Handler) updateMailbox(w http.ResponseWriter, r *http.Request, s *sessi
 		return
 	}
 	s.Data.dropDraft(draftID)
-	run := h.startTest(s, id, sendingOn(updated.GetMailbox()))
+	run := h.startTest(s, id, outbox.SendingOn(updated.GetMailbox()))
 	s.Data.addFlash("Saved. Testing the connection…", false)
 	h.redirect(w, r, "/mailboxes/"+url.PathEscape(id)+"/edit?test="+run+"#checklist")
-}
-
-// sendingOn reports whether mail is sent as the mailbox (sending on, with a submission
-// server), so its connection test has the SMTP steps.
-func sendingOn(mb *mailintakev1.Mailbox) bool {
-	return mb.GetSendingEnabled() && mb.GetSmtpHost() != ""
 }
 
 // testMailbox runs a connection test of a saved mailbox.
@@ -575,7 +571,7 @@ func (h *Handler) testMailbox(w http.ResponseWriter, r *http.Request, s *session
 		h.apiFailed(w, r, s, err)
 		return
 	}
-	run := h.startTest(s, id, sendingOn(got.GetMailbox()))
+	run := h.startTest(s, id, outbox.SendingOn(got.GetMailbox()))
 	h.redirect(w, r, "/mailboxes/"+url.PathEscape(id)+"?test="+run+"#checklist")
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailintake/mailintake/internal/outbox"
 	"github.com/mailintake/mailintake/internal/web/mailboxform"
 	"github.com/mailintake/mailintake/internal/web/static"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
@@ -167,10 +168,12 @@ func lastError(st *mailintakev1.MailboxStatus) string {
 
 // server describes where a mailbox connects.
 func serverOf(mb *mailintakev1.Mailbox) string {
-	sec := map[mailintakev1.Security]string{mailintakev1.Security_SECURITY_TLS: "TLS", mailintakev1.Security_SECURITY_STARTTLS: "STARTTLS",
-		mailintakev1.Security_SECURITY_NONE: "no encryption"}[mb.GetSecurity()]
-	return fmt.Sprintf("%s:%d (%s)", mb.GetHost(), mb.GetPort(), sec)
+	return fmt.Sprintf("%s:%d (%s)", mb.GetHost(), mb.GetPort(), securityWords[mb.GetSecurity()])
 }
+
+// securityWords names a connection's security as the pages show it.
+var securityWords = map[mailintakev1.Security]string{mailintakev1.Security_SECURITY_TLS: "TLS",
+	mailintakev1.Security_SECURITY_STARTTLS: "STARTTLS", mailintakev1.Security_SECURITY_NONE: "no encryption"}
 
 // submissionOf is the mailbox's submission server as shown, e.g. "smtp.example.com:587
 // (STARTTLS)", or "" when it has none.
@@ -178,9 +181,8 @@ func submissionOf(mb *mailintakev1.Mailbox) string {
 	if mb.GetSmtpHost() == "" {
 		return ""
 	}
-	sec := map[mailintakev1.Security]string{mailintakev1.Security_SECURITY_TLS: "TLS", mailintakev1.Security_SECURITY_STARTTLS: "STARTTLS",
-		mailintakev1.Security_SECURITY_NONE: "no encryption"}[mb.GetSmtpSecurity()]
-	return fmt.Sprintf("%s:%d (%s)", mb.GetSmtpHost(), mb.GetSmtpPort(), sec)
+	// The port and security the outbox uses, defaults included.
+	return fmt.Sprintf("%s:%d (%s)", mb.GetSmtpHost(), outbox.Port(mb), securityWords[outbox.Security(mb)])
 }
 
 // afterAckWords says what happens to a message once it is acknowledged.

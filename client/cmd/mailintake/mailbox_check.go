@@ -132,7 +132,7 @@ func (a *app) printTestStep(s *mailintakev1.TestStep) {
 		mailintakev1.TestStepResult_TEST_STEP_RESULT_FAILED:  "[FAIL]",
 		mailintakev1.TestStepResult_TEST_STEP_RESULT_SKIPPED: "[skip]",
 	}[s.GetResult()]
-	step := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s.GetKind().String(), "TEST_STEP_KIND_")), "_", "-")
+	step := client.StepName(s.GetKind())
 	line := fmt.Sprintf("%s %-12s %6dms  %s", mark, step, s.GetDuration().AsDuration().Milliseconds(), s.GetDetail())
 	fmt.Fprintln(a.stdout, strings.TrimRight(line, " "))
 	if s.GetError() != "" {
