@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -25,32 +24,18 @@ const DefaultSentFolder = "Sent"
 func (s *Supervisor) SaveSentCopy(ctx context.Context, mb *store.Mailbox, raw []byte, sent time.Time) (string, error) {
 	spec := mb.Spec
 	folder, serverName := spec.GetSentFolder(), false
-	t, err := Target(spec, s.opts.CommandTimeout)
-	if err != nil {
-		return folder, err
-	}
-	if s.opts.Clustered {
-		t.Allow = s.opts.Trusted
-	}
-	conn, err := imapconn.Dial(ctx, t, nil)
-	if err != nil {
-		return folder, err
-	}
-	defer conn.Logout()
-	secrets := mb.RevealedSecrets()
+	// As the session signs in; a cached credential the server refuses is replaced once.
+	var conn *imapconn.Conn
 	for _, force := range []bool{false, true} {
-		cred, err := s.plugins.Credential(ctx, spec.GetAuthProvider(), Account(spec, secrets), force)
-		if err != nil {
-			return folder, fmt.Errorf("the auth provider could not issue an IMAP credential: %w", err)
-		}
-		err = conn.Authenticate(ctx, imapconn.Credential{Mechanism: cred.Mechanism, Identity: cred.Identity, Secret: cred.Secret})
-		if err == nil {
+		var err error
+		if conn, _, err = s.signIn(ctx, spec, mb.RevealedSecrets(), force, nil); err == nil {
 			break
 		}
 		if force || !imapconn.IsAuthError(err) {
 			return folder, err
 		}
 	}
+	defer conn.Logout()
 	if folder == "" {
 		name, err := conn.SentFolder(ctx)
 		if err != nil {

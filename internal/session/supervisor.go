@@ -330,33 +330,11 @@ func (s *Supervisor) connect(ctx context.Context, mb *mailintakev1.Mailbox, secr
 	if report == nil {
 		report = func(imapconn.Step, *authplugin.Error) {}
 	}
-	t, err := Target(mb, s.opts.CommandTimeout)
-	t.Budget = s.budget
-	if s.opts.Clustered {
-		t.Allow = s.opts.Trusted
-	}
-	if err != nil {
-		return nil, imapconn.Selected{}, time.Time{}, err
-	}
-	conn, err := imapconn.Dial(ctx, t, func(st imapconn.Step) { report(st, nil) })
+	conn, expiry, err := s.signIn(ctx, mb, secrets, force, report)
 	if err != nil {
 		return nil, imapconn.Selected{}, time.Time{}, err
 	}
 	start := time.Now()
-	cred, err := s.plugins.Credential(ctx, mb.GetAuthProvider(), Account(mb, secrets), force)
-	if err != nil {
-		conn.Close()
-		pe, _ := authplugin.AsError(err)
-		report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Err: err}, pe)
-		return nil, imapconn.Selected{}, time.Time{}, &providerError{err: err}
-	}
-	if err := conn.Authenticate(ctx, imapconn.Credential{Mechanism: cred.Mechanism, Identity: cred.Identity, Secret: cred.Secret}); err != nil {
-		conn.Close()
-		report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Err: err}, nil)
-		return nil, imapconn.Selected{}, time.Time{}, err
-	}
-	report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Detail: fmt.Sprintf("signed in as %s with %s (provider %s)", cred.Identity, cred.Mechanism, mb.GetAuthProvider())}, nil)
-	start = time.Now()
 	sel, err := conn.Select(ctx, mb.GetFolder())
 	if err != nil {
 		conn.Close()
@@ -364,7 +342,43 @@ func (s *Supervisor) connect(ctx context.Context, mb *mailintakev1.Mailbox, secr
 		return nil, imapconn.Selected{}, time.Time{}, err
 	}
 	report(imapconn.Step{Kind: imapconn.StepSelect, Duration: time.Since(start), Detail: fmt.Sprintf("%s: %d messages (UIDVALIDITY %d, UIDNEXT %d)", sel.Name, sel.NumMessages, sel.UIDValidity, sel.UIDNext)}, nil)
-	return conn, sel, cred.Expiry, nil
+	return conn, sel, expiry, nil
+}
+
+// signIn dials a mailbox's IMAP server and authenticates with a credential from its provider
+// (force: issued afresh), reporting each step; it returns the credential's expiry. A failure of
+// the provider is a *providerError, a refusal by the server an imapconn auth error.
+func (s *Supervisor) signIn(ctx context.Context, mb *mailintakev1.Mailbox, secrets map[string]string, force bool, report func(imapconn.Step, *authplugin.Error)) (*imapconn.Conn, time.Time, error) {
+	if report == nil {
+		report = func(imapconn.Step, *authplugin.Error) {}
+	}
+	t, err := Target(mb, s.opts.CommandTimeout)
+	t.Budget = s.budget
+	if s.opts.Clustered {
+		t.Allow = s.opts.Trusted
+	}
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	conn, err := imapconn.Dial(ctx, t, func(st imapconn.Step) { report(st, nil) })
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	start := time.Now()
+	cred, err := s.plugins.Credential(ctx, mb.GetAuthProvider(), Account(mb, secrets), force)
+	if err != nil {
+		conn.Close()
+		pe, _ := authplugin.AsError(err)
+		report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Err: err}, pe)
+		return nil, time.Time{}, &providerError{err: err}
+	}
+	if err := conn.Authenticate(ctx, imapconn.Credential{Mechanism: cred.Mechanism, Identity: cred.Identity, Secret: cred.Secret}); err != nil {
+		conn.Close()
+		report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Err: err}, nil)
+		return nil, time.Time{}, err
+	}
+	report(imapconn.Step{Kind: imapconn.StepAuth, Duration: time.Since(start), Detail: fmt.Sprintf("signed in as %s with %s (provider %s)", cred.Identity, cred.Mechanism, mb.GetAuthProvider())}, nil)
+	return conn, cred.Expiry, nil
 }
 
 // providerError is a failure of the auth provider (as opposed to the mail server refusing).

@@ -16,6 +16,14 @@ func (s *Store) MapUIDLs(ctx context.Context, mailboxID string, uidls []string, 
 		return nil, wrap(err)
 	}
 	defer tx.Rollback()
+	// A deleted mailbox is ErrNotFound, as in PostgreSQL (not a foreign-key failure).
+	var one int
+	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM mailboxes WHERE id = ?`, mailboxID).Scan(&one); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, store.ErrNotFound
+		}
+		return nil, wrap(err)
+	}
 	// What was gone for long enough is forgotten first: listed again, it is new.
 	if _, err := tx.ExecContext(ctx, `DELETE FROM pop3_uidls WHERE mailbox_id = ? AND gone_at IS NOT NULL AND gone_at < ?
 		AND uid < (SELECT MAX(uid) FROM pop3_uidls WHERE mailbox_id = ?)`, mailboxID, forgetGoneBefore.UnixNano(), mailboxID); err != nil {

@@ -57,8 +57,10 @@ func testUIDLs(t *testing.T, s store.Store) {
 			t.Errorf("UIDLOf(p, %d) = %q, %v, want ErrNotFound", uid, u, err)
 		}
 	}
-	if _, err := s.MapUIDLs(ctx, "gone", []string{"x"}, t0, t0); err == nil {
-		t.Error("MapUIDLs of a missing mailbox succeeded")
+	for _, uidls := range [][]string{{"x"}, nil} {
+		if _, err := s.MapUIDLs(ctx, "gone", uidls, t0, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("MapUIDLs of a missing mailbox (%v): %v, want ErrNotFound", uidls, err)
+		}
 	}
 	// Deleting the mailbox forgets its unique-ids.
 	must(t, s.DeleteMailbox(ctx, "q"))
