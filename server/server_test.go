@@ -310,7 +310,6 @@ func TestValidationNamesFieldsAndWritesNothing(t *testing.T) {
 	}{
 		{"empty host", func(m *mailintakev1.Mailbox) { m.Host = "" }, "mailbox.host"},
 		{"bad host", func(m *mailintakev1.Mailbox) { m.Host = "imap example.com" }, "mailbox.host"},
-		{"port 0", func(m *mailintakev1.Mailbox) { m.Port = 0 }, "mailbox.port"},
 		{"port 70000", func(m *mailintakev1.Mailbox) { m.Port = 70000 }, "mailbox.port"},
 		{"unknown provider", func(m *mailintakev1.Mailbox) { m.AuthProvider = "nope" }, "mailbox.auth_provider"},
 		{"unknown security", func(m *mailintakev1.Mailbox) { m.Security = 9 }, "mailbox.security"},
@@ -362,6 +361,32 @@ func TestValidationNamesFieldsAndWritesNothing(t *testing.T) {
 	list, _ := e.mailbox.ListMailboxes(as(e.admin), &mailintakev1.ListMailboxesRequest{})
 	if n := len(list.GetMailboxes()); n != 0 {
 		t.Errorf("invalid requests wrote %d mailboxes", n)
+	}
+}
+
+// Port 0 is the protocol's usual port for the security, as an admin typing a mailbox into
+// grpcurl expects: 993 with implicit TLS, 143 with STARTTLS or none; an update that clears the
+// port gets it back. Out of range is still refused (TestValidationNamesFieldsAndWritesNothing).
+func TestIMAPDefaultPort(t *testing.T) {
+	e := newEnv(t)
+	for sec, want := range map[mailintakev1.Security]uint32{
+		mailintakev1.Security_SECURITY_UNSPECIFIED: 993, mailintakev1.Security_SECURITY_TLS: 993,
+		mailintakev1.Security_SECURITY_STARTTLS: 143, mailintakev1.Security_SECURITY_NONE: 143,
+	} {
+		mb := validMailbox("acme")
+		mb.Port, mb.Security = 0, sec
+		if got := e.create(e.admin, mb); got.GetPort() != want {
+			t.Errorf("%s without a port: port %d, want %d", sec, got.GetPort(), want)
+		}
+	}
+	mb := validMailbox("acme")
+	mb.Port = 1993
+	got := e.create(e.admin, mb)
+	u, err := e.mailbox.UpdateMailbox(as(e.admin), &mailintakev1.UpdateMailboxRequest{
+		Mailbox:    &mailintakev1.Mailbox{Id: got.GetId(), Security: mailintakev1.Security_SECURITY_STARTTLS},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"security", "port"}}})
+	if err != nil || u.GetMailbox().GetPort() != 143 {
+		t.Errorf("update to STARTTLS clearing the port: %v, %v", u.GetMailbox(), err)
 	}
 }
 
@@ -425,8 +450,8 @@ func TestCreateGetUpdateDelete(t *testing.T) {
 	wantCode(t, "update tenant", err, codes.InvalidArgument)
 	_, err = upd(nil, &mailintakev1.Mailbox{})
 	wantCode(t, "empty mask", err, codes.InvalidArgument)
-	_, err = upd([]string{"port"}, &mailintakev1.Mailbox{Port: 0})
-	wantCode(t, "update to port 0", err, codes.InvalidArgument)
+	_, err = upd([]string{"port"}, &mailintakev1.Mailbox{Port: 70000})
+	wantCode(t, "update to port 70000", err, codes.InvalidArgument)
 	// Removing the password is refused by the provider.
 	_, err = upd([]string{"auth_secrets"}, &mailintakev1.Mailbox{AuthSecrets: map[string]string{"password": ""}})
 	if !slices.Contains(badFields(err), "mailbox.auth_secrets.password") {

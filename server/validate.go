@@ -72,11 +72,8 @@ func normalize(mb *mailintakev1.Mailbox) {
 			mb.AfterAck.Action = mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP
 		}
 	}
-	if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 && mb.Port == 0 {
-		mb.Port = 995 // implicit TLS
-		if mb.Security != mailintakev1.Security_SECURITY_TLS {
-			mb.Port = 110 // STLS, or plaintext when asked for
-		}
+	if mb.Port == 0 {
+		mb.Port = defaultPort(mb.Protocol, mb.Security)
 	}
 	if mb.StartFrom == mailintakev1.StartFrom_START_FROM_UNSPECIFIED {
 		mb.StartFrom = mailintakev1.StartFrom_START_FROM_NEW
@@ -85,6 +82,22 @@ func normalize(mb *mailintakev1.Mailbox) {
 		mb.AuthConfig = map[string]string{}
 	}
 	normalizeSending(mb)
+}
+
+// defaultPort is the usual port of a protocol with a transport security: 993 or 143 for IMAP,
+// 995 or 110 for POP3 (implicit TLS, or a plaintext greeting upgraded with STARTTLS/STLS or left
+// plaintext when asked for).
+func defaultPort(p mailintakev1.Protocol, sec mailintakev1.Security) uint32 {
+	tls := sec == mailintakev1.Security_SECURITY_TLS
+	switch {
+	case p == mailintakev1.Protocol_PROTOCOL_POP3 && tls:
+		return 995
+	case p == mailintakev1.Protocol_PROTOCOL_POP3:
+		return 110
+	case tls:
+		return 993
+	}
+	return 143
 }
 
 // normalizeSending fills the submission server's defaults: Microsoft 365's for an o365 mailbox

@@ -130,22 +130,11 @@ func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintake
 		mb.Security = sec
 	}
 	if set("port") {
-		if d.port < 0 || d.port > 1<<31 {
+		if d.port < 1 || d.port > 65535 { // the API reads 0 as "the usual port"; a typed 0 is a mistake
 			return nil, nil, invalid("port", "must be between 1 and 65535, not %d", d.port)
 		}
 		mb.Port = uint32(d.port)
-	} else if forCreate {
-		mb.Port = 993
-		if mb.Security != mailintakev1.Security_SECURITY_TLS {
-			mb.Port = 143
-		}
-		if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 {
-			mb.Port = 995
-			if mb.Security != mailintakev1.Security_SECURITY_TLS {
-				mb.Port = 110
-			}
-		}
-	}
+	} // else 0: the server fills the protocol's usual port for the security
 	if d.afterAck != "" {
 		aa, err := parseAfterAck(d.afterAck)
 		if err != nil {

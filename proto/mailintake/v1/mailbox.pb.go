@@ -698,7 +698,8 @@ type Mailbox struct {
 	// Mail server host name, e.g. "outlook.office365.com".
 	Host string `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
 	// Mail server port, 1 to 65535 (IMAP: 993 with TLS, 143 with STARTTLS or NONE; POP3: 995 with
-	// TLS, 110 with STARTTLS (STLS) or NONE). Required.
+	// TLS, 110 with STARTTLS (STLS) or NONE). 0 on create or update: that usual port for the
+	// protocol and security.
 	Port uint32 `protobuf:"varint,7,opt,name=port,proto3" json:"port,omitempty"`
 	// Transport security.
 	Security Security `protobuf:"varint,8,opt,name=security,proto3,enum=mailintake.v1.Security" json:"security,omitempty"`
@@ -754,7 +755,9 @@ type Mailbox struct {
 	// 30, Exchange Online's limit.
 	SmtpMaxPerMinute uint32 `protobuf:"varint,28,opt,name=smtp_max_per_minute,json=smtpMaxPerMinute,proto3" json:"smtp_max_per_minute,omitempty"`
 	// Whether a copy of every message sent as the mailbox is saved in its sent_folder by IMAP
-	// APPEND (flagged \Seen), after the submission server accepted it. Off by default. Refused for
+	// APPEND (flagged \Seen), after the submission server accepted it, with a Bcc field naming its
+	// blind recipients (the sent message hides them; the sender's copy shows them, as a mail
+	// client's does). Off by default. Refused for
 	// Microsoft 365 (o365 mailboxes, and mail or submission servers under office365.com,
 	// outlook.office.com or outlook.com) and Gmail (google mailboxes, and servers under gmail.com or
 	// googlemail.com): their submission servers file a copy in Sent Items or Sent Mail themselves,
