@@ -36,11 +36,12 @@ func (s *Supervisor) Test(ctx context.Context, mb *mailintakev1.Mailbox, secrets
 // PlanTest returns the steps Test runs for mb, in order (StreamConnectionTest sends them first).
 func PlanTest(mb *mailintakev1.Mailbox) []mailintakev1.TestStepKind {
 	var plan []mailintakev1.TestStepKind
-	for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
-		plan = append(plan, k)
-	}
 	if mb.GetProtocol() == mailintakev1.Protocol_PROTOCOL_POP3 {
 		plan = pop3Plan(mb) // probe_pop3.go
+	} else {
+		for k := mailintakev1.TestStepKind_TEST_STEP_KIND_DNS; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SELECT; k++ {
+			plan = append(plan, k)
+		}
 	}
 	if outbox.SendingOn(mb) {
 		for k := mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_CONNECT; k <= mailintakev1.TestStepKind_TEST_STEP_KIND_SMTP_AUTH; k++ {
