@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -361,9 +362,9 @@ func TestSentCopy(t *testing.T) {
 	spec := sendingMailbox(imap, smtp, "acme")
 	spec.SaveSentCopy = true
 	mb := e.create(e.admin, spec)
-	send := func(key string) *mailintakev1.OutboundMessage {
+	send := func(key string, bcc ...string) *mailintakev1.OutboundMessage {
 		resp, err := out.SendMessage(as(e.admin), &mailintakev1.SendMessageRequest{MailboxId: mb.GetId(), IdempotencyKey: key,
-			Content: &mailintakev1.SendMessageRequest_Draft{Draft: &mailintakev1.Draft{To: []string{"c@example.net"}, Subject: "copy " + key, TextBody: "Fixed."}}})
+			Content: &mailintakev1.SendMessageRequest_Draft{Draft: &mailintakev1.Draft{To: []string{"c@example.net"}, Bcc: bcc, Subject: "copy " + key, TextBody: "Fixed."}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -394,11 +395,19 @@ func TestSentCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := send("k2"); m.GetSentCopy().GetFolder() != "Sent Copies" || !m.GetSentCopy().GetSaved() {
+	// With a blind copy: the recipients never see it, the sender's copy names it.
+	if m := send("k2", "boss@example.com"); m.GetSentCopy().GetFolder() != "Sent Copies" || !m.GetSentCopy().GetSaved() {
 		t.Errorf("sent copy %v", m.GetSentCopy())
 	}
-	if n, _ := imap.Status(t, imapUser, "Sent Copies"); n != 1 {
-		t.Errorf("Sent Copies holds %d messages", n)
+	copies := imap.Messages(t, imapUser, imapPass, "Sent Copies")
+	if len(copies) != 1 {
+		t.Fatalf("Sent Copies holds %d messages", len(copies))
+	}
+	if got := parse.Parse(copies[0], parse.Options{}).GetEnvelope().GetBcc(); len(got) != 1 || got[0].GetAddress() != "boss@example.com" {
+		t.Errorf("the Sent copy's Bcc: %v\n%s", got, copies[0])
+	}
+	if sent := smtp.Accepted(); len(sent) != 2 || strings.Contains(string(sent[1].Data), "boss@") || !slices.Contains(sent[1].To, "boss@example.com") {
+		t.Errorf("the message sent with a Bcc: %+v", sent)
 	}
 
 	// The IMAP server is down: sent all the same, the copy's failure reported, nothing resent.

@@ -587,7 +587,8 @@ func (w *worker) saveCopy(ctx context.Context, cur *store.Outbound, raw []byte) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, sentCopyTimeout)
 	defer cancel()
-	folder, err := w.s.opts.SentCopies.SaveSentCopy(ctx, w.mb, raw, time.Now())
+	// The copy names the Bcc recipients the sent message hid, as a mail client's own copy does.
+	folder, err := w.s.opts.SentCopies.SaveSentCopy(ctx, w.mb, smtpsend.SentCopy(raw, cur.Recipients), time.Now())
 	c := store.OutboundSentCopy{Folder: folder, Saved: err == nil, Time: time.Now()}
 	if err != nil {
 		c.Error = err.Error()
