@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -297,12 +298,42 @@ func (r *replicaService) TestConnection(ctx context.Context, req *replicav1.Test
 	return &replicav1.TestConnectionResponse{Response: resp}, nil
 }
 
+func (r *replicaService) StreamConnectionTest(req *replicav1.StreamConnectionTestRequest, stream grpc.ServerStreamingServer[replicav1.StreamConnectionTestResponse]) error {
+	return (&mailboxService{s: r.s}).streamTest(asCaller(stream.Context(), req.GetScope()), req.GetRequest(), func(ev *mailintakev1.StreamConnectionTestResponse) error {
+		return stream.Send(&replicav1.StreamConnectionTestResponse{Response: ev})
+	})
+}
+
 func (r *replicaService) PreviewFirstSync(ctx context.Context, req *replicav1.PreviewFirstSyncRequest) (*replicav1.PreviewFirstSyncResponse, error) {
 	resp, err := (&mailboxService{s: r.s}).PreviewFirstSync(asCaller(ctx, req.GetScope()), req.GetRequest())
 	if err != nil {
 		return nil, err
 	}
 	return &replicav1.PreviewFirstSyncResponse{Response: resp}, nil
+}
+
+// relayTest runs a streamed connection test on the mailbox's owner and passes its events on as
+// they come. relayed is false, nothing sent, when the owner does not stream tests (an earlier
+// release: UNIMPLEMENTED).
+func relayTest(ctx context.Context, c replicav1.ReplicaServiceClient, req *mailintakev1.StreamConnectionTestRequest, send func(*mailintakev1.StreamConnectionTestResponse) error) (relayed bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rs, err := c.StreamConnectionTest(ctx, &replicav1.StreamConnectionTestRequest{Scope: scope(caller(ctx), nil), Request: req})
+	if err != nil {
+		return status.Code(err) != codes.Unimplemented, err
+	}
+	for sent := false; ; sent = true {
+		r, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return true, nil
+		}
+		if err != nil {
+			return sent || status.Code(err) != codes.Unimplemented, err
+		}
+		if err := send(r.GetResponse()); err != nil {
+			return true, err
+		}
+	}
 }
 
 // ownerOf returns a client for the owner of a stored mailbox when a call about it must run there

@@ -299,9 +299,22 @@ func (m *mailboxService) TestConnection(ctx context.Context, req *mailintakev1.T
 }
 
 // StreamConnectionTest runs TestConnection's test and sends its plan, each step as it starts and
-// ends, and the summary. A stored mailbox another replica owns is tested there through
-// ReplicaService.TestConnection, which answers at the end: its steps are sent then.
+// ends, and the summary. A stored mailbox another replica owns is tested there, streamed
+// through ReplicaService.StreamConnectionTest (an owner without it answers at the end, through
+// ReplicaService.TestConnection: its steps are sent then).
 func (m *mailboxService) StreamConnectionTest(req *mailintakev1.StreamConnectionTestRequest, stream grpc.ServerStreamingServer[mailintakev1.StreamConnectionTestResponse]) error {
+	return m.streamTest(stream.Context(), req, stream.Send)
+}
+
+// streamTest is StreamConnectionTest sending its events to send, for the API and for the
+// replica that owns the mailbox.
+func (m *mailboxService) streamTest(ctx context.Context, req *mailintakev1.StreamConnectionTestRequest, send func(*mailintakev1.StreamConnectionTestResponse) error) error {
+	if c := m.s.ownerOf(ctx, req.GetId()); c != nil {
+		if relayed, err := relayTest(ctx, c, req, send); relayed {
+			return err
+		}
+		// An owner of an earlier release: its answer comes at the end.
+	}
 	treq := &mailintakev1.TestConnectionRequest{}
 	switch t := req.GetTarget().(type) {
 	case *mailintakev1.StreamConnectionTestRequest_Id:
@@ -310,18 +323,18 @@ func (m *mailboxService) StreamConnectionTest(req *mailintakev1.StreamConnection
 		treq.Target = &mailintakev1.TestConnectionRequest_Mailbox{Mailbox: t.Mailbox}
 	}
 	var sendErr error
-	send := func(r *mailintakev1.StreamConnectionTestResponse) {
+	emit := func(r *mailintakev1.StreamConnectionTestResponse) {
 		if sendErr == nil {
-			sendErr = stream.Send(r)
+			sendErr = send(r)
 		}
 	}
 	step := func(st *mailintakev1.TestStep) {
-		send(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Step{Step: st}})
+		emit(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Step{Step: st}})
 	}
 	plan := func(kinds []mailintakev1.TestStepKind) {
-		send(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Plan{Plan: &mailintakev1.TestPlan{Steps: kinds}}})
+		emit(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Plan{Plan: &mailintakev1.TestPlan{Steps: kinds}}})
 	}
-	resp, forwarded, err := m.test(stream.Context(), treq, &testStream{plan: plan, step: step})
+	resp, forwarded, err := m.test(ctx, treq, &testStream{plan: plan, step: step})
 	if err != nil {
 		return err
 	}
@@ -335,7 +348,7 @@ func (m *mailboxService) StreamConnectionTest(req *mailintakev1.StreamConnection
 			step(st)
 		}
 	}
-	send(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Summary{Summary: resp}})
+	emit(&mailintakev1.StreamConnectionTestResponse{Event: &mailintakev1.StreamConnectionTestResponse_Summary{Summary: resp}})
 	return sendErr
 }
 

@@ -958,6 +958,107 @@ func (x *TestConnectionResponse) GetResponse() *v1.TestConnectionResponse {
 	return nil
 }
 
+// StreamConnectionTest request.
+type StreamConnectionTestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the caller may see.
+	Scope *Scope `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	// The caller's request.
+	Request       *v1.StreamConnectionTestRequest `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamConnectionTestRequest) Reset() {
+	*x = StreamConnectionTestRequest{}
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamConnectionTestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamConnectionTestRequest) ProtoMessage() {}
+
+func (x *StreamConnectionTestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamConnectionTestRequest.ProtoReflect.Descriptor instead.
+func (*StreamConnectionTestRequest) Descriptor() ([]byte, []int) {
+	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StreamConnectionTestRequest) GetScope() *Scope {
+	if x != nil {
+		return x.Scope
+	}
+	return nil
+}
+
+func (x *StreamConnectionTestRequest) GetRequest() *v1.StreamConnectionTestRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// StreamConnectionTest response: one of the owner's events.
+type StreamConnectionTestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The owner's event, as the caller receives it.
+	Response      *v1.StreamConnectionTestResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamConnectionTestResponse) Reset() {
+	*x = StreamConnectionTestResponse{}
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamConnectionTestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamConnectionTestResponse) ProtoMessage() {}
+
+func (x *StreamConnectionTestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamConnectionTestResponse.ProtoReflect.Descriptor instead.
+func (*StreamConnectionTestResponse) Descriptor() ([]byte, []int) {
+	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *StreamConnectionTestResponse) GetResponse() *v1.StreamConnectionTestResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
 // PreviewFirstSync request.
 type PreviewFirstSyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -971,7 +1072,7 @@ type PreviewFirstSyncRequest struct {
 
 func (x *PreviewFirstSyncRequest) Reset() {
 	*x = PreviewFirstSyncRequest{}
-	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[16]
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1084,7 @@ func (x *PreviewFirstSyncRequest) String() string {
 func (*PreviewFirstSyncRequest) ProtoMessage() {}
 
 func (x *PreviewFirstSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[16]
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1097,7 @@ func (x *PreviewFirstSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewFirstSyncRequest.ProtoReflect.Descriptor instead.
 func (*PreviewFirstSyncRequest) Descriptor() ([]byte, []int) {
-	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{16}
+	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PreviewFirstSyncRequest) GetScope() *Scope {
@@ -1024,7 +1125,7 @@ type PreviewFirstSyncResponse struct {
 
 func (x *PreviewFirstSyncResponse) Reset() {
 	*x = PreviewFirstSyncResponse{}
-	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[17]
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +1137,7 @@ func (x *PreviewFirstSyncResponse) String() string {
 func (*PreviewFirstSyncResponse) ProtoMessage() {}
 
 func (x *PreviewFirstSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[17]
+	mi := &file_mailintake_replica_v1_replica_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +1150,7 @@ func (x *PreviewFirstSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreviewFirstSyncResponse.ProtoReflect.Descriptor instead.
 func (*PreviewFirstSyncResponse) Descriptor() ([]byte, []int) {
-	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{17}
+	return file_mailintake_replica_v1_replica_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PreviewFirstSyncResponse) GetResponse() *v1.PreviewFirstSyncResponse {
@@ -1117,18 +1218,24 @@ const file_mailintake_replica_v1_replica_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\v2\x1c.mailintake.replica.v1.ScopeR\x05scope\x12>\n" +
 	"\arequest\x18\x02 \x01(\v2$.mailintake.v1.TestConnectionRequestR\arequest\"[\n" +
 	"\x16TestConnectionResponse\x12A\n" +
-	"\bresponse\x18\x01 \x01(\v2%.mailintake.v1.TestConnectionResponseR\bresponse\"\x8f\x01\n" +
+	"\bresponse\x18\x01 \x01(\v2%.mailintake.v1.TestConnectionResponseR\bresponse\"\x97\x01\n" +
+	"\x1bStreamConnectionTestRequest\x122\n" +
+	"\x05scope\x18\x01 \x01(\v2\x1c.mailintake.replica.v1.ScopeR\x05scope\x12D\n" +
+	"\arequest\x18\x02 \x01(\v2*.mailintake.v1.StreamConnectionTestRequestR\arequest\"g\n" +
+	"\x1cStreamConnectionTestResponse\x12G\n" +
+	"\bresponse\x18\x01 \x01(\v2+.mailintake.v1.StreamConnectionTestResponseR\bresponse\"\x8f\x01\n" +
 	"\x17PreviewFirstSyncRequest\x122\n" +
 	"\x05scope\x18\x01 \x01(\v2\x1c.mailintake.replica.v1.ScopeR\x05scope\x12@\n" +
 	"\arequest\x18\x02 \x01(\v2&.mailintake.v1.PreviewFirstSyncRequestR\arequest\"_\n" +
 	"\x18PreviewFirstSyncResponse\x12C\n" +
-	"\bresponse\x18\x01 \x01(\v2'.mailintake.v1.PreviewFirstSyncResponseR\bresponse2\xfd\x04\n" +
+	"\bresponse\x18\x01 \x01(\v2'.mailintake.v1.PreviewFirstSyncResponseR\bresponse2\x81\x06\n" +
 	"\x0eReplicaService\x12V\n" +
 	"\x05Relay\x12#.mailintake.replica.v1.RelayRequest\x1a$.mailintake.replica.v1.RelayResponse(\x010\x01\x12L\n" +
 	"\x03Ack\x12!.mailintake.replica.v1.AckRequest\x1a\".mailintake.replica.v1.AckResponse\x12l\n" +
 	"\rGetRawMessage\x12+.mailintake.replica.v1.GetRawMessageRequest\x1a,.mailintake.replica.v1.GetRawMessageResponse0\x01\x12s\n" +
 	"\x10GetMailboxStatus\x12..mailintake.replica.v1.GetMailboxStatusRequest\x1a/.mailintake.replica.v1.GetMailboxStatusResponse\x12m\n" +
-	"\x0eTestConnection\x12,.mailintake.replica.v1.TestConnectionRequest\x1a-.mailintake.replica.v1.TestConnectionResponse\x12s\n" +
+	"\x0eTestConnection\x12,.mailintake.replica.v1.TestConnectionRequest\x1a-.mailintake.replica.v1.TestConnectionResponse\x12\x81\x01\n" +
+	"\x14StreamConnectionTest\x122.mailintake.replica.v1.StreamConnectionTestRequest\x1a3.mailintake.replica.v1.StreamConnectionTestResponse0\x01\x12s\n" +
 	"\x10PreviewFirstSync\x12..mailintake.replica.v1.PreviewFirstSyncRequest\x1a/.mailintake.replica.v1.PreviewFirstSyncResponseBHZFgithub.com/mailintake/mailintake/proto/mailintake/replica/v1;replicav1b\x06proto3"
 
 var (
@@ -1143,70 +1250,79 @@ func file_mailintake_replica_v1_replica_proto_rawDescGZIP() []byte {
 	return file_mailintake_replica_v1_replica_proto_rawDescData
 }
 
-var file_mailintake_replica_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_mailintake_replica_v1_replica_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_mailintake_replica_v1_replica_proto_goTypes = []any{
-	(*Scope)(nil),                       // 0: mailintake.replica.v1.Scope
-	(*RelayRequest)(nil),                // 1: mailintake.replica.v1.RelayRequest
-	(*Subscribe)(nil),                   // 2: mailintake.replica.v1.Subscribe
-	(*Credit)(nil),                      // 3: mailintake.replica.v1.Credit
-	(*RelayResponse)(nil),               // 4: mailintake.replica.v1.RelayResponse
-	(*Done)(nil),                        // 5: mailintake.replica.v1.Done
-	(*Demand)(nil),                      // 6: mailintake.replica.v1.Demand
-	(*Returned)(nil),                    // 7: mailintake.replica.v1.Returned
-	(*AckRequest)(nil),                  // 8: mailintake.replica.v1.AckRequest
-	(*AckResponse)(nil),                 // 9: mailintake.replica.v1.AckResponse
-	(*GetRawMessageRequest)(nil),        // 10: mailintake.replica.v1.GetRawMessageRequest
-	(*GetRawMessageResponse)(nil),       // 11: mailintake.replica.v1.GetRawMessageResponse
-	(*GetMailboxStatusRequest)(nil),     // 12: mailintake.replica.v1.GetMailboxStatusRequest
-	(*GetMailboxStatusResponse)(nil),    // 13: mailintake.replica.v1.GetMailboxStatusResponse
-	(*TestConnectionRequest)(nil),       // 14: mailintake.replica.v1.TestConnectionRequest
-	(*TestConnectionResponse)(nil),      // 15: mailintake.replica.v1.TestConnectionResponse
-	(*PreviewFirstSyncRequest)(nil),     // 16: mailintake.replica.v1.PreviewFirstSyncRequest
-	(*PreviewFirstSyncResponse)(nil),    // 17: mailintake.replica.v1.PreviewFirstSyncResponse
-	(*durationpb.Duration)(nil),         // 18: google.protobuf.Duration
-	(*v1.Message)(nil),                  // 19: mailintake.v1.Message
-	(*timestamppb.Timestamp)(nil),       // 20: google.protobuf.Timestamp
-	(*v1.MailboxStatus)(nil),            // 21: mailintake.v1.MailboxStatus
-	(*v1.TestConnectionRequest)(nil),    // 22: mailintake.v1.TestConnectionRequest
-	(*v1.TestConnectionResponse)(nil),   // 23: mailintake.v1.TestConnectionResponse
-	(*v1.PreviewFirstSyncRequest)(nil),  // 24: mailintake.v1.PreviewFirstSyncRequest
-	(*v1.PreviewFirstSyncResponse)(nil), // 25: mailintake.v1.PreviewFirstSyncResponse
+	(*Scope)(nil),                           // 0: mailintake.replica.v1.Scope
+	(*RelayRequest)(nil),                    // 1: mailintake.replica.v1.RelayRequest
+	(*Subscribe)(nil),                       // 2: mailintake.replica.v1.Subscribe
+	(*Credit)(nil),                          // 3: mailintake.replica.v1.Credit
+	(*RelayResponse)(nil),                   // 4: mailintake.replica.v1.RelayResponse
+	(*Done)(nil),                            // 5: mailintake.replica.v1.Done
+	(*Demand)(nil),                          // 6: mailintake.replica.v1.Demand
+	(*Returned)(nil),                        // 7: mailintake.replica.v1.Returned
+	(*AckRequest)(nil),                      // 8: mailintake.replica.v1.AckRequest
+	(*AckResponse)(nil),                     // 9: mailintake.replica.v1.AckResponse
+	(*GetRawMessageRequest)(nil),            // 10: mailintake.replica.v1.GetRawMessageRequest
+	(*GetRawMessageResponse)(nil),           // 11: mailintake.replica.v1.GetRawMessageResponse
+	(*GetMailboxStatusRequest)(nil),         // 12: mailintake.replica.v1.GetMailboxStatusRequest
+	(*GetMailboxStatusResponse)(nil),        // 13: mailintake.replica.v1.GetMailboxStatusResponse
+	(*TestConnectionRequest)(nil),           // 14: mailintake.replica.v1.TestConnectionRequest
+	(*TestConnectionResponse)(nil),          // 15: mailintake.replica.v1.TestConnectionResponse
+	(*StreamConnectionTestRequest)(nil),     // 16: mailintake.replica.v1.StreamConnectionTestRequest
+	(*StreamConnectionTestResponse)(nil),    // 17: mailintake.replica.v1.StreamConnectionTestResponse
+	(*PreviewFirstSyncRequest)(nil),         // 18: mailintake.replica.v1.PreviewFirstSyncRequest
+	(*PreviewFirstSyncResponse)(nil),        // 19: mailintake.replica.v1.PreviewFirstSyncResponse
+	(*durationpb.Duration)(nil),             // 20: google.protobuf.Duration
+	(*v1.Message)(nil),                      // 21: mailintake.v1.Message
+	(*timestamppb.Timestamp)(nil),           // 22: google.protobuf.Timestamp
+	(*v1.MailboxStatus)(nil),                // 23: mailintake.v1.MailboxStatus
+	(*v1.TestConnectionRequest)(nil),        // 24: mailintake.v1.TestConnectionRequest
+	(*v1.TestConnectionResponse)(nil),       // 25: mailintake.v1.TestConnectionResponse
+	(*v1.StreamConnectionTestRequest)(nil),  // 26: mailintake.v1.StreamConnectionTestRequest
+	(*v1.StreamConnectionTestResponse)(nil), // 27: mailintake.v1.StreamConnectionTestResponse
+	(*v1.PreviewFirstSyncRequest)(nil),      // 28: mailintake.v1.PreviewFirstSyncRequest
+	(*v1.PreviewFirstSyncResponse)(nil),     // 29: mailintake.v1.PreviewFirstSyncResponse
 }
 var file_mailintake_replica_v1_replica_proto_depIdxs = []int32{
 	2,  // 0: mailintake.replica.v1.RelayRequest.subscribe:type_name -> mailintake.replica.v1.Subscribe
 	3,  // 1: mailintake.replica.v1.RelayRequest.credit:type_name -> mailintake.replica.v1.Credit
 	0,  // 2: mailintake.replica.v1.Subscribe.scope:type_name -> mailintake.replica.v1.Scope
-	18, // 3: mailintake.replica.v1.Subscribe.ack_deadline:type_name -> google.protobuf.Duration
-	19, // 4: mailintake.replica.v1.RelayResponse.message:type_name -> mailintake.v1.Message
+	20, // 3: mailintake.replica.v1.Subscribe.ack_deadline:type_name -> google.protobuf.Duration
+	21, // 4: mailintake.replica.v1.RelayResponse.message:type_name -> mailintake.v1.Message
 	5,  // 5: mailintake.replica.v1.RelayResponse.done:type_name -> mailintake.replica.v1.Done
 	6,  // 6: mailintake.replica.v1.RelayResponse.demand:type_name -> mailintake.replica.v1.Demand
 	7,  // 7: mailintake.replica.v1.RelayResponse.returned:type_name -> mailintake.replica.v1.Returned
-	20, // 8: mailintake.replica.v1.RelayResponse.sent_time:type_name -> google.protobuf.Timestamp
+	22, // 8: mailintake.replica.v1.RelayResponse.sent_time:type_name -> google.protobuf.Timestamp
 	0,  // 9: mailintake.replica.v1.AckRequest.scope:type_name -> mailintake.replica.v1.Scope
-	21, // 10: mailintake.replica.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
+	23, // 10: mailintake.replica.v1.GetMailboxStatusResponse.status:type_name -> mailintake.v1.MailboxStatus
 	0,  // 11: mailintake.replica.v1.TestConnectionRequest.scope:type_name -> mailintake.replica.v1.Scope
-	22, // 12: mailintake.replica.v1.TestConnectionRequest.request:type_name -> mailintake.v1.TestConnectionRequest
-	23, // 13: mailintake.replica.v1.TestConnectionResponse.response:type_name -> mailintake.v1.TestConnectionResponse
-	0,  // 14: mailintake.replica.v1.PreviewFirstSyncRequest.scope:type_name -> mailintake.replica.v1.Scope
-	24, // 15: mailintake.replica.v1.PreviewFirstSyncRequest.request:type_name -> mailintake.v1.PreviewFirstSyncRequest
-	25, // 16: mailintake.replica.v1.PreviewFirstSyncResponse.response:type_name -> mailintake.v1.PreviewFirstSyncResponse
-	1,  // 17: mailintake.replica.v1.ReplicaService.Relay:input_type -> mailintake.replica.v1.RelayRequest
-	8,  // 18: mailintake.replica.v1.ReplicaService.Ack:input_type -> mailintake.replica.v1.AckRequest
-	10, // 19: mailintake.replica.v1.ReplicaService.GetRawMessage:input_type -> mailintake.replica.v1.GetRawMessageRequest
-	12, // 20: mailintake.replica.v1.ReplicaService.GetMailboxStatus:input_type -> mailintake.replica.v1.GetMailboxStatusRequest
-	14, // 21: mailintake.replica.v1.ReplicaService.TestConnection:input_type -> mailintake.replica.v1.TestConnectionRequest
-	16, // 22: mailintake.replica.v1.ReplicaService.PreviewFirstSync:input_type -> mailintake.replica.v1.PreviewFirstSyncRequest
-	4,  // 23: mailintake.replica.v1.ReplicaService.Relay:output_type -> mailintake.replica.v1.RelayResponse
-	9,  // 24: mailintake.replica.v1.ReplicaService.Ack:output_type -> mailintake.replica.v1.AckResponse
-	11, // 25: mailintake.replica.v1.ReplicaService.GetRawMessage:output_type -> mailintake.replica.v1.GetRawMessageResponse
-	13, // 26: mailintake.replica.v1.ReplicaService.GetMailboxStatus:output_type -> mailintake.replica.v1.GetMailboxStatusResponse
-	15, // 27: mailintake.replica.v1.ReplicaService.TestConnection:output_type -> mailintake.replica.v1.TestConnectionResponse
-	17, // 28: mailintake.replica.v1.ReplicaService.PreviewFirstSync:output_type -> mailintake.replica.v1.PreviewFirstSyncResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	24, // 12: mailintake.replica.v1.TestConnectionRequest.request:type_name -> mailintake.v1.TestConnectionRequest
+	25, // 13: mailintake.replica.v1.TestConnectionResponse.response:type_name -> mailintake.v1.TestConnectionResponse
+	0,  // 14: mailintake.replica.v1.StreamConnectionTestRequest.scope:type_name -> mailintake.replica.v1.Scope
+	26, // 15: mailintake.replica.v1.StreamConnectionTestRequest.request:type_name -> mailintake.v1.StreamConnectionTestRequest
+	27, // 16: mailintake.replica.v1.StreamConnectionTestResponse.response:type_name -> mailintake.v1.StreamConnectionTestResponse
+	0,  // 17: mailintake.replica.v1.PreviewFirstSyncRequest.scope:type_name -> mailintake.replica.v1.Scope
+	28, // 18: mailintake.replica.v1.PreviewFirstSyncRequest.request:type_name -> mailintake.v1.PreviewFirstSyncRequest
+	29, // 19: mailintake.replica.v1.PreviewFirstSyncResponse.response:type_name -> mailintake.v1.PreviewFirstSyncResponse
+	1,  // 20: mailintake.replica.v1.ReplicaService.Relay:input_type -> mailintake.replica.v1.RelayRequest
+	8,  // 21: mailintake.replica.v1.ReplicaService.Ack:input_type -> mailintake.replica.v1.AckRequest
+	10, // 22: mailintake.replica.v1.ReplicaService.GetRawMessage:input_type -> mailintake.replica.v1.GetRawMessageRequest
+	12, // 23: mailintake.replica.v1.ReplicaService.GetMailboxStatus:input_type -> mailintake.replica.v1.GetMailboxStatusRequest
+	14, // 24: mailintake.replica.v1.ReplicaService.TestConnection:input_type -> mailintake.replica.v1.TestConnectionRequest
+	16, // 25: mailintake.replica.v1.ReplicaService.StreamConnectionTest:input_type -> mailintake.replica.v1.StreamConnectionTestRequest
+	18, // 26: mailintake.replica.v1.ReplicaService.PreviewFirstSync:input_type -> mailintake.replica.v1.PreviewFirstSyncRequest
+	4,  // 27: mailintake.replica.v1.ReplicaService.Relay:output_type -> mailintake.replica.v1.RelayResponse
+	9,  // 28: mailintake.replica.v1.ReplicaService.Ack:output_type -> mailintake.replica.v1.AckResponse
+	11, // 29: mailintake.replica.v1.ReplicaService.GetRawMessage:output_type -> mailintake.replica.v1.GetRawMessageResponse
+	13, // 30: mailintake.replica.v1.ReplicaService.GetMailboxStatus:output_type -> mailintake.replica.v1.GetMailboxStatusResponse
+	15, // 31: mailintake.replica.v1.ReplicaService.TestConnection:output_type -> mailintake.replica.v1.TestConnectionResponse
+	17, // 32: mailintake.replica.v1.ReplicaService.StreamConnectionTest:output_type -> mailintake.replica.v1.StreamConnectionTestResponse
+	19, // 33: mailintake.replica.v1.ReplicaService.PreviewFirstSync:output_type -> mailintake.replica.v1.PreviewFirstSyncResponse
+	27, // [27:34] is the sub-list for method output_type
+	20, // [20:27] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_mailintake_replica_v1_replica_proto_init() }
@@ -1230,7 +1346,7 @@ func file_mailintake_replica_v1_replica_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailintake_replica_v1_replica_proto_rawDesc), len(file_mailintake_replica_v1_replica_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReplicaService_Relay_FullMethodName            = "/mailintake.replica.v1.ReplicaService/Relay"
-	ReplicaService_Ack_FullMethodName              = "/mailintake.replica.v1.ReplicaService/Ack"
-	ReplicaService_GetRawMessage_FullMethodName    = "/mailintake.replica.v1.ReplicaService/GetRawMessage"
-	ReplicaService_GetMailboxStatus_FullMethodName = "/mailintake.replica.v1.ReplicaService/GetMailboxStatus"
-	ReplicaService_TestConnection_FullMethodName   = "/mailintake.replica.v1.ReplicaService/TestConnection"
-	ReplicaService_PreviewFirstSync_FullMethodName = "/mailintake.replica.v1.ReplicaService/PreviewFirstSync"
+	ReplicaService_Relay_FullMethodName                = "/mailintake.replica.v1.ReplicaService/Relay"
+	ReplicaService_Ack_FullMethodName                  = "/mailintake.replica.v1.ReplicaService/Ack"
+	ReplicaService_GetRawMessage_FullMethodName        = "/mailintake.replica.v1.ReplicaService/GetRawMessage"
+	ReplicaService_GetMailboxStatus_FullMethodName     = "/mailintake.replica.v1.ReplicaService/GetMailboxStatus"
+	ReplicaService_TestConnection_FullMethodName       = "/mailintake.replica.v1.ReplicaService/TestConnection"
+	ReplicaService_StreamConnectionTest_FullMethodName = "/mailintake.replica.v1.ReplicaService/StreamConnectionTest"
+	ReplicaService_PreviewFirstSync_FullMethodName     = "/mailintake.replica.v1.ReplicaService/PreviewFirstSync"
 )
 
 // ReplicaServiceClient is the client API for ReplicaService service.
@@ -50,6 +51,11 @@ type ReplicaServiceClient interface {
 	// TestConnection runs a stored mailbox's connection test on its owner (only the owner connects
 	// to a mailbox).
 	TestConnection(ctx context.Context, in *TestConnectionRequest, opts ...grpc.CallOption) (*TestConnectionResponse, error)
+	// StreamConnectionTest runs a stored mailbox's connection test on its owner and streams it as
+	// mailintake.v1's StreamConnectionTest does (plan, each step as it starts and ends, summary), so
+	// the edge's caller sees it step by step. An owner without it answers UNIMPLEMENTED and the
+	// edge falls back to TestConnection.
+	StreamConnectionTest(ctx context.Context, in *StreamConnectionTestRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamConnectionTestResponse], error)
 	// PreviewFirstSync runs a stored mailbox's first-sync preview on its owner.
 	PreviewFirstSync(ctx context.Context, in *PreviewFirstSyncRequest, opts ...grpc.CallOption) (*PreviewFirstSyncResponse, error)
 }
@@ -124,6 +130,25 @@ func (c *replicaServiceClient) TestConnection(ctx context.Context, in *TestConne
 	return out, nil
 }
 
+func (c *replicaServiceClient) StreamConnectionTest(ctx context.Context, in *StreamConnectionTestRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamConnectionTestResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReplicaService_ServiceDesc.Streams[2], ReplicaService_StreamConnectionTest_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamConnectionTestRequest, StreamConnectionTestResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReplicaService_StreamConnectionTestClient = grpc.ServerStreamingClient[StreamConnectionTestResponse]
+
 func (c *replicaServiceClient) PreviewFirstSync(ctx context.Context, in *PreviewFirstSyncRequest, opts ...grpc.CallOption) (*PreviewFirstSyncResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PreviewFirstSyncResponse)
@@ -157,6 +182,11 @@ type ReplicaServiceServer interface {
 	// TestConnection runs a stored mailbox's connection test on its owner (only the owner connects
 	// to a mailbox).
 	TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error)
+	// StreamConnectionTest runs a stored mailbox's connection test on its owner and streams it as
+	// mailintake.v1's StreamConnectionTest does (plan, each step as it starts and ends, summary), so
+	// the edge's caller sees it step by step. An owner without it answers UNIMPLEMENTED and the
+	// edge falls back to TestConnection.
+	StreamConnectionTest(*StreamConnectionTestRequest, grpc.ServerStreamingServer[StreamConnectionTestResponse]) error
 	// PreviewFirstSync runs a stored mailbox's first-sync preview on its owner.
 	PreviewFirstSync(context.Context, *PreviewFirstSyncRequest) (*PreviewFirstSyncResponse, error)
 	mustEmbedUnimplementedReplicaServiceServer()
@@ -183,6 +213,9 @@ func (UnimplementedReplicaServiceServer) GetMailboxStatus(context.Context, *GetM
 }
 func (UnimplementedReplicaServiceServer) TestConnection(context.Context, *TestConnectionRequest) (*TestConnectionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestConnection not implemented")
+}
+func (UnimplementedReplicaServiceServer) StreamConnectionTest(*StreamConnectionTestRequest, grpc.ServerStreamingServer[StreamConnectionTestResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamConnectionTest not implemented")
 }
 func (UnimplementedReplicaServiceServer) PreviewFirstSync(context.Context, *PreviewFirstSyncRequest) (*PreviewFirstSyncResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PreviewFirstSync not implemented")
@@ -280,6 +313,17 @@ func _ReplicaService_TestConnection_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReplicaService_StreamConnectionTest_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamConnectionTestRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReplicaServiceServer).StreamConnectionTest(m, &grpc.GenericServerStream[StreamConnectionTestRequest, StreamConnectionTestResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReplicaService_StreamConnectionTestServer = grpc.ServerStreamingServer[StreamConnectionTestResponse]
+
 func _ReplicaService_PreviewFirstSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PreviewFirstSyncRequest)
 	if err := dec(in); err != nil {
@@ -332,6 +376,11 @@ var ReplicaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GetRawMessage",
 			Handler:       _ReplicaService_GetRawMessage_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamConnectionTest",
+			Handler:       _ReplicaService_StreamConnectionTest_Handler,
 			ServerStreams: true,
 		},
 	},
