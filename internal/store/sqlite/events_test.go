@@ -125,3 +125,51 @@ func TestVerifyKeyRefusesAnotherKey(t *testing.T) {
 		t.Errorf("VerifyKey with another key = %v, want ErrKeyMismatch", err)
 	}
 }
+
+// Events written at once share transactions (AddEvent's group commit): 200 writers take far
+// fewer than 200 commits, and an event of a deleted mailbox among them fails alone.
+func TestEventsGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	for _, id := range []string{"a", "b"} {
+		if err := s.CreateMailbox(ctx, mailbox(id, "t")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := s.events.batches.Load()
+	type result struct {
+		mb  string
+		err error
+	}
+	done := make(chan result, 200)
+	for i := range 200 {
+		mb := []string{"a", "b", "gone"}[i%3]
+		go func() {
+			done <- result{mb, s.AddEvent(ctx, store.Event{MailboxID: mb, Kind: "deliver", Message: fmt.Sprint("event ", i)})}
+		}()
+	}
+	var failed, ok int
+	for range 200 {
+		r := <-done
+		switch {
+		case r.mb == "gone" && r.err != nil:
+			failed++
+		case r.mb != "gone" && r.err == nil:
+			ok++
+		default:
+			t.Errorf("event of %s: %v", r.mb, r.err)
+		}
+	}
+	commits := s.events.batches.Load() - before
+	t.Logf("200 events at once: %d transactions; %d written, %d of a missing mailbox refused", commits, ok, failed)
+	if commits >= 100 {
+		t.Errorf("200 events at once took %d transactions: not grouped", commits)
+	}
+	for _, id := range []string{"a", "b"} {
+		evs, err := s.ListEvents(ctx, id, 0, 1000)
+		if err != nil || len(evs) < 66 {
+			t.Errorf("%s holds %d events (%v), want 66 or 67", id, len(evs), err)
+		}
+	}
+}

@@ -190,6 +190,8 @@ type Store struct {
 	box *secrets.Box
 	// copies says when ClaimCopies deletes expired claims.
 	copies mailcopy.Pruner
+	// events is AddEvent's group commit (events.go).
+	events eventQueue
 }
 
 // Open opens (creating if needed) the database in dir and applies pending migrations.

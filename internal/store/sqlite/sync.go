@@ -203,27 +203,20 @@ func (s *Store) execOne(ctx context.Context, q string, args ...any) error {
 	return nil
 }
 
-// AddEvent implements store.SyncStore.
-func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
+// addEvent writes one event in tx (AddEvent's group commit, events.go): a repeat of a recent
+// entry folded into it, then the mailbox's log pruned.
+func addEvent(ctx context.Context, tx *sql.Tx, e store.Event) error {
 	msg := e.Message
 	if len(msg) > 2000 {
 		msg = msg[:2000] + "…"
 	}
 	msg = strings.ToValidUTF8(msg, "?")
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap(err)
-	}
-	defer tx.Rollback()
 	// A repeat of a recent entry replaces it, counted, as the newest entry.
 	count, first := 1, e.Time.UnixNano()
 	var oldID, oldCount int64
 	var oldFirst sql.NullInt64
 	var oldAt int64
-	err = tx.QueryRowContext(ctx, `SELECT id, count, first_at, at FROM events WHERE mailbox_id = ? AND kind = ? AND message = ? AND at >= ?
+	err := tx.QueryRowContext(ctx, `SELECT id, count, first_at, at FROM events WHERE mailbox_id = ? AND kind = ? AND message = ? AND at >= ?
 		ORDER BY id DESC LIMIT 1`, e.MailboxID, e.Kind, msg, e.Time.Add(-store.EventFoldWindow).UnixNano()).Scan(&oldID, &oldCount, &oldFirst, &oldAt)
 	switch {
 	case err == nil:
@@ -251,7 +244,7 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 			SELECT id FROM events WHERE mailbox_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.MailboxID, e.MailboxID, store.MaxEventsPerMailbox); err != nil {
 		return wrap(err)
 	}
-	return wrap(tx.Commit())
+	return nil
 }
 
 // ListEvents implements store.SyncStore.

@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"EventsMessages", testEventsMessages},
 		{"EventsRetention", testEventsRetention},
 		{"EventsCap", testEventsCap},
+		{"EventsConcurrent", testEventsConcurrent},
 		{"MissingMailbox", testMissingMailbox},
 		{"UIDLs", testUIDLs},
 		{"DeleteCascades", testDeleteCascades},
@@ -1060,6 +1061,71 @@ func maxID(evs []store.Event) int64 {
 		m = max(m, e.ID)
 	}
 	return m
+}
+
+// Events written at once by many writers (hundreds of sessions starting together) are each
+// written once, in each mailbox's order, and folded as when written one by one; an event for a
+// mailbox that does not exist fails alone, naming ErrNotFound or a store error, and the others
+// are written.
+func testEventsConcurrent(t *testing.T, s store.Store) {
+	const mailboxes, each = 20, 15
+	var ids []string
+	for i := range mailboxes {
+		ids = append(ids, fmt.Sprintf("ev%02d", i))
+	}
+	create(t, s, ids...)
+	base := time.Now().Add(-time.Minute)
+	var wg sync.WaitGroup
+	errs := make(chan error, mailboxes*each+each)
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				// Every mailbox's third event repeats its second: folded.
+				msg := fmt.Sprintf("event %d", j)
+				if j == 2 {
+					msg = "event 1"
+				}
+				if err := s.AddEvent(t.Context(), store.Event{MailboxID: id, Time: base.Add(time.Duration(j) * time.Millisecond), Kind: "deliver", Message: msg}); err != nil {
+					errs <- fmt.Errorf("%s %d: %w", id, j, err)
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	var missing int
+	go func() {
+		defer wg.Done()
+		for j := range each {
+			if s.AddEvent(t.Context(), store.Event{MailboxID: "no-such-mailbox", Time: base, Kind: "deliver", Message: fmt.Sprint(j)}) != nil {
+				missing++
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if missing != each {
+		t.Errorf("%d of %d events of a missing mailbox failed, want all", missing, each)
+	}
+	for _, id := range ids {
+		evs := listEvents(t, s, id)
+		if len(evs) != each-1 {
+			t.Fatalf("%s: %d entries, want %d (one folded): %+v", id, len(evs), each-1, evs)
+		}
+		// Newest first: event 14 … event 3, then the fold of event 1 (written at 1 and 2 ms,
+		// the newest entry when the third came), then event 0.
+		if evs[0].Message != fmt.Sprintf("event %d", each-1) || evs[len(evs)-1].Message != "event 0" {
+			t.Errorf("%s: order %q … %q", id, evs[0].Message, evs[len(evs)-1].Message)
+		}
+		folded := evs[len(evs)-2]
+		if folded.Message != "event 1" || folded.Count != 2 {
+			t.Errorf("%s: fold %+v", id, folded)
+		}
+	}
 }
 
 // Repeats of an event are folded into one entry (count, first and last time) that becomes the

@@ -1,0 +1,130 @@
+package sqlite
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mailintake/mailintake/internal/store"
+)
+
+// eventQueue is AddEvent's group commit. Every session writes a few events (connected, first
+// sync, delivered, acknowledged); when hundreds of mailboxes start or receive mail at once, one
+// transaction per event meant one fsync each (synchronous=FULL) on the single write connection,
+// in turn: the most costly store call of a many-mailbox start. Events that arrive while a batch
+// is being written wait for the next one, which writes them all in one transaction, each under
+// a savepoint of its own, so one that fails (its mailbox deleted meanwhile) fails alone. AddEvent
+// still returns once its event is committed, or with its error.
+type eventQueue struct {
+	mu      sync.Mutex
+	pending []*eventReq
+	writing bool
+	batches atomic.Int64 // transactions written, for the tests
+}
+
+type eventReq struct {
+	e    store.Event
+	done chan error
+}
+
+// eventBatchTimeout bounds the writing of one batch (its callers may have gone).
+const eventBatchTimeout = 30 * time.Second
+
+// maxEventBatch bounds a batch, so one transaction never holds the write connection for long.
+const maxEventBatch = 256
+
+// AddEvent implements store.SyncStore.
+func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	req := &eventReq{e: e, done: make(chan error, 1)}
+	q := &s.events
+	q.mu.Lock()
+	q.pending = append(q.pending, req)
+	lead := !q.writing
+	q.writing = true
+	q.mu.Unlock()
+	if lead {
+		go s.writeEvents()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the event may still be written
+	}
+}
+
+// writeEvents writes the queued events, a batch per transaction, until none is left.
+func (s *Store) writeEvents() {
+	q := &s.events
+	for {
+		q.mu.Lock()
+		batch := q.pending
+		if len(batch) > maxEventBatch {
+			batch = batch[:maxEventBatch]
+		}
+		q.pending = q.pending[len(batch):]
+		if len(batch) == 0 {
+			q.pending, q.writing = nil, false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		errs := s.eventBatch(batch)
+		for i, r := range batch {
+			r.done <- errs[i]
+		}
+	}
+}
+
+// eventBatch writes a batch in one transaction and returns each event's error.
+func (s *Store) eventBatch(batch []*eventReq) []error {
+	s.events.batches.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), eventBatchTimeout)
+	defer cancel()
+	errs := make([]error, len(batch))
+	fail := func(err error) []error {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(wrap(err))
+	}
+	defer tx.Rollback()
+	single := len(batch) == 1
+	for i, r := range batch {
+		if single {
+			errs[i] = addEvent(ctx, tx, r.e)
+			break
+		}
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT event`); err != nil {
+			return fail(wrap(err))
+		}
+		if errs[i] = addEvent(ctx, tx, r.e); errs[i] != nil {
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO event`); err != nil {
+				return fail(wrap(err))
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE event`); err != nil {
+			return fail(wrap(err))
+		}
+	}
+	if single && errs[0] != nil {
+		return errs
+	}
+	if err := tx.Commit(); err != nil {
+		for i := range errs {
+			errs[i] = nil // every event is lost with the commit
+		}
+		return fail(wrap(err))
+	}
+	return errs
+}
