@@ -29,7 +29,7 @@ func TestInteropSentCopy(t *testing.T) {
 	id := addDovecotMailbox(t, g, dv, dvUser, "--smtp-host", "127.0.0.1", "--smtp-port", strconv.Itoa(sub.Port), "--smtp-security", "starttls",
 		"--save-sent-copy")
 
-	m, code, errs := send(t, g, "Fixed.\n", "--mailbox", id, "--to", "c@example.net", "--subject", "copy one", "--idempotency-key", "c1", "--wait")
+	m, code, errs := send(t, g, "Fixed.\n", "--mailbox", id, "--to", "c@example.net", "--bcc", "boss@example.net", "--subject", "copy one", "--idempotency-key", "c1", "--wait")
 	if code != 0 || m.State != "OUTBOUND_STATE_SENT" {
 		t.Fatalf("send: exit %d %+v %s", code, m, errs)
 	}
@@ -39,6 +39,13 @@ func TestInteropSentCopy(t *testing.T) {
 	}
 	if out, err := dv.Doveadm(nil, "fetch", "-u", dvUser, "hdr.message-id", "mailbox", "Sent Messages"); err != nil || !strings.Contains(out, m.MessageID) {
 		t.Errorf("the copy's Message-ID: %v %s, want %s", err, out, m.MessageID)
+	}
+	// The blind copy: named in the sender's copy only.
+	if out, err := dv.Doveadm(nil, "fetch", "-u", dvUser, "hdr.bcc", "mailbox", "Sent Messages"); err != nil || !strings.Contains(out, "boss@example.net") {
+		t.Errorf("the copy's Bcc: %v %q, want boss@example.net", err, out)
+	}
+	if got := sub.Accepted(); len(got) != 1 || strings.Contains(string(got[0].Data), "boss@") {
+		t.Errorf("the sent message (%d accepted) shows its blind recipient", len(got))
 	}
 
 	code, _, errs = cli(t, "", append(g, "mailbox", "update", id, "--sent-folder", "Archive/Sent")...)
