@@ -134,7 +134,19 @@ func (d *defFlags) build(fs *pflag.FlagSet, a *app, forCreate bool) (*mailintake
 			return nil, nil, invalid("port", "must be between 1 and 65535, not %d", d.port)
 		}
 		mb.Port = uint32(d.port)
-	} // else 0: the server fills the protocol's usual port for the security
+	} else if forCreate {
+		// The server fills the same when the port is 0; filled here too for servers before it did.
+		mb.Port = 993
+		if mb.Security != mailintakev1.Security_SECURITY_TLS {
+			mb.Port = 143
+		}
+		if mb.Protocol == mailintakev1.Protocol_PROTOCOL_POP3 {
+			mb.Port = 995
+			if mb.Security != mailintakev1.Security_SECURITY_TLS {
+				mb.Port = 110
+			}
+		}
+	}
 	if d.afterAck != "" {
 		aa, err := parseAfterAck(d.afterAck)
 		if err != nil {

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,10 +21,13 @@ type eventQueue struct {
 	mu      sync.Mutex
 	pending []*eventReq
 	writing bool
-	batches atomic.Int64 // transactions written, for the tests
+	closed  bool           // Close was called: no more writers start
+	writers sync.WaitGroup // the writer goroutine, which Close waits for
+	batches atomic.Int64   // transactions written, for the tests
 }
 
 type eventReq struct {
+	ctx  context.Context // the caller's: an event whose caller gave up before its batch is not written
 	e    store.Event
 	done chan error
 }
@@ -39,15 +43,28 @@ func (s *Store) AddEvent(ctx context.Context, e store.Event) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	req := &eventReq{e: e, done: make(chan error, 1)}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	req := &eventReq{ctx: ctx, e: e, done: make(chan error, 1)}
 	q := &s.events
 	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return wrap(sql.ErrConnDone)
+	}
 	q.pending = append(q.pending, req)
 	lead := !q.writing
 	q.writing = true
+	if lead {
+		q.writers.Add(1)
+	}
 	q.mu.Unlock()
 	if lead {
-		go s.writeEvents()
+		go func() {
+			defer q.writers.Done()
+			s.writeEvents()
+		}()
 	}
 	select {
 	case err := <-req.done:
@@ -73,8 +90,19 @@ func (s *Store) writeEvents() {
 			return
 		}
 		q.mu.Unlock()
-		errs := s.eventBatch(batch)
-		for i, r := range batch {
+		live := batch[:0:0]
+		for _, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				r.done <- err // its caller gave up: not written, as before the group commit
+				continue
+			}
+			live = append(live, r)
+		}
+		if len(live) == 0 {
+			continue
+		}
+		errs := s.eventBatch(live)
+		for i, r := range live {
 			r.done <- errs[i]
 		}
 	}
@@ -121,10 +149,7 @@ func (s *Store) eventBatch(batch []*eventReq) []error {
 		return errs
 	}
 	if err := tx.Commit(); err != nil {
-		for i := range errs {
-			errs[i] = nil // every event is lost with the commit
-		}
-		return fail(wrap(err))
+		return fail(wrap(err)) // the written events are lost with it; the failed keep their own error
 	}
 	return errs
 }

@@ -172,4 +172,19 @@ func TestEventsGroupCommit(t *testing.T) {
 			t.Errorf("%s holds %d events (%v), want 66 or 67", id, len(evs), err)
 		}
 	}
+
+	// A caller that already gave up writes nothing, as before the group commit.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.AddEvent(gone, store.Event{MailboxID: "a", Kind: "deliver", Message: "given up"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("AddEvent with a cancelled context: %v", err)
+	}
+	if evs, _ := s.ListEvents(ctx, "a", 0, 1); len(evs) == 1 && evs[0].Message == "given up" {
+		t.Error("an event whose caller gave up was written")
+	}
+	// After Close, an event fails instead of waiting for a writer that will not come.
+	s.Close()
+	if err := s.AddEvent(ctx, store.Event{MailboxID: "a", Kind: "deliver", Message: "late"}); err == nil {
+		t.Error("AddEvent after Close succeeded")
+	}
 }

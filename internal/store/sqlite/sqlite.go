@@ -248,7 +248,14 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // Close implements store.Store.
-func (s *Store) Close() error { return errors.Join(s.db.Close(), s.w.Close()) }
+func (s *Store) Close() error {
+	// Events queued before Close are written (or fail) before the database closes.
+	s.events.mu.Lock()
+	s.events.closed = true
+	s.events.mu.Unlock()
+	s.events.writers.Wait()
+	return errors.Join(s.db.Close(), s.w.Close())
+}
 
 func secretOwner(mailboxID, name string) string { return "mailbox/" + mailboxID + "/secret/" + name }
 func stateOwner(mailboxID string) string        { return "mailbox/" + mailboxID + "/provider-state" }
