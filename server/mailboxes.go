@@ -212,6 +212,11 @@ func (m *mailboxService) UpdateMailbox(ctx context.Context, req *mailintakev1.Up
 	for _, p := range paths {
 		updatable[p](next, in)
 	}
+	if slices.Contains(paths, "security") && !slices.Contains(paths, "port") && cur.Spec.GetPort() == defaultPort(cur.Spec.GetProtocol(), cur.Spec.GetSecurity()) {
+		// The usual port of the old security follows the new one (993 → 143 for STARTTLS); a
+		// port of the admin's own choosing stays.
+		next.Port = 0
+	}
 	if next.AuthProvider != cur.Spec.AuthProvider {
 		// Another provider's secrets mean nothing to the new one.
 		sec = map[string]string{}

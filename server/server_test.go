@@ -366,7 +366,7 @@ func TestValidationNamesFieldsAndWritesNothing(t *testing.T) {
 
 // Port 0 is the protocol's usual port for the security, as an admin typing a mailbox into
 // grpcurl expects: 993 with implicit TLS, 143 with STARTTLS or none; an update that clears the
-// port gets it back. Out of range is still refused (TestValidationNamesFieldsAndWritesNothing).
+// port gets it back, and one that changes the security alone moves the usual port with it. Out of range is still refused (TestValidationNamesFieldsAndWritesNothing).
 func TestIMAPDefaultPort(t *testing.T) {
 	e := newEnv(t)
 	for sec, want := range map[mailintakev1.Security]uint32{
@@ -387,6 +387,18 @@ func TestIMAPDefaultPort(t *testing.T) {
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"security", "port"}}})
 	if err != nil || u.GetMailbox().GetPort() != 143 {
 		t.Errorf("update to STARTTLS clearing the port: %v, %v", u.GetMailbox(), err)
+	}
+	// Security changed alone: the usual port follows it, a port of one's own stays.
+	for _, c := range []struct{ from, want uint32 }{{993, 143}, {1993, 1993}} {
+		mb := validMailbox("acme")
+		mb.Port = c.from
+		got := e.create(e.admin, mb)
+		u, err := e.mailbox.UpdateMailbox(as(e.admin), &mailintakev1.UpdateMailboxRequest{
+			Mailbox:    &mailintakev1.Mailbox{Id: got.GetId(), Security: mailintakev1.Security_SECURITY_STARTTLS},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"security"}}})
+		if err != nil || u.GetMailbox().GetPort() != c.want {
+			t.Errorf("port %d, security changed to STARTTLS: port %d (%v), want %d", c.from, u.GetMailbox().GetPort(), err, c.want)
+		}
 	}
 }
 

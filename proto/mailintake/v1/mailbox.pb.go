@@ -699,7 +699,8 @@ type Mailbox struct {
 	Host string `protobuf:"bytes,6,opt,name=host,proto3" json:"host,omitempty"`
 	// Mail server port, 1 to 65535 (IMAP: 993 with TLS, 143 with STARTTLS or NONE; POP3: 995 with
 	// TLS, 110 with STARTTLS (STLS) or NONE). 0 on create or update: that usual port for the
-	// protocol and security.
+	// protocol and security. An update of the security alone moves a usual port with it (993 to
+	// 143); a port of one's own stays.
 	Port uint32 `protobuf:"varint,7,opt,name=port,proto3" json:"port,omitempty"`
 	// Transport security.
 	Security Security `protobuf:"varint,8,opt,name=security,proto3,enum=mailintake.v1.Security" json:"security,omitempty"`
