@@ -375,7 +375,17 @@ func TestHAPOP3Failover(t *testing.T) {
 		t.Fatalf("%s could not be frozen in a POP3 session", other.id)
 	}
 	frozenAt := time.Now()
-	time.Sleep(8 * time.Second)
+	// Frozen until the new owner logs in beside the frozen session (its lease lapses in about
+	// 3.5 s, then the new owner claims the mailbox and polls it: on a loaded machine that took
+	// longer than a fixed 8 s once), and resumed at once then, before that login's wait for the
+	// maildrop's lock (10 s in Dovecot) could end in [IN-USE]. At most 30 s.
+	before, _ := pop3Overlaps(h.dv.Log()) // logins beside an open session earlier in the test
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if waits, _ := pop3Overlaps(h.dv.Log()); waits[frozenUser] > before[frozenUser] {
+			break
+		}
+	}
+	frozenFor := time.Since(frozenAt)
 	other.d.cmd.Process.Signal(syscall.SIGCONT)
 	eventually20(t, 15*time.Second, "no two POP3 sessions of a user once the frozen replica resumed", func() bool {
 		for _, n := range pop3Sessions(h.dv) {
@@ -385,7 +395,8 @@ func TestHAPOP3Failover(t *testing.T) {
 		}
 		return true
 	})
-	t.Logf("SIGSTOP %s for 8 s (in a POP3 session of %q), SIGCONT: no overlapping sessions %s after the SIGSTOP", other.id, frozenUser, time.Since(frozenAt).Round(10*time.Millisecond))
+	t.Logf("SIGSTOP %s for %s (in a POP3 session of %q) until the new owner logged in beside it, SIGCONT: no overlapping sessions %s after the SIGSTOP",
+		other.id, frozenFor.Round(10*time.Millisecond), frozenUser, time.Since(frozenAt).Round(10*time.Millisecond))
 	// It rejoins and takes its share back.
 	owners = h.settled(r1, survivors, 2, 30*time.Second)
 
