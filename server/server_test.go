@@ -389,15 +389,18 @@ func TestIMAPDefaultPort(t *testing.T) {
 		t.Errorf("update to STARTTLS clearing the port: %v, %v", u.GetMailbox(), err)
 	}
 	// Security changed alone: the usual port follows it, a port of one's own stays.
-	for _, c := range []struct{ from, want uint32 }{{993, 143}, {1993, 1993}} {
+	for _, c := range []struct {
+		protocol   mailintakev1.Protocol
+		from, want uint32
+	}{{mailintakev1.Protocol_PROTOCOL_IMAP, 993, 143}, {mailintakev1.Protocol_PROTOCOL_IMAP, 1993, 1993}, {mailintakev1.Protocol_PROTOCOL_POP3, 995, 110}} {
 		mb := validMailbox("acme")
-		mb.Port = c.from
+		mb.Protocol, mb.Port = c.protocol, c.from
 		got := e.create(e.admin, mb)
 		u, err := e.mailbox.UpdateMailbox(as(e.admin), &mailintakev1.UpdateMailboxRequest{
 			Mailbox:    &mailintakev1.Mailbox{Id: got.GetId(), Security: mailintakev1.Security_SECURITY_STARTTLS},
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"security"}}})
 		if err != nil || u.GetMailbox().GetPort() != c.want {
-			t.Errorf("port %d, security changed to STARTTLS: port %d (%v), want %d", c.from, u.GetMailbox().GetPort(), err, c.want)
+			t.Errorf("%s port %d, security changed to STARTTLS: port %d (%v), want %d", c.protocol, c.from, u.GetMailbox().GetPort(), err, c.want)
 		}
 	}
 }

@@ -127,12 +127,7 @@ func (s *Store) eventBatch(batch []*eventReq) []error {
 		return fail(wrap(err))
 	}
 	defer tx.Rollback()
-	single := len(batch) == 1
 	for i, r := range batch {
-		if single {
-			errs[i] = addEvent(ctx, tx, r.e)
-			break
-		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT event`); err != nil {
 			return fail(wrap(err))
 		}
@@ -144,9 +139,6 @@ func (s *Store) eventBatch(batch []*eventReq) []error {
 		if _, err := tx.ExecContext(ctx, `RELEASE event`); err != nil {
 			return fail(wrap(err))
 		}
-	}
-	if single && errs[0] != nil {
-		return errs
 	}
 	if err := tx.Commit(); err != nil {
 		return fail(wrap(err)) // the written events are lost with it; the failed keep their own error
