@@ -127,16 +127,17 @@ func (s *Store) eventBatch(batch []*eventReq) []error {
 		return fail(wrap(err))
 	}
 	defer tx.Rollback()
+	savepoint, rollback, release := tx.StmtContext(ctx, s.st.savepoint), tx.StmtContext(ctx, s.st.rollbackToSavepoint), tx.StmtContext(ctx, s.st.releaseSavepoint)
 	for i, r := range batch {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT event`); err != nil {
+		if _, err := savepoint.ExecContext(ctx); err != nil {
 			return fail(wrap(err))
 		}
-		if errs[i] = addEvent(ctx, tx, r.e); errs[i] != nil {
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO event`); err != nil {
+		if errs[i] = s.addEvent(ctx, tx, r.e); errs[i] != nil {
+			if _, err := rollback.ExecContext(ctx); err != nil {
 				return fail(wrap(err))
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE event`); err != nil {
+		if _, err := release.ExecContext(ctx); err != nil {
 			return fail(wrap(err))
 		}
 	}

@@ -192,6 +192,9 @@ type Store struct {
 	copies mailcopy.Pruner
 	// events is AddEvent's group commit (events.go).
 	events eventQueue
+	// st are the prepared statements of the sync rounds (stmts.go); stmtList all of them.
+	st       stmts
+	stmtList []*sql.Stmt
 }
 
 // Open opens (creating if needed) the database in dir and applies pending migrations.
@@ -220,6 +223,11 @@ func Open(ctx context.Context, dir string, box *secrets.Box) (*Store, error) {
 	// turn; a read takes well under a millisecond.
 	s.db.SetMaxOpenConns(maxReaders)
 	s.db.SetMaxIdleConns(maxReaders)
+	if err := s.prepare(ctx); err != nil {
+		s.db.Close()
+		w.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -254,7 +262,7 @@ func (s *Store) Close() error {
 	s.events.closed = true
 	s.events.mu.Unlock()
 	s.events.writers.Wait()
-	return errors.Join(s.db.Close(), s.w.Close())
+	return errors.Join(s.closeStmts(), s.db.Close(), s.w.Close())
 }
 
 func secretOwner(mailboxID, name string) string { return "mailbox/" + mailboxID + "/secret/" + name }
@@ -481,7 +489,7 @@ func (s *Store) DeleteMailbox(ctx context.Context, id string) error {
 // ProviderState implements store.Store.
 func (s *Store) ProviderState(ctx context.Context, mailboxID string) ([]byte, error) {
 	var sealed []byte
-	err := s.db.QueryRowContext(ctx, `SELECT sealed FROM provider_state WHERE mailbox_id = ?`, mailboxID).Scan(&sealed)
+	err := s.st.providerState.QueryRowContext(ctx, mailboxID).Scan(&sealed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -15,8 +15,7 @@ import (
 func (s *Store) SyncState(ctx context.Context, mailboxID string) (*store.SyncState, error) {
 	st := &store.SyncState{MailboxID: mailboxID}
 	var updated int64
-	err := s.db.QueryRowContext(ctx, `SELECT uid_validity, acked_through, baseline, resync_below, updated_at FROM sync_state WHERE mailbox_id = ?`, mailboxID).
-		Scan(&st.UIDValidity, &st.AckedThrough, &st.Baseline, &st.ResyncBelow, &updated)
+	err := s.st.syncState.QueryRowContext(ctx, mailboxID).Scan(&st.UIDValidity, &st.AckedThrough, &st.Baseline, &st.ResyncBelow, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -29,11 +28,7 @@ func (s *Store) SyncState(ctx context.Context, mailboxID string) (*store.SyncSta
 
 // SaveSyncState implements store.SyncStore.
 func (s *Store) SaveSyncState(ctx context.Context, st *store.SyncState) error {
-	_, err := s.w.ExecContext(ctx, `INSERT INTO sync_state (mailbox_id, uid_validity, acked_through, baseline, resync_below, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (mailbox_id) DO UPDATE SET uid_validity = excluded.uid_validity, acked_through = excluded.acked_through,
-			baseline = excluded.baseline, resync_below = excluded.resync_below, updated_at = excluded.updated_at`,
-		st.MailboxID, st.UIDValidity, st.AckedThrough, st.Baseline, st.ResyncBelow, time.Now().UnixNano())
+	_, err := s.st.saveSyncState.ExecContext(ctx, st.MailboxID, st.UIDValidity, st.AckedThrough, st.Baseline, st.ResyncBelow, time.Now().UnixNano())
 	return wrap(err)
 }
 
@@ -47,12 +42,7 @@ func (s *Store) RecordAcks(ctx context.Context, acks map[string][]store.Ack) err
 		return wrap(err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO acks (mailbox_id, uid_validity, uid, sha256, acked_at, applied) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT DO NOTHING`)
-	if err != nil {
-		return wrap(err)
-	}
-	defer stmt.Close()
+	stmt := tx.StmtContext(ctx, s.st.insertAck)
 	for mailboxID, list := range acks {
 		for _, a := range list {
 			if _, err := stmt.ExecContext(ctx, mailboxID, a.UIDValidity, a.UID, a.SHA256, a.AckTime.UnixNano(), a.Applied); err != nil {
@@ -63,8 +53,11 @@ func (s *Store) RecordAcks(ctx context.Context, acks map[string][]store.Ack) err
 	return wrap(tx.Commit())
 }
 
-func (s *Store) queryAcks(ctx context.Context, q string, args ...any) ([]store.Ack, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT uid_validity, uid, sha256, acked_at, applied FROM acks `+q, args...)
+// ackColumns are the columns queryAcks scans.
+const ackColumns = `uid_validity, uid, sha256, acked_at, applied`
+
+func queryAcks(ctx context.Context, st *sql.Stmt, args ...any) ([]store.Ack, error) {
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -84,12 +77,12 @@ func (s *Store) queryAcks(ctx context.Context, q string, args ...any) ([]store.A
 
 // Acks implements store.SyncStore.
 func (s *Store) Acks(ctx context.Context, mailboxID string, uidValidity, aboveUID uint32) ([]store.Ack, error) {
-	return s.queryAcks(ctx, `WHERE mailbox_id = ? AND uid_validity = ? AND uid > ? ORDER BY uid`, mailboxID, uidValidity, aboveUID)
+	return queryAcks(ctx, s.st.acksAbove, mailboxID, uidValidity, aboveUID)
 }
 
 // UnappliedAcks implements store.SyncStore.
 func (s *Store) UnappliedAcks(ctx context.Context, mailboxID string) ([]store.Ack, error) {
-	return s.queryAcks(ctx, `WHERE mailbox_id = ? AND applied = 0 ORDER BY uid_validity, uid`, mailboxID)
+	return queryAcks(ctx, s.st.unappliedAcks, mailboxID)
 }
 
 // MarkApplied implements store.SyncStore.
@@ -99,8 +92,9 @@ func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity u
 		return wrap(err)
 	}
 	defer tx.Rollback()
+	stmt := tx.StmtContext(ctx, s.st.markApplied)
 	for _, u := range uids {
-		if _, err := tx.ExecContext(ctx, `UPDATE acks SET applied = 1 WHERE mailbox_id = ? AND uid_validity = ? AND uid = ?`, mailboxID, uidValidity, u); err != nil {
+		if _, err := stmt.ExecContext(ctx, mailboxID, uidValidity, u); err != nil {
 			return wrap(err)
 		}
 	}
@@ -110,7 +104,7 @@ func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity u
 // AckedHash implements store.SyncStore.
 func (s *Store) AckedHash(ctx context.Context, mailboxID, sha256 string) (bool, error) {
 	var one int
-	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM acks WHERE mailbox_id = ? AND sha256 = ? LIMIT 1`, mailboxID, sha256).Scan(&one)
+	err := s.st.ackedHash.QueryRowContext(ctx, mailboxID, sha256).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -157,7 +151,7 @@ func scanQuarantined(sc interface{ Scan(...any) error }) (*store.Quarantined, er
 
 // ListQuarantine implements store.SyncStore.
 func (s *Store) ListQuarantine(ctx context.Context, mailboxID string) ([]*store.Quarantined, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+quarantineColumns+` FROM quarantine WHERE mailbox_id = ? ORDER BY id`, mailboxID)
+	rows, err := s.st.quarantine.QueryContext(ctx, mailboxID)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -205,7 +199,7 @@ func (s *Store) execOne(ctx context.Context, q string, args ...any) error {
 
 // addEvent writes one event in tx (AddEvent's group commit, events.go): a repeat of a recent
 // entry folded into it, then the mailbox's log pruned.
-func addEvent(ctx context.Context, tx *sql.Tx, e store.Event) error {
+func (s *Store) addEvent(ctx context.Context, tx *sql.Tx, e store.Event) error {
 	msg := e.Message
 	if len(msg) > 2000 {
 		msg = msg[:2000] + "…"
@@ -216,8 +210,7 @@ func addEvent(ctx context.Context, tx *sql.Tx, e store.Event) error {
 	var oldID, oldCount int64
 	var oldFirst sql.NullInt64
 	var oldAt int64
-	err := tx.QueryRowContext(ctx, `SELECT id, count, first_at, at FROM events WHERE mailbox_id = ? AND kind = ? AND message = ? AND at >= ?
-		ORDER BY id DESC LIMIT 1`, e.MailboxID, e.Kind, msg, e.Time.Add(-store.EventFoldWindow).UnixNano()).Scan(&oldID, &oldCount, &oldFirst, &oldAt)
+	err := tx.StmtContext(ctx, s.st.eventRepeat).QueryRowContext(ctx, e.MailboxID, e.Kind, msg, e.Time.Add(-store.EventFoldWindow).UnixNano()).Scan(&oldID, &oldCount, &oldFirst, &oldAt)
 	switch {
 	case err == nil:
 		count = int(oldCount) + 1
@@ -225,23 +218,20 @@ func addEvent(ctx context.Context, tx *sql.Tx, e store.Event) error {
 		if oldFirst.Valid {
 			first = oldFirst.Int64
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE id = ?`, oldID); err != nil {
+		if _, err := tx.StmtContext(ctx, s.st.eventDelete).ExecContext(ctx, oldID); err != nil {
 			return wrap(err)
 		}
 	case !errors.Is(err, sql.ErrNoRows):
 		return wrap(err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO events (mailbox_id, at, kind, message, count, first_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		e.MailboxID, e.Time.UnixNano(), e.Kind, msg, count, first); err != nil {
+	if _, err := tx.StmtContext(ctx, s.st.eventInsert).ExecContext(ctx, e.MailboxID, e.Time.UnixNano(), e.Kind, msg, count, first); err != nil {
 		return wrap(err)
 	}
 	// Pruned at every write, by age and by count, so the log's bounds hold exactly.
-	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND at < ?`,
-		e.MailboxID, e.Time.Add(-store.EventRetention).UnixNano()); err != nil {
+	if _, err := tx.StmtContext(ctx, s.st.eventPruneAge).ExecContext(ctx, e.MailboxID, e.Time.Add(-store.EventRetention).UnixNano()); err != nil {
 		return wrap(err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE mailbox_id = ? AND id <= (
-			SELECT id FROM events WHERE mailbox_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`, e.MailboxID, e.MailboxID, store.MaxEventsPerMailbox); err != nil {
+	if _, err := tx.StmtContext(ctx, s.st.eventPruneCount).ExecContext(ctx, e.MailboxID, e.MailboxID, store.MaxEventsPerMailbox); err != nil {
 		return wrap(err)
 	}
 	return nil
@@ -305,13 +295,12 @@ func (s *Store) ClaimCopies(ctx context.Context, now time.Time, copies []store.M
 		}
 	}
 	winners := make([]mailcopy.Winner, len(claims))
+	claim, winner := tx.StmtContext(ctx, s.st.copyClaim), tx.StmtContext(ctx, s.st.copyWinner)
 	for j, c := range claims {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO mail_copies (key, mailbox_id, message_id, claimed_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (key) DO UPDATE SET mailbox_id = excluded.mailbox_id, message_id = excluded.message_id, claimed_at = excluded.claimed_at
-			WHERE mail_copies.claimed_at < ?`, c.Key, c.MailboxID, c.ID, now.UnixNano(), cut); err != nil {
+		if _, err := claim.ExecContext(ctx, c.Key, c.MailboxID, c.ID, now.UnixNano(), cut); err != nil {
 			return nil, wrap(err)
 		}
-		err := tx.QueryRowContext(ctx, `SELECT mailbox_id, message_id FROM mail_copies WHERE key = ?`, c.Key).Scan(&winners[j].MailboxID, &winners[j].ID)
+		err := winner.QueryRowContext(ctx, c.Key).Scan(&winners[j].MailboxID, &winners[j].ID)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, wrap(err)
 		}
