@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -57,7 +56,8 @@ import (
 //	MAILINTAKE_BENCH_MANY_PER   messages in each of them (default 10)
 //	MAILINTAKE_BENCH_MANY_RUNS  interleaved runs of the many mailboxes (default 3)
 //	MAILINTAKE_BENCH_SCALE      idle mailboxes (default 10000)
-//	MAILINTAKE_BENCH_PUSH       push latency samples (default 200)
+//	MAILINTAKE_BENCH_PUSH       push latency samples, a mailbox that keeps receiving (default 200)
+//	MAILINTAKE_BENCH_PUSH_REST  push latency samples, a mailbox at rest, each server (default 50)
 //	MAILINTAKE_BENCH_HA_KILLS, _HA_TERMS  failovers measured (default 10 and 5)
 //	MAILINTAKE_BENCH_HA_RUNS    PostgreSQL against SQLite runs (default 3)
 //	MAILINTAKE_BENCH_HA_IDLE    idle mailboxes of the planned restart (default 1000)
@@ -67,12 +67,13 @@ import (
 //	MAILINTAKE_BENCH_OUT        where the Markdown goes (default BENCHMARKS.md at the module root)
 //	MAILINTAKE_BENCH_PROFILE    FILE: a CPU profile (15 s) of mailintaked from the start of the
 //	                            last e2e run (with MAILINTAKE_BENCH_ONLY=many: the last many run;
-//	                            with =send: the sending measurement)
+//	                            with =send: the sending measurement; with =scale: 15 s of the
+//	                            idle mailboxes at rest)
 //
 // For profiling by hand, MAILINTAKE_BENCH_ONLY measures one part, logs it and writes no
 // BENCHMARKS.md: e2e (the interleaved corpus contestants), many (many mailboxes at once),
 // scale (the idle mailboxes), ha (the replicas), send (sending through the in-process SMTP
-// server).
+// server), push (push latency).
 
 const (
 	user = "bench@example.com"
@@ -145,7 +146,7 @@ func startDaemon(t *testing.T, bins string, args ...string) *daemon {
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go bufio.NewScanner(out).Scan() // keep the pipe drained enough; warnings are rare
+	go io.Copy(io.Discard, out) // drained, so a burst of warnings never blocks the daemon
 	t.Cleanup(func() { killTree(d.cmd) })
 	var tok []byte
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -262,9 +263,10 @@ func TestBench(t *testing.T) {
 	manyRuns := envInt("MAILINTAKE_BENCH_MANY_RUNS", 3)
 	scaleN := envInt("MAILINTAKE_BENCH_SCALE", 10000)
 	pushN := envInt("MAILINTAKE_BENCH_PUSH", 200)
+	pushRestN := envInt("MAILINTAKE_BENCH_PUSH_REST", 50)
 	only := os.Getenv("MAILINTAKE_BENCH_ONLY")
-	if !slices.Contains([]string{"", "e2e", "many", "scale", "ha", "send"}, only) {
-		t.Fatalf("MAILINTAKE_BENCH_ONLY=%s: one of e2e, many, scale, ha, send", only)
+	if !slices.Contains([]string{"", "e2e", "many", "scale", "ha", "send", "push"}, only) {
+		t.Fatalf("MAILINTAKE_BENCH_ONLY=%s: one of e2e, many, scale, ha, send, push", only)
 	}
 	bins := buildBinaries(t)
 	switch only {
@@ -274,7 +276,7 @@ func TestBench(t *testing.T) {
 		}
 		return
 	case "scale":
-		sc := scale(t, bins, scaleN)
+		sc := scale(t, bins, scaleN, os.Getenv("MAILINTAKE_BENCH_PROFILE"))
 		t.Logf("%d idle mailboxes after one message each (delivered and acknowledged in %s): up in %s, RSS %.1f KB per mailbox, CPU at rest %.2f%% of one core, %.2f IMAP commands per mailbox per minute",
 			sc.n, sc.burst.Round(time.Millisecond), sc.up.Round(time.Millisecond), sc.rssPerMailbox, sc.cpuPct, sc.cmdsPerMin)
 		return
@@ -308,6 +310,12 @@ func TestBench(t *testing.T) {
 	if only == "ha" {
 		h := haBench(t, bins, dv, corpus)
 		for _, l := range haLines(h) {
+			t.Logf("%s: %s", l[0], l[1])
+		}
+		return
+	}
+	if only == "push" {
+		for _, l := range pushLines(pushBench(t, bins, dv, imaps, tlsCfg, n, pushN, pushRestN)) {
 			t.Logf("%s: %s", l[0], l[1])
 		}
 		return
@@ -383,14 +391,10 @@ func TestBench(t *testing.T) {
 	}
 
 	// Push latency: APPEND, then the consumer receives it.
-	d := startDaemon(t, bins)
-	d.addMailbox(t, dovecotMailbox(dv, t))
-	consume(t, d.c, n, nil)
-	lat := pushLatency(t, d, imaps, tlsCfg, pushN)
-	d.stop()
+	push := pushBench(t, bins, dv, imaps, tlsCfg, n, pushN, pushRestN)
 
 	// Scale: idle mailboxes on a separate in-memory IMAP server process.
-	sc := scale(t, bins, scaleN)
+	sc := scale(t, bins, scaleN, "")
 
 	// Several replicas on PostgreSQL.
 	ha := haBench(t, bins, dv, corpus)
@@ -398,7 +402,7 @@ func TestBench(t *testing.T) {
 	// Sending through the in-process SMTP server.
 	send := sendBench(t, bins, "")
 
-	md := report(reportInput{n: n, total: total, peerRuns: peerRuns, corpus: c, peers: peers, many: many, lat: lat, scale: sc, ha: ha, send: send, parse: parseLines})
+	md := report(reportInput{n: n, total: total, peerRuns: peerRuns, corpus: c, peers: peers, many: many, push: push, scale: sc, ha: ha, send: send, parse: parseLines})
 	fmt.Print("\n" + md)
 	out := os.Getenv("MAILINTAKE_BENCH_OUT")
 	if out == "" {
@@ -422,7 +426,7 @@ type reportInput struct {
 	corpus             *contest
 	peers              []peer
 	many               manyResult
-	lat                []time.Duration
+	push               pushResult
 	scale              scaleResult
 	ha                 haResult
 	send               sendResult
@@ -521,7 +525,9 @@ func report(in reportInput) string {
 			fmt.Fprintf(&b, "| %s, %s | %s | %s (the many-connection floor) |\n", what, mc.labels[k], fig, x(mc.vsFloor(k)))
 		}
 	}
-	fmt.Fprintf(&b, "| push latency (APPEND → consumer), %d messages | p50 %s, p99 %s | |\n", len(in.lat), pct(in.lat, 50), pct(in.lat, 99))
+	for _, l := range pushLines(in.push) {
+		fmt.Fprintf(&b, "| %s | %s | |\n", l[0], l[1])
+	}
 	sc := in.scale
 	fmt.Fprintf(&b, "| %d idle mailboxes, each after one message delivered and acknowledged | %s to bring all sessions up; one message to every mailbox at once delivered and acknowledged in %s; **RSS %.1f KB per mailbox** (%d MB in all); **CPU at rest %.2f%% of one core**; %.2f IMAP commands per mailbox per minute at rest | |\n",
 		sc.n, sc.up.Round(time.Millisecond), sc.burst.Round(time.Millisecond), sc.rssPerMailbox, sc.rss>>10, sc.cpuPct, sc.cmdsPerMin)
@@ -590,7 +596,62 @@ func dovecotVersion() string {
 	return strings.Fields(string(out) + " ?")[0]
 }
 
-func pushLatency(t *testing.T, d *daemon, imaps string, cfg *tls.Config, n int) []time.Duration {
+// pushResult is push latency three ways (see pushLatency): on Dovecot while the mailbox keeps
+// receiving, on Dovecot at rest, and at rest on the in-memory IMAP server, which sends its IDLE
+// notification at once where Dovecot waits 500 ms to gather changes (NOTIFY_DELAY_MSECS in its
+// mailbox-watch.c): that one is mailintake's own latency.
+type pushResult struct {
+	busy, rest, restMem []time.Duration
+}
+
+// pushBench measures push latency once the corpus of dv's mailbox (corpusN messages) was
+// delivered and acknowledged: n messages to the busy mailbox, restN each way at rest.
+func pushBench(t *testing.T, bins string, dv *dovecot.Server, imaps string, tlsCfg *tls.Config, corpusN, n, restN int) pushResult {
+	var r pushResult
+	d := startDaemon(t, bins)
+	dovecotTarget := pushTarget{addr: imaps, tls: tlsCfg, user: user, pass: pass, id: d.addMailbox(t, dovecotMailbox(dv, t))}
+	consume(t, d.c, corpusN, nil)
+	r.busy = pushLatency(t, d, dovecotTarget, n, true)
+	r.rest = pushLatency(t, d, dovecotTarget, restN, false)
+	d.stop()
+
+	imap := startDevIMAP(t, bins, 1)
+	d = startDaemon(t, bins)
+	mb := imap.mailbox(0)
+	mb.AfterAck = &mailintakev1.AfterAck{Action: mailintakev1.AfterAckAction_AFTER_ACK_ACTION_KEEP}
+	r.restMem = pushLatency(t, d, pushTarget{addr: net.JoinHostPort(imap.host, strconv.Itoa(imap.port)), user: mb.GetUsername(), pass: "pw", id: d.addMailbox(t, mb)}, restN, false)
+	d.stop()
+	return r
+}
+
+// pushLines are the report's rows of a pushResult.
+func pushLines(r pushResult) [][2]string {
+	row := func(lat []time.Duration) string {
+		return fmt.Sprintf("p50 %s, p99 %s, max %s", pct(lat, 50), pct(lat, 99), slices.Max(lat).Round(time.Millisecond))
+	}
+	return [][2]string{
+		{fmt.Sprintf("push latency (APPEND → consumer), Dovecot, a mailbox that keeps receiving (each message appended as the one before arrives), %d messages", len(r.busy)), row(r.busy)},
+		{fmt.Sprintf("push latency, Dovecot, a mailbox at rest (each message appended once the session is back in IDLE; Dovecot sends IDLE news 500 ms after a change), %d messages", len(r.rest)), row(r.rest)},
+		{fmt.Sprintf("push latency, a mailbox at rest on the in-memory IMAP server (IDLE news at once: mailintake's own latency), %d messages", len(r.restMem)), row(r.restMem)},
+	}
+}
+
+// pushTarget is where push latency is measured: an IMAP server a test client APPENDs to as
+// user, and the daemon's mailbox (id) that watches that user's INBOX.
+type pushTarget struct {
+	addr       string
+	tls        *tls.Config // nil: plaintext
+	user, pass string
+	id         string
+}
+
+// pushLatency measures n times from the APPEND of a message to its arrival at a consumer, on a
+// daemon that watches only pt's mailbox, with nothing waiting in it. busy: each message is appended as soon as the one
+// before arrived, while the consumer's ack of it is on its way (a mailbox that keeps receiving:
+// the round that applies the ack finds the new mail); else only once the ack was applied and
+// the session is back in IDLE for a while (a mailbox at rest: the server's IDLE notification
+// is all that can bring the mail).
+func pushLatency(t *testing.T, d *daemon, pt pushTarget, n int, busy bool) []time.Duration {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s, err := d.c.Messages.StreamMessages(ctx, &mailintakev1.StreamMessagesRequest{MaxInFlight: 8})
@@ -598,29 +659,57 @@ func pushLatency(t *testing.T, d *daemon, imaps string, cfg *tls.Config, n int) 
 		t.Fatal(err)
 	}
 	got := make(chan string, 16)
+	acked := make(chan struct{}, n) // one for each ack that went through
 	go func() {
 		for {
 			resp, err := s.Recv()
 			if err != nil {
 				return
 			}
-			d.c.Messages.AckMessages(ctx, &mailintakev1.AckMessagesRequest{MessageIds: []string{resp.GetMessage().GetId()}})
-			got <- resp.GetMessage().GetEnvelope().GetSubject()
+			subject := resp.GetMessage().GetEnvelope().GetSubject()
+			if busy {
+				got <- subject
+			}
+			if _, err := d.c.Messages.AckMessages(ctx, &mailintakev1.AckMessagesRequest{MessageIds: []string{resp.GetMessage().GetId()}}); err == nil {
+				acked <- struct{}{}
+			}
+			if !busy {
+				got <- subject
+			}
 		}
 	}()
-	c, err := imapclient.DialTLS(imaps, &imapclient.Options{TLSConfig: cfg})
+	var c *imapclient.Client
+	if pt.tls != nil {
+		c, err = imapclient.DialTLS(pt.addr, &imapclient.Options{TLSConfig: pt.tls})
+	} else {
+		c, err = imapclient.DialInsecure(pt.addr, nil)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Login(user, pass).Wait(); err != nil {
+	if err := c.Login(pt.user, pt.pass).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // the session idles
+	// atRest waits until the session applied what it had to and is back in IDLE.
+	atRest := func() {
+		time.Sleep(200 * time.Millisecond) // the ack reaches the session, which leaves IDLE to apply it
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			st, err := d.c.Mailboxes.GetMailboxStatus(ctx, &mailintakev1.GetMailboxStatusRequest{Id: pt.id})
+			if err == nil && st.GetStatus().GetState() == mailintakev1.MailboxState_MAILBOX_STATE_IDLE {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the session did not come to rest")
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // IDLE is sent just after the state is set
+	}
+	atRest()
 	var lat []time.Duration
 	for i := range n {
 		subject := fmt.Sprintf("push %d", i)
-		raw := fmt.Sprintf("From: a@example.net\r\nTo: %s\r\nSubject: %s\r\n\r\npush\r\n", user, subject)
+		raw := fmt.Sprintf("From: a@example.net\r\nTo: %s\r\nSubject: %s\r\n\r\npush\r\n", pt.user, subject)
 		start := time.Now()
 		cmd := c.Append("INBOX", int64(len(raw)), nil)
 		cmd.Write([]byte(raw))
@@ -637,6 +726,16 @@ func pushLatency(t *testing.T, d *daemon, imaps string, cfg *tls.Config, n int) 
 		case <-time.After(30 * time.Second):
 			t.Fatalf("push %d never arrived", i)
 		}
+		if !busy {
+			atRest()
+		}
+	}
+	for range n {
+		select {
+		case <-acked: // the next measurement finds nothing of this one unacknowledged
+		case <-time.After(30 * time.Second):
+			t.Fatal("an ack did not go through")
+		}
 	}
 	return lat
 }
@@ -651,34 +750,20 @@ type scaleResult struct {
 	burst         time.Duration // one message to every mailbox at once: until all are acknowledged
 }
 
-func scale(t *testing.T, bins string, n int) scaleResult {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	srv := exec.Command(filepath.Join(bins, "mailintake-dev-imap"), "--listen", addr, "--users", strconv.Itoa(n))
-	out, _ := srv.StdoutPipe()
-	ctl, _ := srv.StdinPipe()
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
+// scale measures n idle mailboxes on the in-memory IMAP server; with profile set, a CPU profile
+// of mailintaked at rest (15 s of the 30 s measured) goes to that file.
+func scale(t *testing.T, bins string, n int, profile string) scaleResult {
+	imap := startDevIMAP(t, bins, n)
+	ask := func(cmd string) int64 { return imap.ask(t, cmd) }
+	host, port := imap.host, imap.port
+	var d *daemon
+	metrics := ""
+	if profile != "" {
+		metrics = freeAddr()
+		d = startDaemon(t, bins, "--metrics-listen", metrics, "--pprof")
+	} else {
+		d = startDaemon(t, bins)
 	}
-	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	srvOut := bufio.NewScanner(out)
-	if !srvOut.Scan() {
-		t.Fatal("the IMAP server did not start")
-	}
-	// ask sends a control command to the IMAP server and returns its answer's number.
-	ask := func(cmd string) int64 {
-		fmt.Fprintln(ctl, cmd)
-		if !srvOut.Scan() {
-			t.Fatalf("the IMAP server did not answer %q", cmd)
-		}
-		f := strings.Fields(srvOut.Text())
-		v, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
-		return v
-	}
-	host, portStr, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(portStr)
-	d := startDaemon(t, bins)
 	time.Sleep(time.Second)
 	rss0, _, _ := Memory(d.cmd.Process.Pid)
 	start := time.Now()
@@ -723,14 +808,23 @@ func scale(t *testing.T, bins string, n int) scaleResult {
 	time.Sleep(10 * time.Second) // settle: the after-ack actions are applied
 	cpu0, _ := CPUSeconds(d.cmd.Process.Pid)
 	cmds0 := ask("commands")
+	prof := make(chan error, 1)
+	if profile != "" {
+		go func() { prof <- cpuProfile(metrics, profile) }()
+	}
 	time.Sleep(30 * time.Second)
+	if profile != "" {
+		if err := <-prof; err != nil {
+			t.Errorf("CPU profile: %v", err)
+		}
+	}
 	cpu1, _ := CPUSeconds(d.cmd.Process.Pid)
 	res.cpuPct = (cpu1 - cpu0) / 30 * 100
 	res.cmdsPerMin = float64(ask("commands")-cmds0) * 2 / float64(n)
 	res.rss, _, _ = Memory(d.cmd.Process.Pid)
 	res.rssPerMailbox = float64(res.rss-rss0) / float64(n)
 	d.stop()
-	srv.Process.Kill()
+	imap.stop()
 	return res
 }
 

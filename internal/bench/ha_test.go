@@ -43,6 +43,7 @@ type haResult struct {
 
 // devIMAP is a mailintake-dev-imap process with users user00000… (password pw).
 type devIMAP struct {
+	cmd  *exec.Cmd
 	host string
 	port int
 	ctl  io.Writer
@@ -59,7 +60,7 @@ func startDevIMAP(t *testing.T, bins string, users int) *devIMAP {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	d := &devIMAP{ctl: ctl, out: bufio.NewScanner(out)}
+	d := &devIMAP{cmd: srv, ctl: ctl, out: bufio.NewScanner(out)}
 	if !d.out.Scan() {
 		t.Fatal("the IMAP server did not start")
 	}
@@ -69,13 +70,20 @@ func startDevIMAP(t *testing.T, bins string, users int) *devIMAP {
 	return d
 }
 
-func (d *devIMAP) ask(t *testing.T, cmd string) {
+// stop ends the server (it is ended at the test's end anyway).
+func (d *devIMAP) stop() { d.cmd.Process.Kill() }
+
+// ask sends the server a control command and returns the number its answer ends with.
+func (d *devIMAP) ask(t *testing.T, cmd string) int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	fmt.Fprintln(d.ctl, cmd)
 	if !d.out.Scan() {
 		t.Fatalf("the IMAP server did not answer %q", cmd)
 	}
+	f := strings.Fields(d.out.Text())
+	v, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
+	return v
 }
 
 func (d *devIMAP) mailbox(i int) *mailintakev1.Mailbox {
