@@ -99,6 +99,14 @@ const (
 )
 
 // SyncStore is the delivery side of the store.
+//
+// Durability: what a call wrote survives a crash of the process in every implementation. A
+// power failure of the host must not lose the acknowledgements (RecordAcks), a quarantined
+// message, a POP3 mailbox's unique-ids or a checkpoint's first save or resync; an
+// implementation may let it roll back, in commit order, a checkpoint that only moved
+// acked_through forward, MarkApplied, AddEvent and ClaimCopies, which the delivery promise
+// does not depend on (the SQLite store does, to spare an fsync each per sync round: see its
+// relaxed.go).
 type SyncStore interface {
 	// SyncState returns the checkpoint, or nil when the mailbox was never synced.
 	SyncState(ctx context.Context, mailboxID string) (*SyncState, error)

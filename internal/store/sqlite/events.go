@@ -122,27 +122,26 @@ func (s *Store) eventBatch(batch []*eventReq) []error {
 		}
 		return errs
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fail(wrap(err))
-	}
-	defer tx.Rollback()
-	savepoint, rollback, release := tx.StmtContext(ctx, s.st.savepoint), tx.StmtContext(ctx, s.st.rollbackToSavepoint), tx.StmtContext(ctx, s.st.releaseSavepoint)
-	for i, r := range batch {
-		if _, err := savepoint.ExecContext(ctx); err != nil {
-			return fail(wrap(err))
-		}
-		if errs[i] = s.addEvent(ctx, tx, r.e); errs[i] != nil {
-			if _, err := rollback.ExecContext(ctx); err != nil {
-				return fail(wrap(err))
+	// Relaxed (relaxed.go): a power failure may lose the last events.
+	err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
+		savepoint, rollback, release := tx.StmtContext(ctx, s.st.savepoint), tx.StmtContext(ctx, s.st.rollbackToSavepoint), tx.StmtContext(ctx, s.st.releaseSavepoint)
+		for i, r := range batch {
+			if _, err := savepoint.ExecContext(ctx); err != nil {
+				return wrap(err)
+			}
+			if errs[i] = s.addEvent(ctx, tx, r.e); errs[i] != nil {
+				if _, err := rollback.ExecContext(ctx); err != nil {
+					return wrap(err)
+				}
+			}
+			if _, err := release.ExecContext(ctx); err != nil {
+				return wrap(err)
 			}
 		}
-		if _, err := release.ExecContext(ctx); err != nil {
-			return fail(wrap(err))
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fail(wrap(err)) // the written events are lost with it; the failed keep their own error
+		return nil
+	})
+	if err != nil {
+		return fail(err) // the written events are lost with it; the failed keep their own error
 	}
 	return errs
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -195,6 +196,8 @@ type Store struct {
 	// st are the prepared statements of the sync rounds (stmts.go); stmtList all of them.
 	st       stmts
 	stmtList []*sql.Stmt
+	// relaxedCommits counts the transactions committed by relaxedTx (relaxed.go).
+	relaxedCommits atomic.Int64
 }
 
 // Open opens (creating if needed) the database in dir and applies pending migrations.

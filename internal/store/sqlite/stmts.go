@@ -16,7 +16,7 @@ type stmts struct {
 	// Reads.
 	syncState, acksAbove, unappliedAcks, ackedHash, quarantine, providerState *sql.Stmt
 	// Writes.
-	saveSyncState, insertAck, markApplied                                   *sql.Stmt
+	saveSyncState, advanceSyncState, insertAck, markApplied                 *sql.Stmt
 	eventRepeat, eventDelete, eventInsert, eventPruneAge, eventPruneCount   *sql.Stmt
 	savepoint, rollbackToSavepoint, releaseSavepoint, copyClaim, copyWinner *sql.Stmt
 }
@@ -47,6 +47,8 @@ func (s *Store) prepare(ctx context.Context) error {
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (mailbox_id) DO UPDATE SET uid_validity = excluded.uid_validity, acked_through = excluded.acked_through,
 				baseline = excluded.baseline, resync_below = excluded.resync_below, updated_at = excluded.updated_at`),
+		advanceSyncState: p(s.w, `UPDATE sync_state SET acked_through = ?1, updated_at = ?2
+			WHERE mailbox_id = ?3 AND uid_validity = ?4 AND baseline = ?5 AND resync_below = ?6 AND acked_through <= ?1`),
 		insertAck: p(s.w, `INSERT INTO acks (mailbox_id, uid_validity, uid, sha256, acked_at, applied) VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT DO NOTHING`),
 		markApplied: p(s.w, `UPDATE acks SET applied = 1 WHERE mailbox_id = ? AND uid_validity = ? AND uid = ?`),

@@ -26,9 +26,24 @@ func (s *Store) SyncState(ctx context.Context, mailboxID string) (*store.SyncSta
 	return st, nil
 }
 
-// SaveSyncState implements store.SyncStore.
+// SaveSyncState implements store.SyncStore. A save that only moves acked_through forward (every
+// round's checkpoint) is relaxed (relaxed.go); the first save and a resync are durable.
 func (s *Store) SaveSyncState(ctx context.Context, st *store.SyncState) error {
-	_, err := s.st.saveSyncState.ExecContext(ctx, st.MailboxID, st.UIDValidity, st.AckedThrough, st.Baseline, st.ResyncBelow, time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	advanced := false
+	err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, s.st.advanceSyncState).ExecContext(ctx, st.AckedThrough, now, st.MailboxID, st.UIDValidity, st.Baseline, st.ResyncBelow)
+		if err != nil {
+			return wrap(err)
+		}
+		n, err := res.RowsAffected()
+		advanced = n == 1
+		return wrap(err)
+	})
+	if err != nil || advanced {
+		return err
+	}
+	_, err = s.st.saveSyncState.ExecContext(ctx, st.MailboxID, st.UIDValidity, st.AckedThrough, st.Baseline, st.ResyncBelow, now)
 	return wrap(err)
 }
 
@@ -85,20 +100,21 @@ func (s *Store) UnappliedAcks(ctx context.Context, mailboxID string) ([]store.Ac
 	return queryAcks(ctx, s.st.unappliedAcks, mailboxID)
 }
 
-// MarkApplied implements store.SyncStore.
+// MarkApplied implements store.SyncStore. It is relaxed (relaxed.go): lost to a power failure, the
+// action is applied again.
 func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity uint32, uids []uint32) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap(err)
+	if len(uids) == 0 {
+		return nil
 	}
-	defer tx.Rollback()
-	stmt := tx.StmtContext(ctx, s.st.markApplied)
-	for _, u := range uids {
-		if _, err := stmt.ExecContext(ctx, mailboxID, uidValidity, u); err != nil {
-			return wrap(err)
+	return s.relaxedTx(ctx, func(tx *sql.Tx) error {
+		stmt := tx.StmtContext(ctx, s.st.markApplied)
+		for _, u := range uids {
+			if _, err := stmt.ExecContext(ctx, mailboxID, uidValidity, u); err != nil {
+				return wrap(err)
+			}
 		}
-	}
-	return wrap(tx.Commit())
+		return nil
+	})
 }
 
 // AckedHash implements store.SyncStore.
@@ -284,29 +300,28 @@ func (s *Store) ClaimCopies(ctx context.Context, now time.Time, copies []store.M
 	}
 	cut := now.Add(-store.CopyRetention).UnixNano()
 	prune := s.copies.Due(now)
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	defer tx.Rollback()
-	if prune {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM mail_copies WHERE claimed_at < ?`, cut); err != nil {
-			return nil, wrap(err)
-		}
-	}
 	winners := make([]mailcopy.Winner, len(claims))
-	claim, winner := tx.StmtContext(ctx, s.st.copyClaim), tx.StmtContext(ctx, s.st.copyWinner)
-	for j, c := range claims {
-		if _, err := claim.ExecContext(ctx, c.Key, c.MailboxID, c.ID, now.UnixNano(), cut); err != nil {
-			return nil, wrap(err)
+	// Relaxed (relaxed.go): a claim lost to a power failure lets a later copy be the first.
+	err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
+		if prune {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM mail_copies WHERE claimed_at < ?`, cut); err != nil {
+				return wrap(err)
+			}
 		}
-		err := winner.QueryRowContext(ctx, c.Key).Scan(&winners[j].MailboxID, &winners[j].ID)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, wrap(err)
+		claim, winner := tx.StmtContext(ctx, s.st.copyClaim), tx.StmtContext(ctx, s.st.copyWinner)
+		for j, c := range claims {
+			if _, err := claim.ExecContext(ctx, c.Key, c.MailboxID, c.ID, now.UnixNano(), cut); err != nil {
+				return wrap(err)
+			}
+			err := winner.QueryRowContext(ctx, c.Key).Scan(&winners[j].MailboxID, &winners[j].ID)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return wrap(err)
+			}
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, wrap(err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if prune {
 		s.copies.Pruned(now)
