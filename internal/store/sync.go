@@ -151,7 +151,8 @@ type SyncStore interface {
 	// this copy is the first, when the first claimant is of the same mailbox (a redelivery of
 	// the same message, or the same mail under a new UIDVALIDITY), or when MessageID or
 	// Fingerprint is empty (no claim is made). A claim never changes hands within its
-	// retention, so the answer for a copy is the same at every redelivery, on every replica.
+	// retention, so the answer for a copy is the same at every redelivery, on every replica
+	// (except after a power failure of the host that rolled back claims: see the Durability note).
 	// Within one call, the earlier copy of a mail is the first.
 	//
 	// It is atomic under concurrent calls from any replica: one claim of a mail wins, and every

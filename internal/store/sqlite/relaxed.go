@@ -17,7 +17,8 @@ import (
 // In that state the acknowledgements (RecordAcks, FULL) are still there, so nothing
 // acknowledged is delivered again; an after_ack action is applied again (moving or flagging a
 // message already moved or flagged changes nothing; a delete of a message already gone is a
-// no-op); a copy claim lost can make a later copy of the same mail the first; a few events are
+// no-op); a copy claim lost can make a later copy of the same mail the first (for copies not yet
+// acknowledged, duplicate_of may then name the other copy at redelivery); a few events are
 // missing. Waiting for the disk on those four cost one fsync each per round on the one writer
 // connection every mailbox shares: with 200 mailboxes receiving mail at once, fsync was about a
 // fifteenth of the server's CPU (make bench's many-mailbox profile), and on a disk where an
@@ -37,7 +38,13 @@ func (s *Store) relaxedTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		s.discard(c)
 		return wrap(err)
 	}
-	err = func() error {
+	// Put back even if fn panics, so the pool never hands out a relaxed connection.
+	defer func() {
+		if _, rerr := c.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); rerr != nil {
+			s.discard(c)
+		}
+	}()
+	return func() error {
 		tx, err := c.BeginTx(ctx, nil)
 		if err != nil {
 			return wrap(err)
@@ -52,10 +59,6 @@ func (s *Store) relaxedTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		s.relaxedCommits.Add(1)
 		return nil
 	}()
-	if _, rerr := c.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); rerr != nil {
-		s.discard(c)
-	}
-	return err
 }
 
 // discard makes the pool close c instead of reusing it.

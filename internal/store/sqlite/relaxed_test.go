@@ -34,6 +34,11 @@ func TestRelaxedWrites(t *testing.T) {
 	if err := s.CreateMailbox(ctx, mailbox("a", "t1")); err != nil {
 		t.Fatal(err)
 	}
+	// A TEMP table lives on its connection only: still there, the writer was kept, not
+	// discarded and replaced (which would also read FULL).
+	if _, err := s.w.ExecContext(ctx, `CREATE TEMP TABLE probe (x)`); err != nil {
+		t.Fatal(err)
+	}
 	relaxed := func(what string, want int64, f func() error) {
 		t.Helper()
 		before := s.relaxedCommits.Load()
@@ -45,6 +50,9 @@ func TestRelaxedWrites(t *testing.T) {
 		}
 		if got := synchronous(t, s.w); got != 2 {
 			t.Errorf("after %s the writer's synchronous = %d, want 2 (FULL)", what, got)
+		}
+		if _, err := s.w.ExecContext(ctx, `SELECT count(*) FROM temp.probe`); err != nil {
+			t.Errorf("after %s the writer connection was replaced: %v", what, err)
 		}
 	}
 	st := &store.SyncState{MailboxID: "a", UIDValidity: 7, AckedThrough: 0, Baseline: 1}
