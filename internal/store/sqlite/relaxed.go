@@ -44,21 +44,19 @@ func (s *Store) relaxedTx(ctx context.Context, fn func(*sql.Tx) error) error {
 			s.discard(c)
 		}
 	}()
-	return func() error {
-		tx, err := c.BeginTx(ctx, nil)
-		if err != nil {
-			return wrap(err)
-		}
-		defer tx.Rollback()
-		if err := fn(tx); err != nil {
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return wrap(err)
-		}
-		s.relaxedCommits.Add(1)
-		return nil
-	}()
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap(err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return wrap(err)
+	}
+	s.relaxedCommits.Add(1)
+	return nil
 }
 
 // discard makes the pool close c instead of reusing it.
