@@ -427,6 +427,7 @@ func (m *mailboxService) GetMailboxStatus(ctx context.Context, req *mailintakev1
 		// recorded, whatever the mailbox's session is doing.
 		st.LastError, st.LastErrorTime = msg, timestamppb.New(at)
 	}
+	st.Warnings = append(st.Warnings, m.s.sendingWarnings(ctx, mb.Spec.Id)...)
 	return &mailintakev1.GetMailboxStatusResponse{Status: st}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"strconv"
 	"strings"
 	"time"
 
@@ -440,4 +441,66 @@ func outboundToProto(m *store.Outbound) *mailintakev1.OutboundMessage {
 		out.SentCopy = &mailintakev1.SentCopy{Folder: c.Folder, Saved: c.Saved, Error: c.Error, Time: timestamp(c.Time)}
 	}
 	return out
+}
+
+// sendingTroubleWindow is how far back a mailbox's status looks for messages that ended unsent.
+const sendingTroubleWindow = 24 * time.Hour
+
+// sendingWarnings says, for a mailbox's status, what of its sending needs an admin: messages
+// waiting for another attempt after a failed one, and messages that failed or ended in an
+// unknown state in the last day, with the latest error in words. The session's state says
+// nothing of sending (it is about fetching), so without these a mailbox whose submission server
+// refuses every message looked healthy everywhere but in its event log. A store that cannot
+// answer adds nothing here: the status still shows the session, and the store's failure is
+// reported by the calls that need it.
+func (s *Server) sendingWarnings(ctx context.Context, mailboxID string) []string {
+	h, err := s.store.OutboundHealth(ctx, mailboxID, time.Now().Add(-sendingTroubleWindow))
+	if err != nil {
+		s.log.Debug("reading the mailbox's sending health", "mailbox_id", mailboxID, "err", err)
+		return nil
+	}
+	var w []string
+	if h.Retrying > 0 {
+		verb := "wait"
+		if h.Retrying == 1 {
+			verb = "waits"
+		}
+		w = append(w, fmt.Sprintf("sending: %s %s for another attempt after a failed one", messages(h.Retrying), verb))
+	}
+	if h.Failed > 0 {
+		w = append(w, fmt.Sprintf("sending: %s failed in the last 24 hours and will not be sent (mailintake outbound list --mailbox %s)",
+			messages(h.Failed), mailboxID))
+	}
+	if h.Unknown > 0 {
+		w = append(w, fmt.Sprintf("sending: %s in the last 24 hours may or may not have been sent (the connection broke after the whole message was written): not sent again",
+			messages(h.Unknown)))
+	}
+	if e := h.LastError; e != nil {
+		when := string(h.LastErrorState)
+		if !e.Time.IsZero() {
+			when = e.Time.UTC().Format("2006-01-02 15:04:05 MST") + ", " + when
+		}
+		msg := e.Explanation
+		if reply := strings.Join(strings.Fields(codeText(e.Code)+" "+e.Enhanced+" "+e.Text), " "); reply != "" {
+			msg += " (the server said: " + reply + ")"
+		}
+		w = append(w, fmt.Sprintf("sending: the latest error (%s): %s", when, msg))
+	}
+	return w
+}
+
+// messages is "1 message" or "N messages".
+func messages(n int) string {
+	if n == 1 {
+		return "1 message"
+	}
+	return fmt.Sprintf("%d messages", n)
+}
+
+// codeText is an SMTP reply code as text, "" for none.
+func codeText(code int) string {
+	if code == 0 {
+		return ""
+	}
+	return strconv.Itoa(code)
 }

@@ -40,6 +40,15 @@ func sink(t *testing.T) *smtptest.Server {
 	return srv
 }
 
+// sendingEnv is an env with its sender, an IMAP server with imapUser and a submission sink.
+func sendingEnv(t *testing.T) (*env, mailintakev1.OutboundServiceClient, *imaptest.Server, *smtptest.Server) {
+	e := newEnv(t)
+	out := e.withOutbox(t)
+	imap := imaptest.Start(t, imaptest.Options{})
+	imap.AddUser(t, imapUser, imapPass)
+	return e, out, imap, sink(t)
+}
+
 func sendingMailbox(imap *imaptest.Server, smtp *smtptest.Server, tenant string) *mailintakev1.Mailbox {
 	mb := imapMailbox(imap, tenant)
 	mb.SendingEnabled, mb.SmtpHost, mb.SmtpPort, mb.SmtpSecurity = true, smtp.Host, uint32(smtp.Port), mailintakev1.Security_SECURITY_NONE
@@ -66,11 +75,7 @@ func waitOutbound(t *testing.T, c mailintakev1.OutboundServiceClient, token, id 
 }
 
 func TestSendMessage(t *testing.T) {
-	e := newEnv(t)
-	out := e.withOutbox(t)
-	imap := imaptest.Start(t, imaptest.Options{})
-	imap.AddUser(t, imapUser, imapPass)
-	smtp := sink(t)
+	e, out, imap, smtp := sendingEnv(t)
 	acme := e.tenantToken("acme")
 	mb := e.create(acme, sendingMailbox(imap, smtp, ""))
 	if mb.GetSmtpPort() != uint32(smtp.Port) || !mb.GetSendingEnabled() {
@@ -354,11 +359,7 @@ func TestMailboxSendingSettings(t *testing.T) {
 // names); a copy that cannot be saved is reported on the message and as an event, and the
 // message is not sent again.
 func TestSentCopy(t *testing.T) {
-	e := newEnv(t)
-	out := e.withOutbox(t)
-	imap := imaptest.Start(t, imaptest.Options{})
-	imap.AddUser(t, imapUser, imapPass)
-	smtp := sink(t)
+	e, out, imap, smtp := sendingEnv(t)
 	spec := sendingMailbox(imap, smtp, "acme")
 	spec.SaveSentCopy = true
 	mb := e.create(e.admin, spec)
@@ -433,5 +434,76 @@ func TestSentCopy(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no event for the failed copy: %v", ev.GetEvents())
+	}
+}
+
+// A mailbox whose sending fails says so in its status, not only in its event log: the session's
+// state is about fetching and stays "watching" while every reply is refused.
+func TestSendingTroubleInStatus(t *testing.T) {
+	e, out, imap, smtp := sendingEnv(t)
+	acme := e.tenantToken("acme")
+	mb := e.create(acme, sendingMailbox(imap, smtp, ""))
+	send := func(key string) string {
+		t.Helper()
+		r, err := out.SendMessage(as(acme), &mailintakev1.SendMessageRequest{MailboxId: mb.GetId(), IdempotencyKey: key,
+			Content: &mailintakev1.SendMessageRequest_Draft{Draft: &mailintakev1.Draft{To: []string{"c@example.net"}, TextBody: key}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetOutboundMessage().GetId()
+	}
+	sendingWarnings := func() []string {
+		t.Helper()
+		st, err := e.mailbox.GetMailboxStatus(as(acme), &mailintakev1.GetMailboxStatusRequest{Id: mb.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w []string
+		for _, s := range st.GetStatus().GetWarnings() {
+			if strings.HasPrefix(s, "sending: ") {
+				w = append(w, s)
+			}
+		}
+		return w
+	}
+	waitOutbound(t, out, acme, send("fine"), mailintakev1.OutboundState_OUTBOUND_STATE_SENT)
+	if w := sendingWarnings(); len(w) != 0 {
+		t.Errorf("after a message sent: %q", w)
+	}
+
+	// Refused for good: failed, counted for a day.
+	smtp.Inject(smtptest.Fault{Step: smtptest.StepRcpt, Code: 550, Enhanced: "5.1.1", Text: "no such user", Times: 1})
+	failed := waitOutbound(t, out, acme, send("refused"), mailintakev1.OutboundState_OUTBOUND_STATE_FAILED)
+	w := sendingWarnings()
+	if len(w) != 2 || !strings.Contains(w[0], "1 message failed in the last 24 hours") || !strings.Contains(w[0], "outbound list --mailbox "+mb.GetId()) ||
+		!strings.Contains(w[1], "failed): "+failed.GetError().GetExplanation()) {
+		t.Errorf("after a failed message: %q (its error: %q)", w, failed.GetError().GetExplanation())
+	}
+
+	// Refused for now, every time: the message waits, and its error is the latest.
+	smtp.Inject(smtptest.Fault{Step: smtptest.StepMail, Code: 451, Enhanced: "4.3.0", Text: "mailbox server busy"})
+	id := send("later")
+	var retry *mailintakev1.OutboundMessage
+	deadline := time.Now().Add(20 * time.Second)
+	for retry.GetError() == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never failed an attempt: %v", id, retry)
+		}
+		time.Sleep(20 * time.Millisecond)
+		r, err := out.GetOutboundMessage(as(acme), &mailintakev1.GetOutboundMessageRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		retry = r.GetOutboundMessage()
+	}
+	w = sendingWarnings()
+	if len(w) != 3 || w[0] != "sending: 1 message waits for another attempt after a failed one" || !strings.Contains(w[1], "1 message failed") ||
+		!strings.Contains(w[2], ", queued): "+retry.GetError().GetExplanation()) || !strings.Contains(w[2], "(the server said: 451 4.3.0 mailbox server busy)") {
+		t.Errorf("with a message waiting: %q (its error: %q)", w, retry.GetError().GetExplanation())
+	}
+	for _, s := range w {
+		if strings.Contains(s, imapPass) {
+			t.Errorf("a warning holds the password: %q", s)
+		}
 	}
 }

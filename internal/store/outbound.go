@@ -164,6 +164,20 @@ type OutboundWork struct {
 	NextDue   time.Time // zero: none waits for later
 }
 
+// OutboundHealth is how a mailbox's sending goes, for its status: what waits for another
+// attempt after a failure, and what ended without being sent lately.
+type OutboundHealth struct {
+	// Retrying counts the QUEUED messages whose last attempt failed.
+	Retrying int
+	// Failed and Unknown count the messages that became FAILED or UNKNOWN at or after the time
+	// OutboundHealth was asked about.
+	Failed, Unknown int
+	// LastError is the error of the latest of those messages to change, with its state; nil
+	// when there are none.
+	LastError      *OutboundError
+	LastErrorState OutboundState
+}
+
 // OutboundRetention is how long an outbound message in a final state (SENT, FAILED, UNKNOWN) is
 // kept after its last change, with its raw bytes and its idempotency key; PruneOutbound deletes it
 // then.
@@ -187,6 +201,10 @@ type OutboxStore interface {
 	// DueOutbound returns a mailbox's QUEUED messages whose next attempt is at or before now,
 	// oldest first, at most limit (without their raw bytes).
 	DueOutbound(ctx context.Context, mailboxID string, now time.Time, limit int) ([]*Outbound, error)
+	// OutboundHealth returns how the mailbox's sending goes (see OutboundHealth), counting the
+	// FAILED and UNKNOWN messages whose last change is at or after since. It reads only the
+	// mailbox's pending and failed rows, not every message it sent.
+	OutboundHealth(ctx context.Context, mailboxID string, since time.Time) (OutboundHealth, error)
 	// OutboxWork returns, for every mailbox with a QUEUED or SENDING message, what is there
 	// (see OutboundWork), ordered by mailbox id.
 	OutboxWork(ctx context.Context, now time.Time) ([]OutboundWork, error)

@@ -207,6 +207,43 @@ func (s *Store) DueOutbound(ctx context.Context, mailboxID string, now time.Time
 		mailboxID, now.UnixNano(), limit)
 }
 
+// outboundHealthRows selects the rows OutboundHealth counts: the mailbox's QUEUED messages
+// after a failed attempt (through the partial index outbound_pending) and its FAILED or UNKNOWN
+// ones changed at or after $2 (outbound_trouble).
+const outboundHealthRows = `SELECT state, error, updated_at FROM outbound
+	WHERE mailbox_id = $1 AND state IN ('queued', 'sending') AND state = 'queued' AND error IS NOT NULL
+	UNION ALL SELECT state, error, updated_at FROM outbound
+	WHERE mailbox_id = $1 AND state IN ('failed', 'unknown') AND updated_at >= $2`
+
+// OutboundHealth implements store.OutboxStore.
+func (s *Store) OutboundHealth(ctx context.Context, mailboxID string, since time.Time) (store.OutboundHealth, error) {
+	var h store.OutboundHealth
+	if !storable(mailboxID) {
+		return h, nil
+	}
+	err := s.retry(ctx, func() error {
+		h = store.OutboundHealth{}
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'failed'),
+			count(*) FILTER (WHERE state = 'unknown') FROM (`+outboundHealthRows+`) AS trouble`, mailboxID, outboxrow.Nanos(since)).Scan(&h.Retrying, &h.Failed, &h.Unknown); err != nil {
+			return err
+		}
+		if h.Retrying+h.Failed+h.Unknown == 0 {
+			return nil
+		}
+		var state string
+		var errText *string
+		var updated int64
+		if err := s.pool.QueryRow(ctx, outboundHealthRows+` ORDER BY updated_at DESC LIMIT 1`, mailboxID, outboxrow.Nanos(since)).Scan(&state, &errText, &updated); err != nil {
+			return err
+		}
+		h.LastErrorState = store.OutboundState(state)
+		var err error
+		h.LastError, err = outboxrow.ParseError(errText)
+		return err
+	})
+	return h, err
+}
+
 // OutboxWork implements store.OutboxStore.
 func (s *Store) OutboxWork(ctx context.Context, now time.Time) ([]store.OutboundWork, error) {
 	var out []store.OutboundWork

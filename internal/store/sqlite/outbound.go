@@ -187,6 +187,36 @@ func (s *Store) DueOutbound(ctx context.Context, mailboxID string, now time.Time
 		mailboxID, now.UnixNano(), limit)
 }
 
+// outboundHealthRows selects the rows OutboundHealth counts: the mailbox's QUEUED messages
+// after a failed attempt (through the partial index outbound_pending, whose terms it repeats)
+// and its FAILED or UNKNOWN ones changed at or after ?2 (outbound_trouble).
+const outboundHealthRows = `SELECT state, error, updated_at FROM outbound
+	WHERE mailbox_id = ?1 AND state IN ('queued', 'sending') AND state = 'queued' AND error IS NOT NULL
+	UNION ALL SELECT state, error, updated_at FROM outbound
+	WHERE mailbox_id = ?1 AND state IN ('failed', 'unknown') AND updated_at >= ?2`
+
+// OutboundHealth implements store.OutboxStore.
+func (s *Store) OutboundHealth(ctx context.Context, mailboxID string, since time.Time) (store.OutboundHealth, error) {
+	var h store.OutboundHealth
+	if err := s.db.QueryRowContext(ctx, `SELECT coalesce(sum(state = 'queued'), 0), coalesce(sum(state = 'failed'), 0),
+		coalesce(sum(state = 'unknown'), 0) FROM (`+outboundHealthRows+`)`, mailboxID, outboxrow.Nanos(since)).Scan(&h.Retrying, &h.Failed, &h.Unknown); err != nil {
+		return h, wrap(err)
+	}
+	if h.Retrying+h.Failed+h.Unknown == 0 {
+		return h, nil
+	}
+	var state string
+	var errText sql.NullString
+	var updated int64
+	if err := s.db.QueryRowContext(ctx, outboundHealthRows+` ORDER BY updated_at DESC LIMIT 1`, mailboxID, outboxrow.Nanos(since)).Scan(&state, &errText, &updated); err != nil {
+		return h, wrap(err)
+	}
+	var err error
+	h.LastErrorState = store.OutboundState(state)
+	h.LastError, err = outboxrow.ParseError(nullable(errText))
+	return h, err
+}
+
 // OutboxWork implements store.OutboxStore.
 func (s *Store) OutboxWork(ctx context.Context, now time.Time) ([]store.OutboundWork, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT mailbox_id,

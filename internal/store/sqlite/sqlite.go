@@ -176,6 +176,9 @@ var migrations = []string{
 		PRIMARY KEY (mailbox_id, uidl),
 		UNIQUE (mailbox_id, uid)
 	);`,
+	// A mailbox's status tells of its sending trouble (OutboundHealth): the FAILED and UNKNOWN
+	// messages of the last day, found without walking everything the mailbox sent.
+	`CREATE INDEX outbound_trouble ON outbound (mailbox_id, updated_at) WHERE state IN ('failed', 'unknown');`,
 }
 
 // Store is the SQLite implementation of store.Store.

@@ -281,6 +281,69 @@ func testOutboundWork(t *testing.T, s store.Store) {
 	}
 }
 
+func testOutboundHealth(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	create(t, s, "m", "other")
+	health := func(mb string, since time.Time) store.OutboundHealth {
+		t.Helper()
+		h, err := s.OutboundHealth(ctx, mb, since)
+		must(t, err)
+		return h
+	}
+	if h := health("m", t0); !reflect.DeepEqual(h, store.OutboundHealth{}) {
+		t.Errorf("no messages: %+v", h)
+	}
+	// step takes a message from queued through sending to u.State at time at, with err.
+	step := func(id, mb string, state store.OutboundState, at time.Time, e *store.OutboundError) {
+		t.Helper()
+		o := NewOutbound(id, mb, id)
+		createOutbound(t, s, o)
+		must(t, s.TransitionOutbound(ctx, o, store.OutboundUpdate{State: store.OutboundSending, Attempts: 1, UpdateTime: at}))
+		o.State, o.Attempts = store.OutboundSending, 1
+		must(t, s.TransitionOutbound(ctx, o, store.OutboundUpdate{State: state, Attempts: 1, NextAttemptTime: at.Add(time.Minute), Error: e, UpdateTime: at}))
+	}
+	errAt := func(what string, at time.Time) *store.OutboundError {
+		return &store.OutboundError{Kind: "temporary", Step: "AUTH", Code: 454, Text: what, Explanation: "the server refused: " + what, Time: at}
+	}
+	// Counted: a queued message after a failed attempt, failed and unknown ones since.
+	step("r1", "m", store.OutboundQueued, t0.Add(1*time.Minute), errAt("r1", t0.Add(1*time.Minute)))
+	step("r2", "m", store.OutboundQueued, t0.Add(2*time.Minute), errAt("r2", t0.Add(2*time.Minute)))
+	step("f1", "m", store.OutboundFailed, t0.Add(3*time.Minute), errAt("f1", t0.Add(3*time.Minute)))
+	step("u1", "m", store.OutboundUnknown, t0.Add(5*time.Minute), errAt("u1", t0.Add(5*time.Minute)))
+	// Not counted: queued never tried, sending, sent, failed before since, another mailbox's.
+	createOutbound(t, s, NewOutbound("q1", "m", "q1"))
+	step("s1", "m", store.OutboundSent, t0.Add(9*time.Minute), nil)
+	step("f0", "m", store.OutboundFailed, t0.Add(-time.Hour), errAt("f0", t0.Add(-time.Hour)))
+	step("x1", "other", store.OutboundFailed, t0.Add(10*time.Minute), errAt("x1", t0.Add(10*time.Minute)))
+	sending := NewOutbound("g1", "m", "g1")
+	createOutbound(t, s, sending)
+	must(t, s.TransitionOutbound(ctx, sending, store.OutboundUpdate{State: store.OutboundSending, Attempts: 1, UpdateTime: t0.Add(11 * time.Minute)}))
+
+	want := store.OutboundHealth{Retrying: 2, Failed: 1, Unknown: 1, LastError: errAt("u1", t0.Add(5*time.Minute)), LastErrorState: store.OutboundUnknown}
+	if h := health("m", t0); !reflect.DeepEqual(h, want) {
+		t.Errorf("OutboundHealth(m, t0):\n got %+v (error %+v)\nwant %+v", h, h.LastError, want)
+	}
+	// since at the unknown message's change counts it (at or after); a minute later it does not.
+	if h := health("m", t0.Add(5*time.Minute)); h.Failed != 0 || h.Unknown != 1 || h.Retrying != 2 {
+		t.Errorf("since the unknown message's change: %+v", h)
+	}
+	want = store.OutboundHealth{Retrying: 2, LastError: errAt("r2", t0.Add(2*time.Minute)), LastErrorState: store.OutboundQueued}
+	if h := health("m", t0.Add(6*time.Minute)); !reflect.DeepEqual(h, want) {
+		t.Errorf("since after every final one:\n got %+v\nwant %+v", h, want)
+	}
+	// Sent after all: a retried message no longer counts.
+	r2 := getOutbound(t, s, "r2", false)
+	must(t, s.TransitionOutbound(ctx, r2, store.OutboundUpdate{State: store.OutboundSending, Attempts: 2, UpdateTime: t0.Add(12 * time.Minute)}))
+	r2.State, r2.Attempts = store.OutboundSending, 2
+	must(t, s.TransitionOutbound(ctx, r2, store.OutboundUpdate{State: store.OutboundSent, Attempts: 2, UpdateTime: t0.Add(13 * time.Minute), SentTime: t0.Add(13 * time.Minute)}))
+	if h := health("m", t0.Add(6*time.Minute)); h.Retrying != 1 || !reflect.DeepEqual(h.LastError, errAt("r1", t0.Add(time.Minute))) {
+		t.Errorf("after r2 was sent: %+v", h)
+	}
+	if h := health("nope", t0); !reflect.DeepEqual(h, store.OutboundHealth{}) {
+		t.Errorf("an unknown mailbox: %+v", h)
+	}
+}
+
 func testOutboundInterrupt(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	create(t, s, "m", "n")

@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Option) {
 		{"OutboundConcurrent", testOutboundConcurrent},
 		{"OutboundWork", testOutboundWork},
 		{"OutboundInterrupt", testOutboundInterrupt},
+		{"OutboundHealth", testOutboundHealth},
 		{"ListOutbound", testListOutbound},
 		{"PruneOutbound", testPruneOutbound},
 		{"OutboundDeleteCascades", testOutboundDeleteCascades},

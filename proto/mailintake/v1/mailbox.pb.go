@@ -1279,6 +1279,9 @@ type MailboxStatus struct {
 	Counts *MessageCounts `protobuf:"bytes,11,opt,name=counts,proto3" json:"counts,omitempty"`
 	// Conditions that do not stop delivery but that an admin should know, in words: e.g. the
 	// server lacks UIDPLUS, so moved or deleted messages stay in the folder flagged \Deleted.
+	// Sending trouble is here too, each entry starting "sending: ": outbound messages waiting for
+	// another attempt after a failed one, those that failed or ended in state unknown in the last
+	// 24 hours, and the latest error in words with the server's reply.
 	Warnings []string `protobuf:"bytes,12,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	// The replica whose session serves the mailbox (several replicas on one PostgreSQL database);
 	// empty when no replica holds it yet (it is taken within seconds), or for a single server.
