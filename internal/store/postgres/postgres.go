@@ -223,7 +223,10 @@ const (
 	migrationLock    int64 = 0x6d61696c696e74 // "mailint"
 	eventsLockClass  int32 = 0x6d690001
 	defaultConnectTO       = 10 * time.Second
-	maxAttempts            = 5
+	// idleInTransactionTimeout is PostgreSQL's idle_in_transaction_session_timeout for the
+	// store's connections (see Open).
+	idleInTransactionTimeout = "10s"
+	maxAttempts              = 5
 )
 
 // Store is the PostgreSQL implementation of store.Store. It is safe for concurrent use, by one
@@ -251,6 +254,16 @@ func Open(ctx context.Context, url string, box *secrets.Box) (*Store, error) {
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "mailintake"
+	}
+	// A replica frozen inside a transaction (SIGSTOP, a frozen VM, a long stop of the world)
+	// holds its locks, among them the FOR SHARE lock a fenced write takes on its mailbox's owner
+	// row, which makes every claim of that mailbox skip it: the mailbox would have no session
+	// until the frozen replica woke. PostgreSQL ends such a connection after this long idle in a
+	// transaction, which rolls the transaction back and frees the locks; the replica, once
+	// awake, finds its write refused and its lease gone. No transaction of the store waits on
+	// anything but the database, so a healthy one is never idle this long.
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransactionTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -459,3 +459,37 @@ func testClaimCopiesAcrossReplicas(t *testing.T, srv *pgserver.Server) {
 		}
 	}
 }
+
+// A transaction left open by a frozen process is ended by PostgreSQL, freeing its locks (the
+// owner row's FOR SHARE lock would otherwise keep every claim of the mailbox away), unless the
+// connection string sets its own timeout.
+func TestIdleInTransactionEnded(t *testing.T) {
+	srv := pgserver.Start(t)
+	url := srv.CreateDatabase(t, "idle")
+	ctx := context.Background()
+	s, err := Open(ctx, url, testBox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var got string
+	if err := s.pool.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&got); err != nil || got != idleInTransactionTimeout {
+		t.Errorf("idle_in_transaction_session_timeout = %q, %v; want %s", got, err, idleInTransactionTimeout)
+	}
+	own, err := Open(ctx, url+"&idle_in_transaction_session_timeout=2s", testBox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	tx, err := own.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&got); err != nil || got != "2s" {
+		t.Errorf("with the connection string's own: %q, %v; want 2s", got, err)
+	}
+	time.Sleep(3 * time.Second) // frozen inside the transaction
+	if err := tx.Commit(ctx); err == nil {
+		t.Error("a transaction idle past the timeout committed; PostgreSQL should have ended it")
+	}
+}
