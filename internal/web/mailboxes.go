@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -23,15 +22,18 @@ import (
 
 // mailboxRow is one line of the mailbox list.
 type mailboxRow struct {
-	Mailbox     *mailintakev1.Mailbox
-	Server      string
-	State       stateView
-	LastSync    *timeView
-	Token       string
-	Warnings    []string
-	Counts      *mailintakev1.MessageCounts
-	LastError   string
-	StatusError string
+	Mailbox  *mailintakev1.Mailbox
+	Server   string
+	State    stateView
+	LastSync *timeView
+	Token    string
+	// TokenWarnings are the token's (under Token); Warnings the mailbox's status warnings,
+	// sending trouble among them (under State).
+	TokenWarnings []string
+	Warnings      []string
+	Counts        *mailintakev1.MessageCounts
+	LastError     string
+	StatusError   string
 }
 
 type listView struct {
@@ -82,8 +84,8 @@ func (h *Handler) mailboxList(w http.ResponseWriter, r *http.Request, s *session
 func fillRow(row *mailboxRow, st *mailintakev1.MailboxStatus) {
 	row.State = stateOf(st)
 	row.LastSync = when(st.GetLastSyncTime())
-	row.Token, row.Warnings = tokenHealth(st)
-	row.Warnings = append(slices.Clone(st.GetWarnings()), row.Warnings...)
+	row.Token, row.TokenWarnings = tokenHealth(st)
+	row.Warnings = st.GetWarnings()
 	row.Counts = st.GetCounts()
 	if row.Counts == nil {
 		row.Counts = &mailintakev1.MessageCounts{}
