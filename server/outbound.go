@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
-	"strconv"
 	"strings"
 	"time"
 
@@ -481,8 +480,8 @@ func (s *Server) sendingWarnings(ctx context.Context, mailboxID string) []string
 			when = e.Time.UTC().Format("2006-01-02 15:04:05 MST") + ", " + when
 		}
 		msg := e.Explanation
-		if reply := strings.Join(strings.Fields(codeText(e.Code)+" "+e.Enhanced+" "+e.Text), " "); reply != "" {
-			msg += " (the server said: " + reply + ")"
+		if e.Code != 0 {
+			msg += " (the server said: " + smtpsend.ReplyString(e.Code, e.Enhanced, e.Text) + ")"
 		}
 		w = append(w, fmt.Sprintf("sending: the latest error (%s): %s", when, msg))
 	}
@@ -495,12 +494,4 @@ func messages(n int) string {
 		return "1 message"
 	}
 	return fmt.Sprintf("%d messages", n)
-}
-
-// codeText is an SMTP reply code as text, "" for none.
-func codeText(code int) string {
-	if code == 0 {
-		return ""
-	}
-	return strconv.Itoa(code)
 }

@@ -29,7 +29,7 @@ type AuthError struct {
 func (e *AuthError) Error() string {
 	s := "the SMTP server refused the " + e.Mechanism + " login of " + e.Identity
 	if e.Code != 0 {
-		s += ": " + replyString(e.Code, e.Enhanced, e.Text)
+		s += ": " + ReplyString(e.Code, e.Enhanced, e.Text)
 	}
 	if e.TokenLogin() {
 		if e.Fresh {

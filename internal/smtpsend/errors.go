@@ -67,7 +67,7 @@ type RecipientError struct {
 
 // String renders the refusal as "<a@example.com>: 550 5.1.1 text".
 func (r RecipientError) String() string {
-	return "<" + r.Address + ">: " + replyString(r.Code, r.Enhanced, r.Text)
+	return "<" + r.Address + ">: " + ReplyString(r.Code, r.Enhanced, r.Text)
 }
 
 // Error renders the failure on one line.
@@ -75,7 +75,7 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "smtp %s (%s)", e.Step, e.Kind)
 	if e.Code != 0 {
-		b.WriteString(": " + replyString(e.Code, e.Enhanced, e.Text))
+		b.WriteString(": " + ReplyString(e.Code, e.Enhanced, e.Text))
 	} else if e.Err != nil {
 		b.WriteString(": " + e.Err.Error())
 	}
@@ -104,8 +104,8 @@ func KindOf(err error) Kind {
 	return Temporary
 }
 
-// replyString renders a reply as "550 5.1.1 text".
-func replyString(code int, enhanced, text string) string {
+// ReplyString renders a reply as "550 5.1.1 text".
+func ReplyString(code int, enhanced, text string) string {
 	s := fmt.Sprint(code)
 	if enhanced != "" {
 		s += " " + enhanced
