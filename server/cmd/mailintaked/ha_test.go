@@ -491,9 +491,10 @@ func TestHAReplicas(t *testing.T) {
 		if o == "r2" {
 			owner = r2
 		}
-		if !owner.d.logged("/mailintake.replica.v1.ReplicaService/TestConnection", 5*time.Second) {
-			t.Errorf("the connection test did not run on the owner %s", o)
-		}
+		// The owner's log reaches the test through a pipe, possibly after the reply: wait for it.
+		eventually20(t, 5*time.Second, "the connection test's log line on the owner "+o, func() bool {
+			return strings.Contains(owner.d.logs.String(), "/mailintake.replica.v1.ReplicaService/TestConnection")
+		})
 		// Streamed, it runs there too, and streams from there: each step as it starts (running)
 		// and as it ends, not all at the end.
 		stream, err := c3.Mailboxes.StreamConnectionTest(ctx, &mailintakev1.StreamConnectionTestRequest{Target: &mailintakev1.StreamConnectionTestRequest_Id{Id: id}})
@@ -524,9 +525,9 @@ func TestHAReplicas(t *testing.T) {
 		if plan != 6 || running != 6 || ended != 6 || !summary.GetOk() {
 			t.Errorf("streamed connection test through r3 of a mailbox %s owns: plan %d, %d steps started, %d ended, summary %v", o, plan, running, ended, summary)
 		}
-		if !owner.d.logged("/mailintake.replica.v1.ReplicaService/StreamConnectionTest", 5*time.Second) {
-			t.Errorf("the streamed connection test did not run on the owner %s", o)
-		}
+		eventually20(t, 5*time.Second, "the streamed connection test's log line on the owner "+o, func() bool {
+			return strings.Contains(owner.d.logs.String(), "/mailintake.replica.v1.ReplicaService/StreamConnectionTest")
+		})
 		break
 	}
 
@@ -593,20 +594,6 @@ func TestHAReplicas(t *testing.T) {
 	for _, p := range h.proxies {
 		p.check(t)
 	}
-}
-
-// logged reports whether the daemon's log shows s within the given time. The daemon writes its
-// log through a pipe that a goroutine copies into logs, so a line the daemon wrote before a reply
-// can reach logs after the reply reaches the test: wait for it rather than read it once.
-func (d *daemon) logged(s string, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for !strings.Contains(d.logs.String(), s) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
 }
 
 // eventually20 is eventually with its own timeout.
