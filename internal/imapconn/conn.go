@@ -89,6 +89,7 @@ type Step struct {
 type Conn struct {
 	c        *imapclient.Client
 	raw      net.Conn // the TCP connection under c, to abort a command from inside it
+	bc       *bufferedConn
 	target   Target
 	timeout  time.Duration
 	updates  chan struct{}
@@ -241,7 +242,8 @@ func Dial(ctx context.Context, t Target, report func(Step)) (*Conn, error) {
 	defer stopOnCancel()
 
 	// TLS
-	var conn net.Conn = &bufferedConn{Conn: raw, closed: c.connClosed}
+	c.bc = &bufferedConn{Conn: raw, closed: c.connClosed}
+	var conn net.Conn = c.bc
 	if t.Security == TLS {
 		start = time.Now()
 		tc := tls.Client(conn, opts.TLSConfig)

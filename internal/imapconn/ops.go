@@ -347,7 +347,7 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 					// One buffer of the announced size, filled in place (a bytes.Buffer would grow
 					// and copy it again near its end).
 					f.Raw, f.buffers = buffers.get(it.Literal.Size()), buffers
-					if _, err := io.ReadFull(it.Literal, f.Raw); err != nil {
+					if _, err := io.ReadFull(c.announced(it.Literal, it.Literal.Size()), f.Raw); err != nil {
 						f.Release()
 						c.abort(cmd)
 						return err
@@ -377,6 +377,32 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 	return err
 }
 
+// announced returns r, a literal of size bytes, read so that the connection knows how much of
+// it is still coming (bufferedConn.expect): the socket then wakes its reader for large reads.
+func (c *Conn) announced(r io.Reader, size int64) io.Reader {
+	if c.bc == nil {
+		return r
+	}
+	return &announcedReader{r: r, bc: c.bc, left: size}
+}
+
+// announcedReader tells its connection, before each read, how much of a literal is left.
+type announcedReader struct {
+	r    io.Reader
+	bc   *bufferedConn
+	left int64
+}
+
+func (a *announcedReader) Read(p []byte) (int, error) {
+	a.bc.expect(a.left)
+	n, err := a.r.Read(p)
+	a.left -= int64(n)
+	if err != nil || a.left <= 0 {
+		a.bc.expect(0)
+	}
+	return n, err
+}
+
 // FetchHeader fetches a message's header section with BODY.PEEK[HEADER].
 func (c *Conn) FetchHeader(ctx context.Context, uid uint32) ([]byte, error) {
 	var hdr []byte
@@ -403,7 +429,7 @@ func (c *Conn) StreamRaw(ctx context.Context, uid uint32, w io.Writer) (int64, e
 			for item := msg.Next(); item != nil; item = msg.Next() {
 				if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
 					found = true
-					m, err := io.Copy(w, b.Literal)
+					m, err := io.Copy(w, c.announced(b.Literal, b.Literal.Size()))
 					n += m
 					if err != nil {
 						cmd.Close()
