@@ -30,9 +30,8 @@ type bufferedConn struct {
 	// closed, when set, is called after each Close (Conn.Notify learns so of the end).
 	closed func()
 
-	// expected is how many more bytes of data are known to be on their way (the rest of a
-	// literal being read; see expect), lowat the socket's receive low-water mark now (0: the
-	// system's default, a byte).
+	// expected is how many bytes of the literal being read are unread (see expect), lowat
+	// the socket's receive low-water mark now (0: the system's default, a byte).
 	expected atomic.Int64
 	lowat    int
 
@@ -99,20 +98,24 @@ func (c *bufferedConn) Close() error {
 // each TLS record woke the reader for one short read (and an empty one, and a wait in the
 // poller): on a machine whose system calls are dear (a virtual machine with page-table
 // isolation) that was a fifth of the server's CPU per message. With the socket's receive
-// low-water mark (SO_RCVLOWAT) raised, the kernel wakes the reader only once lowWaterMark
-// bytes are queued, which one large read then takes. It is raised only while at least
-// lowWaterMark+lowWaterMargin more bytes of a literal are known to be coming, so the mark can
-// always be reached: the margin covers what the layers above the socket hold of the literal
-// already (a TLS record decrypted and part of the next, imapclient's buffer of 4 KB). The
-// rest of the literal, the responses after it and an idle connection read with the mark at a
-// byte, as before.
+// low-water mark (SO_RCVLOWAT) raised, the kernel wakes a reader that found the socket empty
+// only once lowWaterMark bytes are queued, which one large read then takes (a read that finds
+// bytes queued still returns them at once). The mark is raised only while at least
+// lowWaterMark+lowWaterMargin bytes of a literal were unread when its reader last asked for
+// more, so it can always be reached: the socket is read only once the layers above it are
+// empty but for part of one TLS record (imapclient's 4 KB buffer and TLS's decrypted record
+// are read out first), far less than the margin. The literal's last bytes, the responses
+// after it and an idle connection are read with the mark at a byte, as before; so is every
+// read on a kernel without the fixes that make the mark safe (see setRcvLowat). Whoever
+// announces a literal (expect) clears the announcement when done with it, however it ends.
 const (
 	lowWaterMark   = 128 << 10
 	lowWaterMargin = 128 << 10
 )
 
-// expect tells the connection that at least n more bytes of data are on their way to its
-// reader, or that nothing is known (0). c may be nil.
+// expect tells the connection that n bytes of a literal are unread by its reader (the socket
+// still holds all but what the layers above it hold of them), or that no literal is being
+// read (0). c may be nil.
 func (c *bufferedConn) expect(n int64) {
 	if c != nil {
 		c.expected.Store(n)

@@ -347,7 +347,9 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 					// One buffer of the announced size, filled in place (a bytes.Buffer would grow
 					// and copy it again near its end).
 					f.Raw, f.buffers = buffers.get(it.Literal.Size()), buffers
-					if _, err := io.ReadFull(c.announced(it.Literal, it.Literal.Size()), f.Raw); err != nil {
+					_, err = io.ReadFull(c.announced(it.Literal, it.Literal.Size()), f.Raw)
+					c.bc.expect(0)
+					if err != nil {
 						f.Release()
 						c.abort(cmd)
 						return err
@@ -379,6 +381,9 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 
 // announced returns r, a literal of size bytes, read so that the connection knows how much of
 // it is still coming (bufferedConn.expect): the socket then wakes its reader for large reads.
+// The caller clears the announcement (c.bc.expect(0)) as soon as it stops reading r, whether
+// or not r was read to its end: what is left of it is then read (or discarded by imapclient)
+// with the mark down.
 func (c *Conn) announced(r io.Reader, size int64) io.Reader {
 	if c.bc == nil {
 		return r
@@ -430,6 +435,7 @@ func (c *Conn) StreamRaw(ctx context.Context, uid uint32, w io.Writer) (int64, e
 				if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
 					found = true
 					m, err := io.Copy(w, c.announced(b.Literal, b.Literal.Size()))
+					c.bc.expect(0) // a failed write leaves the rest unread (Close discards it)
 					n += m
 					if err != nil {
 						cmd.Close()
