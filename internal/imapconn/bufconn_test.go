@@ -19,11 +19,8 @@ func TestBufferedConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	data := make([]byte, 3<<20+1234)
+	data := randomBytes(3<<20+1234, 5)
 	rng := rand.New(rand.NewPCG(5, 6))
-	for i := range data {
-		data[i] = byte(rng.IntN(256))
-	}
 	more := make(chan struct{})
 	go func() {
 		s, err := ln.Accept()
@@ -67,6 +64,16 @@ func TestBufferedConn(t *testing.T) {
 	if b := <-done; string(b) != "tail" {
 		t.Errorf("after the wait: %q", b)
 	}
+}
+
+// randomBytes returns n bytes from a generator seeded with seed.
+func randomBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.IntN(256))
+	}
+	return b
 }
 
 // The write deadline is held by the connection and applied to writes only, with the meaning

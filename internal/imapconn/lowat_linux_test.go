@@ -3,7 +3,6 @@ package imapconn
 import (
 	"bytes"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -89,11 +88,7 @@ func TestBufferedConnLowWater(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			data := make([]byte, tc.size)
-			rng := rand.New(rand.NewPCG(7, 8))
-			for i := range data {
-				data[i] = byte(rng.IntN(256))
-			}
+			data := randomBytes(tc.size, 7)
 			const chunk = 16 << 10 // a TLS record's worth, as a server sends them
 			gotLiteral := make(chan struct{})
 			go func() {

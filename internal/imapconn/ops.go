@@ -379,15 +379,12 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 	return err
 }
 
-// announced returns r, a literal of size bytes, read so that the connection knows how much of
-// it is still coming (bufferedConn.expect): the socket then wakes its reader for large reads.
-// The caller clears the announcement (c.bc.expect(0)) as soon as it stops reading r, whether
-// or not r was read to its end: what is left of it is then read (or discarded by imapclient)
-// with the mark down.
+// announced returns r, a literal of size bytes, read so that the connection knows before each
+// read how much of it is left (bufferedConn.expect): the socket then wakes its reader for large
+// reads. The caller clears the announcement (c.bc.expect(0)) as soon as it stops reading r,
+// whether or not r was read to its end: what is left of it is then read (or discarded by
+// imapclient) with the mark down.
 func (c *Conn) announced(r io.Reader, size int64) io.Reader {
-	if c.bc == nil {
-		return r
-	}
 	return &announcedReader{r: r, bc: c.bc, left: size}
 }
 
@@ -402,9 +399,6 @@ func (a *announcedReader) Read(p []byte) (int, error) {
 	a.bc.expect(a.left)
 	n, err := a.r.Read(p)
 	a.left -= int64(n)
-	if err != nil || a.left <= 0 {
-		a.bc.expect(0)
-	}
 	return n, err
 }
 
