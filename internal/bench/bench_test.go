@@ -66,9 +66,10 @@ import (
 //	MAILINTAKE_BENCH_SEND_SINGLE messages sent one at a time (default 200)
 //	MAILINTAKE_BENCH_OUT        where the Markdown goes (default BENCHMARKS.md at the module root)
 //	MAILINTAKE_BENCH_PROFILE    FILE: a CPU profile (15 s) of mailintaked from the start of the
-//	                            last e2e run (with MAILINTAKE_BENCH_ONLY=many: the last many run;
-//	                            with =send: the sending measurement; with =scale: 15 s of the
-//	                            idle mailboxes at rest)
+//	                            last e2e run, and FILE-cli of the last CLI run (with
+//	                            MAILINTAKE_BENCH_ONLY=many: the last many run; with =send: the
+//	                            sending measurement; with =scale: 15 s of the idle mailboxes at
+//	                            rest)
 //
 // For profiling by hand, MAILINTAKE_BENCH_ONLY measures one part, logs it and writes no
 // BENCHMARKS.md: e2e (the interleaved corpus contestants), many (many mailboxes at once),

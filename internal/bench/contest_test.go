@@ -238,13 +238,19 @@ func (e *corpusEnv) runners(baseRef string) []runner {
 			}
 			return e.goClient(e.bins, prof)
 		}},
-		runner{key: "cli", label: "mailintake end to end, `mailintake tail --ack --quiet` consuming", short: "mailintake, CLI", run: e.cli, optional: true})
+		runner{key: "cli", label: "mailintake end to end, `mailintake tail --ack --quiet` consuming", short: "mailintake, CLI", run: func(run int) (sample, error) {
+			prof := ""
+			if run == e.runs && e.profile != "" {
+				prof = e.profile + "-cli"
+			}
+			return e.cliWith(e.bins, prof)
+		}, optional: true})
 	if e.baseline != "" {
 		rs = append(rs, runner{key: "baseline", label: fmt.Sprintf("baseline mailintaked (%s) end to end, the Go client consuming", baseRef),
 			short: "baseline " + baseRef, run: func(int) (sample, error) { return e.goClient(e.baseline, "") }, optional: true},
 			// The issue's own measurement: the release's daemon consumed by the release's CLI.
 			runner{key: "baseline-cli", label: fmt.Sprintf("baseline mailintaked (%s) end to end, its own `mailintake tail --ack --quiet` consuming", baseRef),
-				short: "baseline CLI " + baseRef, run: func(int) (sample, error) { return e.cliWith(e.baseline) }, optional: true})
+				short: "baseline CLI " + baseRef, run: func(int) (sample, error) { return e.cliWith(e.baseline, "") }, optional: true})
 	}
 	return rs
 }
@@ -308,13 +314,12 @@ func (e *corpusEnv) goClient(bins, profile string) (sample, error) {
 // cli runs mailintaked on the corpus with the CLI as the consumer: `mailintake tail --ack
 // --quiet --limit N` (the server's default max in flight; each message acknowledged before
 // the next is read), which exits once it has acknowledged the Nth message and prints one line
-// with the count and bytes. The server's counters confirm that all N were acknowledged.
-func (e *corpusEnv) cli(int) (sample, error) { return e.cliWith(e.bins) }
-
-// cliWith is cli with the daemon and CLI from bins.
-func (e *corpusEnv) cliWith(bins string) (sample, error) {
+// with the count and bytes. The server's counters confirm that all N were acknowledged. The
+// daemon and CLI come from bins; with profile set, the server's CPU profile of the run is
+// written there.
+func (e *corpusEnv) cliWith(bins, profile string) (sample, error) {
 	t := e.t
-	d := startDaemon(t, bins)
+	d, profiled := startProfiled(t, bins, profile)
 	defer d.stop()
 	pid := d.cmd.Process.Pid
 	cpu0, dv0 := treeCPU(pid), dovecotCPU(e.dv)
@@ -333,6 +338,7 @@ func (e *corpusEnv) cliWith(bins string) (sample, error) {
 	}
 	s.consumer = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	_, s.peakRSS, _ = Memory(pid)
+	profiled()
 	var got int
 	if _, err := fmt.Sscanf(out.String(), "%d messages, %d bytes", &got, &s.bytes); err != nil || got != e.n {
 		return s, fmt.Errorf("mailintake tail printed %q (want %d messages): %v", out.String(), e.n, err)

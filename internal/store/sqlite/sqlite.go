@@ -636,7 +636,7 @@ func scanToken(sc interface{ Scan(...any) error }) (*store.Token, error) {
 
 // TokenByID implements store.Store.
 func (s *Store) TokenByID(ctx context.Context, id string) (*store.Token, error) {
-	t, err := scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = ?`, id))
+	t, err := scanToken(s.st.tokenByID.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}

@@ -9,12 +9,14 @@ import (
 // stmts are the statements every session runs in every sync round, prepared once when the store
 // opens. Given as SQL text, modernc's SQLite parses and plans a statement on every call: with 200
 // mailboxes receiving mail at once that was about a twentieth of the server's CPU (make bench's
-// many-mailbox profile). A reading statement is prepared on the read pool (database/sql prepares
-// it again, once, on each connection that runs it); a writing one on the writer, and a
-// transaction runs it through Tx.StmtContext, which reuses the writer connection's.
+// many-mailbox profile). The token lookup runs on every authenticated RPC: a consumer that
+// acknowledges each message on its own (the CLI's tail --ack) runs it once per message. A
+// reading statement is prepared on the read pool (database/sql prepares it again, once, on each
+// connection that runs it); a writing one on the writer, and a transaction runs it through
+// Tx.StmtContext, which reuses the writer connection's.
 type stmts struct {
 	// Reads.
-	syncState, acksAbove, unappliedAcks, ackedHash, quarantine, providerState *sql.Stmt
+	syncState, acksAbove, unappliedAcks, ackedHash, quarantine, providerState, tokenByID *sql.Stmt
 	// Writes.
 	saveSyncState, advanceSyncState, insertAck, markApplied                 *sql.Stmt
 	eventRepeat, eventDelete, eventInsert, eventPruneAge, eventPruneCount   *sql.Stmt
@@ -42,6 +44,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		ackedHash:     p(s.db, `SELECT 1 FROM acks WHERE mailbox_id = ? AND sha256 = ? LIMIT 1`),
 		quarantine:    p(s.db, `SELECT `+quarantineColumns+` FROM quarantine WHERE mailbox_id = ? ORDER BY id`),
 		providerState: p(s.db, `SELECT sealed FROM provider_state WHERE mailbox_id = ?`),
+		tokenByID:     p(s.db, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = ?`),
 
 		saveSyncState: p(s.w, `INSERT INTO sync_state (mailbox_id, uid_validity, acked_through, baseline, resync_below, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?)
