@@ -17,8 +17,9 @@ import (
 // go-message decodes transfer encodings itself, with encoding/base64, which stops at the first
 // malformed quantum: a body whose padding is missing or broken (common from mailers that wrap
 // or cut base64 by hand) loses its last bytes. The entities here are built with go-message's
-// header, multipart and charset code but with a lenient base64 decoder, and with the
-// Content-Transfer-Encoding value trimmed and lower-cased (" Base64" is seen in the wild).
+// header and charset code and its multipart reader (multipart.go, with a faster boundary
+// search) but with a lenient base64 decoder, and with the Content-Transfer-Encoding value
+// trimmed and lower-cased (" Base64" is seen in the wild).
 
 // maxHeaderBytes bounds a header section, as go-message's reader does.
 const maxHeaderBytes = 1 << 20
@@ -63,7 +64,7 @@ func newEntity(h message.Header, body io.Reader) (*message.Entity, *base64Reader
 
 // multipartReader reads the parts of a multipart entity, or returns nil for another entity.
 type multipartReader struct {
-	r *textproto.MultipartReader
+	r *mpReader
 }
 
 func newMultipartReader(e *message.Entity) *multipartReader {
@@ -71,7 +72,7 @@ func newMultipartReader(e *message.Entity) *multipartReader {
 	if err != nil || !strings.HasPrefix(mt, "multipart/") {
 		return nil
 	}
-	return &multipartReader{textproto.NewMultipartReader(e.Body, params["boundary"])}
+	return &multipartReader{newMPReader(e.Body, params["boundary"])}
 }
 
 // NextPart returns the next part, io.EOF after the last.
