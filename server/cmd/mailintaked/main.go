@@ -30,6 +30,7 @@ import (
 	"github.com/mailintake/mailintake/internal/cluster"
 	"github.com/mailintake/mailintake/internal/config"
 	"github.com/mailintake/mailintake/internal/delivery"
+	_ "github.com/mailintake/mailintake/internal/grpccodec" // gRPC's proto codec, its buffers not cleared
 	"github.com/mailintake/mailintake/internal/metrics"
 	"github.com/mailintake/mailintake/internal/pluginhost"
 	"github.com/mailintake/mailintake/internal/relay"
