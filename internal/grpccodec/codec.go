@@ -24,7 +24,11 @@ import (
 )
 
 func init() {
-	encoding.RegisterCodecV2(codec{base: encoding.GetCodecV2(Name)})
+	base := encoding.GetCodecV2(Name)
+	if base == nil {
+		panic("grpccodec: gRPC's " + Name + " codec is not registered")
+	}
+	encoding.RegisterCodecV2(codec{base: base})
 }
 
 // Name is the codec's name: it replaces gRPC's codec of that name.
@@ -55,19 +59,20 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		pool.Put(buf)
 		return nil, err
 	}
-	return result(buf, out, size), nil
+	return result(buf, out), nil
 }
 
-// result is what goes out for a buffer of size bytes into which the marshaller wrote out: the
-// buffer when out is exactly it; otherwise (the message changed between sizing and
-// marshalling) out, and the buffer, whose tail holds whatever an earlier message left there,
-// goes back.
-func result(buf *[]byte, out []byte, size int) mem.BufferSlice {
-	if len(out) != size || size == 0 || &out[0] != &(*buf)[:1][0] {
-		pool.Put(buf)
-		return mem.BufferSlice{mem.SliceBuffer(out)}
+// result is what goes out once the marshaller wrote out into buf: buf, cut to out, when out is in
+// buf's memory (every byte of it was written, whatever the size said: a message that changed
+// between sizing and marshalling goes out as marshalled, never with an earlier message's tail);
+// otherwise out, which outgrew buf into memory of its own, and buf goes back to the pool.
+func result(buf *[]byte, out []byte) mem.BufferSlice {
+	if cap(out) > 0 && &out[:1][0] == &(*buf)[:1][0] {
+		*buf = out
+		return mem.BufferSlice{mem.NewBuffer(buf, pool)}
 	}
-	return mem.BufferSlice{mem.NewBuffer(buf, pool)}
+	pool.Put(buf)
+	return mem.BufferSlice{mem.SliceBuffer(out)}
 }
 
 // Unmarshal is gRPC's.

@@ -64,27 +64,30 @@ func TestMarshalReusesWithoutStaleBytes(t *testing.T) {
 	}
 }
 
-// TestResultNeverSendsTheBufferTail checks the guard for a message that changed between sizing
-// and marshalling: a buffer goes out only when the marshaller wrote exactly all of it.
-func TestResultNeverSendsTheBufferTail(t *testing.T) {
-	buf := pool.Get(4096)
-	copy(*buf, bytes.Repeat([]byte("stale"), 1000))
-	out := append((*buf)[:0], "short"...) // wrote less than the 4096 bytes sized
-	if got := result(buf, out, 4096).Materialize(); string(got) != "short" {
-		t.Fatalf("a short marshal sent %d bytes (%.20q…), want only what was written", len(got), got)
+// TestResultIsWhatWasWritten checks what goes out when the message changed between sizing and
+// marshalling (shrank, grew within the buffer's capacity, grew past it): exactly the bytes
+// written, never the buffer's stale tail, and never in a buffer the pool hands out again while
+// it is being sent (other marshals of the same tier scribble over whatever they get).
+func TestResultIsWhatWasWritten(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"shrank", 2900}, {"grew within the capacity", 3100}, {"grew past the capacity", 5000}, {"as sized", 3000}} {
+		buf := pool.Get(3000) // capacity 4096
+		copy((*buf)[:cap(*buf)], bytes.Repeat([]byte("stale"), 1000))
+		want := bytes.Repeat([]byte{'A'}, c.n)
+		out := append((*buf)[:0], want...)
+		r := result(buf, out)
+		for range 8 {
+			b := pool.Get(3500)
+			copy(*b, bytes.Repeat([]byte{'B'}, len(*b)))
+			defer pool.Put(b) // held until the end: the next Get cannot hand it out again either
+		}
+		if got := r.Materialize(); !bytes.Equal(got, want) {
+			t.Fatalf("%s: sent %d bytes %.12q…, want the %d written", c.name, len(got), got, c.n)
+		}
+		r.Free()
 	}
-	buf = pool.Get(4096)
-	longer := append((*buf)[:0], bytes.Repeat([]byte{'x'}, 5000)...) // grew past it: a new array
-	if got := result(buf, longer, 4096).Materialize(); !bytes.Equal(got, longer) {
-		t.Fatalf("a longer marshal sent %d bytes, want its %d", len(got), len(longer))
-	}
-	buf = pool.Get(4096)
-	exact := (*buf)[:4096]
-	r := result(buf, exact, 4096)
-	if r.Len() != 4096 {
-		t.Fatalf("an exact marshal sent %d bytes", r.Len())
-	}
-	r.Free()
 }
 
 // TestTiers checks the pool's sizes: a buffer of n bytes from the tier of the next power of two,

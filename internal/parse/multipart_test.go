@@ -120,6 +120,10 @@ func TestMPReaderMatchesGoMessage(t *testing.T) {
 	for i, c := range multipartCases {
 		check(fmt.Sprintf("case %d", i), []byte(c), "b0")
 		check(fmt.Sprintf("case %d, LF", i), []byte(strings.ReplaceAll(c, "\r\n", "\n")), "b0")
+		// Boundaries that begin with dashes (common: "----=_Part_…") overlap themselves.
+		dashed := "----=_Part_0"
+		check(fmt.Sprintf("case %d, dashed boundary", i), []byte(strings.ReplaceAll(c, "b0", dashed)), dashed)
+		check(fmt.Sprintf("case %d, one dash", i), []byte(strings.ReplaceAll(c, "b0", "-")), "-")
 	}
 	check("empty boundary", []byte("--\r\n\r\nx\r\n----"), "")
 	n := 0
@@ -144,15 +148,57 @@ func TestMPReaderMatchesGoMessage(t *testing.T) {
 	}
 }
 
-// FuzzMultipart checks that mpReader and go-message's reader agree on any input.
+// FuzzMultipart checks that mpReader and go-message's reader agree on any input and boundary.
 func FuzzMultipart(f *testing.F) {
 	for _, c := range multipartCases {
-		f.Add([]byte(c), 4096)
+		f.Add([]byte(c), "b0", 4096, false)
+		f.Add([]byte(strings.ReplaceAll(c, "b0", "--b-")), "--b-", 7, true)
 	}
-	f.Fuzz(func(t *testing.T, body []byte, chunk int) {
+	f.Fuzz(func(t *testing.T, body []byte, boundary string, chunk int, oneByte bool) {
 		chunk = 1 + int(uint(chunk)%(8<<10))
-		if got, want := mpParts(body, "b0", chunk, false), goMessageParts(body, "b0", chunk, false); got != want {
-			t.Fatalf("reads of %d:\n got %s\nwant %s", chunk, got, want)
+		if oneByte && len(body) > 64<<10 {
+			oneByte = false
+		}
+		if got, want := mpParts(body, boundary, chunk, oneByte), goMessageParts(body, boundary, chunk, oneByte); got != want {
+			t.Fatalf("boundary %q, reads of %d, a byte at a time %v:\n got %s\nwant %s", boundary, chunk, oneByte, got, want)
 		}
 	})
+}
+
+// TestIndexNLDashBoundary compares indexNLDashBoundary with bytes.Index on every buffer of up to
+// seven bytes over line breaks, dashes and a letter, for delimiters in both line-break modes
+// with boundaries of up to two such characters (empty, and beginning with a dash or a line
+// break, included).
+func TestIndexNLDashBoundary(t *testing.T) {
+	const alphabet = "\r\n-b"
+	var all func(n int) []string
+	all = func(n int) []string {
+		if n == 0 {
+			return []string{""}
+		}
+		var out []string
+		for _, s := range all(n - 1) {
+			for _, c := range alphabet {
+				out = append(out, s+string(c))
+			}
+		}
+		return out
+	}
+	var bufs, boundaries []string
+	for n := 0; n <= 7; n++ {
+		bufs = append(bufs, all(n)...)
+	}
+	for n := 0; n <= 2; n++ {
+		boundaries = append(boundaries, all(n)...)
+	}
+	for _, b := range boundaries {
+		for _, nl := range []string{"\r\n", "\n"} {
+			pattern := []byte(nl + "--" + b)
+			for _, buf := range bufs {
+				if got, want := indexNLDashBoundary([]byte(buf), pattern), bytes.Index([]byte(buf), pattern); got != want {
+					t.Fatalf("indexNLDashBoundary(%q, %q) = %d, bytes.Index says %d", buf, pattern, got, want)
+				}
+			}
+		}
+	}
 }
