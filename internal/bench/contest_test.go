@@ -225,6 +225,15 @@ type corpusEnv struct {
 	runs     int
 }
 
+// profileOf is where the server's CPU profile of run goes: MAILINTAKE_BENCH_PROFILE with suffix
+// for the last run, "" (none) for the others or when no profile was asked for.
+func (e *corpusEnv) profileOf(run int, suffix string) string {
+	if run != e.runs || e.profile == "" {
+		return ""
+	}
+	return e.profile + suffix
+}
+
 func (e *corpusEnv) runners(baseRef string) []runner {
 	rs := []runner{{key: "floor", label: "floor: raw `UID FETCH 1:* (BODY.PEEK[])` over TLS, in-process", short: "floor", run: e.floor}}
 	if _, err := exec.LookPath("mbsync"); err == nil {
@@ -232,18 +241,10 @@ func (e *corpusEnv) runners(baseRef string) []runner {
 	}
 	rs = append(rs,
 		runner{key: "e2e", label: "mailintake end to end (fetch, parse, gRPC, ack), the Go client consuming", short: "mailintake, Go client", run: func(run int) (sample, error) {
-			prof := ""
-			if run == e.runs {
-				prof = e.profile
-			}
-			return e.goClient(e.bins, prof)
+			return e.goClient(e.bins, e.profileOf(run, ""))
 		}},
 		runner{key: "cli", label: "mailintake end to end, `mailintake tail --ack --quiet` consuming", short: "mailintake, CLI", run: func(run int) (sample, error) {
-			prof := ""
-			if run == e.runs && e.profile != "" {
-				prof = e.profile + "-cli"
-			}
-			return e.cliWith(e.bins, prof)
+			return e.cliWith(e.bins, e.profileOf(run, "-cli"))
 		}, optional: true})
 	if e.baseline != "" {
 		rs = append(rs, runner{key: "baseline", label: fmt.Sprintf("baseline mailintaked (%s) end to end, the Go client consuming", baseRef),

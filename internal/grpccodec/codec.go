@@ -6,9 +6,10 @@
 // of the stream (a parsed mail of hundreds of kilobytes) cleared a megabyte, and a message over
 // a megabyte was a fresh allocation cleared by the runtime, about 2.5% of the server's CPU per
 // message in make bench's profile, for bytes the marshaller overwrites at once. The clearing
-// guards against a reader of memory nobody wrote; here no such read can happen: a buffer goes
-// out only when the marshaller wrote exactly the bytes it is cut to (otherwise the marshaller's
-// own result goes out), and nothing else takes buffers from this pool. Unmarshalling is gRPC's.
+// guards against a reader of memory nobody wrote; here no such read can happen: what goes out is
+// cut to exactly the bytes the marshaller wrote, a buffer goes back to the pool only when gRPC
+// frees it after the write (or at once when the marshaller outgrew it and wrote elsewhere), and
+// nothing else takes buffers from this pool. Unmarshalling is gRPC's.
 package grpccodec
 
 import (

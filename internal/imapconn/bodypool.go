@@ -10,9 +10,9 @@ import (
 // recycler keeps the body buffers of one FetchBodies call for its next bodies: a fresh buffer
 // of a body's size costs an allocation (unzeroed: the body overwrites it) and is left to the
 // collector after the parse; with make's zeroing that was a tenth of the server's CPU per
-// message on mail of hundreds of kilobytes. The buffers live only as long as the call's bodies do (a few are between the
-// connection and the parsers at any time): nothing is kept between batches or while a mailbox
-// is idle. What it keeps is bounded in bytes too: keeping the largest bodies of a batch (several
+// message on mail of hundreds of kilobytes. The buffers live only as long as the call's bodies
+// do (a few are between the connection and the parsers at any time): nothing is kept between
+// batches or while a mailbox is idle. What it keeps is bounded in bytes too: keeping the largest bodies of a batch (several
 // megabytes each) raised the server's peak RSS by a fifth for a saving that, per byte, is no
 // larger than on ordinary mail.
 type recycler struct {
