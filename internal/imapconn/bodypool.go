@@ -2,9 +2,9 @@ package imapconn
 
 import (
 	"slices"
-	"strings"
 	"sync"
-	"unsafe"
+
+	"github.com/mailintake/mailintake/internal/uninit"
 )
 
 // recycler keeps the body buffers of one FetchBodies call for its next bodies: a fresh buffer
@@ -33,7 +33,7 @@ const (
 // smallest free buffer large enough is reused.
 func (r *recycler) get(n int64) []byte {
 	if r == nil {
-		return unzeroed(int(n))
+		return uninit.Bytes(int(n))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -44,7 +44,7 @@ func (r *recycler) get(n int64) []byte {
 		return 1
 	})
 	if i == len(r.free) {
-		return unzeroed(int(n))
+		return uninit.Bytes(int(n))
 	}
 	b := r.free[i]
 	r.free = slices.Delete(r.free, i, i+1)
@@ -71,21 +71,4 @@ func (r *recycler) put(b []byte) {
 		return 1
 	})
 	r.free = slices.Insert(r.free, i, b[:0])
-}
-
-// unzeroed returns a new buffer of n bytes that the runtime has not zeroed, for a caller that
-// overwrites every byte before reading any (a body read in full from the connection, or the
-// batch ended). make([]byte, n) clears memory the collector reused, and a body then overwrites
-// all of it at once: on mail of hundreds of kilobytes the clearing was a twentieth of the
-// server's CPU. strings.Builder.Grow allocates without clearing (the standard library's own
-// way, for the same reason); its buffer is taken whole by its address. A Builder guarantees
-// that, after Grow(n), n bytes are one allocation.
-func unzeroed(n int) []byte {
-	if n <= 0 {
-		return []byte{}
-	}
-	var b strings.Builder
-	b.Grow(n)
-	b.WriteByte(0)
-	return unsafe.Slice(unsafe.StringData(b.String()), n)
 }

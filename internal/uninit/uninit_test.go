@@ -1,25 +1,35 @@
-package imapconn
+package uninit
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 	"unsafe"
 )
 
-// TestUnzeroed checks the buffers that bodies are read into: each is n bytes of its own, holds
-// what is written into it, and stays alive through collections while only the slice refers to
-// it (the allocation comes from a strings.Builder that is then dropped).
-func TestUnzeroed(t *testing.T) {
-	if b := unzeroed(0); b == nil || len(b) != 0 {
-		t.Fatalf("unzeroed(0) = %v (nil %v), want an empty buffer", b, b == nil)
+func randomBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.IntN(256))
+	}
+	return b
+}
+
+// TestBytes checks the buffers: each is n bytes of its own, holds what is written into it, and
+// stays alive through collections while only the slice refers to it (the allocation comes from
+// a strings.Builder that is then dropped).
+func TestBytes(t *testing.T) {
+	if b := Bytes(0); b == nil || len(b) != 0 {
+		t.Fatalf("Bytes(0) = %v (nil %v), want an empty buffer", b, b == nil)
 	}
 	sizes := []int{1, 7, 4096, 100 << 10, 3 << 20}
 	bufs := make([][]byte, len(sizes))
 	for i, n := range sizes {
-		b := unzeroed(n)
+		b := Bytes(n)
 		if len(b) != n || cap(b) < n {
-			t.Fatalf("unzeroed(%d): len %d cap %d", n, len(b), cap(b))
+			t.Fatalf("Bytes(%d): len %d cap %d", n, len(b), cap(b))
 		}
 		copy(b, randomBytes(n, uint64(i)))
 		bufs[i] = b
