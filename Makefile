@@ -87,7 +87,7 @@ bench-parse: ## Go benchmarks of the parser against go-message's bare walk.
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target (parser, TNEF, API requests) for FUZZTIME (default 10m).
-	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText FuzzBase64 FuzzBounceNotice FuzzReportFields FuzzMultipart; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
+	for f in FuzzParse FuzzSplitReply FuzzOpenPart FuzzHTMLToText FuzzBase64 FuzzBounceNotice FuzzReportFields FuzzMultipart FuzzQP; do $(GO) test -run XXX -fuzz $$f -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/ || exit 1; done
 	$(GO) test -run XXX -fuzz '^FuzzContentFingerprint$$' -fuzztime $(or $(FUZZTIME),10m) ./internal/parse/
 	$(GO) test -run XXX -fuzz FuzzDecode -fuzztime $(or $(FUZZTIME),10m) ./internal/tnef/
 	for f in FuzzResponseLine FuzzList FuzzBody FuzzDotRoundTrip; do $(GO) test -run XXX -fuzz "^$$f\$$" -fuzztime $(or $(FUZZTIME),10m) ./internal/pop3/ || exit 1; done

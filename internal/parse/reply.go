@@ -44,7 +44,8 @@ var (
 	// What mobile clients append: "Sent from my iPhone", "Gesendet von Outlook für Android".
 	mobileSig = regexp.MustCompile(`(?i)^\s*(sent (from|with|via|using)|get outlook for|gesendet (von|mit|vom)|von meinem|envoyé (de|depuis|à partir de|avec)|enviado (desde|de|con)|inviato da|verzonden (met|vanaf|van)|skickat från|sendt fra)\s.{1,70}$`)
 	// Valedictions that start a signature block at the end of the new text.
-	valediction = regexp.MustCompile(`(?i)^\s*(regards|best regards|kind regards|warm regards|many thanks|thanks|thank you|cheers|best|sincerely|yours sincerely|mit freundlichen grüßen|viele grüße|beste grüße|liebe grüße|grüße|cordialement|bien cordialement|salutations|saludos|un saludo|atentamente|cordiali saluti|saluti|met vriendelijke groet|groeten|med venlig hilsen|vennlig hilsen|med vänliga hälsningar|ystävällisin terveisin)\s*[,.!]?\s*(\S.{0,40})?$`)
+	valedictions = `(regards|best regards|kind regards|warm regards|many thanks|thanks|thank you|cheers|best|sincerely|yours sincerely|mit freundlichen grüßen|viele grüße|beste grüße|liebe grüße|grüße|cordialement|bien cordialement|salutations|saludos|un saludo|atentamente|cordiali saluti|saluti|met vriendelijke groet|groeten|med venlig hilsen|vennlig hilsen|med vänliga hälsningar|ystävällisin terveisin)`
+	valediction  = regexp.MustCompile(`(?i)^\s*` + valedictions + `\s*[,.!]?\s*(\S.{0,40})?$`)
 )
 
 // SplitReply splits a plain-text reply. The new text ends at the first line that starts the
@@ -227,7 +228,7 @@ func splitSignature(lines []string) (body, sig []string) {
 			return lines[:i], lines[i:]
 		case mayBeMobileSig(l) && mobileSig.MatchString(l) && !strings.Contains(l, ",") && len(lines)-i <= 2:
 			return lines[:i], lines[i:]
-		case valediction.MatchString(l) && len(lines)-i <= 5 && i > 0:
+		case len(lines)-i <= 5 && i > 0 && mayBeValediction(l) && valediction.MatchString(l):
 			return lines[:i], lines[i:]
 		}
 	}
@@ -262,4 +263,23 @@ func mayBeForwardLine(l string) bool {
 func mayBeMobileSig(l string) bool {
 	l = strings.TrimLeft(l, " \t\r\n\f")
 	return l != "" && (l[0] >= 0x80 || strings.IndexByte("sSgGvVeEiI", l[0]) >= 0)
+}
+
+// valedictionStarts are the first letters of valediction's alternatives.
+var valedictionStarts = func() string {
+	var starts []byte
+	for _, v := range strings.Split(strings.Trim(valedictions, "()"), "|") {
+		if strings.IndexByte(string(starts), v[0]) < 0 {
+			starts = append(starts, v[0], v[0]-'a'+'A')
+		}
+	}
+	return string(starts)
+}()
+
+// mayBeValediction: valediction's alternatives start with one of a few ASCII letters (in any
+// case; a non-ASCII first byte is let through, as case folding maps some letters outside ASCII,
+// the Kelvin sign to k).
+func mayBeValediction(l string) bool {
+	l = strings.TrimLeft(l, " \t\r\n\f")
+	return l != "" && (l[0] >= 0x80 || strings.IndexByte(valedictionStarts, l[0]) >= 0)
 }

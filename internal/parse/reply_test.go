@@ -52,9 +52,18 @@ func TestReplyPrefiltersAreNecessary(t *testing.T) {
 		"=== Weitergeleitete Nachricht ===", "Sent from my iPhone", "  sent from my iPad", "Get Outlook for Android",
 		"Gesendet von meinem Telefon", "Von meinem iPhone gesendet", "Envoyé de mon iPhone", "Enviado desde mi iPhone",
 		"Inviato da iPhone", "Verzonden met mijn telefoon", "Skickat från min iPhone", "Sendt fra min iPhone", "ſent from my iPhone",
-		"Hello there", "", " ", "-", "b",
+		"Hello there", "", " ", "-", "b", "Kind regards", "\u212aind regards", "  Best,", "Mit freundlichen Grüßen", "Ystävällisin terveisin",
+		"Thanks! Anna", "Cordialement", "Un saludo", "Regards", "Yours sincerely, Bob", "Groeten", "Liebe Grüße", "Vennlig hilsen",
+		"Atentamente", "Salutations distinguées", "Warm regards", "Many thanks", "Cheers", "Saludos",
 	}
+	for _, v := range strings.Split(strings.Trim(valedictions, "()"), "|") {
+		lines = append(lines, v, v+",", v+" Anna")
+	}
+	matched := 0
 	for _, l := range lines {
+		if valediction.MatchString(l) {
+			matched++
+		}
 		for _, v := range []string{l, " " + l, "\t" + l, strings.ToUpper(l), strings.ToLower(l)} {
 			if forwarded.MatchString(v) && !mayBeForwardLine(v) {
 				t.Errorf("%q: forwarded matches but the prefilter turns it away", v)
@@ -62,9 +71,18 @@ func TestReplyPrefiltersAreNecessary(t *testing.T) {
 			if mobileSig.MatchString(v) && !mayBeMobileSig(v) {
 				t.Errorf("%q: mobileSig matches but the prefilter turns it away", v)
 			}
+			if valediction.MatchString(v) && !mayBeValediction(v) {
+				t.Errorf("%q: valediction matches but the prefilter turns it away", v)
+			}
 			if headerStart.MatchString(v) && !strings.Contains(v, ":") {
 				t.Errorf("%q: headerStart matches without a colon", v)
 			}
 		}
+	}
+	if matched < 90 {
+		t.Errorf("valediction matched only %d of the sample lines", matched)
+	}
+	if mayBeValediction("--") || mayBeValediction("  1234") || mayBeValediction("Hello") {
+		t.Error("the valediction prefilter lets through lines no alternative starts like")
 	}
 }
