@@ -107,3 +107,20 @@ func BenchmarkParseServiceDesk(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(corpus)), "µs/msg")
 }
+
+// BenchmarkSplitReply splits the text bodies of make bench's corpus.
+func BenchmarkSplitReply(b *testing.B) {
+	var texts []string
+	for _, raw := range bench.Corpus(1, 300) {
+		if t := Parse(raw, Options{}).GetTextBody(); t != "" {
+			texts = append(texts, t)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		for _, t := range texts {
+			SplitReply(t)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(texts)), "µs/text")
+}

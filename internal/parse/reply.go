@@ -2,6 +2,7 @@ package parse
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -23,8 +24,7 @@ var (
 	// A header that ends with the verb, with or without a colon.
 	endsWithVerb = regexp.MustCompile(`(?i)\b` + wroteVerb + `\s*:?\s*$`)
 	// A header line that names the verb anywhere: "tir. 18. apr. 2017 kl. 13:09 skrev Test <t@e.com".
-	hasVerb  = regexp.MustCompile(`(?i)(^|\s)` + wroteVerb + `(\s|:|$)`)
-	hasEmail = regexp.MustCompile(`[^\s<>()"]+@[^\s<>()"]+`)
+	hasVerb = regexp.MustCompile(`(?i)(^|\s)` + wroteVerb + `(\s|:|$)`)
 	// "2011/4/7 Nathan <support@example.com>" (Gmail in some locales).
 	startsWithDate = regexp.MustCompile(`^\s*\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b`)
 	// "---- John Smith wrote ----" (Android).
@@ -54,7 +54,7 @@ var (
 // "Sent from …" line followed by more text, or a block of "> " lines. A reply that starts with
 // the quote (bottom-posting, inline answers) has the unquoted lines as its new text.
 func SplitReply(text string) Reply {
-	text = strings.ReplaceAll(strings.ReplaceAll(text, "\r\n", "\n"), "\r", "\n")
+	text = normalizeNewlines(text)
 	lines := splitSharedLine(strings.Split(text, "\n"))
 	cut := len(lines)
 	for i := 0; i < len(lines); i++ {
@@ -94,20 +94,20 @@ func SplitReply(text string) Reply {
 // quoteHeaderAt reports whether l is an "… wrote:" header line.
 func quoteHeaderAt(lines []string, l string) bool {
 	t := strings.TrimSpace(l)
-	return t != "" && (endsWithVerb.MatchString(t) && (hasEmail.MatchString(t) || hasDigit(t)))
+	return t != "" && (endsWithVerb.MatchString(t) && (hasEmail(t) || hasDigit(t)))
 }
 
 // splitSharedLine breaks "reply On … wrote:" into the reply and the header.
 func splitSharedLine(lines []string) []string {
 	out := make([]string, 0, len(lines))
 	for _, l := range lines {
-		if !strings.HasSuffix(strings.TrimRight(l, " \t"), ":") {
+		if !strings.HasSuffix(strings.TrimRight(l, " \t"), ":") || !endsWithWroteVerb(l) || !mayBeSharedLine(l) {
 			// The pattern ends with "wrote:"; checking that first spares the regexp most lines.
 			out = append(out, l)
 			continue
 		}
 		if m := sharedLine.FindStringSubmatch(l); m != nil && !strings.HasPrefix(strings.TrimSpace(l), ">") &&
-			!strings.EqualFold(strings.TrimSpace(m[1]), "") && len(strings.Fields(m[1])) <= 12 && (hasEmail.MatchString(m[2]) || hasDigit(m[2])) {
+			!strings.EqualFold(strings.TrimSpace(m[1]), "") && len(strings.Fields(m[1])) <= 12 && (hasEmail(m[2]) || hasDigit(m[2])) {
 			out = append(out, m[1], m[2])
 			continue
 		}
@@ -161,15 +161,15 @@ func quoteStart(lines []string, i int) bool {
 	}
 	// Cheap tests first: the patterns below need an "@" (hasEmail) and a digit.
 	at := strings.Contains(l, "@")
-	if at && len(l) < 200 && startsWithDate.MatchString(l) && hasEmail.MatchString(l) {
+	if at && len(l) < 200 && startsWithDate.MatchString(l) && hasEmail(l) {
 		return true
 	}
-	if at && len(l) < 250 && strings.ContainsAny(l, "0123456789") && hasEmail.MatchString(l) && hasVerb.MatchString(l) {
+	if at && len(l) < 250 && hasDigit(l) && hasEmail(l) && containsWroteVerb(l) && hasVerb.MatchString(l) {
 		return true
 	}
 	// "… wrote:" on this line, or wrapped over the next few (blank lines and a split <address>
 	// included). Such a header starts with a date, a time or an address.
-	if !hasDigit(l) && !strings.ContainsAny(l, "@<") {
+	if !hasDigit(l) && !at && strings.IndexByte(l, '<') < 0 {
 		return false
 	}
 	window := ""
@@ -189,29 +189,67 @@ func quoteStart(lines []string, i int) bool {
 		if len(window) > 500 {
 			break
 		}
-		if endsWithWroteVerb(t) && endsWithVerb.MatchString(t) && (hasEmail.MatchString(window) || hasDigit(window)) {
+		if endsWithWroteVerb(t) && endsWithVerb.MatchString(t) && (hasEmail(window) || hasDigit(window)) {
 			return true
 		}
-		if strings.HasSuffix(t, ":") && hasEmail.MatchString(window) && hasDigit(window) {
+		if strings.HasSuffix(t, ":") && hasEmail(window) && hasDigit(window) {
 			return true
 		}
 	}
 	return false
 }
 
-// wroteVerbs are wroteVerb's alternatives, for a cheap test before the regexp.
-var wroteVerbs = strings.Split(strings.NewReplacer(`\(`, "(", `\)`, ")").Replace(strings.Trim(wroteVerb, "()")), "|")
-
-// endsWithWroteVerb reports whether a line ends with one of the verbs (and an optional colon):
-// a necessary condition of endsWithVerb that costs no regexp.
-func endsWithWroteVerb(t string) bool {
-	t = strings.ToLower(strings.TrimRight(t, " \t:"))
-	for _, v := range wroteVerbs {
-		if strings.HasSuffix(t, v) {
+// mayBeSharedLine: sharedLine needs an "on" (in any case) followed by white space and preceded by
+// white space or a dash, after a character that is not white space. The "On … wrote:" header
+// alone, the usual line that ends with a verb and a colon, has its "On" first.
+func mayBeSharedLine(l string) bool {
+	seen := false // a character that is not white space, before i-1
+	for i := 1; i+2 < len(l); i++ {
+		if !seen && !isSpaceRE(l[i-1]) {
+			seen = true
+			continue // l[i-1] is the non-space character: the separator must come after it
+		}
+		if seen && l[i]|0x20 == 'o' && l[i+1]|0x20 == 'n' && isSpaceRE(l[i+2]) && (isSpaceRE(l[i-1]) || l[i-1] == '-') {
 			return true
 		}
 	}
 	return false
+}
+
+// isSpaceRE reports whether c is white space as the regexp \s means it: tab, LF, form feed, CR
+// or space.
+func isSpaceRE(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
+
+// wroteVerbs are wroteVerb's alternatives, for a cheap test before the regexp.
+var wroteVerbs = strings.Split(strings.NewReplacer(`\(`, "(", `\)`, ")").Replace(strings.Trim(wroteVerb, "()")), "|")
+
+// endsWithWroteVerb reports whether a line ends with one of the verbs (and an optional colon):
+// a necessary condition of endsWithVerb and sharedLine that costs no regexp. Case folding
+// matches two letters that strings.ToLower does not lower to the verbs' (ſ to s, ᲃ to с): a
+// line with either is let through.
+func endsWithWroteVerb(t string) bool {
+	t = strings.TrimRight(t, " \t\n\f\r:")
+	l := strings.ToLower(t)
+	for _, v := range wroteVerbs {
+		if strings.HasSuffix(l, v) {
+			return true
+		}
+	}
+	return strings.Contains(t, "ſ") || strings.Contains(t, "ᲃ")
+}
+
+// containsWroteVerb reports whether a line has one of the verbs anywhere: a necessary condition
+// of hasVerb (with endsWithWroteVerb's allowance for case folding).
+func containsWroteVerb(t string) bool {
+	l := strings.ToLower(t)
+	for _, v := range wroteVerbs {
+		if strings.Contains(l, v) {
+			return true
+		}
+	}
+	return strings.Contains(t, "ſ") || strings.Contains(t, "ᲃ")
 }
 
 // splitSignature separates a trailing signature from the new text.
@@ -249,7 +287,61 @@ func firstNonBlank(lines []string) int {
 // the regexps are run on every line of every reply and cost far more.
 
 // hasDigit reports whether s has an ASCII digit (the regexp \d).
-func hasDigit(s string) bool { return strings.ContainsAny(s, "0123456789") }
+func hasDigit(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i]-'0' < 10 {
+			return true
+		}
+	}
+	return false
+}
+
+// hasEmail reports whether s has something like an address: an "@" with a character before
+// and after it that is neither white space nor one of <>()" (the regexp
+// [^\s<>()"]+@[^\s<>()"]+, whose every match has such an "@", and which matches at every
+// such "@").
+func hasEmail(s string) bool {
+	for i := 0; ; i++ {
+		j := strings.IndexByte(s[i:], '@')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i > 0 && i+1 < len(s) && !notInAddress[s[i-1]] && !notInAddress[s[i+1]] {
+			return true
+		}
+	}
+}
+
+// notInAddress marks the bytes hasEmail does not take around an "@": \s (tab, LF, form feed,
+// CR, space) and <>()".
+var notInAddress = func() (t [256]bool) {
+	for _, c := range "\t\n\f\r <>()\"" {
+		t[c] = true
+	}
+	return t
+}()
+
+// normalizeNewlines turns CRLF and lone CRs into LF.
+func normalizeNewlines(s string) string {
+	i := strings.IndexByte(s, '\r')
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i >= 0 {
+		b.WriteString(s[:i])
+		b.WriteByte('\n')
+		s = s[i+1:]
+		if s != "" && s[0] == '\n' {
+			s = s[1:]
+		}
+		i = strings.IndexByte(s, '\r')
+	}
+	b.WriteString(s)
+	return b.String()
+}
 
 // mayBeForwardLine: forwarded matches only lines whose first character after the white space
 // \s skips is one of its separator characters or the "b" of "begin forwarded message".
@@ -258,28 +350,48 @@ func mayBeForwardLine(l string) bool {
 	return l != "" && strings.IndexByte("-_*=>bB", l[0]) >= 0
 }
 
-// mayBeMobileSig: mobileSig's alternatives start with s, g, v, e or i (in any case; a
-// non-ASCII first byte is let through, as case folding maps some letters outside ASCII).
+// mayBeMobileSig: mobileSig's alternatives start with one of mobileSigStarts (in any case; a
+// line whose first three bytes are not all ASCII is let through, as case folding maps some
+// letters outside ASCII: ſ to s, the Kelvin sign to k).
 func mayBeMobileSig(l string) bool {
-	l = strings.TrimLeft(l, " \t\r\n\f")
-	return l != "" && (l[0] >= 0x80 || strings.IndexByte("sSgGvVeEiI", l[0]) >= 0)
+	return startsWithFolded(strings.TrimLeft(l, " \t\r\n\f"), mobileSigStarts)
 }
 
-// valedictionStarts are the first letters of valediction's alternatives.
-var valedictionStarts = func() string {
-	var starts []byte
+// mobileSigStarts are the first three letters of mobileSig's alternatives.
+var mobileSigStarts = []string{"sen", "get", "ges", "von", "env", "inv", "ver", "ski"}
+
+// valedictionStarts are the first three bytes of valediction's alternatives.
+var valedictionStarts = func() (starts []string) {
 	for _, v := range strings.Split(strings.Trim(valedictions, "()"), "|") {
-		if strings.IndexByte(string(starts), v[0]) < 0 {
-			starts = append(starts, v[0], v[0]-'a'+'A')
+		if !slices.Contains(starts, v[:3]) {
+			starts = append(starts, v[:3])
 		}
 	}
-	return string(starts)
+	return starts
 }()
 
-// mayBeValediction: valediction's alternatives start with one of a few ASCII letters (in any
-// case; a non-ASCII first byte is let through, as case folding maps some letters outside ASCII,
-// the Kelvin sign to k).
+// mayBeValediction: valediction's alternatives start with one of valedictionStarts (in any
+// case; a line whose first three bytes are not all ASCII is let through, as case folding maps
+// some letters outside ASCII, the Kelvin sign to k).
 func mayBeValediction(l string) bool {
-	l = strings.TrimLeft(l, " \t\r\n\f")
-	return l != "" && (l[0] >= 0x80 || strings.IndexByte(valedictionStarts, l[0]) >= 0)
+	return startsWithFolded(strings.TrimLeft(l, " \t\r\n\f"), valedictionStarts)
+}
+
+// startsWithFolded reports whether l starts with one of starts (three ASCII bytes each, lower
+// case), in any case, or may: a line whose first three bytes are not all ASCII is let through.
+// A line of fewer than three bytes is not (no case folding makes a letter of fewer bytes).
+// Setting bit 0x20 lowers an ASCII letter and makes no letter of another byte.
+func startsWithFolded(l string, starts []string) bool {
+	if len(l) < 3 {
+		return false
+	}
+	if l[0]|l[1]|l[2] >= 0x80 {
+		return true
+	}
+	for _, p := range starts {
+		if l[0]|0x20 == p[0] && l[1]|0x20 == p[1] && l[2]|0x20 == p[2] {
+			return true
+		}
+	}
+	return false
 }

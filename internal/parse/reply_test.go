@@ -1,6 +1,8 @@
 package parse
 
 import (
+	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -55,6 +57,9 @@ func TestReplyPrefiltersAreNecessary(t *testing.T) {
 		"Hello there", "", " ", "-", "b", "Kind regards", "\u212aind regards", "  Best,", "Mit freundlichen Grüßen", "Ystävällisin terveisin",
 		"Thanks! Anna", "Cordialement", "Un saludo", "Regards", "Yours sincerely, Bob", "Groeten", "Liebe Grüße", "Vennlig hilsen",
 		"Atentamente", "Salutations distinguées", "Warm regards", "Many thanks", "Cheers", "Saludos",
+		"Thanks! On Wed, Apr 4, 2012 at 3:59 PM, bob@example.com wrote:", "ok On 3 Mar 2026, Help Desk <h@e.com> ſchrieb:",
+		"Danke -- Am 3. März 2026 um 10:15 schrieb Help <h@e.com> :", "jo On 12.03.2026 Иван написал\f:  ",
+		"ok on 2026-03-03 Иван наᲃисал:", "Listo On 3 mar 2026 Help escribió:", "x on 2026/1/1 a@b.c yazdı:", "3 Mar 2026 a@b.c ſchrieb am Montag", "ᲃ a@b.c 2026 наᲃисал:", "Un saludo", "UN SALUDO", "un  saludo",
 	}
 	for _, v := range strings.Split(strings.Trim(valedictions, "()"), "|") {
 		lines = append(lines, v, v+",", v+" Anna")
@@ -71,6 +76,15 @@ func TestReplyPrefiltersAreNecessary(t *testing.T) {
 			if mobileSig.MatchString(v) && !mayBeMobileSig(v) {
 				t.Errorf("%q: mobileSig matches but the prefilter turns it away", v)
 			}
+			if hasVerb.MatchString(v) && !containsWroteVerb(v) {
+				t.Errorf("%q: hasVerb matches but the prefilter turns it away", v)
+			}
+			if sharedLine.MatchString(v) && !mayBeSharedLine(v) {
+				t.Errorf("%q: sharedLine matches but the prefilter turns it away", v)
+			}
+			if (endsWithVerb.MatchString(v) || sharedLine.MatchString(v)) && !endsWithWroteVerb(v) {
+				t.Errorf("%q: endsWithVerb or sharedLine matches but the prefilter turns it away", v)
+			}
 			if valediction.MatchString(v) && !mayBeValediction(v) {
 				t.Errorf("%q: valediction matches but the prefilter turns it away", v)
 			}
@@ -82,7 +96,92 @@ func TestReplyPrefiltersAreNecessary(t *testing.T) {
 	if matched < 90 {
 		t.Errorf("valediction matched only %d of the sample lines", matched)
 	}
-	if mayBeValediction("--") || mayBeValediction("  1234") || mayBeValediction("Hello") {
+	if mayBeValediction("--") || mayBeValediction("  1234") || mayBeValediction("Hello") || mayBeValediction("This works now") {
 		t.Error("the valediction prefilter lets through lines no alternative starts like")
 	}
+}
+
+// TestHasEmailMatchesRegexp compares hasEmail with the regexp it replaced on every string of up
+// to five characters over an alphabet of the bytes it looks at, and on random longer ones.
+func TestHasEmailMatchesRegexp(t *testing.T) {
+	re := regexp.MustCompile(`[^\s<>()"]+@[^\s<>()"]+`)
+	alphabet := []string{"a", "@", " ", "<", ">", "(", ")", "\"", "\t", "\n", "\f", "\r", "\v", "é", "\xff", "."}
+	var walk func(s string, depth int)
+	walk = func(s string, depth int) {
+		if got, want := hasEmail(s), re.MatchString(s); got != want {
+			t.Fatalf("hasEmail(%q) = %v, the regexp says %v", s, got, want)
+		}
+		if depth == 5 {
+			return
+		}
+		for _, c := range alphabet {
+			walk(s+c, depth+1)
+		}
+	}
+	walk("", 0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		var b strings.Builder
+		for range rng.IntN(60) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		if s := b.String(); hasEmail(s) != re.MatchString(s) {
+			t.Fatalf("hasEmail(%q) = %v, the regexp says otherwise", s, hasEmail(s))
+		}
+	}
+}
+
+// TestMayBeSharedLine checks on random lines made of the pieces sharedLine looks for that the
+// prefilter never turns away a line it matches, and that it turns away the usual header.
+func TestMayBeSharedLine(t *testing.T) {
+	pieces := []string{"on", "On", "ON", " ", "\t", "-", "--", "x", "1", "Mar 3, 2026 at 10:15", "a@b.c", "wrote", ":", "\f", "é"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	matched := 0
+	pick := func(from []string, min, max int) string {
+		var b strings.Builder
+		for range min + rng.IntN(max-min+1) {
+			b.WriteString(from[rng.IntN(len(from))])
+		}
+		return b.String()
+	}
+	for range 100000 {
+		// Lines shaped like the pattern (text, a separator, "on", a date, the verb, a colon),
+		// with their pieces drawn at random, and lines of random pieces alone.
+		l := pick(pieces, 0, 3) + pick([]string{" ", "\t", "-", "--", " -- ", "\f"}, 0, 2) + pick([]string{"on", "On", "ON", "x"}, 1, 1) +
+			pick([]string{" ", "\t", "\f", "-"}, 0, 2) + pick(pieces, 1, 6) + pick([]string{" wrote", " schrieb", "wrote"}, 1, 1) +
+			pick([]string{" ", ":", "\t"}, 0, 3)
+		if rng.IntN(4) == 0 {
+			l = pick(pieces, 2, 12)
+		}
+		if sharedLine.MatchString(l) {
+			matched++
+			if !mayBeSharedLine(l) {
+				t.Fatalf("%q: sharedLine matches but mayBeSharedLine turns it away", l)
+			}
+		}
+	}
+	if matched < 1000 {
+		t.Fatalf("only %d random lines matched sharedLine", matched)
+	}
+	if mayBeSharedLine("On Tue, 3 Mar 2026 at 10:15, Help Desk <help@example.com> wrote:") {
+		t.Error("the prefilter lets through the usual header, whose On comes first")
+	}
+}
+
+// TestNormalizeNewlines compares normalizeNewlines with the two replacements it replaced.
+func TestNormalizeNewlines(t *testing.T) {
+	var walk func(s string, depth int)
+	walk = func(s string, depth int) {
+		want := strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n")
+		if got := normalizeNewlines(s); got != want {
+			t.Fatalf("normalizeNewlines(%q) = %q, want %q", s, got, want)
+		}
+		if depth == 7 {
+			return
+		}
+		for _, c := range []string{"a", "\r", "\n", "é"} {
+			walk(s+c, depth+1)
+		}
+	}
+	walk("", 0)
 }
