@@ -65,9 +65,9 @@ func TestMarshalWithoutStaleBytes(t *testing.T) {
 	}
 }
 
-// TestMarshalIntoIsWhatWasWritten marshals into buffers full of stale bytes that are larger
-// than the message (it shrank after it was sized), smaller (it grew within or past their
-// capacity) or of its size: exactly the bytes written come back, never the buffer's tail.
+// TestMarshalIntoIsWhatWasWritten marshals into buffers full of stale bytes that are longer
+// than the message (as if it shrank after it was sized), shorter (as if it grew, within or past
+// their capacity) or of its size: exactly the bytes written come back, never the buffer's tail.
 func TestMarshalIntoIsWhatWasWritten(t *testing.T) {
 	m := message(3000, 'A')
 	want, err := proto.Marshal(m)
@@ -78,8 +78,8 @@ func TestMarshalIntoIsWhatWasWritten(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		len, cap int
-	}{{"shrank", len(want) + 100, len(want) + 100}, {"grew within the capacity", len(want) - 100, len(want) + 50},
-		{"grew past the capacity", len(want) - 100, len(want) - 100}, {"as sized", len(want), len(want)}} {
+	}{{"buffer longer", len(want) + 100, len(want) + 100}, {"buffer shorter, capacity enough", len(want) - 100, len(want) + 50},
+		{"buffer and capacity shorter", len(want) - 100, len(want) - 100}, {"buffer of its size", len(want), len(want)}} {
 		buf := bytes.Repeat([]byte("stale"), c.cap/5+1)[:c.len:c.cap]
 		got, err := marshalInto(buf, m)
 		if err != nil {

@@ -35,6 +35,18 @@ var multipartCases = []string{
 	"--b0\r\n\r\n" + strings.Repeat("QUJD", 19) + "\r\n" + strings.Repeat(strings.Repeat("QUJD", 19)+"\r\n", 300) + "--b0--\r\n",
 	"--b0\r\n\r\n" + strings.Repeat("ab\r", 3000) + "\r\n--b0--",
 	"--b0\r\n\r\n" + strings.Repeat("-", 9000) + "\r\n--b0--",
+	// Lines around go-message's 4096-byte limit on what NextPart reads (limitLine).
+	strings.Repeat("p", 4094) + "\r\n--b0\r\n\r\nafter a preamble line of 4096 bytes\r\n--b0--",
+	strings.Repeat("p", 4095) + "\r\n--b0\r\n\r\nafter a preamble line of 4097 bytes\r\n--b0--",
+	strings.Repeat("p", 4095) + "\n--b0\n\nafter an LF preamble line of 4096 bytes\n--b0--",
+	"--b0" + strings.Repeat(" ", 5000) + "\r\n\r\nafter a long delimiter line\r\n--b0--",
+	"--b0\r\n\r\nx\r\n--b0--" + strings.Repeat(" ", 4090),
+	"--b0\r\n\r\nx\r\n--b0--" + strings.Repeat(" ", 4089),
+	"--b0\r\n\r\nx\r\n--b0--" + strings.Repeat(" ", 4091),
+	"--b0\r\n\r\nx\r\n--b0" + strings.Repeat("\t", 4090) + "\r\n\r\ny\r\n--b0--",
+	"--b0\r\n\r\nx\r\n\r\n" + strings.Repeat("z", 4100),
+	strings.Repeat("q", 40000),
+	strings.Repeat("q\r\n", 20000) + "--b0\r\n\r\nafter a preamble of 60 KB\r\n--b0--",
 }
 
 // splitParts reads every part of a multipart body with next, through a reader that hands out
@@ -126,6 +138,13 @@ func TestMPReaderMatchesGoMessage(t *testing.T) {
 		check(fmt.Sprintf("case %d, one dash", i), []byte(strings.ReplaceAll(c, "b0", "-")), "-")
 	}
 	check("empty boundary", []byte("--\r\n\r\nx\r\n----"), "")
+	// Boundaries whose delimiter fills go-message's 4 KB buffer: whether "--boundary" ends a
+	// part is decided with what that buffer holds (bufferFor).
+	for _, n := range []int{999, 1000, 4091, 4092, 4093, 5000} {
+		b := strings.Repeat("b", n)
+		check(fmt.Sprintf("boundary of %d", n), []byte("--"+b+"\r\n\r\nabc\r\n--"+b+"x\r\nmore\r\n--"+b+"--\r\n"), b)
+		check(fmt.Sprintf("boundary of %d, LF", n), []byte("--"+b+"\n\nabc\n--"+b+"x\nmore\n--"+b+"--\n"), b)
+	}
 	n := 0
 	for _, raw := range bench.Corpus(7, 40) {
 		e, _, err := readEntity(bytes.NewReader(raw))

@@ -101,7 +101,7 @@ func quoteHeaderAt(lines []string, l string) bool {
 func splitSharedLine(lines []string) []string {
 	out := make([]string, 0, len(lines))
 	for _, l := range lines {
-		if !strings.HasSuffix(strings.TrimRight(l, " \t"), ":") || !endsWithWroteVerb(l) || !mayBeSharedLine(l) {
+		if !endsWithColon(l) || !endsWithWroteVerb(l) || !mayBeSharedLine(l) {
 			// The pattern ends with "wrote:"; checking that first spares the regexp most lines.
 			out = append(out, l)
 			continue
@@ -197,6 +197,12 @@ func quoteStart(lines []string, i int) bool {
 		}
 	}
 	return false
+}
+
+// endsWithColon reports whether a line ends with a colon and white space (as \s means it):
+// sharedLine's end.
+func endsWithColon(l string) bool {
+	return strings.HasSuffix(strings.TrimRight(l, " \t\n\f\r"), ":")
 }
 
 // mayBeSharedLine: sharedLine needs an "on" (in any case) followed by white space and preceded by

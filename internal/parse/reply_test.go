@@ -59,7 +59,7 @@ func TestReplyPrefiltersAreNecessary(t *testing.T) {
 		"Atentamente", "Salutations distinguées", "Warm regards", "Many thanks", "Cheers", "Saludos",
 		"Thanks! On Wed, Apr 4, 2012 at 3:59 PM, bob@example.com wrote:", "ok On 3 Mar 2026, Help Desk <h@e.com> ſchrieb:",
 		"Danke -- Am 3. März 2026 um 10:15 schrieb Help <h@e.com> :", "jo On 12.03.2026 Иван написал\f:  ",
-		"ok on 2026-03-03 Иван наᲃисал:", "Listo On 3 mar 2026 Help escribió:", "x on 2026/1/1 a@b.c yazdı:", "3 Mar 2026 a@b.c ſchrieb am Montag", "ᲃ a@b.c 2026 наᲃисал:", "Un saludo", "UN SALUDO", "un  saludo",
+		"ok on 2026-03-03 Иван наᲃисал:", "Listo On 3 mar 2026 Help escribió:", "x on 2026/1/1 a@b.c yazdı:", "Thanks On Wed, Apr 4, 2012 at 3:59 PM, bob@example.com wrote:\f", "Beſt regards", "Kinð regards", "3 Mar 2026 a@b.c ſchrieb am Montag", "ᲃ a@b.c 2026 наᲃисал:", "Un saludo", "UN SALUDO", "un  saludo",
 	}
 	for _, v := range strings.Split(strings.Trim(valedictions, "()"), "|") {
 		lines = append(lines, v, v+",", v+" Anna")
@@ -78,6 +78,9 @@ func TestReplyPrefiltersAreNecessary(t *testing.T) {
 			}
 			if hasVerb.MatchString(v) && !containsWroteVerb(v) {
 				t.Errorf("%q: hasVerb matches but the prefilter turns it away", v)
+			}
+			if sharedLine.MatchString(v) && !endsWithColon(v) {
+				t.Errorf("%q: sharedLine matches but it does not end with a colon", v)
 			}
 			if sharedLine.MatchString(v) && !mayBeSharedLine(v) {
 				t.Errorf("%q: sharedLine matches but the prefilter turns it away", v)

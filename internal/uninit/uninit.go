@@ -1,5 +1,5 @@
-// Package uninit allocates byte buffers without clearing them, for callers that overwrite
-// every byte before any is read.
+// Package uninit allocates byte buffers without clearing them, for callers that never read a
+// byte they did not write.
 //
 // make([]byte, n) clears the memory the collector hands out again, and a message body read in
 // full from a connection, or a protobuf message marshalled into its exact size, then
