@@ -12,9 +12,9 @@ import (
 // collector after the parse; with make's zeroing that was a tenth of the server's CPU per
 // message on mail of hundreds of kilobytes. The buffers live only as long as the call's bodies
 // do (a few are between the connection and the parsers at any time): nothing is kept between
-// batches or while a mailbox is idle. What it keeps is bounded in bytes too: keeping the largest bodies of a batch (several
-// megabytes each) raised the server's peak RSS by a fifth for a saving that, per byte, is no
-// larger than on ordinary mail.
+// batches or while a mailbox is idle. What it keeps is bounded in bytes too: keeping the
+// largest bodies of a batch (several megabytes each) raised the server's peak RSS by a fifth
+// for a saving that, per byte, is no larger than on ordinary mail.
 type recycler struct {
 	mu    sync.Mutex
 	free  [][]byte // by capacity, ascending

@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/mailintake/mailintake/internal/testutil"
 )
 
 // Bytes come through the buffered connection unchanged whatever the read sizes, and a
@@ -19,7 +21,7 @@ func TestBufferedConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	data := randomBytes(3<<20+1234, 5)
+	data := testutil.RandomBytes(3<<20+1234, 5)
 	rng := rand.New(rand.NewPCG(5, 6))
 	more := make(chan struct{})
 	go func() {
@@ -67,14 +69,6 @@ func TestBufferedConn(t *testing.T) {
 }
 
 // randomBytes returns n bytes from a generator seeded with seed.
-func randomBytes(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, seed+1))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.IntN(256))
-	}
-	return b
-}
 
 // The write deadline is held by the connection and applied to writes only, with the meaning
 // of a socket's: a passed deadline fails the next write, one cleared lets it through, one set

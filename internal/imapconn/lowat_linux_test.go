@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailintake/mailintake/internal/testutil"
 )
 
 // raisedMark is the low-water mark a large literal gets here: lowWaterMark, capped by the
@@ -88,7 +90,7 @@ func TestBufferedConnLowWater(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			data := randomBytes(tc.size, 7)
+			data := testutil.RandomBytes(tc.size, 7)
 			const chunk = 16 << 10 // a TLS record's worth, as a server sends them
 			gotLiteral := make(chan struct{})
 			go func() {

@@ -20,9 +20,9 @@ import (
 // malformed quantum: a body whose padding is missing or broken (common from mailers that wrap
 // or cut base64 by hand) loses its last bytes. The entities here are built with go-message's
 // header and charset code and its multipart reader (multipart.go, with a faster boundary
-// search and a larger buffer) but with a lenient base64 decoder, and with the Content-Transfer-Encoding value
-// trimmed and lower-cased (" Base64" is seen in the wild); quoted-printable is decoded by
-// Go's decoder with a faster byte loop (qp.go).
+// search and a larger buffer) but with a lenient base64 decoder, and with the
+// Content-Transfer-Encoding value trimmed and lower-cased (" Base64" is seen in the wild);
+// quoted-printable is decoded by Go's decoder with a faster byte loop (qp.go).
 
 // maxHeaderBytes bounds a header section, as go-message's reader does.
 const maxHeaderBytes = 1 << 20

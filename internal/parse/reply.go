@@ -236,22 +236,21 @@ var wroteVerbs = strings.Split(strings.NewReplacer(`\(`, "(", `\)`, ")").Replace
 // matches two letters that strings.ToLower does not lower to the verbs' (ſ to s, ᲃ to с): a
 // line with either is let through.
 func endsWithWroteVerb(t string) bool {
-	t = strings.TrimRight(t, " \t\n\f\r:")
-	l := strings.ToLower(t)
-	for _, v := range wroteVerbs {
-		if strings.HasSuffix(l, v) {
-			return true
-		}
-	}
-	return strings.Contains(t, "ſ") || strings.Contains(t, "ᲃ")
+	return wroteVerbIn(strings.TrimRight(t, " \t\n\f\r:"), strings.HasSuffix)
 }
 
 // containsWroteVerb reports whether a line has one of the verbs anywhere: a necessary condition
 // of hasVerb (with endsWithWroteVerb's allowance for case folding).
 func containsWroteVerb(t string) bool {
+	return wroteVerbIn(t, strings.Contains)
+}
+
+// wroteVerbIn reports whether at(t in lower case, verb) holds for one of the verbs, or t has a
+// letter that case folding matches to a verb's but strings.ToLower does not lower to it.
+func wroteVerbIn(t string, at func(s, verb string) bool) bool {
 	l := strings.ToLower(t)
 	for _, v := range wroteVerbs {
-		if strings.Contains(l, v) {
+		if at(l, v) {
 			return true
 		}
 	}
@@ -360,7 +359,7 @@ func mayBeForwardLine(l string) bool {
 // line whose first three bytes are not all ASCII is let through, as case folding maps some
 // letters outside ASCII: ſ to s, the Kelvin sign to k).
 func mayBeMobileSig(l string) bool {
-	return startsWithFolded(strings.TrimLeft(l, " \t\r\n\f"), mobileSigStarts)
+	return startsWithFolded(l, mobileSigStarts)
 }
 
 // mobileSigStarts are the first three letters of mobileSig's alternatives.
@@ -380,14 +379,16 @@ var valedictionStarts = func() (starts []string) {
 // case; a line whose first three bytes are not all ASCII is let through, as case folding maps
 // some letters outside ASCII, the Kelvin sign to k).
 func mayBeValediction(l string) bool {
-	return startsWithFolded(strings.TrimLeft(l, " \t\r\n\f"), valedictionStarts)
+	return startsWithFolded(l, valedictionStarts)
 }
 
-// startsWithFolded reports whether l starts with one of starts (three ASCII bytes each, lower
-// case), in any case, or may: a line whose first three bytes are not all ASCII is let through.
-// A line of fewer than three bytes is not (no case folding makes a letter of fewer bytes).
-// Setting bit 0x20 lowers an ASCII letter and makes no letter of another byte.
+// startsWithFolded reports whether l, after the white space \s skips, starts with one of starts
+// (three ASCII bytes each, lower case), in any case, or may: a line whose first three bytes are
+// not all ASCII is let through. A line of fewer than three bytes is not (no case folding makes
+// a letter of fewer bytes). Setting bit 0x20 lowers an ASCII letter and makes no letter of
+// another byte.
 func startsWithFolded(l string, starts []string) bool {
+	l = strings.TrimLeft(l, " \t\r\n\f")
 	if len(l) < 3 {
 		return false
 	}

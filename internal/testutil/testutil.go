@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -136,4 +137,14 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// RandomBytes returns n pseudo-random bytes, the same for the same seed.
+func RandomBytes(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.IntN(256))
+	}
+	return b
 }

@@ -2,20 +2,12 @@ package uninit
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"runtime"
 	"testing"
 	"unsafe"
-)
 
-func randomBytes(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, seed+1))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.IntN(256))
-	}
-	return b
-}
+	"github.com/mailintake/mailintake/internal/testutil"
+)
 
 // TestBytes checks the buffers: each is n bytes of its own, holds what is written into it, and
 // stays alive through collections while only the slice refers to it (the allocation comes from
@@ -31,7 +23,7 @@ func TestBytes(t *testing.T) {
 		if len(b) != n || cap(b) < n {
 			t.Fatalf("Bytes(%d): len %d cap %d", n, len(b), cap(b))
 		}
-		copy(b, randomBytes(n, uint64(i)))
+		copy(b, testutil.RandomBytes(n, uint64(i)))
 		bufs[i] = b
 	}
 	// Garbage in between, and collections: a buffer the collector thought dead would be reused
@@ -45,7 +37,7 @@ func TestBytes(t *testing.T) {
 		runtime.GC()
 	}
 	for i, n := range sizes {
-		if !bytes.Equal(bufs[i], randomBytes(n, uint64(i))) {
+		if !bytes.Equal(bufs[i], testutil.RandomBytes(n, uint64(i))) {
 			t.Fatalf("the %d-byte buffer changed after collections", n)
 		}
 	}
