@@ -42,8 +42,8 @@ SDK := plugins/authplugin
 SDK_EXAMPLE := plugins/examples/statictoken
 
 .PHONY: test
-test: ## Run the unit and integration tests (with the race detector), the server's and the provider SDK's.
-	$(GO) test -race -count=1 ./...
+test: ## Run the unit and integration tests (with the race detector, and internal/offheap's buffers poisoned once given back), the server's and the provider SDK's.
+	MAILINTAKE_OFFHEAP_POISON=1 $(GO) test -race -count=1 ./...
 	cd $(SDK) && $(GO) test -race -count=1 ./...
 
 .PHONY: dev-idp
@@ -58,7 +58,7 @@ imap-servers: ## Install the interop suite's IMAP servers besides Dovecot into .
 .PHONY: test-interop
 test-interop: imap-servers ## Run the interop suite against private Dovecot (IMAP, POP3, submission), Courier and mox servers (needs dovecot-imapd, dovecot-pop3d and dovecot-submissiond installed).
 	$(GO) test -race -count=1 -tags interop -timeout 5m ./internal/fakes/mox/ ./internal/fakes/courier/ ./internal/fakes/dovecot/
-	$(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
+	MAILINTAKE_OFFHEAP_POISON=1 $(GO) test -race -count=1 -tags interop -run Interop -timeout 15m ./server/cmd/mailintaked/
 
 .PHONY: test-postgres
 test-postgres: ## Run the store conformance suite and the PostgreSQL store's own tests on a private PostgreSQL (installs Debian's postgresql if missing).

@@ -7,14 +7,17 @@
 // a megabyte was a fresh allocation cleared by the runtime, about 2.5% of the server's CPU per
 // message in make bench's profile, for bytes the marshaller overwrites at once.
 //
-// Here a message is marshalled into a fresh buffer of exactly its size (internal/uninit), and
-// nothing is pooled. A pool saves the allocation but keeps its buffers live between messages:
-// with buffers rounded up to the next power of two, the pool held about 6 MB while mail
-// streamed, which the collector's target doubled, and the server's peak RSS rose by 8 MB
-// (make bench, 4 interleaved runs: 74–76 MB without the pool against 81–87 MB with it, CPU
-// per message 0.97×). The clearing guards against a reader of memory nobody wrote; here no
-// such read can happen: what goes out is exactly the bytes the marshaller wrote, however the
-// message's size was computed. Unmarshalling is gRPC's.
+// Here a message is marshalled into a buffer of exactly its size that is not cleared. One of
+// internal/offheap's size or more (most messages of the stream) is lent from outside the heap
+// and given back once gRPC has written it, to be lent again: its pages stay mapped, where a fresh
+// heap buffer was memory the runtime had handed back to the kernel and the kernel faulted in and
+// cleared again (make bench's profile: a sixth of the server's page faults). Nothing is pooled on
+// the heap: a pool's buffers are live heap between messages, which the collector's target
+// doubles (with buffers rounded up to the next power of two, gRPC-style tiers held about 6 MB
+// while mail streamed, and the server's peak RSS rose by 8 MB: make bench, 4 interleaved runs).
+// The clearing guards against a reader of memory nobody wrote; here no such read can happen:
+// what goes out is exactly the bytes the marshaller wrote, however the message's size was
+// computed. Unmarshalling is gRPC's.
 package grpccodec
 
 import (
@@ -26,7 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
 
-	"github.com/mailintake/mailintake/internal/uninit"
+	"github.com/mailintake/mailintake/internal/offheap"
 )
 
 func init() {
@@ -59,12 +62,28 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		}
 		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 	}
-	out, err := marshalInto(uninit.Bytes(size), m)
-	if err != nil {
-		return nil, err
+	buf := offheap.Get(size)
+	out, err := marshalInto(buf, m)
+	if err != nil || len(out) == 0 || &out[0] != &buf[0] {
+		offheap.Free(buf) // failed, or grew past buf into a heap buffer of its own
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(out)}, nil
 	}
-	return mem.BufferSlice{mem.SliceBuffer(out)}, nil
+	// gRPC frees the buffer (Put) once it no longer needs its bytes: they go back to offheap.
+	return mem.BufferSlice{mem.NewBuffer(&out, lender{})}, nil
 }
+
+// lender is the mem.BufferPool of the buffers Marshal lends: Put gives one back to offheap.
+type lender struct{}
+
+func (lender) Get(n int) *[]byte {
+	b := offheap.Get(n)
+	return &b
+}
+
+func (lender) Put(b *[]byte) { offheap.Free(*b) }
 
 // marshalInto marshals m, sized just before (its cached size is used), into buf's memory and
 // returns exactly the bytes written: buf's earlier contents never go out, even if m changed

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/mailintake/mailintake/internal/offheap"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -31,16 +32,22 @@ func TestRegistered(t *testing.T) {
 }
 
 // TestMarshalWithoutStaleBytes marshals large messages, then smaller ones once the large ones
-// are garbage and collected (their memory is handed out again, not cleared): each goes out as
-// exactly proto.Marshal's bytes and reads back equal, none carries what an earlier one left.
+// are freed (their buffers are lent again by offheap, or their memory handed out again by the
+// collector, not cleared): each goes out as exactly proto.Marshal's bytes and reads back equal,
+// none carries what an earlier one left. A buffer lent from offheap goes back to it when gRPC
+// frees the message.
 func TestMarshalWithoutStaleBytes(t *testing.T) {
 	c := encoding.GetCodecV2(Name)
 	for round, size := range []int{900 << 10, 600 << 10, 520 << 10, 3 << 20, 2 << 10, 40 << 10, 100} {
 		fill := byte('a' + round)
 		m := message(size, fill)
+		lent := offheap.CurrentStats().Lent
 		data, err := c.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if got := offheap.CurrentStats().Lent - lent; got != 1 && size >= offheap.MinSize || got != 0 && size < offheap.MinSize {
+			t.Errorf("message of %d bytes: %d buffers lent from offheap", size, got)
 		}
 		got := data.Materialize()
 		want, err := proto.Marshal(m)
@@ -58,7 +65,10 @@ func TestMarshalWithoutStaleBytes(t *testing.T) {
 			t.Fatalf("message of %d bytes does not read back equal", size)
 		}
 		data.Free()
-		runtime.GC() // the buffer's memory is free for the next round's
+		if got := offheap.CurrentStats().Lent; got != lent {
+			t.Errorf("message of %d bytes: %d buffers lent after gRPC freed it, want %d", size, got, lent)
+		}
+		runtime.GC() // a heap buffer's memory is free for the next round's
 	}
 	if _, err := c.Marshal("not a message"); err == nil {
 		t.Fatal("marshalling a string did not fail")

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailintake/mailintake/internal/offheap"
 	"github.com/mailintake/mailintake/internal/saslclient"
 )
 
@@ -267,19 +268,17 @@ type Fetched struct {
 	// what the body took from the connection's Budget
 	budget *Budget
 	taken  int64
-	// where Raw's buffer goes back to (nil: the collector)
-	buffers *recycler
 }
 
-// Release gives the body's bytes back to the connection's Budget and its buffer to the fetch's
-// next bodies: the caller no longer holds Raw, nor anything sharing its bytes (a parsed message
-// shares nothing with it, except the raw bytes of one that could not be parsed: those the caller
-// copies).
+// Release gives the body's bytes back to the connection's Budget and its buffer to the next
+// bodies (internal/offheap): the caller no longer holds Raw, nor anything sharing its bytes (a
+// parsed message shares nothing with it, except the raw bytes of one that could not be parsed:
+// those the caller copies). Release is called once per Fetched, on the copy that was used.
 func (f *Fetched) Release() {
 	f.budget.Release(f.taken)
 	f.taken = 0
-	f.buffers.put(f.Raw)
-	f.Raw, f.buffers = nil, nil
+	offheap.Free(f.Raw)
+	f.Raw = nil
 }
 
 // FetchBodies fetches the bytes and meta of several messages with one UID FETCH and passes each
@@ -302,10 +301,6 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 		want[u] = true
 	}
 	var stop error // set when the batch was ended on purpose
-	var buffers *recycler
-	if len(uids) > 1 {
-		buffers = &recycler{}
-	}
 	err := c.guard(ctx, 10*time.Minute, "UID FETCH BODY.PEEK[]", func() error {
 		cmd := c.c.Fetch(uidSet(uids), &imap.FetchOptions{
 			UID: true, RFC822Size: true, InternalDate: true, Flags: true,
@@ -345,8 +340,8 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 					}
 					f.budget, f.taken = c.target.Budget, taken
 					// One buffer of the announced size, filled in place (a bytes.Buffer would grow
-					// and copy it again near its end).
-					f.Raw, f.buffers = buffers.get(it.Literal.Size()), buffers
+					// and copy it again near its end), lent outside the heap and reused.
+					f.Raw = offheap.Get(int(it.Literal.Size()))
 					_, err = io.ReadFull(c.announced(it.Literal, it.Literal.Size()), f.Raw)
 					c.bc.expect(0)
 					if err != nil {
