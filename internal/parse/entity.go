@@ -27,6 +27,21 @@ import (
 // maxHeaderBytes bounds a header section, as go-message's reader does.
 const maxHeaderBytes = 1 << 20
 
+// readEntityBytes reads a message held in memory: its parts are read where they are
+// (memMPReader, memBody).
+func readEntityBytes(raw []byte) (*message.Entity, *base64Reader, error) {
+	src := &memBody{b: raw, err: io.EOF}
+	lr := &io.LimitedReader{R: src, N: maxHeaderBytes}
+	br := bufio.NewReader(lr)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The body: what follows what ReadHeader took (what br read, less what is still in it).
+	consumed := len(raw) - len(src.b) - br.Buffered()
+	return newEntity(message.Header{Header: h}, &memBody{b: raw[consumed:], err: io.EOF})
+}
+
 // readEntity reads a message from r.
 func readEntity(r io.Reader) (*message.Entity, *base64Reader, error) {
 	lr := &io.LimitedReader{R: r, N: maxHeaderBytes}
@@ -69,9 +84,11 @@ func newEntity(h message.Header, body io.Reader) (*message.Entity, *base64Reader
 	return e, b64, err
 }
 
-// multipartReader reads the parts of a multipart entity, or returns nil for another entity.
+// multipartReader reads the parts of a multipart entity, or returns nil for another entity:
+// where they are if the entity is held in memory (memMPReader), else as they stream past.
 type multipartReader struct {
-	r *mpReader
+	r   *mpReader
+	mem *memMPReader
 }
 
 func newMultipartReader(e *message.Entity) *multipartReader {
@@ -79,11 +96,22 @@ func newMultipartReader(e *message.Entity) *multipartReader {
 	if err != nil || !strings.HasPrefix(mt, "multipart/") {
 		return nil
 	}
-	return &multipartReader{newMPReader(e.Body, params["boundary"])}
+	boundary := params["boundary"]
+	if m, ok := e.Body.(*memBody); ok && len(boundary) < maxWindowedBoundary {
+		return &multipartReader{mem: newMemMPReader(m, boundary)}
+	}
+	return &multipartReader{r: newMPReader(e.Body, boundary)}
 }
 
 // NextPart returns the next part, io.EOF after the last.
 func (r *multipartReader) NextPart() (*message.Entity, *base64Reader, error) {
+	if r.mem != nil {
+		h, body, err := r.mem.NextPart()
+		if err != nil {
+			return nil, nil, err
+		}
+		return newEntity(message.Header{Header: h}, body)
+	}
 	p, err := r.r.NextPart()
 	if err != nil {
 		return nil, nil, err
@@ -130,7 +158,8 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 		if b.err != nil {
 			return 0, b.err
 		}
-		n, err := b.r.Read(b.in)
+		chunk, err := b.fill()
+		n := len(chunk)
 		// Decoded straight into p when it has room for all the chunk can hold (the usual case:
 		// the parser reads into a large buffer), saving a copy; otherwise into outBuf.
 		direct := len(b.pend)+n <= len(p)/3*4-8
@@ -139,7 +168,7 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 		} else {
 			b.out = b.outBuf[:0]
 		}
-		b.decode(b.in[:n])
+		b.decode(chunk)
 		if err != nil {
 			b.finish()
 			b.err = err
@@ -177,9 +206,9 @@ func (b *base64Reader) discard(limit int64) (n int64, more bool, err error) {
 			}
 			return min(n, limit), n > limit, b.err
 		}
-		m, rerr := b.r.Read(b.in)
+		chunk, rerr := b.fill()
 		b.out = b.outBuf[:0]
-		b.decode(b.in[:m])
+		b.decode(chunk)
 		if rerr != nil {
 			b.finish()
 			b.err = rerr
@@ -190,7 +219,18 @@ func (b *base64Reader) discard(limit int64) (n int64, more bool, err error) {
 	return limit, true, nil
 }
 
-// decode appends the bytes of chunk to out. It may overwrite chunk.
+// fill returns the next chunk of encoded input, at most len(in) bytes, and the error that
+// follows it. A memBody's bytes are taken where they are (decode writes to in, not to them);
+// another reader's are read into in.
+func (b *base64Reader) fill() ([]byte, error) {
+	if m, ok := b.r.(*memBody); ok {
+		return m.next(len(b.in))
+	}
+	n, err := b.r.Read(b.in)
+	return b.in[:n], err
+}
+
+// decode appends the bytes of chunk, which fill returned, to out. It may overwrite in.
 func (b *base64Reader) decode(chunk []byte) {
 	if len(b.pend) > 0 {
 		// A line begun in the previous chunk: finish it character by character.
@@ -207,7 +247,7 @@ func (b *base64Reader) decode(chunk []byte) {
 	// Anything the strict decoder refuses (junk, spaces, padding in the middle, lines that
 	// split quanta) is decoded character by character instead.
 	if last := bytes.LastIndexByte(chunk, '\n'); len(b.pend) == 0 && last >= 0 {
-		lines := stripLineBreaks(chunk[:last+1])
+		lines := stripLineBreaks(b.in, chunk[:last+1])
 		rest := chunk[last+1:]
 		n := len(b.out)
 		want := base64.StdEncoding.DecodedLen(len(lines))
@@ -224,36 +264,37 @@ func (b *base64Reader) decode(chunk []byte) {
 	b.scan(chunk)
 }
 
-// stripLineBreaks removes the line breaks (LF or CRLF) of buf in place and returns the rest.
-// Encoders write lines of one width: once it is known (from the second line: the first may be
-// the end of one begun before buf), each next line is taken at that width when a CRLF ends it
-// there, without searching for its end. A line break left inside a line is harmless: the
-// decoder skips line breaks anywhere, only slower.
-func stripLineBreaks(buf []byte) []byte {
+// stripLineBreaks writes src without its line breaks (LF or CRLF) to dst, which has room for
+// all of src, and returns what it wrote. dst may share src's memory if it does not begin after
+// src (the bytes move forward only). Encoders write lines of one width: once it is known (from
+// the second line: the first may be the end of one begun before src), each next line is taken
+// at that width when a CRLF ends it there, without searching for its end. A line break left
+// inside a line is harmless: the decoder skips line breaks anywhere, only slower.
+func stripLineBreaks(dst, src []byte) []byte {
 	width := -1
-	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-		if j := bytes.IndexByte(buf[i+1:], '\n'); j > 0 && buf[i+j] == '\r' {
+	if i := bytes.IndexByte(src, '\n'); i >= 0 {
+		if j := bytes.IndexByte(src[i+1:], '\n'); j > 0 && src[i+j] == '\r' {
 			width = j - 1
 		}
 	}
 	w := 0
-	for r := 0; r < len(buf); {
-		if width >= 0 && r+width+1 < len(buf) && buf[r+width] == '\r' && buf[r+width+1] == '\n' {
-			w += copy(buf[w:], buf[r:r+width])
+	for r := 0; r < len(src); {
+		if width >= 0 && r+width+1 < len(src) && src[r+width] == '\r' && src[r+width+1] == '\n' {
+			w += copy(dst[w:], src[r:r+width])
 			r += width + 2
 			continue
 		}
-		end, next := len(buf), len(buf)
-		if i := bytes.IndexByte(buf[r:], '\n'); i >= 0 {
+		end, next := len(src), len(src)
+		if i := bytes.IndexByte(src[r:], '\n'); i >= 0 {
 			end, next = r+i, r+i+1
 		}
-		if end > r && buf[end-1] == '\r' {
+		if end > r && src[end-1] == '\r' {
 			end--
 		}
-		w += copy(buf[w:], buf[r:end])
+		w += copy(dst[w:], src[r:end])
 		r = next
 	}
-	return buf[:w]
+	return dst[:w]
 }
 
 // scan decodes chunk character by character, keeping an incomplete quantum pending.

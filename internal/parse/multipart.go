@@ -56,13 +56,9 @@ type mpPart struct {
 // newMPReader returns a reader of the parts of a multipart body read from r, whose parts are
 // delimited by boundary.
 func newMPReader(r io.Reader, boundary string) *mpReader {
-	b := []byte("\r\n--" + boundary + "--")
 	return &mpReader{
-		bufReader:        bufio.NewReaderSize(&stickyErrorReader{r: r}, bufferFor(boundary)),
-		nl:               b[:2],
-		nlDashBoundary:   b[:len(b)-2],
-		dashBoundaryDash: b[2:],
-		dashBoundary:     b[2 : len(b)-2],
+		bufReader:  bufio.NewReaderSize(&stickyErrorReader{r: r}, bufferFor(boundary)),
+		delimiters: newDelimiters(boundary),
 	}
 }
 
@@ -198,10 +194,14 @@ func matchAfterPrefix(buf, prefix []byte, readErr error) int {
 
 // mpReader iterates over the parts of a multipart body, reading its input as needed.
 type mpReader struct {
-	bufReader *bufio.Reader
-
+	bufReader   *bufio.Reader
 	currentPart *mpPart
-	partsRead   int
+	delimiters
+}
+
+// delimiters tells the delimiter lines of one multipart body apart, as go-message does.
+type delimiters struct {
+	partsRead int
 
 	nl               []byte // "\r\n" or "\n" (set after seeing the first delimiter line)
 	nlDashBoundary   []byte // nl + "--boundary"
@@ -209,39 +209,54 @@ type mpReader struct {
 	dashBoundary     []byte // "--boundary"
 }
 
+func newDelimiters(boundary string) delimiters {
+	b := []byte("\r\n--" + boundary + "--")
+	return delimiters{nl: b[:2], nlDashBoundary: b[:len(b)-2], dashBoundaryDash: b[2:], dashBoundary: b[2 : len(b)-2]}
+}
+
 // NextPart returns the next part, io.EOF after the last.
 func (r *mpReader) NextPart() (*mpPart, error) {
 	if r.currentPart != nil {
 		r.currentPart.close()
 	}
+	if err := r.toNextPart(func() ([]byte, error) { return limitLine(r.bufReader.ReadSlice('\n')) }); err != nil {
+		return nil, err
+	}
+	h, err := textproto.ReadHeader(r.bufReader)
+	if err != nil {
+		return nil, err
+	}
+	bp := &mpPart{Header: h, mr: r}
+	r.currentPart = bp
+	return bp, nil
+}
+
+// toNextPart reads lines with readLine (which reads one, its line break included, or what is
+// left) up to and including the next part's delimiter line, as go-message's NextPart does: nil
+// when one was read, io.EOF after the close delimiter, another error for anything else.
+func (r *delimiters) toNextPart(readLine func() ([]byte, error)) error {
 	if string(r.dashBoundary) == "--" {
-		return nil, fmt.Errorf("multipart: boundary is empty")
+		return fmt.Errorf("multipart: boundary is empty")
 	}
 	expectNewPart := false
 	for {
-		line, err := limitLine(r.bufReader.ReadSlice('\n'))
+		line, err := readLine()
 		if err == io.EOF && r.isFinalBoundary(line) {
 			// "--boundary--" at the very end, without a line break, ends the body as well.
-			return nil, io.EOF
+			return io.EOF
 		}
 		if err != nil {
-			return nil, fmt.Errorf("multipart: NextPart: %v", err)
+			return fmt.Errorf("multipart: NextPart: %v", err)
 		}
 		if r.isBoundaryDelimiterLine(line) {
 			r.partsRead++
-			h, err := textproto.ReadHeader(r.bufReader)
-			if err != nil {
-				return nil, err
-			}
-			bp := &mpPart{Header: h, mr: r}
-			r.currentPart = bp
-			return bp, nil
+			return nil
 		}
 		if r.isFinalBoundary(line) {
-			return nil, io.EOF
+			return io.EOF
 		}
 		if expectNewPart {
-			return nil, fmt.Errorf("multipart: expecting a new Part; got line %q", string(line))
+			return fmt.Errorf("multipart: expecting a new Part; got line %q", string(line))
 		}
 		if r.partsRead == 0 {
 			continue // the preamble
@@ -252,7 +267,7 @@ func (r *mpReader) NextPart() (*mpPart, error) {
 			expectNewPart = true
 			continue
 		}
-		return nil, fmt.Errorf("multipart: unexpected line in Next(): %q", line)
+		return fmt.Errorf("multipart: unexpected line in Next(): %q", line)
 	}
 }
 
@@ -280,7 +295,7 @@ func limitLine(line []byte, err error) ([]byte, error) {
 }
 
 // isFinalBoundary reports whether line is the close delimiter, `^--boundary--[ \t]*(\r\n)?$`.
-func (r *mpReader) isFinalBoundary(line []byte) bool {
+func (r *delimiters) isFinalBoundary(line []byte) bool {
 	if !bytes.HasPrefix(line, r.dashBoundaryDash) {
 		return false
 	}
@@ -291,7 +306,7 @@ func (r *mpReader) isFinalBoundary(line []byte) bool {
 // isBoundaryDelimiterLine reports whether line is a delimiter line (RFC 2046 section 5.1: two
 // hyphens, the boundary, optional white space, CRLF). On the first part, a line ending in LF
 // alone switches the reader to LF line breaks: against the standard, but seen in practice.
-func (r *mpReader) isBoundaryDelimiterLine(line []byte) bool {
+func (r *delimiters) isBoundaryDelimiterLine(line []byte) bool {
 	if !bytes.HasPrefix(line, r.dashBoundary) {
 		return false
 	}

@@ -92,6 +92,42 @@ func mpParts(body []byte, boundary string, chunk int, oneByte bool) string {
 	return splitParts(nextOf(mr.NextPart, func(p *mpPart) textproto.Header { return p.Header }), chunk)
 }
 
+// memParts splits body with memMPReader, body held in memory and followed by srcErr (io.EOF, or
+// the error that cut a part short when body is a nested multipart's).
+func memParts(body []byte, boundary string, chunk int, srcErr error) string {
+	mr := newMemMPReader(&memBody{b: body, err: srcErr}, boundary)
+	return splitParts(func() (textproto.Header, io.Reader, error) {
+		h, b, err := mr.NextPart()
+		if err != nil {
+			return textproto.Header{}, nil, err
+		}
+		return h, b, nil
+	}, chunk)
+}
+
+// mpPartsCut is mpParts with body followed by srcErr instead of the end of the input.
+func mpPartsCut(body []byte, boundary string, chunk int, srcErr error) string {
+	mr := newMPReader(io.MultiReader(bytes.NewReader(body), iotest.ErrReader(srcErr)), boundary)
+	return splitParts(nextOf(mr.NextPart, func(p *mpPart) textproto.Header { return p.Header }), chunk)
+}
+
+// memAgrees checks that memMPReader splits body as mpReader does, as a whole message's body
+// (after it, the end of the input) and as a part cut short (after it, an error); boundaries
+// of maxWindowedBoundary or more are left to mpReader (newMultipartReader).
+func memAgrees(body []byte, boundary string, chunk int) error {
+	if len(boundary) >= maxWindowedBoundary {
+		return nil
+	}
+	if got, want := memParts(body, boundary, chunk, io.EOF), mpParts(body, boundary, chunk, false); got != want {
+		return fmt.Errorf("held in memory:\n got %.2000s\nwant %.2000s", got, want)
+	}
+	cut := io.ErrUnexpectedEOF
+	if got, want := memParts(body, boundary, chunk, cut), mpPartsCut(body, boundary, chunk, cut); got != want {
+		return fmt.Errorf("held in memory, cut short:\n got %.2000s\nwant %.2000s", got, want)
+	}
+	return nil
+}
+
 // nextOf adapts a reader's NextPart to splitParts.
 func nextOf[P io.Reader](next func() (P, error), header func(P) textproto.Header) func() (textproto.Header, io.Reader, error) {
 	return func() (textproto.Header, io.Reader, error) {
@@ -112,7 +148,8 @@ func input(body []byte, oneByte bool) io.Reader {
 
 // TestMPReaderMatchesGoMessage checks that mpReader splits multipart bodies exactly as
 // go-message's reader does, on the cases above and on make bench's corpus, in reads of several
-// sizes and with the input arriving a byte at a time.
+// sizes and with the input arriving a byte at a time; and that memMPReader splits them as
+// mpReader does.
 func TestMPReaderMatchesGoMessage(t *testing.T) {
 	check := func(name string, body []byte, boundary string) {
 		t.Helper()
@@ -126,6 +163,9 @@ func TestMPReaderMatchesGoMessage(t *testing.T) {
 				if got != want {
 					t.Fatalf("%s (reads of %d, one byte at a time %v):\n got %.2000s\nwant %.2000s", name, chunk, oneByte, got, want)
 				}
+			}
+			if err := memAgrees(body, boundary, chunk); err != nil {
+				t.Fatalf("%s (reads of %d): %v", name, chunk, err)
 			}
 		}
 	}
@@ -167,7 +207,8 @@ func TestMPReaderMatchesGoMessage(t *testing.T) {
 	}
 }
 
-// FuzzMultipart checks that mpReader and go-message's reader agree on any input and boundary.
+// FuzzMultipart checks that mpReader and go-message's reader agree on any input and boundary,
+// and memMPReader with them.
 func FuzzMultipart(f *testing.F) {
 	for _, c := range multipartCases {
 		f.Add([]byte(c), "b0", 4096, false)
@@ -180,6 +221,9 @@ func FuzzMultipart(f *testing.F) {
 		}
 		if got, want := mpParts(body, boundary, chunk, oneByte), goMessageParts(body, boundary, chunk, oneByte); got != want {
 			t.Fatalf("boundary %q, reads of %d, a byte at a time %v:\n got %s\nwant %s", boundary, chunk, oneByte, got, want)
+		}
+		if err := memAgrees(body, boundary, chunk); err != nil {
+			t.Fatalf("boundary %q, reads of %d: %v", boundary, chunk, err)
 		}
 	})
 }

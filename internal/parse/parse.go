@@ -176,7 +176,7 @@ func (p *parser) message(raw []byte, path string, depth int) (msg *mailintakev1.
 	for _, r := range repaired {
 		msg.Problems = append(msg.Problems, problem(path, "header", r))
 	}
-	e, b64, err := readEntity(bytes.NewReader(readable))
+	e, b64, err := readEntityBytes(readable)
 	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 		msg.Problems = append(msg.Problems, problem(path, "structure", "the message header cannot be read: "+err.Error()))
 		msg.Raw = raw
