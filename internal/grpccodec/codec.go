@@ -72,7 +72,12 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 		return mem.BufferSlice{mem.SliceBuffer(out)}, nil
 	}
 	// gRPC frees the buffer (Put) once it no longer needs its bytes: they go back to offheap.
-	return mem.BufferSlice{mem.NewBuffer(&out, lender{})}, nil
+	// It does not when its connection ends with the message still queued (its transport frees
+	// what it holds only while the connection lives): then the buffer goes back when the
+	// handle is collected (offheap.Guard).
+	handle := &out
+	offheap.Guard(handle)
+	return mem.BufferSlice{mem.NewBuffer(handle, lender{})}, nil
 }
 
 // lender is the mem.BufferPool of the buffers Marshal lends: Put gives one back to offheap.

@@ -253,6 +253,9 @@ func (c *Conn) FetchRaw(ctx context.Context, uid uint32, limit int64) (Fetched, 
 		return nil
 	})
 	if err != nil {
+		if got != nil {
+			got.Release() // the body arrived, then the command failed: nobody will hold it
+		}
 		return Fetched{}, err
 	}
 	if got == nil {
@@ -329,6 +332,7 @@ func (c *Conn) FetchBodies(ctx context.Context, uids []uint32, limit int64, each
 						// go-imap routes a response to the command only once a UID before the
 						// body named it, so f.Meta.UID is known here.
 						stop = &TooLargeError{UID: f.Meta.UID, Size: size, Limit: limit, Head: head}
+						f.Release() // an earlier body section of the same message
 						c.abort(cmd)
 						return stop
 					}

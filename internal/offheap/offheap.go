@@ -12,11 +12,14 @@
 // they neither count toward the collector's target (which would double them into peak RSS, as a
 // pool on the heap did) nor make the collector run.
 //
-// What is kept is bounded: at most maxCached bytes of free buffers (counted as the bytes ever
+// What is kept is bounded: at most MaxCached bytes of free buffers (counted as the bytes ever
 // written to them, what can be resident), and nothing once no buffer has been lent or given back
 // for idleRelease, so a server at rest holds none.
 //
-// A buffer must not be used once it is given back: it is lent again, or unmapped. With the
+// A buffer must not be used once it is given back: it is lent again, or unmapped. A holder that
+// may drop a buffer without giving it back (gRPC, whose transport frees what it still holds
+// only while its connection lives) registers its handle with Guard: the buffer is then given
+// back when the handle is collected. With the
 // environment variable MAILINTAKE_OFFHEAP_POISON=1 (make test sets it) a buffer given back is
 // made inaccessible and never lent again, so any later use crashes the process at the faulty
 // access instead of reading another message's bytes.
@@ -24,6 +27,7 @@ package offheap
 
 import (
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -36,9 +40,10 @@ import (
 // (uninit.Bytes), whose spans for small objects the runtime reuses without returning them.
 const MinSize = 32 << 10
 
+// MaxCached bounds the bytes of free buffers kept for reuse.
+const MaxCached = 16 << 20
+
 const (
-	// maxCached bounds the bytes of free buffers kept for reuse.
-	maxCached = 16 << 20
 	// idleRelease: free buffers are unmapped once none was lent or given back for this long.
 	idleRelease = 10 * time.Second
 	// maxPoisoned bounds the inaccessible mappings kept in poison mode; the oldest are unmapped
@@ -48,8 +53,9 @@ const (
 
 // region is one mapping.
 type region struct {
-	mem     []byte // all of it
+	mem     []byte // all of it; nil once unmapped
 	touched int    // the most bytes ever lent from it: how much of it can be resident
+	loan    uint64 // which loan of the arena it is lent under, while lent
 }
 
 type arena struct {
@@ -57,9 +63,10 @@ type arena struct {
 	idle      time.Duration
 
 	mu       sync.Mutex
-	free     []*region         // by size, ascending
-	cached   int               // touched bytes of free
-	lent     map[*byte]*region // by the address of the buffer's first byte
+	free     []*region           // by size, ascending
+	cached   int                 // touched bytes of free
+	lent     map[uintptr]*region // by the address of the buffer's first byte
+	loans    uint64              // loans made: each lent buffer's loan number
 	lastUse  time.Time
 	timer    *time.Timer
 	poison   bool
@@ -69,7 +76,7 @@ type arena struct {
 var global = newArena(os.Getenv("MAILINTAKE_OFFHEAP_POISON") == "1")
 
 func newArena(poison bool) *arena {
-	return &arena{maxCached: maxCached, idle: idleRelease, lent: map[*byte]*region{}, poison: poison}
+	return &arena{maxCached: MaxCached, idle: idleRelease, lent: map[uintptr]*region{}, poison: poison}
 }
 
 // Get returns a buffer of n bytes whose contents are whatever the memory held (the caller must
@@ -78,9 +85,15 @@ func newArena(poison bool) *arena {
 // when lent from a mapping, never unmapped.
 func Get(n int) []byte { return global.get(n) }
 
-// Free gives back a buffer that Get returned (the same slice, or one starting at the same
+// Free gives back a buffer that Get returned (the same slice, or any slice starting at its first
 // byte). A buffer Get allocated on the heap, or any other slice, is left to the collector.
 func Free(b []byte) { global.put(b) }
+
+// Guard gives back the buffer *handle (lent by Get) when handle is collected, if it is still
+// lent under the same loan then: a safety net for a holder that may drop the buffer without
+// calling Free. A Free before that makes the net do nothing, even if the buffer has been lent
+// again since.
+func Guard(handle *[]byte) { global.guard(handle) }
 
 // Stats is what the arena holds.
 type Stats struct {
@@ -118,8 +131,38 @@ func (a *arena) get(n int) []byte {
 		r = &region{mem: mem}
 	}
 	r.touched = max(r.touched, n)
-	a.lent[&r.mem[0]] = r
+	a.loans++
+	r.loan = a.loans
+	a.lent[addr(r.mem)] = r
 	return r.mem[:n:n]
+}
+
+// addr is the address of b's first byte, or 0.
+func addr(b []byte) uintptr { return uintptr(unsafe.Pointer(unsafe.SliceData(b))) }
+
+// loan names one loan of one buffer.
+type loan struct {
+	addr uintptr
+	n    uint64
+}
+
+func (a *arena) guard(handle *[]byte) {
+	a.mu.Lock()
+	r := a.lent[addr(*handle)]
+	a.mu.Unlock()
+	if r == nil {
+		return
+	}
+	runtime.AddCleanup(handle, a.putLoan, loan{addr(*handle), r.loan})
+}
+
+// putLoan gives back the buffer at l.addr if it is still lent under loan l.n.
+func (a *arena) putLoan(l loan) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r := a.lent[l.addr]; r != nil && r.loan == l.n {
+		a.giveBack(l.addr, r)
+	}
 }
 
 // sizeFor is the size of a new mapping for n bytes: the next power of two, so that it fits
@@ -133,22 +176,27 @@ func sizeFor(n int) int {
 }
 
 func (a *arena) put(b []byte) {
-	if cap(b) < MinSize {
+	p := addr(b)
+	if p == 0 {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	p := unsafe.SliceData(b)
-	r := a.lent[p]
-	if r == nil {
-		return
+	if r := a.lent[p]; r != nil {
+		a.giveBack(p, r)
 	}
+}
+
+// giveBack takes r, lent at p, back: to the free mappings, or (poison mode) out of reach.
+func (a *arena) giveBack(p uintptr, r *region) {
 	delete(a.lent, p)
+	r.loan = 0
 	if a.poison {
 		protectNone(r.mem)
 		a.poisoned = append(a.poisoned, r)
 		if len(a.poisoned) > maxPoisoned {
-			unmapRegion(a.poisoned[0].mem)
+			unmap(a.poisoned[0])
+			a.poisoned[0] = nil
 			a.poisoned = a.poisoned[1:]
 		}
 		return
@@ -166,13 +214,20 @@ func (a *arena) put(b []byte) {
 	// not pin its memory, and the common sizes are served by the smaller mappings.
 	for a.cached > a.maxCached {
 		last := a.free[len(a.free)-1]
+		a.free[len(a.free)-1] = nil
 		a.free = a.free[:len(a.free)-1]
 		a.cached -= last.touched
-		unmapRegion(last.mem)
+		unmap(last)
 	}
 	if a.timer == nil && len(a.free) > 0 {
 		a.timer = time.AfterFunc(a.idle, a.releaseIdle)
 	}
+}
+
+// unmap unmaps r, which nothing refers to any more.
+func unmap(r *region) {
+	unmapRegion(r.mem)
+	r.mem = nil // no pointer into memory that is not mapped (the Go heap could be, later)
 }
 
 // releaseIdle unmaps the free mappings once the arena has been idle for a.idle.
@@ -184,7 +239,7 @@ func (a *arena) releaseIdle() {
 		return
 	}
 	for _, r := range a.free {
-		unmapRegion(r.mem)
+		unmap(r)
 	}
 	a.free, a.cached, a.timer = nil, 0, nil
 }

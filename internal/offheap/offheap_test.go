@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -142,4 +143,48 @@ func TestPoison(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); err == nil || code == 3 || !bytes.Contains(out, []byte("unexpected fault address")) {
 		t.Fatalf("touching a freed buffer in poison mode: exit %d, %v:\n%s", code, err, out)
 	}
+}
+
+// A guarded buffer dropped without Free is given back once its handle is collected; one that
+// was given back and lent again is not taken from its new holder by the old handle's net.
+func TestGuard(t *testing.T) {
+	a := newArena(false)
+	collected := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for a.stats().Lent != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("stats %+v, want %d lent", a.stats(), want)
+			}
+			runtime.GC()
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	func() {
+		b := a.get(200 << 10)
+		a.guard(&b) // dropped without Free
+	}()
+	collected(0)
+	if s := a.stats(); s.Free != 1 {
+		t.Fatalf("stats %+v, want the dropped buffer free", s)
+	}
+	var again []byte
+	func() {
+		b := a.get(200 << 10)
+		a.guard(&b)
+		a.put(b)
+		again = a.get(200 << 10) // the same mapping, lent anew
+		if &again[0] != &b[0] {
+			t.Fatal("the free mapping was not lent again")
+		}
+	}()
+	for range 5 {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if s := a.stats(); s.Lent != 1 {
+		t.Fatalf("stats %+v: the old handle's net took the buffer from its new holder", s)
+	}
+	a.put(again)
+	runtime.KeepAlive(again)
 }

@@ -2,13 +2,14 @@ package parse
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/mailintake/mailintake/internal/testutil"
 )
 
 func TestLenientBase64(t *testing.T) {
@@ -48,14 +49,8 @@ func TestLenientBase64MatchesStandard(t *testing.T) {
 		for i := range data {
 			data[i] = byte(rng.IntN(256))
 		}
-		enc := base64.StdEncoding.EncodeToString(data)
-		var wrapped strings.Builder
-		for len(enc) > 76 {
-			wrapped.WriteString(enc[:76] + "\r\n")
-			enc = enc[76:]
-		}
-		wrapped.WriteString(enc + "\r\n")
-		for _, rd := range []io.Reader{strings.NewReader(wrapped.String()), iotest.HalfReader(strings.NewReader(wrapped.String()))} {
+		wrapped := testutil.Base64Lines(data)
+		for _, rd := range []io.Reader{strings.NewReader(wrapped), iotest.HalfReader(strings.NewReader(wrapped))} {
 			r := newBase64Reader(rd)
 			got, err := io.ReadAll(r)
 			if err != nil || !bytes.Equal(got, data) || r.problem() != "" {

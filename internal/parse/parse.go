@@ -29,6 +29,7 @@ import (
 	"github.com/emersion/go-message/mail"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/mailintake/mailintake/internal/uninit"
 	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
@@ -134,7 +135,13 @@ func skipRest(head []byte, r io.Reader, limit int64) (*streamed, error) {
 // readPart reads at most limit bytes of a part's decoded body into the scratch buffer. The bytes
 // are valid until the next readPart: whatever keeps them copies them.
 func (p *parser) readPart(r io.Reader, limit int64) ([]byte, error) {
-	buf := p.scratch[:0]
+	buf, err := readUpTo(p.scratch[:0], r, limit)
+	p.scratch = buf
+	return buf, err
+}
+
+// readUpTo appends at most limit bytes of r to buf, growing it as needed.
+func readUpTo(buf []byte, r io.Reader, limit int64) ([]byte, error) {
 	var err error
 	for int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
@@ -147,11 +154,25 @@ func (p *parser) readPart(r io.Reader, limit int64) ([]byte, error) {
 			break
 		}
 	}
-	p.scratch = buf
 	if err == io.EOF {
 		err = nil
 	}
 	return buf, err
+}
+
+// decodedBound returns, for a part's body held in memory and not read yet, a bound of its
+// decoded size known from its encoded size: base64 decodes to at most three quarters of it
+// (plus a partial quantum's bytes), an unencoded body is its size.
+func decodedBound(r io.Reader) (int64, bool) {
+	switch r := r.(type) {
+	case *memBody:
+		return int64(len(r.b)), true
+	case *base64Reader:
+		if m, ok := r.r.(*memBody); ok && len(r.pend) == 0 && len(r.out) == 0 {
+			return int64(len(m.b))/4*3 + 3, true
+		}
+	}
+	return 0, false
 }
 
 // message parses raw, the whole message (depth 0) or one forwarded inside it; path is its part
@@ -298,7 +319,17 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 	if streamable {
 		head = min(head, p.opts.MaxInlineAttachment+1)
 	}
-	body, err := p.readPart(e.Body, head)
+	var body []byte
+	var err error
+	ownBuffer := false // body is in a buffer of its own, not the scratch buffer
+	if bound, ok := decodedBound(e.Body); streamable && ok && bound < head {
+		// It will be sent whole: decoded into a buffer of its own, sized at the bound of its
+		// decoded size, which the attachment keeps (not copied out of the scratch buffer).
+		body, err = readUpTo(uninit.Bytes(int(bound) + 1)[:0], e.Body, head)
+		ownBuffer = true
+	} else {
+		body, err = p.readPart(e.Body, head)
+	}
 	var tail *streamed // set when the part went on past the head
 	if streamable && int64(len(body)) == head && head <= budget && err == nil {
 		tail, err = skipRest(body, e.Body, budget-int64(len(body)))
@@ -367,7 +398,11 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 	} else {
 		sum := sha256.Sum256(body)
 		a.Sha256 = hex.EncodeToString(sum[:])
-		a.Data = bytes.Clone(body)
+		if ownBuffer && cap(body)-len(body) <= len(body)/8+4096 {
+			a.Data = body // its capacity is the buffer it keeps
+		} else {
+			a.Data = bytes.Clone(body) // from the scratch buffer, or from one far too large
+		}
 	}
 	switch ct {
 	case "text/calendar":

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/mailintake/mailintake/internal/testutil"
 )
 
 func crlf(s string) []byte { return []byte(strings.ReplaceAll(s, "\n", "\r\n")) }
@@ -244,6 +246,34 @@ func TestKeptBodiesDoNotShareTheReadBuffer(t *testing.T) {
 		}
 		if strings.TrimSpace(m.GetTextBody()) != "the text" {
 			t.Errorf("text body = %q", m.GetTextBody())
+		}
+	}
+}
+
+// An attachment that is sent whole is decoded into a buffer of its own, sized from its encoded
+// size: its data is exactly the decoded bytes, of any encoding and through junk, and the
+// buffer it keeps is not much larger than them (a body of mostly junk characters is copied
+// out at its size).
+func TestAttachmentDataInItsOwnBuffer(t *testing.T) {
+	blob := bytes.Repeat([]byte("attachment bytes \x00\xff "), 5000)
+	junk := strings.Repeat("!*!*\r\n", 40000) + "QUJD\r\n" // 240 KB that decode to "ABC"
+	raw := []byte("From: a@example.net\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain\r\n\r\nsee the files\r\n" +
+		"--b\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + testutil.Base64Lines(blob) +
+		"--b\r\nContent-Type: application/octet-stream; name=\"b.bin\"\r\nContent-Transfer-Encoding: binary\r\n\r\n" + string(blob) + "\r\n" +
+		"--b\r\nContent-Type: application/octet-stream; name=\"c.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + junk +
+		"--b--\r\n")
+	msg := Parse(raw, Options{})
+	want := map[string][]byte{"a.pdf": blob, "b.bin": blob, "c.bin": []byte("ABC")}
+	if len(msg.Attachments) != 3 {
+		t.Fatalf("%d attachments: %v", len(msg.Attachments), msg.Problems)
+	}
+	for _, a := range msg.Attachments {
+		if !bytes.Equal(a.Data, want[a.Filename]) || int(a.Size) != len(want[a.Filename]) {
+			t.Errorf("%s: %d bytes (size %d), want %d", a.Filename, len(a.Data), a.Size, len(want[a.Filename]))
+		}
+		if c := cap(a.Data); c > len(a.Data)+len(a.Data)/8+4096 {
+			t.Errorf("%s: %d bytes kept in a buffer of %d", a.Filename, len(a.Data), c)
 		}
 	}
 }

@@ -734,8 +734,8 @@ func (d *deliverer) prepare(ctx context.Context, raw []byte, meta imapconn.Meta)
 	}
 	msg := parse.Parse(raw, s.parseOptions())
 	if msg.Raw != nil {
-		// A message the parser could not read travels with its raw bytes; raw's buffer goes
-		// back to the connection's pool once this returns.
+		// A message the parser could not read travels with its raw bytes; raw's buffer is
+		// lent again (internal/offheap) once the caller releases it.
 		msg.Raw = bytes.Clone(msg.Raw)
 	}
 	s.fill(msg, d.st, meta)

@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"encoding/base64"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -147,4 +148,18 @@ func RandomBytes(n int, seed uint64) []byte {
 		b[i] = byte(rng.IntN(256))
 	}
 	return b
+}
+
+// Base64Lines returns data in base64 as mailers send it: lines of 76 characters, each ended
+// by CRLF.
+func Base64Lines(data []byte) string {
+	enc := base64.StdEncoding.EncodeToString(data)
+	var b strings.Builder
+	b.Grow(len(enc) + len(enc)/76*2 + 2)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n")
+	return b.String()
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"math"
 	"runtime/debug"
+
+	"github.com/mailintake/mailintake/internal/offheap"
 )
 
 // gcPercentWithMemoryLimit is the collector's target when the operator set a memory limit
@@ -21,4 +23,18 @@ func tuneGC(getenv func(string) string) int {
 	}
 	debug.SetGCPercent(gcPercentWithMemoryLimit)
 	return gcPercentWithMemoryLimit
+}
+
+// shareMemoryLimit lowers the Go memory limit the operator set (GOMEMLIMIT), if any, so that
+// it and what lives outside the Go heap add up to it: the bodies between the sockets and the
+// parser (internal/offheap), capped at a quarter of the Go limit (session.Options.BodyBudget),
+// and the free buffers offheap keeps. It returns the Go limit in force.
+func shareMemoryLimit() int64 {
+	limit := debug.SetMemoryLimit(-1)
+	if limit == math.MaxInt64 {
+		return limit
+	}
+	goLimit := max((limit-offheap.MaxCached)/5*4, limit/2)
+	debug.SetMemoryLimit(goLimit)
+	return goLimit
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -35,17 +34,12 @@ func TestOffheapBuffersReusedAndGivenBack(t *testing.T) {
 	fileSum := map[string]string{} // subject → SHA-256 of its attachment
 	for i := range total {
 		blob := testutil.RandomBytes(40<<10+i*23<<10, uint64(i))
-		enc := base64.StdEncoding.EncodeToString(blob)
 		var b strings.Builder
 		subject := fmt.Sprintf("report %02d", i)
 		fmt.Fprintf(&b, "From: a@example.net\r\nTo: help@example.com\r\nSubject: %s\r\nMIME-Version: 1.0\r\n"+
 			"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached %d\r\n"+
 			"--b\r\nContent-Type: application/octet-stream; name=\"r.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n", subject, i)
-		for len(enc) > 76 {
-			b.WriteString(enc[:76] + "\r\n")
-			enc = enc[76:]
-		}
-		b.WriteString(enc + "\r\n--b--\r\n")
+		b.WriteString(testutil.Base64Lines(blob) + "--b--\r\n")
 		raw := []byte(b.String())
 		s := sha256.Sum256(raw)
 		rawSum[subject] = hex.EncodeToString(s[:])
