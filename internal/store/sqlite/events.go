@@ -123,7 +123,7 @@ func (s *Store) eventBatch(batch []*eventReq) []error {
 		return errs
 	}
 	// Relaxed (relaxed.go): a power failure may lose the last events.
-	err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
+	err := s.relaxedTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		savepoint, rollback, release := tx.StmtContext(ctx, s.st.savepoint), tx.StmtContext(ctx, s.st.rollbackToSavepoint), tx.StmtContext(ctx, s.st.releaseSavepoint)
 		for i, r := range batch {
 			if _, err := savepoint.ExecContext(ctx); err != nil {

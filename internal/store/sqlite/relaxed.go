@@ -26,34 +26,32 @@ import (
 
 // relaxedTx runs fn in a write transaction committed with synchronous=NORMAL, then puts the
 // writer connection back to FULL. If that fails the connection is discarded, so no later write
-// runs relaxed by mistake: the pool opens a new one from the DSN (FULL).
-func (s *Store) relaxedTx(ctx context.Context, fn func(*sql.Tx) error) error {
+// runs relaxed by mistake: the pool opens a new one from the DSN (FULL). The wait for the
+// connection follows ctx; fn's statements run under the detached context it is given
+// (detach.go).
+func (s *Store) relaxedTx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	c, err := s.w.Conn(ctx)
 	if err != nil {
 		return wrap(err)
 	}
 	defer c.Close()
+	run, err := detach(ctx)
+	if err != nil {
+		return err
+	}
 	// SQLite refuses to change the level inside a transaction: it is set around it.
-	if _, err := c.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+	if _, err := c.ExecContext(run, `PRAGMA synchronous = NORMAL`); err != nil {
 		s.discard(c)
 		return wrap(err)
 	}
 	// Put back even if fn panics, so the pool never hands out a relaxed connection.
 	defer func() {
-		if _, rerr := c.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); rerr != nil {
+		if _, rerr := c.ExecContext(run, `PRAGMA synchronous = FULL`); rerr != nil {
 			s.discard(c)
 		}
 	}()
-	tx, err := c.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap(err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
+	if err := runTx(run, c, fn); err != nil {
 		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return wrap(err)
 	}
 	s.relaxedCommits.Add(1)
 	return nil

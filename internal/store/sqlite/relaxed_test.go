@@ -101,7 +101,7 @@ func TestRelaxedWrites(t *testing.T) {
 	}
 
 	// Inside a relaxed transaction the level is NORMAL.
-	if err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
+	if err := s.relaxedTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if got := synchronous(t, tx); got != 1 {
 			t.Errorf("inside relaxedTx synchronous = %d, want 1 (NORMAL)", got)
 		}

@@ -636,6 +636,10 @@ func scanToken(sc interface{ Scan(...any) error }) (*store.Token, error) {
 
 // TokenByID implements store.Store.
 func (s *Store) TokenByID(ctx context.Context, id string) (*store.Token, error) {
+	ctx, err := detach(ctx) // every API call reads its token (detach.go)
+	if err != nil {
+		return nil, err
+	}
 	t, err := scanToken(s.st.tokenByID.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, store.ErrNotFound

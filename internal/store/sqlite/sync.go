@@ -31,7 +31,7 @@ func (s *Store) SyncState(ctx context.Context, mailboxID string) (*store.SyncSta
 func (s *Store) SaveSyncState(ctx context.Context, st *store.SyncState) error {
 	now := time.Now().UnixNano()
 	advanced := false
-	err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
+	err := s.relaxedTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, s.st.advanceSyncState).ExecContext(ctx, st.AckedThrough, now, st.MailboxID, st.UIDValidity, st.Baseline, st.ResyncBelow)
 		if err != nil {
 			return wrap(err)
@@ -52,20 +52,17 @@ func (s *Store) RecordAcks(ctx context.Context, acks map[string][]store.Ack) err
 	if len(acks) == 0 {
 		return nil
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap(err)
-	}
-	defer tx.Rollback()
-	stmt := tx.StmtContext(ctx, s.st.insertAck)
-	for mailboxID, list := range acks {
-		for _, a := range list {
-			if _, err := stmt.ExecContext(ctx, mailboxID, a.UIDValidity, a.UID, a.SHA256, a.AckTime.UnixNano(), a.Applied); err != nil {
-				return wrap(err)
+	return s.writeTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		stmt := tx.StmtContext(ctx, s.st.insertAck)
+		for mailboxID, list := range acks {
+			for _, a := range list {
+				if _, err := stmt.ExecContext(ctx, mailboxID, a.UIDValidity, a.UID, a.SHA256, a.AckTime.UnixNano(), a.Applied); err != nil {
+					return wrap(err)
+				}
 			}
 		}
-	}
-	return wrap(tx.Commit())
+		return nil
+	})
 }
 
 // ackColumns are the columns queryAcks scans.
@@ -106,7 +103,7 @@ func (s *Store) MarkApplied(ctx context.Context, mailboxID string, uidValidity u
 	if len(uids) == 0 {
 		return nil
 	}
-	return s.relaxedTx(ctx, func(tx *sql.Tx) error {
+	return s.relaxedTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		stmt := tx.StmtContext(ctx, s.st.markApplied)
 		for _, u := range uids {
 			if _, err := stmt.ExecContext(ctx, mailboxID, uidValidity, u); err != nil {
@@ -302,7 +299,7 @@ func (s *Store) ClaimCopies(ctx context.Context, now time.Time, copies []store.M
 	prune := s.copies.Due(now)
 	winners := make([]mailcopy.Winner, len(claims))
 	// Relaxed (relaxed.go): a claim lost to a power failure lets a later copy be the first.
-	err := s.relaxedTx(ctx, func(tx *sql.Tx) error {
+	err := s.relaxedTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if prune {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM mail_copies WHERE claimed_at < ?`, cut); err != nil {
 				return wrap(err)
