@@ -2,20 +2,27 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/mailintake/mailintake/client"
 	"github.com/mailintake/mailintake/internal/fakes/imaptest"
 	"github.com/mailintake/mailintake/internal/testutil"
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
 // TestOffheapBuffersReusedAndGivenBack streams mail with attachments of 40 KB to 700 KB, whose
@@ -95,20 +102,7 @@ func TestOffheapBuffersReusedAndGivenBack(t *testing.T) {
 	if got != total {
 		t.Fatalf("%d messages, want %d", got, total)
 	}
-	gauge := func(name string) float64 {
-		resp, err := http.Get("http://" + metricsAddr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(body)
-		if m == nil {
-			t.Fatalf("metrics lack %s", name)
-		}
-		v, _ := strconv.ParseFloat(string(m[1]), 64)
-		return v
-	}
+	gauge := func(name string) float64 { return metricValue(t, metricsAddr, name) }
 	// Every message is acknowledged: the bodies were parsed and the messages written.
 	deadline := time.Now().Add(5 * time.Second)
 	for gauge("mailintake_offheap_buffers_lent") != 0 {
@@ -127,5 +121,90 @@ func TestOffheapBuffersReusedAndGivenBack(t *testing.T) {
 			t.Fatalf("%v bytes of free off-heap buffers still kept after 20 s at rest", gauge("mailintake_offheap_cached_bytes"))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// metricValue reads the value of an unlabelled metric from the daemon's /metrics.
+func metricValue(t *testing.T, metricsAddr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("metrics lack %s", name)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// TestOffheapBuffersOfAVanishedConsumerGivenBack: a consumer stops reading with large messages
+// marshalled and queued for it (its flow-control window full), then its connection drops.
+// gRPC frees what its transport still holds only while the connection lives, so the buffers
+// those messages were marshalled into are never given back by it; they go back once collected
+// (offheap.Guard). Without that, every consumer that vanished mid-message would leak its
+// queued messages' memory for good.
+func TestOffheapBuffersOfAVanishedConsumerGivenBack(t *testing.T) {
+	srv := imaptest.Start(t, imaptest.Options{})
+	srv.AddUser(t, "help@example.com", "pw-1")
+	for i := range 6 {
+		blob := testutil.RandomBytes(600<<10, uint64(i))
+		srv.Append(t, "help@example.com", "INBOX", []byte(fmt.Sprintf("From: a@example.net\r\nTo: help@example.com\r\nSubject: big %d\r\nMIME-Version: 1.0\r\n"+
+			"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"+
+			"--b\r\nContent-Type: application/octet-stream; name=\"r.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n%s--b--\r\n", i, testutil.Base64Lines(blob))))
+	}
+	data := t.TempDir()
+	metricsAddr := freeAddr(t)
+	d := startDaemon(t, data, "--metrics-listen", metricsAddr, "--pprof")
+	g := []string{"--addr", d.addr, "--data-dir", data}
+	code, _, errs := cli(t, "pw-1", append(g, "mailbox", "add", "--tenant", "acme", "--name", "Help", "--host", "127.0.0.1",
+		"--port", strconv.Itoa(srv.Port), "--security", "none", "--username", "help@example.com", "--provider", "basic",
+		"--password-stdin", "--start-from", "all")...)
+	if code != 0 {
+		t.Fatalf("add: %s", errs)
+	}
+	lent := func() float64 { return metricValue(t, metricsAddr, "mailintake_offheap_buffers_lent") }
+
+	// A consumer with a window of 64 KB that never reads: the server marshals messages of about
+	// 1.4 MB each for it, and they wait in its transport.
+	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(d.addr, client.Options{Token: strings.TrimSpace(string(tok)),
+		DialOptions: []grpc.DialOption{grpc.WithInitialWindowSize(64 << 10), grpc.WithInitialConnWindowSize(64 << 10)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Messages.StreamMessages(context.Background(), &mailintakev1.StreamMessagesRequest{MaxInFlight: 4}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for lent() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v buffers lent: the messages were not marshalled for the consumer", lent())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the bodies are parsed and given back; the stream's messages wait
+	held := lent()
+	c.Close()
+
+	// The daemon collects (the profiler's ?gc=1) until the dropped buffers are back.
+	deadline = time.Now().Add(15 * time.Second)
+	for lent() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v of the %v buffers queued for a consumer that vanished are still lent after collections", lent(), held)
+		}
+		resp, err := http.Get("http://" + metricsAddr + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(100 * time.Millisecond)
 	}
 }
