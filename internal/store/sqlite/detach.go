@@ -34,15 +34,15 @@ func (s *Store) writeTx(ctx context.Context, fn func(context.Context, *sql.Tx) e
 		return wrap(err)
 	}
 	defer c.Close()
-	return runTx(ctx, c, fn)
-}
-
-// runTx runs fn in a transaction on c, its statements detached from ctx.
-func runTx(ctx context.Context, c *sql.Conn, fn func(context.Context, *sql.Tx) error) error {
 	run, err := detach(ctx)
 	if err != nil {
 		return err
 	}
+	return runTx(run, c, fn)
+}
+
+// runTx runs fn in a transaction on c under run, a context detach returned.
+func runTx(run context.Context, c *sql.Conn, fn func(context.Context, *sql.Tx) error) error {
 	tx, err := c.BeginTx(run, nil)
 	if err != nil {
 		return wrap(err)

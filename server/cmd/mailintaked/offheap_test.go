@@ -58,12 +58,7 @@ func TestOffheapBuffersReusedAndGivenBack(t *testing.T) {
 	metricsAddr := freeAddr(t)
 	d := startDaemon(t, data, "--metrics-listen", metricsAddr)
 	g := []string{"--addr", d.addr, "--data-dir", data}
-	code, _, errs := cli(t, "pw-1", append(g, "mailbox", "add", "--tenant", "acme", "--name", "Help", "--host", "127.0.0.1",
-		"--port", strconv.Itoa(srv.Port), "--security", "none", "--username", "help@example.com", "--provider", "basic",
-		"--password-stdin", "--start-from", "all")...)
-	if code != 0 {
-		t.Fatalf("add: %s", errs)
-	}
+	addHelpMailbox(t, g, srv.Port)
 	code, out, errs := cli(t, "", append(g, "tail", "--ack", "--limit", strconv.Itoa(total), "--timeout", "30s")...)
 	if code != 0 {
 		t.Fatalf("tail: exit %d: %s", code, errs)
@@ -160,12 +155,7 @@ func TestOffheapBuffersOfAVanishedConsumerGivenBack(t *testing.T) {
 	metricsAddr := freeAddr(t)
 	d := startDaemon(t, data, "--metrics-listen", metricsAddr, "--pprof")
 	g := []string{"--addr", d.addr, "--data-dir", data}
-	code, _, errs := cli(t, "pw-1", append(g, "mailbox", "add", "--tenant", "acme", "--name", "Help", "--host", "127.0.0.1",
-		"--port", strconv.Itoa(srv.Port), "--security", "none", "--username", "help@example.com", "--provider", "basic",
-		"--password-stdin", "--start-from", "all")...)
-	if code != 0 {
-		t.Fatalf("add: %s", errs)
-	}
+	addHelpMailbox(t, g, srv.Port)
 	lent := func() float64 { return metricValue(t, metricsAddr, "mailintake_offheap_buffers_lent") }
 
 	// A consumer with a window of 64 KB that never reads: the server marshals messages of about
@@ -206,5 +196,17 @@ func TestOffheapBuffersOfAVanishedConsumerGivenBack(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// addHelpMailbox adds help@example.com (password pw-1) on the in-process IMAP server at port,
+// from all its mail.
+func addHelpMailbox(t *testing.T, g []string, port int) {
+	t.Helper()
+	code, _, errs := cli(t, "pw-1", append(g, "mailbox", "add", "--tenant", "acme", "--name", "Help", "--host", "127.0.0.1",
+		"--port", strconv.Itoa(port), "--security", "none", "--username", "help@example.com", "--provider", "basic",
+		"--password-stdin", "--start-from", "all")...)
+	if code != 0 {
+		t.Fatalf("add: %s", errs)
 	}
 }
