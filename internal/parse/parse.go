@@ -310,10 +310,15 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 	}
 	ct, ctParams, disp, filename := info.ct, info.ctParams, info.disp, info.filename
 	budget := p.opts.MaxDecodedBytes - p.decoded
-	// A part that can only become an attachment (not text, not a message, not a winmail.dat) and
-	// is larger than the inline limit is not sent: it is measured as it streams past, never held
-	// whole (a 30 MB scan costs no 30 MB buffer) and not hashed (GetAttachment hashes it).
-	streamable := !strings.HasPrefix(ct, "text/") && !strings.HasPrefix(ct, "message/") &&
+	// A named part is an attachment unless it is declared inline or is text. Inside
+	// multipart/alternative a named text part is an attachment too: the alternatives of a body
+	// carry no file name, and a file there must not be taken for (or lost behind) the body.
+	attachment := disp == "attachment" || (filename != "" && disp != "inline" && (!strings.HasPrefix(ct, "text/") || inAlternative))
+	// A part that can only become an attachment (not a body, not a message, not a winmail.dat,
+	// not a calendar whose method is read) and is larger than the inline limit is not sent: it
+	// is measured as it streams past, never held whole (a 30 MB scan costs no 30 MB buffer) and
+	// not hashed (GetAttachment hashes it). One it sends is decoded into a buffer of its own.
+	streamable := (!strings.HasPrefix(ct, "text/") || attachment && ct != "text/calendar") && !strings.HasPrefix(ct, "message/") &&
 		ct != "application/ms-tnef" && ct != "application/vnd.ms-tnef" && !strings.EqualFold(filename, "winmail.dat")
 	head := budget + 1
 	if streamable {
@@ -354,10 +359,6 @@ func (p *parser) walk(e *message.Entity, b64 *base64Reader, msg *mailintakev1.Me
 			msg.Problems = append(msg.Problems, problem(where, "encoding", "base64: "+pr))
 		}
 	}
-	// A named part is an attachment unless it is declared inline or is text. Inside
-	// multipart/alternative a named text part is an attachment too: the alternatives of a body
-	// carry no file name, and a file there must not be taken for (or lost behind) the body.
-	attachment := disp == "attachment" || (filename != "" && disp != "inline" && (!strings.HasPrefix(ct, "text/") || inAlternative))
 	switch {
 	case ct == "text/plain" && !attachment && filename == "" && (!inAlternative || msg.TextBody == ""):
 		// Clients split one body around inline images (Apple Mail): later inline text parts
