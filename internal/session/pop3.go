@@ -218,7 +218,7 @@ func (r *pop3Round) run(ctx context.Context) (more bool, err error) {
 		if err := s.sup.store.MarkApplied(ctx, s.id, store.POP3UIDValidity, deleted); err != nil {
 			return false, err
 		}
-		s.event("ack", "%d acknowledged messages deleted (UIDs %s)", len(deleted), uidRanges(deleted))
+		s.event("ack", "%s deleted (%s)", count(len(deleted), "acknowledged message"), uidsOf(deleted))
 		s.sup.metrics.Acked.WithLabelValues(s.id).Add(float64(len(deleted)))
 	}
 	return more, nil
@@ -242,7 +242,7 @@ func (r *pop3Round) checkpoint(ctx context.Context, top uint32, n int) (*store.S
 	if s.mb.Spec.GetStartFrom() == mailintakev1.StartFrom_START_FROM_NEW {
 		st.AckedThrough = top
 	}
-	s.event("sync", "first sync (start from %s): %d messages in the maildrop", startFromName(s.mb.Spec.GetStartFrom()), n)
+	s.event("sync", "first sync (start from %s): %s in the maildrop", startFromName(s.mb.Spec.GetStartFrom()), count(n, "message"))
 	if err := s.sup.store.SaveSyncState(ctx, st); err != nil {
 		return nil, err
 	}
@@ -291,7 +291,7 @@ func (r *pop3Round) dele(ctx context.Context) ([]uint32, error) {
 		return nil, err
 	}
 	if len(kept) > 0 {
-		s.event("ack", "%d acknowledged messages kept (UIDs %s)", len(kept), uidRanges(kept))
+		s.event("ack", "%s kept (%s)", count(len(kept), "acknowledged message"), uidsOf(kept))
 		s.sup.metrics.Acked.WithLabelValues(s.id).Add(float64(len(kept)))
 	}
 	if refused != nil {

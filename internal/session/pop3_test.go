@@ -109,7 +109,7 @@ func TestPOP3DeliversAndDeletesAcknowledged(t *testing.T) {
 	for _, e := range evs {
 		kinds = append(kinds, e.Kind+": "+e.Message)
 	}
-	if !slices.ContainsFunc(kinds, func(s string) bool { return strings.HasPrefix(s, "ack: 1 acknowledged messages deleted") }) {
+	if !slices.ContainsFunc(kinds, func(s string) bool { return s == "ack: 1 acknowledged message deleted (UID 1)" }) {
 		t.Errorf("events = %q", kinds)
 	}
 }

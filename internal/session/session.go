@@ -359,7 +359,7 @@ func (s *session) serve(ctx context.Context, force bool) error {
 	if !expiry.IsZero() {
 		l.renewAt = expiry.Add(-min(time.Minute, time.Until(expiry)/4))
 	}
-	s.event("connect", "connected to %s, signed in, selected %s (%d messages)", s.mb.Spec.GetHost(), sel.Name, sel.NumMessages)
+	s.event("connect", "connected to %s, signed in, selected %s (%s)", s.mb.Spec.GetHost(), sel.Name, count(int(sel.NumMessages), "message"))
 
 	st, err := s.checkpoint(ctx, sel)
 	if err != nil {
@@ -465,7 +465,7 @@ func (s *session) checkpoint(ctx context.Context, sel imapconn.Selected) (*store
 		if s.mb.Spec.GetStartFrom() == mailintakev1.StartFrom_START_FROM_NEW {
 			st.AckedThrough = sel.UIDNext - 1
 		}
-		s.event("sync", "first sync (start from %s): %d messages in %s, UIDNEXT %d", startFromName(s.mb.Spec.GetStartFrom()), sel.NumMessages, sel.Name, sel.UIDNext)
+		s.event("sync", "first sync (start from %s): %s in %s, UIDNEXT %d", startFromName(s.mb.Spec.GetStartFrom()), count(int(sel.NumMessages), "message"), sel.Name, sel.UIDNext)
 	case st.UIDValidity != sel.UIDValidity:
 		s.event("resync", "UIDVALIDITY of %s changed from %d to %d: resynchronising; messages already acknowledged are recognised by their SHA-256", sel.Name, st.UIDValidity, sel.UIDValidity)
 		s.sup.log.Warn("UIDVALIDITY changed", "mailbox_id", s.id, "old", st.UIDValidity, "new", sel.UIDValidity)

@@ -207,7 +207,7 @@ func (d *deliverer) applyAcks(ctx context.Context) error {
 	if err := s.sup.store.MarkApplied(ctx, s.id, d.st.UIDValidity, uids); err != nil {
 		return err
 	}
-	s.event("ack", "%d acknowledged messages %s (UIDs %s)", len(uids), what, uidRanges(uids))
+	s.event("ack", "%s %s (%s)", count(len(uids), "acknowledged message"), what, uidsOf(uids))
 	s.sup.metrics.Acked.WithLabelValues(s.id).Add(float64(len(uids)))
 	return nil
 }
@@ -263,7 +263,7 @@ func (d *deliverer) pending(ctx context.Context) ([]uint32, map[uint32]int64, er
 // delivered records a round's deliveries: an event naming their UIDs, and the metrics.
 func (s *session) delivered(uids []uint32) {
 	if len(uids) > 0 {
-		s.event("deliver", "delivered %d messages (UIDs %s)", len(uids), uidRanges(uids))
+		s.event("deliver", "delivered %s (%s)", count(len(uids), "message"), uidsOf(uids))
 		s.sup.metrics.Delivered.WithLabelValues(s.id).Add(float64(len(uids)))
 	}
 	_, _, p := s.queue.Counts()
@@ -884,7 +884,23 @@ func (d *deliverer) keep(ctx context.Context, meta imapconn.Meta, reason string,
 	return nil
 }
 
-// uidRanges formats UIDs compactly: 1-5,9.
+// count says n of a noun that takes an s in the plural: "1 message", "2 messages".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// uidsOf names UIDs for an event: "UID 7", "UIDs 1:5,9".
+func uidsOf(uids []uint32) string {
+	if len(uids) == 1 {
+		return "UID " + uidRanges(uids)
+	}
+	return "UIDs " + uidRanges(uids)
+}
+
+// uidRanges formats UIDs compactly: 1:5,9.
 func uidRanges(uids []uint32) string {
 	var set imap.UIDSet
 	for _, u := range uids {

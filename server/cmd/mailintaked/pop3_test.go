@@ -88,7 +88,7 @@ func TestPOP3EndToEnd(t *testing.T) {
 		t.Errorf("status: exit %d\n%s", code, out)
 	}
 	code, out, _ = cli(t, "", append(g, "mailbox", "events", mb.ID)...)
-	for _, want := range []string{"first sync", "deliver", "quarantine", "acknowledged messages deleted"} {
+	for _, want := range []string{"first sync", "deliver", "quarantine", "acknowledged message", "deleted (UID"} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("events lack %q: exit %d\n%s", want, code, out)
 		}
