@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	mailintakev1 "github.com/mailintake/mailintake/proto/mailintake/v1"
 )
 
 // withAttachment returns a message with a short text body and data attached, base64, under
@@ -38,7 +40,10 @@ func TestLargeAttachmentIsStreamedNotHeld(t *testing.T) {
 	}
 }
 
-func largeAttachmentStreamed(t *testing.T, in []byte, size int) {
+// parseOneAttachment parses in with a 1 MB inline limit, after a first parse that warms the
+// pools, and returns the message, its one attachment and the bytes the second parse allocated.
+func parseOneAttachment(t *testing.T, in []byte) (*mailintakev1.Message, *mailintakev1.Attachment, uint64) {
+	t.Helper()
 	Parse(in, Options{MaxInlineAttachment: 1 << 20}) // warm the pools
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -48,14 +53,18 @@ func largeAttachmentStreamed(t *testing.T, in []byte, size int) {
 	if len(msg.GetAttachments()) != 1 {
 		t.Fatalf("attachments: %v", msg.GetAttachments())
 	}
-	a := msg.GetAttachments()[0]
+	return msg, msg.GetAttachments()[0], after.TotalAlloc - before.TotalAlloc
+}
+
+func largeAttachmentStreamed(t *testing.T, in []byte, size int) {
+	msg, a, alloc := parseOneAttachment(t, in)
 	if a.GetSize() != uint64(size) || a.GetSha256() != "" || !a.GetDataOmitted() || a.GetData() != nil {
 		t.Errorf("attachment: size %d, sha256 %s, omitted %v, %d bytes of data", a.GetSize(), a.GetSha256(), a.GetDataOmitted(), len(a.GetData()))
 	}
 	if msg.GetTextBody() != "see attached" && strings.TrimSpace(msg.GetTextBody()) != "see attached" {
 		t.Errorf("text body %q", msg.GetTextBody())
 	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+	if alloc > 4<<20 {
 		t.Errorf("parsing allocated %d MB for a 20 MB attachment that is not sent", alloc>>20)
 	}
 	// Under the decoded-bytes limit the streamed part is truncated like any other, with the
@@ -84,21 +93,11 @@ func TestInlineAttachmentDecodedOnce(t *testing.T) {
 		"Content-Type: text/plain; name=app.log\r\nContent-Disposition: attachment; filename=app.log\r\n",
 	} {
 		t.Run(strings.Fields(header)[1], func(t *testing.T) {
-			in := withAttachment(header, data)
-			Parse(in, Options{MaxInlineAttachment: 1 << 20}) // warm the pools
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			msg := Parse(in, Options{MaxInlineAttachment: 1 << 20})
-			runtime.ReadMemStats(&after)
-			if len(msg.GetAttachments()) != 1 {
-				t.Fatalf("attachments: %v", msg.GetAttachments())
-			}
-			a := msg.GetAttachments()[0]
+			_, a, alloc := parseOneAttachment(t, withAttachment(header, data))
 			if !bytes.Equal(a.GetData(), data) || a.GetSha256() != SHA256(data) || a.GetDataOmitted() {
 				t.Errorf("attachment: %d bytes of data, sha256 %s, omitted %v", len(a.GetData()), a.GetSha256(), a.GetDataOmitted())
 			}
-			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(len(data))*3/2 {
+			if alloc > uint64(len(data))*3/2 {
 				t.Errorf("parsing allocated %d KB for a %d KB attachment", alloc>>10, len(data)>>10)
 			}
 		})
